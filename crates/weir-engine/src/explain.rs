@@ -1,0 +1,172 @@
+//! The direct evaluator: one connection, every policy that bears on it, and why.
+
+use serde::Serialize;
+use weir_model::{Direction, Protocol};
+
+use crate::ports::resolve_ports;
+use crate::{family_of, peer_matches, selector, Engine, Node};
+
+/// How one rule of a selecting policy judged the connection.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleCheck {
+    pub policy: String,
+    /// `ingress[0]`, `egress[2]`, …
+    pub rule: String,
+    pub origin: String,
+    pub peer_matched: bool,
+    pub port_matched: bool,
+    /// What the rule admits, in words (`from podSelector networking/logic=true on TCP 6379`).
+    pub admits: String,
+}
+
+/// The verdict of one direction: egress at the source, or ingress at the destination.
+#[derive(Clone, Debug, Serialize)]
+pub struct DirectionReport {
+    pub direction: Direction,
+    /// The endpoint whose policies are checked, or `None` for an outside address (never isolated).
+    pub endpoint: Option<String>,
+    /// Policies selecting the endpoint that isolate this direction.
+    pub isolating_policies: Vec<String>,
+    pub allowed: bool,
+    /// Rules that admit the connection.
+    pub allowing: Vec<RuleCheck>,
+    /// Rules that admit the peer or the port, but not both: the nearest misses.
+    pub near_misses: Vec<RuleCheck>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    pub from: String,
+    pub to: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub allowed: bool,
+    /// Traffic from an endpoint to itself is always allowed.
+    pub self_traffic: bool,
+    pub egress: DirectionReport,
+    pub ingress: DirectionReport,
+}
+
+impl Engine<'_> {
+    /// Why a connection is allowed or denied, policy by policy.
+    pub fn explain(&self, src: Node, dst: Node, protocol: Protocol, port: u16) -> Explanation {
+        let self_traffic = src == dst && matches!(src, Node::Endpoint(_));
+        let egress = self.direction(Direction::Egress, src, dst, protocol, port);
+        let ingress = self.direction(Direction::Ingress, dst, src, protocol, port);
+        Explanation {
+            from: self.name(src),
+            to: self.name(dst),
+            protocol,
+            port,
+            allowed: self_traffic || (egress.allowed && ingress.allowed),
+            self_traffic,
+            egress,
+            ingress,
+        }
+    }
+
+    /// Checks `direction` at `at`, with `other` the far side of the connection.
+    fn direction(&self, direction: Direction, at: Node, other: Node, protocol: Protocol, port: u16) -> DirectionReport {
+        let cluster = self.cluster();
+        let dst = match direction {
+            Direction::Egress => other,
+            Direction::Ingress => at,
+        };
+        let v6 = family_of(cluster, dst);
+        let mut report = DirectionReport {
+            direction,
+            endpoint: None,
+            isolating_policies: Vec::new(),
+            allowed: true,
+            allowing: Vec::new(),
+            near_misses: Vec::new(),
+        };
+        let Node::Endpoint(i) = at else { return report };
+        let ep = self.endpoint(i);
+        report.endpoint = Some(ep.id());
+        if ep.host_network {
+            return report; // podSelector never selects hostNetwork pods
+        }
+        let dst_ports: &[weir_model::ContainerPort] = match dst {
+            Node::Endpoint(d) => &self.endpoint(d).ports,
+            Node::Address(_) => &[],
+        };
+        for policy in cluster.policies.iter().filter(|p| {
+            p.namespace == ep.namespace && p.isolates(direction) && selector::matches(&p.pod_selector, &ep.labels)
+        }) {
+            report.isolating_policies.push(policy.id());
+            for (n, rule) in policy.rules(direction).iter().enumerate() {
+                let peer_matched = rule.peers.is_empty()
+                    || rule
+                        .peers
+                        .iter()
+                        .any(|p| peer_matches(cluster, self.options(), p, &policy.namespace, other, v6));
+                let port_matched = resolve_ports(&rule.ports, dst_ports).contains(protocol, port);
+                let check = RuleCheck {
+                    policy: policy.id(),
+                    rule: format!("{direction}[{n}]"),
+                    origin: policy.origin.to_string(),
+                    peer_matched,
+                    port_matched,
+                    admits: describe_rule(direction, rule),
+                };
+                if peer_matched && port_matched {
+                    report.allowing.push(check);
+                } else if peer_matched || port_matched {
+                    report.near_misses.push(check);
+                }
+            }
+        }
+        report.allowed = report.isolating_policies.is_empty() || !report.allowing.is_empty();
+        report
+    }
+}
+
+/// A rule in words, for explanations and lint messages.
+pub fn describe_rule(direction: Direction, rule: &weir_model::Rule) -> String {
+    use weir_model::{NamespaceScope, Peer, PortRef};
+    let word = match direction {
+        Direction::Ingress => "from",
+        Direction::Egress => "to",
+    };
+    let peers = if rule.peers.is_empty() {
+        "anywhere".to_string()
+    } else {
+        rule.peers
+            .iter()
+            .map(|p| match p {
+                Peer::Pods { namespaces, pods } => {
+                    let ns = match namespaces {
+                        NamespaceScope::PolicyNamespace => "the policy's namespace".to_string(),
+                        NamespaceScope::Selector(s) => format!("namespaces {{{s}}}"),
+                    };
+                    match pods {
+                        Some(s) => format!("pods {{{s}}} in {ns}"),
+                        None => format!("all pods in {ns}"),
+                    }
+                }
+                Peer::IpBlock { cidr, except } if except.is_empty() => format!("ipBlock {cidr}"),
+                Peer::IpBlock { cidr, except } => format!(
+                    "ipBlock {cidr} except {}",
+                    except.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",")
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let ports = if rule.ports.is_empty() {
+        "all ports".to_string()
+    } else {
+        rule.ports
+            .iter()
+            .map(|p| match &p.port {
+                None => format!("{} all ports", p.protocol),
+                Some(PortRef::Number { port, end }) if port == end => format!("{} {port}", p.protocol),
+                Some(PortRef::Number { port, end }) => format!("{} {port}-{end}", p.protocol),
+                Some(PortRef::Named(n)) => format!("{} port named {n:?}", p.protocol),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("{word} {peers} on {ports}")
+}

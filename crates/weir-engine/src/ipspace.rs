@@ -1,0 +1,215 @@
+//! The IP space cut into atoms by every ipBlock's `cidr` and `except` edges.
+//! Inside an atom every ipBlock either matches all addresses or none, so atoms
+//! with the same set of matching ipBlocks form one class of addresses.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+/// A distinct `ipBlock` (cidr minus except) across all policies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Block {
+    pub cidr: IpNet,
+    pub except: Vec<IpNet>,
+}
+
+impl Block {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.cidr.contains(ip) && !self.except.iter().any(|e| e.contains(ip))
+    }
+}
+
+/// Addresses that every ipBlock treats alike.
+#[derive(Clone, Debug)]
+pub struct IpClass {
+    pub v6: bool,
+    /// Sorted ids of the blocks that match these addresses.
+    pub blocks: Vec<u32>,
+    /// Inclusive address ranges (as integers) making up the class.
+    pub ranges: Vec<(u128, u128)>,
+}
+
+impl IpClass {
+    pub fn matched_by(&self, block: u32) -> bool {
+        self.blocks.binary_search(&block).is_ok()
+    }
+
+    /// The class as a minimal list of CIDRs.
+    pub fn cidrs(&self) -> Vec<IpNet> {
+        self.ranges
+            .iter()
+            .flat_map(|&(lo, hi)| range_to_cidrs(lo, hi, self.v6))
+            .collect()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Family {
+    /// Atom i covers `bounds[i] ..= bounds[i+1]-1` (the last one to the family's top).
+    bounds: Vec<u128>,
+    atom_class: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+pub struct IpSpace {
+    pub blocks: Vec<Block>,
+    pub classes: Vec<IpClass>,
+    v4: Family,
+    v6: Family,
+}
+
+fn top(v6: bool) -> u128 {
+    if v6 {
+        u128::MAX
+    } else {
+        u32::MAX as u128
+    }
+}
+
+pub fn to_int(ip: &IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(*a) as u128,
+        IpAddr::V6(a) => u128::from(*a),
+    }
+}
+
+fn net_range(net: &IpNet) -> (u128, u128) {
+    (to_int(&net.network()), to_int(&net.broadcast()))
+}
+
+/// The last address of the 2^k-aligned span starting at `lo` (aligned, so no overflow).
+fn span_end(lo: u128, k: u32) -> u128 {
+    if k >= 128 {
+        u128::MAX
+    } else {
+        lo + ((1u128 << k) - 1)
+    }
+}
+
+fn range_to_cidrs(mut lo: u128, hi: u128, v6: bool) -> Vec<IpNet> {
+    let bits: u32 = if v6 { 128 } else { 32 };
+    let mut out = Vec::new();
+    loop {
+        let mut k = if lo == 0 { bits } else { lo.trailing_zeros().min(bits) };
+        while k > 0 && span_end(lo, k) > hi {
+            k -= 1;
+        }
+        let prefix = (bits - k) as u8;
+        out.push(if v6 {
+            IpNet::V6(Ipv6Net::new(Ipv6Addr::from(lo), prefix).expect("prefix within 128"))
+        } else {
+            IpNet::V4(Ipv4Net::new(Ipv4Addr::from(lo as u32), prefix).expect("prefix within 32"))
+        });
+        let end = span_end(lo, k);
+        if end >= hi {
+            return out;
+        }
+        lo = end + 1;
+    }
+}
+
+impl IpSpace {
+    pub fn new(blocks: Vec<Block>) -> IpSpace {
+        let mut space = IpSpace {
+            blocks,
+            ..Default::default()
+        };
+        let mut interned: HashMap<(bool, Vec<u32>), u32> = HashMap::new();
+        for v6 in [false, true] {
+            let mut bounds = vec![0u128];
+            for b in space.blocks.iter().filter(|b| b.cidr.addr().is_ipv6() == v6) {
+                for net in std::iter::once(&b.cidr).chain(&b.except) {
+                    let (lo, hi) = net_range(net);
+                    bounds.push(lo);
+                    if hi < top(v6) {
+                        bounds.push(hi + 1);
+                    }
+                }
+            }
+            bounds.sort_unstable();
+            bounds.dedup();
+            let mut members: Vec<Vec<u32>> = vec![Vec::new(); bounds.len()];
+            let atom_of = |x: u128| bounds.partition_point(|&b| b <= x) - 1;
+            for (id, b) in space.blocks.iter().enumerate() {
+                if b.cidr.addr().is_ipv6() != v6 {
+                    continue;
+                }
+                let (lo, hi) = net_range(&b.cidr);
+                let excepts: Vec<(usize, usize)> = b
+                    .except
+                    .iter()
+                    .map(|e| {
+                        let (l, h) = net_range(e);
+                        (atom_of(l), atom_of(h))
+                    })
+                    .collect();
+                for (atom, m) in members.iter_mut().enumerate().take(atom_of(hi) + 1).skip(atom_of(lo)) {
+                    if !excepts.iter().any(|&(a, z)| a <= atom && atom <= z) {
+                        m.push(id as u32);
+                    }
+                }
+            }
+            let mut atom_class = Vec::with_capacity(bounds.len());
+            for (atom, m) in members.into_iter().enumerate() {
+                let next = space.classes.len() as u32;
+                let class = *interned.entry((v6, m.clone())).or_insert(next);
+                if class == next {
+                    space.classes.push(IpClass {
+                        v6,
+                        blocks: m,
+                        ranges: Vec::new(),
+                    });
+                }
+                let lo = bounds[atom];
+                let hi = bounds.get(atom + 1).map_or(top(v6), |b| b - 1);
+                let ranges = &mut space.classes[class as usize].ranges;
+                match ranges.last_mut() {
+                    Some(last) if last.1.checked_add(1) == Some(lo) => last.1 = hi,
+                    _ => ranges.push((lo, hi)),
+                }
+                atom_class.push(class);
+            }
+            let fam = Family { bounds, atom_class };
+            if v6 {
+                space.v6 = fam;
+            } else {
+                space.v4 = fam;
+            }
+        }
+        space
+    }
+
+    /// The class an address falls in.
+    pub fn class_of(&self, ip: &IpAddr) -> u32 {
+        let fam = if ip.is_ipv6() { &self.v6 } else { &self.v4 };
+        let x = to_int(ip);
+        fam.atom_class[fam.bounds.partition_point(|&b| b <= x) - 1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn atoms_and_classes() {
+        let space = IpSpace::new(vec![
+            Block { cidr: net("10.0.0.0/8"), except: vec![net("10.1.0.0/16")] },
+            Block { cidr: net("0.0.0.0/0"), except: vec![] },
+        ]);
+        let c = |s: &str| &space.classes[space.class_of(&s.parse().unwrap()) as usize];
+        assert_eq!(c("10.2.3.4").blocks, vec![0, 1]);
+        assert_eq!(c("10.1.3.4").blocks, vec![1]);
+        assert_eq!(c("192.168.1.1").blocks, vec![1]);
+        assert_eq!(c("11.0.0.0").blocks, vec![1]);
+        let rest: Vec<String> = c("10.1.0.0").cidrs().iter().map(|n| n.to_string()).collect();
+        assert_eq!(rest, vec!["0.0.0.0/5", "8.0.0.0/7", "10.1.0.0/16", "11.0.0.0/8", "12.0.0.0/6", "16.0.0.0/4", "32.0.0.0/3", "64.0.0.0/2", "128.0.0.0/1"]);
+        assert!(c("::1").blocks.is_empty());
+        assert_eq!(c("::1").cidrs(), vec![net("::/0")]);
+    }
+}

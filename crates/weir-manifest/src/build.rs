@@ -1,0 +1,160 @@
+//! Decoded objects → the cluster model: pods folded into the workloads that own
+//! them, namespaces completed, deterministic order.
+
+use std::collections::{BTreeMap, HashMap};
+
+use weir_model::{Cluster, Endpoint, EndpointKind, Labels, Namespace, NAMESPACE_NAME_LABEL};
+
+use crate::decode::{Meta, Object, Template};
+use crate::{Diagnostic, Severity};
+
+/// Labels controllers add to the pods they create; a replica carrying them still
+/// matches its template.
+const CONTROLLER_LABELS: &[&str] = &[
+    "pod-template-hash",
+    "controller-revision-hash",
+    "pod-template-generation",
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+    "controller-uid",
+    "job-name",
+    "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-name",
+    "batch.kubernetes.io/job-completion-index",
+];
+
+fn without_controller_labels(labels: &Labels) -> Labels {
+    labels
+        .iter()
+        .filter(|(k, _)| !CONTROLLER_LABELS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+struct Workload {
+    kind: EndpointKind,
+    meta: Meta,
+    template: Template,
+}
+
+type Key = (String, String, String); // namespace, kind, name
+
+pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
+    let mut warnings = Vec::new();
+    let mut namespaces: BTreeMap<String, Labels> = BTreeMap::new();
+    let mut pods = Vec::new();
+    let mut workloads: Vec<Workload> = Vec::new();
+    let mut cluster = Cluster::default();
+    for o in objects {
+        match o {
+            Object::Namespace { name, labels } => {
+                namespaces.insert(name, labels);
+            }
+            Object::Pod { meta, template, ips } => pods.push((meta, template, ips)),
+            Object::Workload { kind, meta, template } => workloads.push(Workload { kind, meta, template }),
+            Object::Service(s) => cluster.services.push(s),
+            Object::Policy(p) => cluster.policies.push(p),
+        }
+    }
+
+    let index: HashMap<Key, usize> = workloads
+        .iter()
+        .enumerate()
+        .map(|(i, w)| ((w.meta.namespace.clone(), format!("{:?}", w.kind), w.meta.name.clone()), i))
+        .collect();
+    // The topmost workload in the input that controls `meta` (following the owner chain).
+    let top = |meta: &Meta| -> Option<usize> {
+        let mut found = None;
+        let mut owner = meta.owner.clone();
+        let mut hops = 0;
+        while let Some((kind, name)) = owner {
+            let Some(&i) = index.get(&(meta.namespace.clone(), kind, name)) else { break };
+            found = Some(i);
+            owner = workloads[i].meta.owner.clone();
+            hops += 1;
+            if hops > 8 {
+                break; // an ownership cycle in the input; stop rather than loop
+            }
+        }
+        found
+    };
+
+    let mut replica_ips: Vec<Vec<(String, Vec<std::net::IpAddr>)>> = vec![Vec::new(); workloads.len()];
+    let mut endpoints = Vec::new();
+    for (meta, template, ips) in pods {
+        match top(&meta) {
+            Some(w) => {
+                let want = without_controller_labels(&workloads[w].template.labels);
+                let have = without_controller_labels(&template.labels);
+                if want != have {
+                    warnings.push(Diagnostic {
+                        severity: Severity::Warning,
+                        file: meta.origin.file.clone(),
+                        line: meta.origin.line,
+                        col: meta.origin.col,
+                        field: "metadata.labels".into(),
+                        message: format!(
+                            "pod {}/{} has labels that differ from its {:?} {}'s template; weir uses the template's",
+                            meta.namespace, meta.name, workloads[w].kind, workloads[w].meta.name
+                        ),
+                    });
+                }
+                replica_ips[w].push((meta.name.clone(), ips));
+            }
+            None => endpoints.push(Endpoint {
+                namespace: meta.namespace,
+                name: meta.name,
+                kind: EndpointKind::Pod,
+                labels: template.labels,
+                ports: template.ports,
+                ips,
+                host_network: template.host_network,
+                origin: meta.origin,
+            }),
+        }
+    }
+    let folded: Vec<bool> = workloads.iter().map(|w| top(&w.meta).is_some()).collect();
+    for (i, w) in workloads.into_iter().enumerate() {
+        if folded[i] {
+            continue; // folded into its owner (a ReplicaSet of a Deployment, a Job of a CronJob)
+        }
+        let mut replicas = std::mem::take(&mut replica_ips[i]);
+        replicas.sort();
+        let mut ips = Vec::new();
+        for ip in replicas.into_iter().flat_map(|(_, ips)| ips) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        endpoints.push(Endpoint {
+            namespace: w.meta.namespace,
+            name: w.meta.name,
+            kind: w.kind,
+            labels: w.template.labels,
+            ports: w.template.ports,
+            ips,
+            host_network: w.template.host_network,
+            origin: w.meta.origin,
+        });
+    }
+    endpoints.sort_by(|a, b| (&a.namespace, &a.name, a.kind).cmp(&(&b.namespace, &b.name, b.kind)));
+    cluster.endpoints = endpoints;
+
+    let referenced = cluster
+        .endpoints
+        .iter()
+        .map(|e| &e.namespace)
+        .chain(cluster.policies.iter().map(|p| &p.namespace))
+        .chain(cluster.services.iter().map(|s| &s.namespace));
+    for ns in referenced {
+        namespaces.entry(ns.clone()).or_default();
+    }
+    cluster.namespaces = namespaces
+        .into_iter()
+        .map(|(name, mut labels)| {
+            labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
+            Namespace { name, labels }
+        })
+        .collect();
+    (cluster, warnings)
+}

@@ -1,0 +1,488 @@
+//! Documents → typed objects (k8s-openapi) → checked parts of the model.
+//! All problems of a document are located in one pass over its source.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use weir_model::{
+    ContainerPort, EndpointKind, Labels, LabelSelector, Origin, Policy, PortTarget, Service,
+    ServicePort,
+};
+
+use crate::path::FieldPath;
+use crate::validate::{self, Problems};
+use crate::yaml::{self, Position};
+use crate::{Diagnostic, LoadOptions, Severity, Source};
+
+/// An object's identity and labels.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    /// The controlling owner (`kind`, `name`), as `kubectl get -o yaml` shows it.
+    pub owner: Option<(String, String)>,
+    pub origin: Origin,
+}
+
+/// What a pod template contributes to an endpoint.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub labels: Labels,
+    pub ports: Vec<ContainerPort>,
+    pub host_network: bool,
+}
+
+#[derive(Debug)]
+pub enum Object {
+    Namespace { name: String, labels: Labels },
+    Pod { meta: Meta, template: Template, ips: Vec<IpAddr> },
+    Workload { kind: EndpointKind, meta: Meta, template: Template },
+    Service(Service),
+    Policy(Policy),
+}
+
+/// One object inside a document (a List's items have an outer path).
+struct Located<'a> {
+    source: &'a Source,
+    doc_offset: usize,
+    doc_start: Position,
+    outer: FieldPath,
+}
+
+pub fn decode_source(
+    source: &Source,
+    options: LoadOptions,
+    objects: &mut Vec<Object>,
+    skipped: &mut BTreeMap<String, usize>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let docs = match yaml::parse_documents(&source.text) {
+        Ok(d) => d,
+        Err(e) => {
+            diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                file: source.name.clone(),
+                line: e.at.line,
+                col: e.at.col,
+                field: "(document)".into(),
+                message: e.message,
+            });
+            return;
+        }
+    };
+    for doc in docs {
+        let mut problems = Problems::default();
+        let located = Located {
+            source,
+            doc_offset: doc.offset,
+            doc_start: doc.start,
+            outer: FieldPath::root(),
+        };
+        let mut found: Vec<(FieldPath, Problems)> = Vec::new();
+        match list_items(doc.value) {
+            Ok(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let outer = FieldPath::root().key("items").index(i);
+                    let mut p = Problems::default();
+                    let item_origin = origin(&located);
+                    if let Some(o) = decode_object(item, item_origin, options, &mut p, skipped) {
+                        objects.push(o);
+                    }
+                    found.push((outer, p));
+                }
+            }
+            Err(value) => {
+                if let Some(o) = decode_object(value, origin(&located), options, &mut problems, skipped) {
+                    objects.push(o);
+                }
+                found.push((FieldPath::root(), problems));
+            }
+        }
+        if found.iter().all(|(_, p)| p.errors.is_empty() && p.warnings.is_empty()) {
+            continue;
+        }
+        // Locate fields only now that something is to be reported.
+        let positions = yaml::locate_fields(&source.text, located.doc_offset);
+        for (outer, p) in found {
+            for (sev, list) in [(Severity::Error, p.errors), (Severity::Warning, p.warnings)] {
+                for (path, message) in list {
+                    let full = path.within(&outer);
+                    let at = full
+                        .prefixes()
+                        .find_map(|pre| positions.get(&pre).copied())
+                        .unwrap_or(located.doc_start);
+                    diagnostics.push(Diagnostic {
+                        severity: sev,
+                        file: source.name.clone(),
+                        line: at.line,
+                        col: at.col,
+                        field: full.to_string(),
+                        message,
+                    });
+                }
+            }
+        }
+        let _ = &located.outer;
+    }
+}
+
+fn origin(located: &Located<'_>) -> Origin {
+    Origin {
+        file: located.source.name.clone(),
+        line: located.doc_start.line,
+        col: located.doc_start.col,
+    }
+}
+
+/// `kind: List` (or `FooList`) with `items` → its items; anything else → itself.
+fn list_items(value: Value) -> Result<Vec<Value>, Value> {
+    let is_list = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k.ends_with("List"))
+        && value.get("items").is_some_and(Value::is_array);
+    if !is_list {
+        return Err(value);
+    }
+    match value {
+        Value::Object(mut m) => match m.remove("items") {
+            Some(Value::Array(items)) => Ok(items),
+            _ => Ok(Vec::new()),
+        },
+        other => Err(other),
+    }
+}
+
+/// Typed decoding that records unknown fields and type errors with their paths.
+fn typed<T: DeserializeOwned>(value: Value, options: LoadOptions, problems: &mut Problems) -> Option<T> {
+    let mut unknown = Vec::new();
+    let mut record = |p: serde_ignored::Path<'_>| unknown.push(FieldPath::from_ignored(&p));
+    let de = serde_ignored::Deserializer::new(value, &mut record);
+    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    for path in unknown {
+        let field = match path.0.last() {
+            Some(crate::path::Segment::Key(k)) => k.clone(),
+            _ => path.to_string(),
+        };
+        let message = format!("unknown field {field:?}");
+        if options.allow_unknown_fields {
+            problems.warn(path, message);
+        } else {
+            problems.error(path, message);
+        }
+    }
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.error(FieldPath::from_path_to_error(e.path()), e.inner().to_string());
+            None
+        }
+    }
+}
+
+fn decode_object(
+    value: Value,
+    origin: Origin,
+    options: LoadOptions,
+    problems: &mut Problems,
+    skipped: &mut BTreeMap<String, usize>,
+) -> Option<Object> {
+    let Some(kind) = value.get("kind").and_then(Value::as_str).map(str::to_string) else {
+        problems.error(FieldPath::root().key("kind"), "missing kind");
+        return None;
+    };
+    let root = FieldPath::root();
+    match kind.as_str() {
+        "Namespace" => {
+            let ns: core::Namespace = typed(value, options, problems)?;
+            let meta = meta(&ns.metadata, false, origin, problems)?;
+            Some(Object::Namespace {
+                name: meta.name,
+                labels: meta.labels,
+            })
+        }
+        "Pod" => {
+            let pod: core::Pod = typed(value, options, problems)?;
+            let meta = meta(&pod.metadata, true, origin, problems)?;
+            let spec = pod.spec.as_ref();
+            let template = template(spec, &meta.labels, &root.key("spec"), problems);
+            let ips = pod_ips(pod.status.as_ref(), problems);
+            Some(Object::Pod { meta, template, ips })
+        }
+        "Deployment" => workload::<apps::Deployment>(value, options, origin, problems, EndpointKind::Deployment, |d| {
+            Some((&d.spec.template, "spec.template"))
+        }),
+        "StatefulSet" => workload::<apps::StatefulSet>(value, options, origin, problems, EndpointKind::StatefulSet, |d| {
+            Some((&d.spec.template, "spec.template"))
+        }),
+        "DaemonSet" => workload::<apps::DaemonSet>(value, options, origin, problems, EndpointKind::DaemonSet, |d| {
+            Some((&d.spec.template, "spec.template"))
+        }),
+        "ReplicaSet" => workload::<apps::ReplicaSet>(value, options, origin, problems, EndpointKind::ReplicaSet, |d| {
+            d.spec.template.as_ref().map(|t| (t, "spec.template"))
+        }),
+        "ReplicationController" => workload::<core::ReplicationController>(
+            value,
+            options,
+            origin,
+            problems,
+            EndpointKind::ReplicationController,
+            |d| d.spec.as_ref().and_then(|s| s.template.as_ref()).map(|t| (t, "spec.template")),
+        ),
+        "Job" => workload::<batch::Job>(value, options, origin, problems, EndpointKind::Job, |d| {
+            d.spec.as_ref().map(|s| (&s.template, "spec.template"))
+        }),
+        "CronJob" => workload::<batch::CronJob>(value, options, origin, problems, EndpointKind::CronJob, |d| {
+            d.spec
+                .job_template
+                .spec
+                .as_ref()
+                .map(|s| (&s.template, "spec.jobTemplate.spec.template"))
+        }),
+        "Service" => {
+            let svc: core::Service = typed(value, options, problems)?;
+            let meta = meta(&svc.metadata, true, origin, problems)?;
+            Some(Object::Service(service(&svc, meta, problems)))
+        }
+        "NetworkPolicy" => {
+            let np: net::NetworkPolicy = typed(value, options, problems)?;
+            let meta = meta(&np.metadata, true, origin, problems)?;
+            Some(Object::Policy(policy(&np, meta, problems)))
+        }
+        _ => {
+            *skipped.entry(kind).or_insert(0) += 1;
+            None
+        }
+    }
+}
+
+trait HasMeta {
+    fn metadata(&self) -> &ObjectMeta;
+}
+macro_rules! has_meta {
+    ($($t:ty),*) => { $(impl HasMeta for $t { fn metadata(&self) -> &ObjectMeta { &self.metadata } })* };
+}
+has_meta!(apps::Deployment, apps::StatefulSet, apps::DaemonSet, apps::ReplicaSet, core::ReplicationController, batch::Job, batch::CronJob);
+
+fn workload<T: DeserializeOwned + HasMeta>(
+    value: Value,
+    options: LoadOptions,
+    origin: Origin,
+    problems: &mut Problems,
+    kind: EndpointKind,
+    get_template: impl Fn(&T) -> Option<(&core::PodTemplateSpec, &str)>,
+) -> Option<Object> {
+    let obj: T = typed(value, options, problems)?;
+    let meta = meta(obj.metadata(), true, origin, problems)?;
+    let Some((tpl, field)) = get_template(&obj) else {
+        problems.error(FieldPath::root().key("spec"), "a workload needs a pod template");
+        return None;
+    };
+    let mut path = FieldPath::root();
+    for part in field.split('.') {
+        path = path.key(part);
+    }
+    let tpl_labels = tpl
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    validate::check_labels(&tpl_labels, &path.key("metadata").key("labels"), problems);
+    let template = template(tpl.spec.as_ref(), &tpl_labels, &path.key("spec"), problems);
+    Some(Object::Workload { kind, meta, template })
+}
+
+fn meta(m: &ObjectMeta, namespaced: bool, origin: Origin, problems: &mut Problems) -> Option<Meta> {
+    let path = FieldPath::root().key("metadata");
+    let Some(name) = m.name.clone().filter(|n| !n.is_empty()) else {
+        problems.error(path.key("name"), "missing name");
+        return None;
+    };
+    let namespace = if namespaced {
+        m.namespace.clone().unwrap_or_else(|| "default".to_string())
+    } else {
+        String::new()
+    };
+    if namespaced && !validate::is_dns_label(&namespace) {
+        problems.error(path.key("namespace"), format!("namespace {namespace:?} is not a valid RFC 1123 label"));
+    }
+    if !namespaced && !validate::is_dns_label(&name) {
+        problems.error(path.key("name"), format!("namespace name {name:?} is not a valid RFC 1123 label"));
+    }
+    let labels = m.labels.clone().unwrap_or_default();
+    validate::check_labels(&labels, &path.key("labels"), problems);
+    let owner = m
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| (o.kind.clone(), o.name.clone()));
+    Some(Meta {
+        namespace,
+        name,
+        labels,
+        owner,
+        origin,
+    })
+}
+
+fn template(spec: Option<&core::PodSpec>, labels: &Labels, path: &FieldPath, problems: &mut Problems) -> Template {
+    let mut ports = Vec::new();
+    if let Some(spec) = spec {
+        for (i, c) in spec.containers.iter().enumerate() {
+            for (j, p) in c.ports.iter().flatten().enumerate() {
+                let ppath = path.key("containers").index(i).key("ports").index(j);
+                let protocol = validate::protocol(p.protocol.as_deref(), &ppath.key("protocol"), problems);
+                if !(1..=65535).contains(&p.container_port) {
+                    problems.error(
+                        ppath.key("containerPort"),
+                        format!("containerPort {} must be between 1 and 65535", p.container_port),
+                    );
+                    continue;
+                }
+                if let Some(name) = &p.name {
+                    if !validate::is_port_name(name) {
+                        problems.error(ppath.key("name"), format!("{name:?} is not a valid port name"));
+                    }
+                }
+                ports.push(ContainerPort {
+                    name: p.name.clone(),
+                    protocol,
+                    port: p.container_port as u16,
+                });
+            }
+        }
+    }
+    ports.sort();
+    ports.dedup();
+    Template {
+        labels: labels.clone(),
+        ports,
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+    }
+}
+
+fn pod_ips(status: Option<&core::PodStatus>, problems: &mut Problems) -> Vec<IpAddr> {
+    let Some(status) = status else { return Vec::new() };
+    let path = FieldPath::root().key("status");
+    let mut ips = Vec::new();
+    let mut push = |text: &str, p: FieldPath| match text.parse::<IpAddr>() {
+        Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+        Ok(_) => {}
+        Err(_) => problems.error(p, format!("invalid IP address {text:?}")),
+    };
+    if let Some(ip) = &status.pod_ip {
+        push(ip, path.key("podIP"));
+    }
+    for (i, ip) in status.pod_ips.iter().flatten().enumerate() {
+        push(&ip.ip, path.key("podIPs").index(i).key("ip"));
+    }
+    ips
+}
+
+fn service(svc: &core::Service, meta: Meta, problems: &mut Problems) -> Service {
+    let spec = svc.spec.clone().unwrap_or_default();
+    let path = FieldPath::root().key("spec");
+    let selector = spec.selector.clone().unwrap_or_default();
+    validate::check_labels(&selector, &path.key("selector"), problems);
+    let mut ports = Vec::new();
+    for (i, p) in spec.ports.iter().flatten().enumerate() {
+        let ppath = path.key("ports").index(i);
+        let protocol = validate::protocol(p.protocol.as_deref(), &ppath.key("protocol"), problems);
+        if !(1..=65535).contains(&p.port) {
+            problems.error(ppath.key("port"), format!("port {} must be between 1 and 65535", p.port));
+            continue;
+        }
+        let target_port = match &p.target_port {
+            None => None,
+            Some(IntOrString::Int(n)) if (1..=65535).contains(n) => Some(PortTarget::Number(*n as u16)),
+            Some(IntOrString::Int(n)) => {
+                problems.error(ppath.key("targetPort"), format!("targetPort {n} must be between 1 and 65535"));
+                None
+            }
+            Some(IntOrString::String(s)) => Some(PortTarget::Named(s.clone())),
+        };
+        ports.push(ServicePort {
+            name: p.name.clone(),
+            protocol,
+            port: p.port as u16,
+            target_port,
+        });
+    }
+    let cluster_ip = spec
+        .cluster_ip
+        .as_deref()
+        .filter(|s| !s.is_empty() && *s != "None")
+        .and_then(|s| s.parse().ok());
+    Service {
+        namespace: meta.namespace,
+        name: meta.name,
+        selector,
+        ports,
+        cluster_ip,
+        origin: meta.origin,
+    }
+}
+
+fn policy(np: &net::NetworkPolicy, meta: Meta, problems: &mut Problems) -> Policy {
+    let spec = np.spec.clone().unwrap_or_default();
+    let path = FieldPath::root().key("spec");
+    let pod_selector = spec
+        .pod_selector
+        .as_ref()
+        .map(|s| validate::selector(s, &path.key("podSelector"), problems))
+        .unwrap_or_else(LabelSelector::default);
+    let ingress: Vec<_> = spec
+        .ingress
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, r)| {
+            validate::rule(r.from.as_ref(), r.ports.as_ref(), "from", &path.key("ingress").index(i), problems)
+        })
+        .collect();
+    let egress: Vec<_> = spec
+        .egress
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, r)| validate::rule(r.to.as_ref(), r.ports.as_ref(), "to", &path.key("egress").index(i), problems))
+        .collect();
+    let (isolates_ingress, isolates_egress) = match &spec.policy_types {
+        None => (true, !egress.is_empty()),
+        Some(types) => {
+            let mut seen: HashMap<&str, ()> = HashMap::new();
+            for (i, t) in types.iter().enumerate() {
+                if t != "Ingress" && t != "Egress" {
+                    problems.error(
+                        path.key("policyTypes").index(i),
+                        format!("unsupported policy type {t:?}: must be Ingress or Egress"),
+                    );
+                }
+                seen.insert(t.as_str(), ());
+            }
+            (seen.contains_key("Ingress"), seen.contains_key("Egress"))
+        }
+    };
+    let mut ingress = ingress;
+    let mut egress = egress;
+    for r in ingress.iter_mut().chain(egress.iter_mut()) {
+        r.origin = meta.origin.clone();
+    }
+    Policy {
+        namespace: meta.namespace,
+        name: meta.name,
+        pod_selector,
+        isolates_ingress,
+        isolates_egress,
+        ingress,
+        egress,
+        origin: meta.origin,
+    }
+}

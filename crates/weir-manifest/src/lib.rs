@@ -1,0 +1,208 @@
+//! Kubernetes manifests → [`weir_model::Cluster`].
+//!
+//! Reads files, directories (recursively) and stdin; YAML streams and JSON;
+//! `kind: List` wrappers. Each object is decoded with k8s-openapi (unknown
+//! fields are caught, which k8s-openapi alone would drop silently), validated
+//! like the API server would, and every problem is reported with
+//! `file:line:col` and the field path. Either the whole input loads or nothing does.
+
+mod build;
+mod decode;
+pub mod path;
+mod validate;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use weir_model::Cluster;
+
+pub use validate::{is_dns_label, is_port_name, label_key_problem, label_value_problem};
+
+/// A named text: a file's contents or stdin (`-`).
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One problem, pointing at the source.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    /// Field path inside the object, e.g. `spec.ingress[0].from[1].ipBlock.cidr`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        write!(
+            f,
+            "{}:{}:{}: {sev}: {}: {}",
+            self.file, self.line, self.col, self.field, self.message
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{} error(s) in the input:\n{}", .0.len(), .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Report unknown fields as warnings instead of errors.
+    pub allow_unknown_fields: bool,
+}
+
+/// A loaded input: the model, what was skipped, and non-fatal findings.
+#[derive(Debug)]
+pub struct Loaded {
+    pub cluster: Cluster,
+    /// Kinds weir does not model, with how many objects of each were seen.
+    pub skipped: BTreeMap<String, usize>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+fn is_manifest_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    let io = |source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(io)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        entries.sort();
+        for entry in entries {
+            if entry.is_dir() {
+                collect_files(&entry, out)?;
+            } else if is_manifest_file(&entry) {
+                out.push(entry);
+            }
+        }
+    } else {
+        // Named explicitly: read it whatever its extension.
+        std::fs::metadata(path).map_err(io)?;
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// Reads files, directories (recursively: `*.yaml`, `*.yml`, `*.json`) and `-` for stdin.
+pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Source>, LoadError> {
+    let mut sources = Vec::new();
+    for p in paths {
+        let p = p.as_ref();
+        if p == Path::new("-") {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| LoadError::Io {
+                    path: "<stdin>".into(),
+                    source,
+                })?;
+            sources.push(Source {
+                name: "<stdin>".into(),
+                text,
+            });
+            continue;
+        }
+        let mut files = Vec::new();
+        collect_files(p, &mut files)?;
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|source| LoadError::Io {
+                path: f.display().to_string(),
+                source,
+            })?;
+            sources.push(Source {
+                name: f.display().to_string(),
+                text,
+            });
+        }
+    }
+    Ok(sources)
+}
+
+/// Decodes, validates and assembles sources into one cluster model.
+pub fn load(sources: &[Source], options: LoadOptions) -> Result<Loaded, LoadError> {
+    let mut diagnostics = Vec::new();
+    let mut objects = Vec::new();
+    let mut skipped = BTreeMap::new();
+    for source in sources {
+        decode::decode_source(
+            source,
+            options,
+            &mut objects,
+            &mut skipped,
+            &mut diagnostics,
+        );
+    }
+    let (cluster, mut warnings) = build::assemble(objects);
+    warnings.extend(
+        diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .cloned(),
+    );
+    let errors: Vec<Diagnostic> = diagnostics
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    if !errors.is_empty() {
+        return Err(LoadError::Invalid(errors));
+    }
+    Ok(Loaded {
+        cluster,
+        skipped,
+        warnings,
+    })
+}
+
+/// [`read_paths`] then [`load`].
+pub fn load_paths<P: AsRef<Path>>(paths: &[P], options: LoadOptions) -> Result<Loaded, LoadError> {
+    load(&read_paths(paths)?, options)
+}
+
+/// Loads one in-memory text (tests, fuzzing, stdin-like callers).
+pub fn load_str(name: &str, text: &str, options: LoadOptions) -> Result<Loaded, LoadError> {
+    load(
+        &[Source {
+            name: name.into(),
+            text: text.into(),
+        }],
+        options,
+    )
+}

@@ -1,0 +1,422 @@
+//! Text → documents. YAML (multi-document, anchors, merge keys) through the
+//! saphyr event parser; JSON through serde_json, which is much faster on large
+//! `kubectl get -o json` dumps. Source positions are recorded only when asked
+//! (after an error), so the happy path pays nothing for them.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
+use serde_json::{Map, Number, Value};
+
+use crate::path::{FieldPath, Segment};
+
+/// A 1-based line and column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub col: usize,
+}
+
+/// One document of a stream, with where it starts.
+#[derive(Debug)]
+pub struct Document {
+    pub value: Value,
+    pub start: Position,
+    /// Byte offset of the document in its text, for locating fields later.
+    pub offset: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SyntaxError {
+    pub message: String,
+    pub at: Position,
+}
+
+fn looks_like_json(text: &str) -> bool {
+    matches!(text.trim_start().as_bytes().first(), Some(b'{') | Some(b'['))
+}
+
+/// Splits a text into documents.
+pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
+    if looks_like_json(text) {
+        return parse_json(text);
+    }
+    let mut builder = Builder::new(text, None);
+    builder.documents()
+}
+
+/// Where each field of the document at `offset` sits in `text`.
+pub fn locate_fields(text: &str, offset: usize) -> HashMap<FieldPath, Position> {
+    let mut positions = HashMap::new();
+    let tail = &text[offset..];
+    let base = Position {
+        line: text[..offset].matches('\n').count() + 1,
+        col: offset - text[..offset].rfind('\n').map_or(0, |i| i + 1) + 1,
+    };
+    // A JSON document is also a YAML flow document; parse just this one.
+    let slice = if looks_like_json(text) {
+        json_document_slice(tail)
+    } else {
+        tail
+    };
+    let mut builder = Builder::new(slice, Some(&mut positions));
+    let _ = builder.first_document();
+    for p in positions.values_mut() {
+        if p.line == 1 {
+            p.col += base.col - 1;
+        }
+        p.line += base.line - 1;
+    }
+    positions
+}
+
+fn json_document_slice(tail: &str) -> &str {
+    let mut stream = serde_json::Deserializer::from_str(tail).into_iter::<serde::de::IgnoredAny>();
+    match stream.next() {
+        Some(Ok(_)) => &tail[..stream.byte_offset()],
+        _ => tail,
+    }
+}
+
+fn position_of_byte(text: &str, offset: usize) -> Position {
+    let before = &text[..offset.min(text.len())];
+    Position {
+        line: before.matches('\n').count() + 1,
+        col: before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+    }
+}
+
+fn parse_json(text: &str) -> Result<Vec<Document>, SyntaxError> {
+    let mut docs = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    loop {
+        // Skip whitespace so the recorded offset is the document's first byte.
+        let rest = &text[stream.byte_offset()..];
+        let offset = stream.byte_offset() + (rest.len() - rest.trim_start().len());
+        match stream.next() {
+            None => break,
+            Some(Ok(value)) => docs.push(Document {
+                value,
+                start: position_of_byte(text, offset),
+                offset,
+            }),
+            Some(Err(e)) => {
+                return Err(SyntaxError {
+                    message: format!("invalid JSON: {e}"),
+                    at: Position {
+                        line: e.line(),
+                        col: e.column(),
+                    },
+                })
+            }
+        }
+    }
+    Ok(docs)
+}
+
+struct Builder<'a, 'r> {
+    text: &'a str,
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    anchors: HashMap<usize, Value>,
+    record: Option<&'r mut HashMap<FieldPath, Position>>,
+    path: Vec<Segment>,
+    /// Saphyr reports character indices; byte offsets are needed to slice the text.
+    ascii: bool,
+}
+
+fn pos(span: &Span) -> Position {
+    Position {
+        line: span.start.line(),
+        col: span.start.col() + 1,
+    }
+}
+
+fn scan_error(e: ScanError) -> SyntaxError {
+    SyntaxError {
+        message: format!("invalid YAML: {}", e.info()),
+        at: Position {
+            line: e.marker().line(),
+            col: e.marker().col() + 1,
+        },
+    }
+}
+
+impl<'a, 'r> Builder<'a, 'r> {
+    fn new(text: &'a str, record: Option<&'r mut HashMap<FieldPath, Position>>) -> Self {
+        Builder {
+            text,
+            parser: Parser::new_from_str(text),
+            anchors: HashMap::new(),
+            record,
+            path: Vec::new(),
+            ascii: text.is_ascii(),
+        }
+    }
+
+    fn next(&mut self) -> Result<(Event<'a>, Span), SyntaxError> {
+        match self.parser.next_event() {
+            Some(Ok(ev)) => Ok(ev),
+            Some(Err(e)) => Err(scan_error(e)),
+            None => Err(SyntaxError {
+                message: "unexpected end of input".into(),
+                at: position_of_byte(self.text, self.text.len()),
+            }),
+        }
+    }
+
+    fn byte_offset(&self, span: &Span) -> usize {
+        let chars = span.start.index();
+        if self.ascii {
+            chars
+        } else {
+            self.text
+                .char_indices()
+                .nth(chars)
+                .map_or(self.text.len(), |(b, _)| b)
+        }
+    }
+
+    fn documents(&mut self) -> Result<Vec<Document>, SyntaxError> {
+        let mut docs = Vec::new();
+        while let Some(doc) = self.document()? {
+            // An empty document (`---` followed by nothing) is not an object.
+            if !doc.value.is_null() {
+                docs.push(doc);
+            }
+        }
+        Ok(docs)
+    }
+
+    fn first_document(&mut self) -> Result<Option<Document>, SyntaxError> {
+        self.document()
+    }
+
+    fn document(&mut self) -> Result<Option<Document>, SyntaxError> {
+        loop {
+            let (ev, span) = self.next()?;
+            match ev {
+                Event::StreamStart | Event::Nothing | Event::DocumentEnd => continue,
+                Event::StreamEnd => return Ok(None),
+                Event::DocumentStart(_) => {
+                    self.anchors.clear();
+                    let (ev, vspan) = self.next()?;
+                    let offset = self.byte_offset(&vspan);
+                    let value = self.node(ev, vspan)?;
+                    return Ok(Some(Document {
+                        value,
+                        start: pos(&span),
+                        offset,
+                    }));
+                }
+                other => {
+                    return Err(SyntaxError {
+                        message: format!("unexpected YAML event {other:?}"),
+                        at: pos(&span),
+                    })
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, at: Position) {
+        if let Some(rec) = self.record.as_deref_mut() {
+            rec.entry(FieldPath(self.path.clone())).or_insert(at);
+        }
+    }
+
+    fn node(&mut self, ev: Event<'a>, span: Span) -> Result<Value, SyntaxError> {
+        let at = pos(&span);
+        self.remember(at);
+        match ev {
+            Event::Scalar(text, style, anchor, tag) => {
+                let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                let v = if style == ScalarStyle::Plain && !is_str_tag {
+                    resolve_plain(&text)
+                } else {
+                    Value::String(text.into_owned())
+                };
+                if anchor > 0 {
+                    self.anchors.insert(anchor, v.clone());
+                }
+                Ok(v)
+            }
+            Event::Alias(id) => self.anchors.get(&id).cloned().ok_or(SyntaxError {
+                message: "alias to an unknown anchor".into(),
+                at,
+            }),
+            Event::SequenceStart(anchor, _) => {
+                let mut items = Vec::new();
+                loop {
+                    let (ev, span) = self.next()?;
+                    if matches!(ev, Event::SequenceEnd) {
+                        break;
+                    }
+                    self.path.push(Segment::Index(items.len()));
+                    let item = self.node(ev, span);
+                    self.path.pop();
+                    items.push(item?);
+                }
+                let v = Value::Array(items);
+                if anchor > 0 {
+                    self.anchors.insert(anchor, v.clone());
+                }
+                Ok(v)
+            }
+            Event::MappingStart(anchor, _) => {
+                let mut map = Map::new();
+                let mut merged: Vec<Map<String, Value>> = Vec::new();
+                loop {
+                    let (kev, kspan) = self.next()?;
+                    if matches!(kev, Event::MappingEnd) {
+                        break;
+                    }
+                    let key = match kev {
+                        Event::Scalar(k, _, _, _) => k.into_owned(),
+                        _ => {
+                            return Err(SyntaxError {
+                                message: "mapping keys must be plain strings".into(),
+                                at: pos(&kspan),
+                            })
+                        }
+                    };
+                    if map.contains_key(&key) {
+                        return Err(SyntaxError {
+                            message: format!("duplicate key {key:?}"),
+                            at: pos(&kspan),
+                        });
+                    }
+                    self.path.push(Segment::Key(key.clone()));
+                    self.remember(pos(&kspan));
+                    let (vev, vspan) = self.next()?;
+                    let value = self.node(vev, vspan);
+                    self.path.pop();
+                    let value = value?;
+                    if key == "<<" {
+                        match value {
+                            Value::Object(m) => merged.push(m),
+                            Value::Array(list) => merged.extend(list.into_iter().filter_map(
+                                |v| match v {
+                                    Value::Object(m) => Some(m),
+                                    _ => None,
+                                },
+                            )),
+                            _ => {
+                                return Err(SyntaxError {
+                                    message: "merge key `<<` needs a mapping".into(),
+                                    at: pos(&kspan),
+                                })
+                            }
+                        }
+                    } else {
+                        map.insert(key, value);
+                    }
+                }
+                for m in merged {
+                    for (k, v) in m {
+                        map.entry(k).or_insert(v);
+                    }
+                }
+                let v = Value::Object(map);
+                if anchor > 0 {
+                    self.anchors.insert(anchor, v.clone());
+                }
+                Ok(v)
+            }
+            other => Err(SyntaxError {
+                message: format!("unexpected YAML event {other:?}"),
+                at,
+            }),
+        }
+    }
+}
+
+/// YAML 1.2 core schema resolution of an unquoted scalar.
+fn resolve_plain(s: &str) -> Value {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(n) = s.parse::<i64>() {
+            return Value::Number(n.into());
+        }
+        if let Ok(n) = s.parse::<u64>() {
+            return Value::Number(n.into());
+        }
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        if let Ok(n) = i64::from_str_radix(hex, 16) {
+            return Value::Number(n.into());
+        }
+    }
+    if let Some(oct) = s.strip_prefix("0o") {
+        if let Ok(n) = i64::from_str_radix(oct, 8) {
+            return Value::Number(n.into());
+        }
+    }
+    let looks_float = s
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && s.bytes().any(|b| b.is_ascii_digit());
+    if looks_float {
+        if let Some(n) = s.parse::<f64>().ok().and_then(Number::from_f64) {
+            return Value::Number(n);
+        }
+    }
+    Value::String(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_yaml_with_positions() {
+        let text = "a: 1\n---\nkind: Pod\nmetadata:\n  name: x\n  labels:\n    app: \"80\"\n";
+        let docs = parse_documents(text).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].value["metadata"]["labels"]["app"], "80");
+        assert_eq!(docs[0].value["a"], 1);
+        let loc = locate_fields(text, docs[1].offset);
+        let p = FieldPath::root().key("metadata").key("labels").key("app");
+        assert_eq!(loc[&p], Position { line: 7, col: 5 });
+    }
+
+    #[test]
+    fn json_stream_with_positions() {
+        let text = "{\"kind\": \"Pod\"}\n  {\"kind\": \"Namespace\",\n \"x\": 1}";
+        let docs = parse_documents(text).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].start, Position { line: 2, col: 3 });
+        let loc = locate_fields(text, docs[1].offset);
+        assert_eq!(loc[&FieldPath::root().key("x")], Position { line: 3, col: 2 });
+    }
+
+    #[test]
+    fn scalars_resolve_like_the_core_schema() {
+        assert_eq!(resolve_plain("80"), Value::from(80));
+        assert_eq!(resolve_plain("http"), Value::from("http"));
+        assert_eq!(resolve_plain("true"), Value::from(true));
+        assert_eq!(resolve_plain("~"), Value::Null);
+        assert_eq!(resolve_plain("1.5"), Value::from(1.5));
+        assert_eq!(resolve_plain("10.0.0.0/8"), Value::from("10.0.0.0/8"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected_with_position() {
+        let err = parse_documents("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(err.at.line, 3);
+        assert!(err.message.contains("duplicate key"));
+    }
+
+    #[test]
+    fn anchors_and_merge_keys() {
+        let docs = parse_documents("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n").unwrap();
+        assert_eq!(docs[0].value["other"]["x"], 1);
+        assert_eq!(docs[0].value["other"]["y"], 2);
+    }
+}

@@ -1,0 +1,342 @@
+//! The cluster as weir sees it: namespaces, endpoints (pods and workloads), and
+//! NetworkPolicies, already validated. Plain data: no YAML, no files, no clients.
+//!
+//! Every later stage (engine, renderers, dataplane) reads only these types, so a
+//! manifest directory and a live cluster produce the same thing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+/// Label keys to values, ordered so output and hashing are deterministic.
+pub type Labels = BTreeMap<String, String>;
+
+/// The label every namespace carries with its own name (Kubernetes ≥ 1.21).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Where an object came from, for messages that point a human at the source.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Namespace {
+    pub name: String,
+    /// Includes [`NAMESPACE_NAME_LABEL`].
+    pub labels: Labels,
+}
+
+/// The transport protocols a NetworkPolicy port may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Protocol {
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "SCTP")]
+    Sctp,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+
+    /// Parses the API spelling (upper case, as the API server requires).
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A container port; `name` is what named ports in policies resolve against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// What an endpoint was built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum EndpointKind {
+    Pod,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    ReplicationController,
+    Job,
+    CronJob,
+}
+
+impl EndpointKind {
+    pub fn parse(kind: &str) -> Option<EndpointKind> {
+        Some(match kind {
+            "Pod" => EndpointKind::Pod,
+            "Deployment" => EndpointKind::Deployment,
+            "StatefulSet" => EndpointKind::StatefulSet,
+            "DaemonSet" => EndpointKind::DaemonSet,
+            "ReplicaSet" => EndpointKind::ReplicaSet,
+            "ReplicationController" => EndpointKind::ReplicationController,
+            "Job" => EndpointKind::Job,
+            "CronJob" => EndpointKind::CronJob,
+            _ => return None,
+        })
+    }
+}
+
+/// One thing that sends and receives traffic: a bare pod, or a workload with all
+/// of its replicas folded in (they share the pod template's labels and ports).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub namespace: String,
+    pub name: String,
+    pub kind: EndpointKind,
+    pub labels: Labels,
+    pub ports: Vec<ContainerPort>,
+    /// Pod IPs, the primary first. Empty when the input had no status.
+    pub ips: Vec<IpAddr>,
+    /// hostNetwork pods are never selected by podSelector (in any CNI).
+    pub host_network: bool,
+    pub origin: Origin,
+}
+
+impl Endpoint {
+    /// `namespace/name`, the spelling of the matrix CSV contract.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The address a peer connects to, for the given family (`true` = IPv6).
+    pub fn ip_of_family(&self, v6: bool) -> Option<IpAddr> {
+        self.ips.iter().copied().find(|ip| ip.is_ipv6() == v6)
+    }
+
+    /// The address family connections to this endpoint use: its primary IP's, IPv4 when none.
+    pub fn primary_is_v6(&self) -> bool {
+        self.ips.first().is_some_and(|ip| ip.is_ipv6())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Operator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Requirement {
+    pub key: String,
+    pub operator: Operator,
+    /// Sorted and deduplicated.
+    pub values: Vec<String>,
+}
+
+/// A `metav1.LabelSelector`. The empty selector matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct LabelSelector {
+    pub match_labels: Labels,
+    pub match_expressions: Vec<Requirement>,
+}
+
+impl LabelSelector {
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
+    }
+}
+
+impl fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("{}");
+        }
+        let mut parts: Vec<String> = self
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for r in &self.match_expressions {
+            parts.push(match r.operator {
+                Operator::In => format!("{} in ({})", r.key, r.values.join(",")),
+                Operator::NotIn => format!("{} notin ({})", r.key, r.values.join(",")),
+                Operator::Exists => r.key.clone(),
+                Operator::DoesNotExist => format!("!{}", r.key),
+            });
+        }
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// Which namespaces a selector peer looks in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum NamespaceScope {
+    /// No namespaceSelector: the policy's own namespace.
+    PolicyNamespace,
+    /// namespaceSelector (possibly `{}`: every namespace).
+    Selector(LabelSelector),
+}
+
+/// One element of `from` / `to`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Peer {
+    /// podSelector and/or namespaceSelector; both present means AND.
+    /// `pods: None` means every pod of the selected namespaces.
+    Pods {
+        namespaces: NamespaceScope,
+        pods: Option<LabelSelector>,
+    },
+    /// CIDR minus exceptions; matches external addresses and pod IPs alike.
+    IpBlock { cidr: IpNet, except: Vec<IpNet> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum PortRef {
+    /// `port` alone, or `port`..=`end_port`.
+    Number { port: u16, end: u16 },
+    /// A containerPort name, resolved on the destination endpoint.
+    Named(String),
+}
+
+/// One element of `ports`. `port: None` means every port of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PortRule {
+    pub protocol: Protocol,
+    pub port: Option<PortRef>,
+}
+
+/// An ingress or egress rule. Empty `peers` means every peer; empty `ports` every port.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Rule {
+    pub peers: Vec<Peer>,
+    pub ports: Vec<PortRule>,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        })
+    }
+}
+
+/// A `networking.k8s.io/v1` NetworkPolicy with its defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    pub namespace: String,
+    pub name: String,
+    pub pod_selector: LabelSelector,
+    /// policyTypes after defaulting: Ingress always when absent, Egress when egress rules exist.
+    pub isolates_ingress: bool,
+    pub isolates_egress: bool,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+    pub origin: Origin,
+}
+
+impl Policy {
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub fn isolates(&self, direction: Direction) -> bool {
+        match direction {
+            Direction::Ingress => self.isolates_ingress,
+            Direction::Egress => self.isolates_egress,
+        }
+    }
+
+    pub fn rules(&self, direction: Direction) -> &[Rule] {
+        match direction {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+}
+
+/// A Service port; kept for the lab (virtual IPs) and later lints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// A number, or a containerPort name on the backends.
+    pub target_port: Option<PortTarget>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum PortTarget {
+    Number(u16),
+    Named(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    pub selector: Labels,
+    pub ports: Vec<ServicePort>,
+    pub cluster_ip: Option<IpAddr>,
+    pub origin: Origin,
+}
+
+/// Everything the engine needs, in input order (namespaces sorted by name).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cluster {
+    pub namespaces: Vec<Namespace>,
+    pub endpoints: Vec<Endpoint>,
+    pub policies: Vec<Policy>,
+    pub services: Vec<Service>,
+}
+
+impl Cluster {
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        self.namespaces.iter().find(|n| n.name == name)
+    }
+
+    /// Finds an endpoint by `namespace/name`.
+    pub fn endpoint_index(&self, id: &str) -> Option<usize> {
+        let (ns, name) = id.split_once('/')?;
+        self.endpoints
+            .iter()
+            .position(|e| e.namespace == ns && e.name == name)
+    }
+}

@@ -1,0 +1,191 @@
+//! A deliberately naive NetworkPolicy evaluator for tests.
+//!
+//! Written straight from the `networking.k8s.io/v1` API reference, sharing no
+//! code with `weir-engine`: one connection at a time, every policy looked at,
+//! no indexes, no classes, no caches. Slow and obvious on purpose.
+//!
+//! From the reference:
+//! - A pod is isolated for ingress (egress) if any NetworkPolicy in its namespace
+//!   selects it and has "Ingress" ("Egress") in policyTypes.
+//! - Traffic is allowed into an isolated pod if some rule of some such policy
+//!   matches it: `from` empty or any peer matches, and `ports` empty or any port matches.
+//! - A connection needs egress allowed at the source and ingress at the destination.
+//! - podSelector alone = pods in the policy's namespace; namespaceSelector alone =
+//!   all pods in those namespaces; both = pods matching both; ipBlock = addresses.
+//! - Traffic of a pod to itself is always allowed (upstream e2e).
+
+use std::net::IpAddr;
+
+use weir_model::{Cluster, ContainerPort, Endpoint, LabelSelector, Labels, NamespaceScope, Operator, Peer, Policy, PortRef, PortRule, Protocol, Rule};
+
+/// One side of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Pod(usize),
+    Ip(IpAddr),
+}
+
+fn label_selector_matches(sel: &LabelSelector, labels: &Labels) -> bool {
+    for (key, value) in &sel.match_labels {
+        if labels.get(key) != Some(value) {
+            return false;
+        }
+    }
+    for req in &sel.match_expressions {
+        let present = labels.get(&req.key);
+        let ok = match req.operator {
+            Operator::In => match present {
+                Some(v) => req.values.iter().any(|x| x == v),
+                None => false,
+            },
+            Operator::NotIn => match present {
+                Some(v) => !req.values.iter().any(|x| x == v),
+                None => true,
+            },
+            Operator::Exists => present.is_some(),
+            Operator::DoesNotExist => present.is_none(),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn namespace_labels<'a>(cluster: &'a Cluster, name: &str) -> Option<&'a Labels> {
+    for ns in &cluster.namespaces {
+        if ns.name == name {
+            return Some(&ns.labels);
+        }
+    }
+    None
+}
+
+fn address_of(cluster: &Cluster, side: Side, want_v6: bool) -> Option<IpAddr> {
+    match side {
+        Side::Ip(ip) => Some(ip),
+        Side::Pod(i) => {
+            for ip in &cluster.endpoints[i].ips {
+                if ip.is_ipv6() == want_v6 {
+                    return Some(*ip);
+                }
+            }
+            None
+        }
+    }
+}
+
+fn peer_matches(cluster: &Cluster, policy: &Policy, peer: &Peer, side: Side, v6: bool) -> bool {
+    match peer {
+        Peer::IpBlock { cidr, except } => {
+            let Some(ip) = address_of(cluster, side, v6) else { return false };
+            if ip.is_ipv6() != v6 || !cidr.contains(&ip) {
+                return false;
+            }
+            for e in except {
+                if e.contains(&ip) {
+                    return false;
+                }
+            }
+            true
+        }
+        Peer::Pods { namespaces, pods } => {
+            let Side::Pod(i) = side else { return false };
+            let pod = &cluster.endpoints[i];
+            if pod.host_network {
+                return false;
+            }
+            let namespace_ok = match namespaces {
+                NamespaceScope::PolicyNamespace => pod.namespace == policy.namespace,
+                NamespaceScope::Selector(sel) => match namespace_labels(cluster, &pod.namespace) {
+                    Some(labels) => label_selector_matches(sel, labels),
+                    None => false,
+                },
+            };
+            let pod_ok = match pods {
+                None => true,
+                Some(sel) => label_selector_matches(sel, &pod.labels),
+            };
+            namespace_ok && pod_ok
+        }
+    }
+}
+
+fn port_matches(rule_port: &PortRule, protocol: Protocol, port: u16, dst_ports: &[ContainerPort]) -> bool {
+    if rule_port.protocol != protocol {
+        return false;
+    }
+    match &rule_port.port {
+        None => true,
+        Some(PortRef::Number { port: lo, end }) => *lo <= port && port <= *end,
+        Some(PortRef::Named(name)) => dst_ports
+            .iter()
+            .any(|cp| cp.name.as_deref() == Some(name.as_str()) && cp.protocol == protocol && cp.port == port),
+    }
+}
+
+fn rule_matches(cluster: &Cluster, policy: &Policy, rule: &Rule, peer: Side, protocol: Protocol, port: u16, dst_ports: &[ContainerPort], v6: bool) -> bool {
+    let peer_ok = rule.peers.is_empty() || rule.peers.iter().any(|p| peer_matches(cluster, policy, p, peer, v6));
+    let port_ok = rule.ports.is_empty() || rule.ports.iter().any(|p| port_matches(p, protocol, port, dst_ports));
+    peer_ok && port_ok
+}
+
+fn selects(policy: &Policy, pod: &Endpoint) -> bool {
+    policy.namespace == pod.namespace && !pod.host_network && label_selector_matches(&policy.pod_selector, &pod.labels)
+}
+
+/// Is a connection from `from` to `to` on `protocol`/`port` allowed?
+pub fn allowed(cluster: &Cluster, from: Side, to: Side, protocol: Protocol, port: u16) -> bool {
+    if let (Side::Pod(a), Side::Pod(b)) = (from, to) {
+        if a == b {
+            return true;
+        }
+    }
+    let v6 = match to {
+        Side::Ip(ip) => ip.is_ipv6(),
+        Side::Pod(i) => matches!(cluster.endpoints[i].ips.first(), Some(IpAddr::V6(_))),
+    };
+    let dst_ports: Vec<ContainerPort> = match to {
+        Side::Pod(i) => cluster.endpoints[i].ports.clone(),
+        Side::Ip(_) => Vec::new(),
+    };
+    // Egress at the source.
+    if let Side::Pod(i) = from {
+        let pod = &cluster.endpoints[i];
+        let mut isolated = false;
+        let mut ok = false;
+        for policy in &cluster.policies {
+            if selects(policy, pod) && policy.isolates_egress {
+                isolated = true;
+                for rule in &policy.egress {
+                    if rule_matches(cluster, policy, rule, to, protocol, port, &dst_ports, v6) {
+                        ok = true;
+                    }
+                }
+            }
+        }
+        if isolated && !ok {
+            return false;
+        }
+    }
+    // Ingress at the destination.
+    if let Side::Pod(i) = to {
+        let pod = &cluster.endpoints[i];
+        let mut isolated = false;
+        let mut ok = false;
+        for policy in &cluster.policies {
+            if selects(policy, pod) && policy.isolates_ingress {
+                isolated = true;
+                for rule in &policy.ingress {
+                    if rule_matches(cluster, policy, rule, from, protocol, port, &dst_ports, v6) {
+                        ok = true;
+                    }
+                }
+            }
+        }
+        if isolated && !ok {
+            return false;
+        }
+    }
+    true
+}

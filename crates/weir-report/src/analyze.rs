@@ -1,0 +1,271 @@
+//! `weir analyze`: who can talk to whom, on which ports.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+use weir_engine::{ClassId, Engine, Flow};
+
+use crate::{csv_field, table, Format};
+
+/// One allowed connection between two named peers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Connection {
+    pub from: String,
+    pub to: String,
+    pub ports: String,
+}
+
+/// The peers of a class: endpoint ids, or the CIDRs of an outside address class.
+fn peers(engine: &Engine, class: ClassId) -> Vec<String> {
+    match engine.class_cidrs(class) {
+        Some(cidrs) => vec![describe_cidrs(&cidrs)],
+        None => engine
+            .class_members(class)
+            .iter()
+            .map(|&i| engine.cluster().endpoints[i].id())
+            .collect(),
+    }
+}
+
+/// A set of CIDRs, written as the shorter of the list and "everything except …".
+fn describe_cidrs(cidrs: &[ipnet::IpNet]) -> String {
+    use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+    let v6 = cidrs.first().is_some_and(|c| matches!(c, IpNet::V6(_)));
+    let all = if v6 { IpNet::V6(Ipv6Net::default()) } else { IpNet::V4(Ipv4Net::default()) };
+    if cidrs == [all] {
+        return all.to_string();
+    }
+    // The complement within the family, as CIDRs.
+    let mut complement: Vec<IpNet> = vec![all];
+    for c in cidrs {
+        complement = complement
+            .into_iter()
+            .flat_map(|n| subtract(n, *c))
+            .collect();
+    }
+    if !complement.is_empty() && complement.len() < cidrs.len() {
+        complement.sort();
+        let list: Vec<String> = complement.iter().map(|c| c.to_string()).collect();
+        format!("{all} except {}", list.join(","))
+    } else {
+        cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// `n` minus `c`, as CIDRs.
+fn subtract(n: ipnet::IpNet, c: ipnet::IpNet) -> Vec<ipnet::IpNet> {
+    if c.contains(&n) {
+        return Vec::new();
+    }
+    if !n.contains(&c) {
+        return vec![n];
+    }
+    match n.subnets(n.prefix_len() + 1) {
+        Ok(halves) => halves.flat_map(|h| subtract(h, c)).collect(),
+        Err(_) => vec![n],
+    }
+}
+
+/// Flows expanded to endpoint pairs (self-pairs left out), sorted.
+pub fn connections(engine: &Engine, flows: &[Flow]) -> Vec<Connection> {
+    let mut out = Vec::new();
+    for f in flows {
+        let ports = f.ports.to_string();
+        let (src, dst) = (peers(engine, f.src), peers(engine, f.dst));
+        for s in &src {
+            for d in &dst {
+                if s != d || engine.class_cidrs(f.src).is_some() {
+                    out.push(Connection { from: s.clone(), to: d.clone(), ports: ports.clone() });
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[derive(Serialize)]
+struct JsonFlow {
+    from: Vec<String>,
+    to: Vec<String>,
+    ports: String,
+}
+
+/// Renders allowed connections. JSON keeps equivalence classes grouped (`from` ×
+/// `to` are all allowed on `ports`), so it stays small on large clusters.
+pub fn render_analyze(engine: &Engine, flows: &[Flow], format: Format, out: &mut dyn Write) -> io::Result<()> {
+    match format {
+        Format::Json => {
+            let flows: Vec<JsonFlow> = flows
+                .iter()
+                .map(|f| JsonFlow { from: peers(engine, f.src), to: peers(engine, f.dst), ports: f.ports.to_string() })
+                .collect();
+            let doc = serde_json::json!({ "stats": engine.stats(), "flows": flows });
+            serde_json::to_writer(&mut *out, &doc)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            writeln!(out, "from,to,ports")?;
+            for c in connections(engine, flows) {
+                writeln!(out, "{},{},{}", csv_field(&c.from), csv_field(&c.to), csv_field(&c.ports))?;
+            }
+        }
+        Format::Table => {
+            let mut t = table();
+            t.set_header(vec!["from", "to", "ports"]);
+            for c in connections(engine, flows) {
+                t.add_row(vec![c.from, c.to, c.ports]);
+            }
+            writeln!(out, "{t}")?;
+        }
+        Format::Md => {
+            writeln!(out, "| from | to | ports |\n|---|---|---|")?;
+            for c in connections(engine, flows) {
+                writeln!(out, "| `{}` | `{}` | {} |", c.from, c.to, c.ports)?;
+            }
+        }
+        Format::Dot | Format::Mermaid => render_graph(engine, flows, format == Format::Dot, out)?,
+        Format::Text => {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "analyze supports -o table|json|csv|md|dot|mermaid"))
+        }
+    }
+    Ok(())
+}
+
+fn render_graph(engine: &Engine, flows: &[Flow], dot: bool, out: &mut dyn Write) -> io::Result<()> {
+    let conns = connections(engine, flows);
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    for c in &conns {
+        for name in [&c.from, &c.to] {
+            let next = format!("n{}", ids.len());
+            ids.entry(name.clone()).or_insert(next);
+        }
+    }
+    for e in &engine.cluster().endpoints {
+        let next = format!("n{}", ids.len());
+        ids.entry(e.id()).or_insert(next);
+    }
+    // Group endpoint nodes by namespace; outside addresses stand alone.
+    let mut by_ns: BTreeMap<String, Vec<(&String, &String)>> = BTreeMap::new();
+    for (name, id) in &ids {
+        let ns = match name.split_once('/') {
+            Some((ns, rest)) if !ns.contains('.') && !ns.contains(':') && !rest.is_empty() && !rest.chars().all(|c| c.is_ascii_digit()) => ns.to_string(),
+            _ => String::new(),
+        };
+        by_ns.entry(ns).or_default().push((name, id));
+    }
+    if dot {
+        writeln!(out, "digraph weir {{\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];")?;
+        for (i, (ns, nodes)) in by_ns.iter().enumerate() {
+            if ns.is_empty() {
+                for (name, id) in nodes {
+                    writeln!(out, "  {id} [label={name:?}, shape=ellipse];")?;
+                }
+                continue;
+            }
+            writeln!(out, "  subgraph cluster_{i} {{\n    label={:?};", format!("namespace {ns}"))?;
+            for (name, id) in nodes {
+                let short = name.split_once('/').map_or(name.as_str(), |x| x.1);
+                writeln!(out, "    {id} [label={short:?}];")?;
+            }
+            writeln!(out, "  }}")?;
+        }
+        for c in &conns {
+            writeln!(out, "  {} -> {} [label={:?}];", ids[&c.from], ids[&c.to], c.ports)?;
+        }
+        writeln!(out, "}}")?;
+    } else {
+        writeln!(out, "flowchart LR")?;
+        for (ns, nodes) in &by_ns {
+            if !ns.is_empty() {
+                writeln!(out, "  subgraph ns_{} [\"namespace {ns}\"]", ns.replace(['-', '.'], "_"))?;
+            }
+            for (name, id) in nodes {
+                let short = if ns.is_empty() { name.as_str() } else { name.split_once('/').map_or(name.as_str(), |x| x.1) };
+                writeln!(out, "    {id}[\"{}\"]", short.replace('"', "'"))?;
+            }
+            if !ns.is_empty() {
+                writeln!(out, "  end")?;
+            }
+        }
+        for c in &conns {
+            writeln!(out, "  {} -->|\"{}\"| {}", ids[&c.from], c.ports.replace('"', "'"), ids[&c.to])?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts instead of lines, for inputs too large to list.
+pub fn render_summary(engine: &Engine, flows: &[Flow], format: Format, out: &mut dyn Write) -> io::Result<()> {
+    let stats = engine.stats();
+    let mut endpoint_pairs: u64 = 0;
+    let mut all_port_pairs: u64 = 0;
+    let mut external_flows = 0usize;
+    let mut by_ports: BTreeMap<String, u64> = BTreeMap::new();
+    for f in flows {
+        let (a, b) = (engine.class_members(f.src).len() as u64, engine.class_members(f.dst).len() as u64);
+        if a == 0 || b == 0 {
+            external_flows += 1;
+            continue;
+        }
+        let pairs = if f.src == f.dst { a * (a - 1) } else { a * b };
+        endpoint_pairs += pairs;
+        if f.ports.is_all() {
+            all_port_pairs += pairs;
+        }
+        *by_ports.entry(f.ports.to_string()).or_default() += pairs;
+    }
+    let n = stats.endpoints as u64;
+    let possible = n * n.saturating_sub(1);
+    let mut top: Vec<(String, u64)> = by_ports.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.truncate(10);
+    let doc = serde_json::json!({
+        "stats": stats,
+        "class_flows": flows.len(),
+        "external_flows": external_flows,
+        "allowed_endpoint_pairs": endpoint_pairs,
+        "possible_endpoint_pairs": possible,
+        "all_ports_endpoint_pairs": all_port_pairs,
+        "top_port_sets": top.iter().map(|(p, c)| serde_json::json!({"ports": p, "endpoint_pairs": c})).collect::<Vec<_>>(),
+    });
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        return writeln!(out);
+    }
+    let mut t = table();
+    t.set_header(vec!["measure", "count"]);
+    let s = &doc["stats"];
+    for key in ["namespaces", "endpoints", "policies", "rules", "endpoint_classes", "external_classes", "ingress_isolated_classes", "egress_isolated_classes"] {
+        t.add_row(vec![key.replace('_', " "), s[key].to_string()]);
+    }
+    t.add_row(vec!["allowed endpoint pairs".to_string(), format!("{endpoint_pairs} of {possible}")]);
+    t.add_row(vec!["…of which on all ports".to_string(), all_port_pairs.to_string()]);
+    t.add_row(vec!["class flows".to_string(), flows.len().to_string()]);
+    t.add_row(vec!["flows with outside addresses".to_string(), external_flows.to_string()]);
+    writeln!(out, "{t}")?;
+    if !top.is_empty() {
+        let mut t = table();
+        t.set_header(vec!["ports", "endpoint pairs"]);
+        for (p, c) in top {
+            t.add_row(vec![p, c.to_string()]);
+        }
+        writeln!(out, "{t}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_descriptions_pick_the_shorter_form() {
+        let n = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+        assert_eq!(describe_cidrs(&[n("10.0.0.0/8")]), "10.0.0.0/8");
+        // Everything but 10.0.0.0/8, as a list of 5 CIDRs, reads better as an exception.
+        let rest = subtract(n("0.0.0.0/0"), n("10.0.0.0/8"));
+        assert_eq!(describe_cidrs(&rest), "0.0.0.0/0 except 10.0.0.0/8");
+    }
+}

@@ -1,0 +1,7 @@
+//! The `weir` command line: argument parsing, choosing renderers, exit codes.
+//! Logic lives in the library crates; this crate only wires them together.
+
+mod bench;
+mod cli;
+
+pub use cli::run;
