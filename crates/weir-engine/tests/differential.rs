@@ -1,0 +1,93 @@
+//! The engine (both evaluators) against the naive oracle on random clusters.
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use weir_engine::{Engine, Node, Options};
+use weir_model::Cluster;
+use weir_oracle::Side;
+
+fn check(cluster: &Cluster, options: Options) -> Result<(), TestCaseError> {
+    let engine = Engine::with_options(cluster, options);
+    let n = cluster.endpoints.len();
+    let mut nodes: Vec<(Node, Side)> = (0..n).map(|i| (Node::Endpoint(i), Side::Pod(i))).collect();
+    for ip in weir_synth::scenario::outside_addresses() {
+        // An address that is a pod's is that pod in the oracle too only via ipBlock; keep them apart.
+        if !cluster.endpoints.iter().any(|e| e.ips.contains(&ip)) {
+            nodes.push((Node::Address(ip), Side::Ip(ip)));
+        }
+    }
+    let flows = engine.flows();
+    for &(src, osrc) in &nodes {
+        for &(dst, odst) in &nodes {
+            if matches!(src, Node::Address(_)) && matches!(dst, Node::Address(_)) {
+                continue;
+            }
+            // An outside address only talks to endpoints of its own family.
+            if let (Node::Address(ip), Node::Endpoint(d)) = (src, dst) {
+                if ip.is_ipv6() != cluster.endpoints[d].primary_is_v6() {
+                    continue;
+                }
+            }
+            let allowed = engine.allowed(src, dst);
+            for (proto, port) in weir_synth::scenario::probes() {
+                let want = if options.ipblock_matches_pods {
+                    weir_oracle::allowed(cluster, osrc, odst, proto, port)
+                } else {
+                    continue;
+                };
+                prop_assert_eq!(
+                    allowed.contains(proto, port),
+                    want,
+                    "class evaluator: {:?} -> {:?} {}/{} (allowed set: {})",
+                    src,
+                    dst,
+                    proto,
+                    port,
+                    allowed
+                );
+                let e = engine.explain(src, dst, proto, port);
+                prop_assert_eq!(e.allowed, want, "explain: {:?} -> {:?} {}/{}", src, dst, proto, port);
+            }
+            // flows() must list exactly the non-empty pairs between distinct endpoints.
+            if let (Node::Endpoint(a), Node::Endpoint(b)) = (src, dst) {
+                if a != b {
+                    let (ca, cb) = (engine.class_of_endpoint(a), engine.class_of_endpoint(b));
+                    let listed = flows.iter().find(|f| f.src == ca && f.dst == cb).map(|f| f.ports.clone());
+                    prop_assert_eq!(listed.unwrap_or_default(), allowed.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, max_shrink_iters: 4000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_agrees_with_oracle(cluster in weir_synth::scenario::cluster()) {
+        check(&cluster, Options::default())?;
+    }
+}
+
+/// With ipBlock-matches-pods off, pod addresses never match ipBlocks: compare on a
+/// cluster whose policies have no ipBlock peers, where the switch must not matter.
+#[test]
+fn ipblock_switch_only_affects_ipblocks() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..200 {
+        let mut cluster = weir_synth::scenario::cluster().new_tree(&mut runner).unwrap().current();
+        for p in &mut cluster.policies {
+            for r in p.ingress.iter_mut().chain(p.egress.iter_mut()) {
+                r.peers.retain(|peer| !matches!(peer, weir_model::Peer::IpBlock { .. }));
+            }
+        }
+        let a = Engine::new(&cluster);
+        let b = Engine::with_options(&cluster, Options { ipblock_matches_pods: false });
+        for i in 0..cluster.endpoints.len() {
+            for j in 0..cluster.endpoints.len() {
+                assert_eq!(a.allowed(Node::Endpoint(i), Node::Endpoint(j)), b.allowed(Node::Endpoint(i), Node::Endpoint(j)));
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Random small clusters as a proptest strategy.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use proptest::prelude::*;
+use proptest::sample::{select, subsequence};
+use weir_model::{
+    Cluster, ContainerPort, Endpoint, EndpointKind, LabelSelector, Labels, Namespace, NamespaceScope, Operator,
+    Peer, Policy, PortRef, PortRule, Protocol, Requirement, Rule, NAMESPACE_NAME_LABEL,
+};
+
+pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
+const KEYS: [&str; 3] = ["app", "tier", "role"];
+const VALUES: [&str; 3] = ["a", "b", "c"];
+const PORT_NAMES: [&str; 3] = ["http", "dns", "metrics"];
+const PORTS: [u16; 5] = [53, 80, 81, 443, 9090];
+
+/// The probes worth asking about in generated scenarios: every port the generator uses.
+pub fn probes() -> Vec<(Protocol, u16)> {
+    let mut out = Vec::new();
+    for p in Protocol::ALL {
+        for port in PORTS {
+            out.push((p, port));
+        }
+    }
+    out
+}
+
+/// Outside addresses worth probing (some inside generated ipBlocks, some not).
+pub fn outside_addresses() -> Vec<IpAddr> {
+    ["10.0.0.250", "10.0.1.250", "10.1.0.1", "192.168.1.1", "fd00::99", "2001:db8::1"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect()
+}
+
+fn protocol() -> impl Strategy<Value = Protocol> {
+    prop_oneof![Just(Protocol::Tcp), Just(Protocol::Udp), Just(Protocol::Sctp)]
+}
+
+fn labels() -> impl Strategy<Value = Labels> {
+    proptest::collection::btree_map(select(&KEYS[..]), select(&VALUES[..]), 0..3)
+        .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}
+
+fn requirement(keys: &'static [&'static str]) -> impl Strategy<Value = Requirement> {
+    let op = prop_oneof![Just(Operator::In), Just(Operator::NotIn), Just(Operator::Exists), Just(Operator::DoesNotExist)];
+    (select(keys), op, subsequence(&VALUES[..], 1..3)).prop_map(|(key, operator, values)| Requirement {
+        key: key.to_string(),
+        operator,
+        values: match operator {
+            Operator::In | Operator::NotIn => values.iter().map(|s| s.to_string()).collect(),
+            _ => Vec::new(),
+        },
+    })
+}
+
+fn selector() -> impl Strategy<Value = LabelSelector> {
+    (labels().prop_map(|l| l.into_iter().take(1).collect()), proptest::collection::vec(requirement(&KEYS), 0..2))
+        .prop_map(|(match_labels, match_expressions)| LabelSelector { match_labels, match_expressions })
+}
+
+/// Namespace selectors look at the namespace labels the generator sets, and the name label.
+fn namespace_selector() -> impl Strategy<Value = LabelSelector> {
+    prop_oneof![
+        Just(LabelSelector::default()),
+        select(&NAMESPACES[..]).prop_map(|n| LabelSelector {
+            match_labels: [(NAMESPACE_NAME_LABEL.to_string(), n.to_string())].into(),
+            match_expressions: vec![],
+        }),
+        select(&NAMESPACES[..]).prop_map(|n| LabelSelector {
+            match_labels: Labels::new(),
+            match_expressions: vec![Requirement {
+                key: NAMESPACE_NAME_LABEL.to_string(),
+                operator: Operator::NotIn,
+                values: vec![n.to_string()],
+            }],
+        }),
+        selector(),
+    ]
+}
+
+fn ip_block() -> impl Strategy<Value = Peer> {
+    let blocks: Vec<(&str, Vec<&str>)> = vec![
+        ("10.0.0.0/16", vec![]),
+        ("10.0.0.0/16", vec!["10.0.1.0/24"]),
+        ("10.0.0.0/24", vec!["10.0.0.0/28", "10.0.0.128/25"]),
+        ("10.0.1.0/24", vec![]),
+        ("0.0.0.0/0", vec!["10.0.0.0/8"]),
+        ("0.0.0.0/0", vec![]),
+        ("10.0.0.4/30", vec![]),
+        ("fd00::/64", vec![]),
+        ("fd00::/64", vec!["fd00::/120"]),
+    ];
+    select(blocks).prop_map(|(cidr, except)| Peer::IpBlock {
+        cidr: cidr.parse::<IpNet>().unwrap(),
+        except: except.iter().map(|e| e.parse().unwrap()).collect(),
+    })
+}
+
+fn peer() -> impl Strategy<Value = Peer> {
+    prop_oneof![
+        3 => selector().prop_map(|s| Peer::Pods { namespaces: NamespaceScope::PolicyNamespace, pods: Some(s) }),
+        2 => namespace_selector().prop_map(|n| Peer::Pods { namespaces: NamespaceScope::Selector(n), pods: None }),
+        2 => (namespace_selector(), selector())
+            .prop_map(|(n, s)| Peer::Pods { namespaces: NamespaceScope::Selector(n), pods: Some(s) }),
+        2 => ip_block(),
+    ]
+}
+
+fn port_rule() -> impl Strategy<Value = PortRule> {
+    let port = prop_oneof![
+        1 => Just(None),
+        3 => select(&PORTS[..]).prop_map(|p| Some(PortRef::Number { port: p, end: p })),
+        1 => (select(&PORTS[..]), 0u16..400).prop_map(|(p, len)| Some(PortRef::Number { port: p, end: p.saturating_add(len) })),
+        2 => select(&PORT_NAMES[..]).prop_map(|n| Some(PortRef::Named(n.to_string()))),
+    ];
+    (protocol(), port).prop_map(|(protocol, port)| PortRule { protocol, port })
+}
+
+fn rule() -> impl Strategy<Value = Rule> {
+    (proptest::collection::vec(peer(), 0..3), proptest::collection::vec(port_rule(), 0..3))
+        .prop_map(|(peers, ports)| Rule { peers, ports, origin: Default::default() })
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    // policyTypes: absent (defaulted), [Ingress], [Egress], or both.
+    let types = prop_oneof![Just(None), Just(Some((true, false))), Just(Some((false, true))), Just(Some((true, true)))];
+    (
+        select(&NAMESPACES[..]),
+        selector(),
+        types,
+        proptest::collection::vec(rule(), 0..3),
+        proptest::collection::vec(rule(), 0..3),
+    )
+        .prop_map(|(ns, pod_selector, types, ingress, egress)| {
+            let (isolates_ingress, isolates_egress) = types.unwrap_or((true, !egress.is_empty()));
+            Policy {
+                namespace: ns.to_string(),
+                name: String::new(),
+                pod_selector,
+                isolates_ingress,
+                isolates_egress,
+                ingress,
+                egress,
+                origin: Default::default(),
+            }
+        })
+}
+
+fn container_port() -> impl Strategy<Value = ContainerPort> {
+    (proptest::option::of(select(&PORT_NAMES[..])), protocol(), select(&PORTS[..]))
+        .prop_map(|(name, protocol, port)| ContainerPort { name: name.map(str::to_string), protocol, port })
+}
+
+fn endpoint() -> impl Strategy<Value = (Endpoint, u8)> {
+    (
+        select(&NAMESPACES[..]),
+        labels(),
+        proptest::collection::vec(container_port(), 0..3),
+        0u8..4, // 0: no IP, 1: IPv4, 2: dual-stack, 3: IPv6 only
+        1u8..40,
+        proptest::bool::weighted(0.08),
+    )
+        .prop_map(|(ns, labels, mut ports, stack, host, host_network)| {
+            ports.sort();
+            ports.dedup_by(|a, b| a.name.is_some() && a.name == b.name && a.protocol == b.protocol);
+            let v4: IpAddr = format!("10.0.{}.{}", host % 2, host).parse().unwrap();
+            let v6: IpAddr = format!("fd00::{host}").parse().unwrap();
+            let ips = match stack {
+                0 => vec![],
+                1 => vec![v4],
+                2 => vec![v4, v6],
+                _ => vec![v6],
+            };
+            let e = Endpoint {
+                namespace: ns.to_string(),
+                name: String::new(),
+                kind: EndpointKind::Pod,
+                labels,
+                ports,
+                ips,
+                host_network,
+                origin: Default::default(),
+            };
+            (e, host)
+        })
+}
+
+/// A random cluster: up to 3 namespaces, 1–7 endpoints, 0–5 policies.
+pub fn cluster() -> impl Strategy<Value = Cluster> {
+    (
+        proptest::collection::vec(labels(), 3),
+        proptest::collection::vec(endpoint(), 1..8),
+        proptest::collection::vec(policy(), 0..6),
+    )
+        .prop_map(|(ns_labels, endpoints, policies)| {
+            let namespaces = NAMESPACES
+                .iter()
+                .zip(ns_labels)
+                .map(|(n, mut labels)| {
+                    labels.insert(NAMESPACE_NAME_LABEL.to_string(), n.to_string());
+                    Namespace { name: n.to_string(), labels }
+                })
+                .collect();
+            // Distinct names and distinct addresses, as a real cluster has.
+            let mut seen_hosts = BTreeMap::new();
+            let mut eps = Vec::new();
+            for (i, (mut e, host)) in endpoints.into_iter().enumerate() {
+                if seen_hosts.insert(host, ()).is_some() {
+                    e.ips.clear();
+                }
+                e.name = format!("pod{i}");
+                eps.push(e);
+            }
+            let policies = policies
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut p)| {
+                    p.name = format!("np{i}");
+                    p
+                })
+                .collect();
+            Cluster { namespaces, endpoints: eps, policies, services: vec![] }
+        })
+}
