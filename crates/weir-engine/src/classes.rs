@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use ipnet::IpNet;
 use serde::Serialize;
-use weir_model::{Cluster, ContainerPort, Direction, LabelSelector, NamespaceScope, Peer, PortRule};
+use weir_model::{
+    Cluster, ContainerPort, Direction, LabelSelector, NamespaceScope, Peer, PortRule,
+};
 
 use crate::ipspace::{Block, IpSpace};
 use crate::ports::{resolve_ports, PortSet};
@@ -126,6 +128,9 @@ pub struct Index<'c> {
     has_v6: bool,
 }
 
+/// What makes endpoints equivalent: predicates matched, named ports, family, address classes.
+type ClassKey<'a> = (&'a Vec<u32>, Vec<ContainerPort>, bool, [Option<u32>; 2]);
+
 /// A selector peer with its namespace made explicit: the unit selectors are evaluated in.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Scope<'c> {
@@ -167,7 +172,10 @@ impl<'c> Index<'c> {
         let mut ns_selector_cache: HashMap<&LabelSelector, Vec<usize>> = HashMap::new();
         let mut pred_ids: HashMap<(Scope, Option<&LabelSelector>), u32> = HashMap::new();
         let mut group_preds: Vec<Vec<u32>> = vec![Vec::new(); groups.len()];
-        let mut eval_pred = |scope: Scope<'c>, pods: Option<&'c LabelSelector>, group_preds: &mut Vec<Vec<u32>>| -> u32 {
+        let mut eval_pred = |scope: Scope<'c>,
+                             pods: Option<&'c LabelSelector>,
+                             group_preds: &mut Vec<Vec<u32>>|
+         -> u32 {
             let next = pred_ids.len() as u32;
             let id = *pred_ids.entry((scope.clone(), pods)).or_insert(next);
             if id != next {
@@ -210,9 +218,16 @@ impl<'c> Index<'c> {
         let mut policy_rules: Vec<(u32, Vec<u32>, Vec<u32>)> = Vec::new();
         for p in &cluster.policies {
             let ns = ns_of(&p.namespace);
-            let target = eval_pred(Scope::Namespace(ns), Some(&p.pod_selector), &mut group_preds);
+            let target = eval_pred(
+                Scope::Namespace(ns),
+                Some(&p.pod_selector),
+                &mut group_preds,
+            );
             let mut per_dir = [Vec::new(), Vec::new()];
-            for (d, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
+            for (d, dir) in [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .enumerate()
+            {
                 if !p.isolates(dir) {
                     continue; // rules of a direction the policy does not isolate are ignored
                 }
@@ -220,7 +235,10 @@ impl<'c> Index<'c> {
                     let id = rules.len() as u32;
                     rules.push(FlatRule {
                         ports: &r.ports,
-                        has_named: r.ports.iter().any(|pr| matches!(pr.port, Some(weir_model::PortRef::Named(_)))),
+                        has_named: r
+                            .ports
+                            .iter()
+                            .any(|pr| matches!(pr.port, Some(weir_model::PortRef::Named(_)))),
                         all_peers: r.peers.is_empty(),
                     });
                     for peer in &r.peers {
@@ -230,14 +248,18 @@ impl<'c> Index<'c> {
                                     NamespaceScope::PolicyNamespace => Scope::Namespace(ns),
                                     NamespaceScope::Selector(s) => Scope::Selector(s),
                                 };
-                                let pid = eval_pred(scope, pods.as_ref(), &mut group_preds) as usize;
+                                let pid =
+                                    eval_pred(scope, pods.as_ref(), &mut group_preds) as usize;
                                 if pred_rules.len() <= pid {
                                     pred_rules.resize(pid + 1, Vec::new());
                                 }
                                 pred_rules[pid].push(id);
                             }
                             Peer::IpBlock { cidr, except } => {
-                                let block = Block { cidr: *cidr, except: except.clone() };
+                                let block = Block {
+                                    cidr: *cidr,
+                                    except: except.clone(),
+                                };
                                 let next = blocks.len() as u32;
                                 let bid = *block_ids.entry(block.clone()).or_insert(next);
                                 if bid == next {
@@ -265,14 +287,19 @@ impl<'c> Index<'c> {
         // 3. Endpoint classes: same predicates, named ports and address classes.
         let mut classes: Vec<Class> = Vec::new();
         let mut class_preds: Vec<&Vec<u32>> = Vec::new();
-        let mut class_ids: HashMap<(&Vec<u32>, Vec<ContainerPort>, bool, [Option<u32>; 2]), u32> = HashMap::new();
+        let mut class_ids: HashMap<ClassKey, u32> = HashMap::new();
         for preds in group_preds.iter_mut() {
             preds.sort_unstable();
             preds.dedup();
         }
         let mut endpoint_class = Vec::with_capacity(cluster.endpoints.len());
         for (i, e) in cluster.endpoints.iter().enumerate() {
-            let named: Vec<ContainerPort> = e.ports.iter().filter(|p| p.name.is_some()).cloned().collect();
+            let named: Vec<ContainerPort> = e
+                .ports
+                .iter()
+                .filter(|p| p.name.is_some())
+                .cloned()
+                .collect();
             let ipc = [false, true].map(|v6| {
                 options
                     .ipblock_matches_pods
@@ -283,9 +310,17 @@ impl<'c> Index<'c> {
             let v6 = e.primary_is_v6();
             let preds = &group_preds[group_of[i] as usize];
             let next = classes.len() as u32;
-            let c = *class_ids.entry((preds, named.clone(), v6, ipc)).or_insert(next);
+            let c = *class_ids
+                .entry((preds, named.clone(), v6, ipc))
+                .or_insert(next);
             if c == next {
-                classes.push(Class { members: Vec::new(), named, v6, ipc, external: false });
+                classes.push(Class {
+                    members: Vec::new(),
+                    named,
+                    v6,
+                    ipc,
+                    external: false,
+                });
                 class_preds.push(preds);
             }
             classes[c as usize].members.push(i);
@@ -295,7 +330,13 @@ impl<'c> Index<'c> {
         for (k, ipclass) in ip.classes.iter().enumerate() {
             let mut ipc = [None, None];
             ipc[ipclass.v6 as usize] = Some(k as u32);
-            classes.push(Class { members: Vec::new(), named: Vec::new(), v6: ipclass.v6, ipc, external: true });
+            classes.push(Class {
+                members: Vec::new(),
+                named: Vec::new(),
+                v6: ipclass.v6,
+                ipc,
+                external: true,
+            });
         }
 
         // 4. Which peer classes each rule admits, per family of the connection.
@@ -338,7 +379,10 @@ impl<'c> Index<'c> {
             port_sets: PortSets::new(),
             has_v6: false,
         };
-        index.has_v6 = cluster.endpoints.iter().any(|e| e.ips.iter().any(|ip| ip.is_ipv6()))
+        index.has_v6 = cluster
+            .endpoints
+            .iter()
+            .any(|e| e.ips.iter().any(|ip| ip.is_ipv6()))
             || index.ip.blocks.iter().any(|b| b.cidr.addr().is_ipv6());
         let mut ingress_keys: HashMap<(Vec<u32>, bool, Vec<ContainerPort>), u32> = HashMap::new();
         let mut egress_keys: HashMap<Vec<u32>, u32> = HashMap::new();
@@ -418,12 +462,21 @@ impl<'c> Index<'c> {
                 }
             }
         }
-        self.rows.push(Row { base, base_named, entries });
+        self.rows.push(Row {
+            base,
+            base_named,
+            entries,
+        });
         (self.rows.len() - 1) as u32
     }
 
     /// Sources admitted into destination class `dst` by ingress rules `rules`.
-    fn ingress_row_for(&mut self, rules: &[u32], dst: ClassId, members: &[[Vec<ClassId>; 2]]) -> u32 {
+    fn ingress_row_for(
+        &mut self,
+        rules: &[u32],
+        dst: ClassId,
+        members: &[[Vec<ClassId>; 2]],
+    ) -> u32 {
         let fam = self.classes[dst as usize].v6 as usize;
         let mut base = NONE;
         let mut raw = Vec::new();
@@ -457,8 +510,8 @@ impl<'c> Index<'c> {
                 }
                 continue;
             }
-            for fam in 0..2 {
-                for &d in &members[r as usize][fam] {
+            for (fam, admitted) in members[r as usize].iter().enumerate() {
+                for &d in admitted {
                     // The family of a connection is the destination's.
                     if self.classes[d as usize].v6 as usize != fam {
                         continue;
@@ -482,7 +535,10 @@ impl<'c> Index<'c> {
         let mut set = self.port_sets.sets[id as usize].clone();
         for &r in &row.base_named {
             let rule = &self.rules[r as usize];
-            set = set.union(&resolve_ports(rule.ports, &self.classes[named_dst as usize].named));
+            set = set.union(&resolve_ports(
+                rule.ports,
+                &self.classes[named_dst as usize].named,
+            ));
         }
         set
     }
@@ -524,7 +580,8 @@ impl<'c> Index<'c> {
 
     pub fn cidrs(&self, class: ClassId) -> Option<Vec<IpNet>> {
         let c = &self.classes[class as usize];
-        c.external.then(|| self.ip.classes[class as usize - self.n_endpoint_classes].cidrs())
+        c.external
+            .then(|| self.ip.classes[class as usize - self.n_endpoint_classes].cidrs())
     }
 
     /// Candidate sources for a destination: the row's entries when nothing is
@@ -550,7 +607,9 @@ impl<'c> Index<'c> {
         };
         for b in (0..self.classes.len() as u32).filter(|&b| listed(b)) {
             for a in self.sources_for(b) {
-                if !listed(a) || (self.classes[a as usize].external && self.classes[b as usize].external) {
+                if !listed(a)
+                    || (self.classes[a as usize].external && self.classes[b as usize].external)
+                {
                     continue;
                 }
                 if a == b && self.classes[a as usize].members.len() < 2 {
@@ -558,7 +617,11 @@ impl<'c> Index<'c> {
                 }
                 let ports = self.pair(a, b);
                 if !ports.is_empty() {
-                    out.push(Flow { src: a, dst: b, ports });
+                    out.push(Flow {
+                        src: a,
+                        dst: b,
+                        ports,
+                    });
                 }
             }
         }

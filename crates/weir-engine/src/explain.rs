@@ -66,7 +66,14 @@ impl Engine<'_> {
     }
 
     /// Checks `direction` at `at`, with `other` the far side of the connection.
-    fn direction(&self, direction: Direction, at: Node, other: Node, protocol: Protocol, port: u16) -> DirectionReport {
+    fn direction(
+        &self,
+        direction: Direction,
+        at: Node,
+        other: Node,
+        protocol: Protocol,
+        port: u16,
+    ) -> DirectionReport {
         let cluster = self.cluster();
         let dst = match direction {
             Direction::Egress => other,
@@ -92,15 +99,16 @@ impl Engine<'_> {
             Node::Address(_) => &[],
         };
         for policy in cluster.policies.iter().filter(|p| {
-            p.namespace == ep.namespace && p.isolates(direction) && selector::matches(&p.pod_selector, &ep.labels)
+            p.namespace == ep.namespace
+                && p.isolates(direction)
+                && selector::matches(&p.pod_selector, &ep.labels)
         }) {
             report.isolating_policies.push(policy.id());
             for (n, rule) in policy.rules(direction).iter().enumerate() {
                 let peer_matched = rule.peers.is_empty()
-                    || rule
-                        .peers
-                        .iter()
-                        .any(|p| peer_matches(cluster, self.options(), p, &policy.namespace, other, v6));
+                    || rule.peers.iter().any(|p| {
+                        peer_matches(cluster, self.options(), p, &policy.namespace, other, v6)
+                    });
                 let port_matched = resolve_ports(&rule.ports, dst_ports).contains(protocol, port);
                 let check = RuleCheck {
                     policy: policy.id(),
@@ -148,7 +156,11 @@ pub fn describe_rule(direction: Direction, rule: &weir_model::Rule) -> String {
                 Peer::IpBlock { cidr, except } if except.is_empty() => format!("ipBlock {cidr}"),
                 Peer::IpBlock { cidr, except } => format!(
                     "ipBlock {cidr} except {}",
-                    except.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",")
+                    except
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 ),
             })
             .collect::<Vec<_>>()
@@ -161,7 +173,9 @@ pub fn describe_rule(direction: Direction, rule: &weir_model::Rule) -> String {
             .iter()
             .map(|p| match &p.port {
                 None => format!("{} all ports", p.protocol),
-                Some(PortRef::Number { port, end }) if port == end => format!("{} {port}", p.protocol),
+                Some(PortRef::Number { port, end }) if port == end => {
+                    format!("{} {port}", p.protocol)
+                }
                 Some(PortRef::Number { port, end }) => format!("{} {port}-{end}", p.protocol),
                 Some(PortRef::Named(n)) => format!("{} port named {n:?}", p.protocol),
             })

@@ -91,7 +91,11 @@ fn range_to_cidrs(mut lo: u128, hi: u128, v6: bool) -> Vec<IpNet> {
     let bits: u32 = if v6 { 128 } else { 32 };
     let mut out = Vec::new();
     loop {
-        let mut k = if lo == 0 { bits } else { lo.trailing_zeros().min(bits) };
+        let mut k = if lo == 0 {
+            bits
+        } else {
+            lo.trailing_zeros().min(bits)
+        };
         while k > 0 && span_end(lo, k) > hi {
             k -= 1;
         }
@@ -118,7 +122,11 @@ impl IpSpace {
         let mut interned: HashMap<(bool, Vec<u32>), u32> = HashMap::new();
         for v6 in [false, true] {
             let mut bounds = vec![0u128];
-            for b in space.blocks.iter().filter(|b| b.cidr.addr().is_ipv6() == v6) {
+            for b in space
+                .blocks
+                .iter()
+                .filter(|b| b.cidr.addr().is_ipv6() == v6)
+            {
                 for net in std::iter::once(&b.cidr).chain(&b.except) {
                     let (lo, hi) = net_range(net);
                     bounds.push(lo);
@@ -144,7 +152,12 @@ impl IpSpace {
                         (atom_of(l), atom_of(h))
                     })
                     .collect();
-                for (atom, m) in members.iter_mut().enumerate().take(atom_of(hi) + 1).skip(atom_of(lo)) {
+                for (atom, m) in members
+                    .iter_mut()
+                    .enumerate()
+                    .take(atom_of(hi) + 1)
+                    .skip(atom_of(lo))
+                {
                     if !excepts.iter().any(|&(a, z)| a <= atom && atom <= z) {
                         m.push(id as u32);
                     }
@@ -199,16 +212,39 @@ mod tests {
     #[test]
     fn atoms_and_classes() {
         let space = IpSpace::new(vec![
-            Block { cidr: net("10.0.0.0/8"), except: vec![net("10.1.0.0/16")] },
-            Block { cidr: net("0.0.0.0/0"), except: vec![] },
+            Block {
+                cidr: net("10.0.0.0/8"),
+                except: vec![net("10.1.0.0/16")],
+            },
+            Block {
+                cidr: net("0.0.0.0/0"),
+                except: vec![],
+            },
         ]);
         let c = |s: &str| &space.classes[space.class_of(&s.parse().unwrap()) as usize];
         assert_eq!(c("10.2.3.4").blocks, vec![0, 1]);
         assert_eq!(c("10.1.3.4").blocks, vec![1]);
         assert_eq!(c("192.168.1.1").blocks, vec![1]);
         assert_eq!(c("11.0.0.0").blocks, vec![1]);
-        let rest: Vec<String> = c("10.1.0.0").cidrs().iter().map(|n| n.to_string()).collect();
-        assert_eq!(rest, vec!["0.0.0.0/5", "8.0.0.0/7", "10.1.0.0/16", "11.0.0.0/8", "12.0.0.0/6", "16.0.0.0/4", "32.0.0.0/3", "64.0.0.0/2", "128.0.0.0/1"]);
+        let rest: Vec<String> = c("10.1.0.0")
+            .cidrs()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            rest,
+            vec![
+                "0.0.0.0/5",
+                "8.0.0.0/7",
+                "10.1.0.0/16",
+                "11.0.0.0/8",
+                "12.0.0.0/6",
+                "16.0.0.0/4",
+                "32.0.0.0/3",
+                "64.0.0.0/2",
+                "128.0.0.0/1"
+            ]
+        );
         assert!(c("::1").blocks.is_empty());
         assert_eq!(c("::1").cidrs(), vec![net("::/0")]);
     }

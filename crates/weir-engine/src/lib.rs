@@ -111,7 +111,11 @@ impl<'c> Engine<'c> {
     /// Finds an endpoint by `namespace/name`, or one whose IP is this address.
     pub fn resolve(&self, text: &str) -> Option<Node> {
         if let Ok(ip) = text.parse::<IpAddr>() {
-            let found = self.cluster.endpoints.iter().position(|e| e.ips.contains(&ip));
+            let found = self
+                .cluster
+                .endpoints
+                .iter()
+                .position(|e| e.ips.contains(&ip));
             return Some(found.map_or(Node::Address(ip), Node::Endpoint));
         }
         self.cluster.endpoint_index(text).map(Node::Endpoint)
@@ -150,7 +154,9 @@ pub(crate) fn peer_matches(
 ) -> bool {
     match peer {
         Peer::Pods { namespaces, pods } => {
-            let Node::Endpoint(i) = other else { return false };
+            let Node::Endpoint(i) = other else {
+                return false;
+            };
             let ep = &cluster.endpoints[i];
             if ep.host_network {
                 return false;
@@ -161,7 +167,10 @@ pub(crate) fn peer_matches(
                     .namespace(&ep.namespace)
                     .is_some_and(|ns| selector::matches(s, &ns.labels)),
             };
-            ns_ok && pods.as_ref().is_none_or(|s| selector::matches(s, &ep.labels))
+            ns_ok
+                && pods
+                    .as_ref()
+                    .is_none_or(|s| selector::matches(s, &ep.labels))
         }
         Peer::IpBlock { cidr, except } => {
             let ip = match other {

@@ -135,9 +135,9 @@ pub fn resolve_ports(rules: &[PortRule], dst_ports: &[ContainerPort]) -> PortSet
     if rules.is_empty() {
         return PortSet::all();
     }
-    rules
-        .iter()
-        .fold(PortSet::none(), |acc, r| acc.union(&resolve_port_rule(r, dst_ports)))
+    rules.iter().fold(PortSet::none(), |acc, r| {
+        acc.union(&resolve_port_rule(r, dst_ports))
+    })
 }
 
 impl fmt::Display for PortSet {
@@ -159,7 +159,13 @@ impl fmt::Display for PortSet {
                 "all".to_string()
             } else {
                 r.iter()
-                    .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") })
+                    .map(|&(lo, hi)| {
+                        if lo == hi {
+                            lo.to_string()
+                        } else {
+                            format!("{lo}-{hi}")
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join(",")
             };
@@ -180,7 +186,8 @@ mod tests {
     fn union_intersect_display() {
         let a = PortSet::range(Protocol::Tcp, 80, 80).union(&PortSet::range(Protocol::Tcp, 81, 90));
         assert_eq!(a.to_string(), "TCP 80-90");
-        let b = PortSet::range(Protocol::Tcp, 85, 100).union(&PortSet::range(Protocol::Udp, 53, 53));
+        let b =
+            PortSet::range(Protocol::Tcp, 85, 100).union(&PortSet::range(Protocol::Udp, 53, 53));
         assert_eq!(a.intersect(&b).to_string(), "TCP 85-90");
         assert_eq!(a.union(&b).to_string(), "TCP 80-100; UDP 53");
         assert!(a.contains(Protocol::Tcp, 90));
@@ -193,10 +200,21 @@ mod tests {
     #[test]
     fn named_ports_resolve_by_name_and_protocol() {
         let dst = vec![
-            ContainerPort { name: Some("dns".into()), protocol: Protocol::Udp, port: 5353 },
-            ContainerPort { name: Some("dns".into()), protocol: Protocol::Tcp, port: 5354 },
+            ContainerPort {
+                name: Some("dns".into()),
+                protocol: Protocol::Udp,
+                port: 5353,
+            },
+            ContainerPort {
+                name: Some("dns".into()),
+                protocol: Protocol::Tcp,
+                port: 5354,
+            },
         ];
-        let rule = PortRule { protocol: Protocol::Udp, port: Some(PortRef::Named("dns".into())) };
+        let rule = PortRule {
+            protocol: Protocol::Udp,
+            port: Some(PortRef::Named("dns".into())),
+        };
         assert_eq!(resolve_port_rule(&rule, &dst).to_string(), "UDP 5353");
     }
 }

@@ -46,13 +46,24 @@ fn check(cluster: &Cluster, options: Options) -> Result<(), TestCaseError> {
                     allowed
                 );
                 let e = engine.explain(src, dst, proto, port);
-                prop_assert_eq!(e.allowed, want, "explain: {:?} -> {:?} {}/{}", src, dst, proto, port);
+                prop_assert_eq!(
+                    e.allowed,
+                    want,
+                    "explain: {:?} -> {:?} {}/{}",
+                    src,
+                    dst,
+                    proto,
+                    port
+                );
             }
             // flows() must list exactly the non-empty pairs between distinct endpoints.
             if let (Node::Endpoint(a), Node::Endpoint(b)) = (src, dst) {
                 if a != b {
                     let (ca, cb) = (engine.class_of_endpoint(a), engine.class_of_endpoint(b));
-                    let listed = flows.iter().find(|f| f.src == ca && f.dst == cb).map(|f| f.ports.clone());
+                    let listed = flows
+                        .iter()
+                        .find(|f| f.src == ca && f.dst == cb)
+                        .map(|f| f.ports.clone());
                     prop_assert_eq!(listed.unwrap_or_default(), allowed.clone());
                 }
             }
@@ -76,17 +87,29 @@ proptest! {
 fn ipblock_switch_only_affects_ipblocks() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for _ in 0..200 {
-        let mut cluster = weir_synth::scenario::cluster().new_tree(&mut runner).unwrap().current();
+        let mut cluster = weir_synth::scenario::cluster()
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
         for p in &mut cluster.policies {
             for r in p.ingress.iter_mut().chain(p.egress.iter_mut()) {
-                r.peers.retain(|peer| !matches!(peer, weir_model::Peer::IpBlock { .. }));
+                r.peers
+                    .retain(|peer| !matches!(peer, weir_model::Peer::IpBlock { .. }));
             }
         }
         let a = Engine::new(&cluster);
-        let b = Engine::with_options(&cluster, Options { ipblock_matches_pods: false });
+        let b = Engine::with_options(
+            &cluster,
+            Options {
+                ipblock_matches_pods: false,
+            },
+        );
         for i in 0..cluster.endpoints.len() {
             for j in 0..cluster.endpoints.len() {
-                assert_eq!(a.allowed(Node::Endpoint(i), Node::Endpoint(j)), b.allowed(Node::Endpoint(i), Node::Endpoint(j)));
+                assert_eq!(
+                    a.allowed(Node::Endpoint(i), Node::Endpoint(j)),
+                    b.allowed(Node::Endpoint(i), Node::Endpoint(j))
+                );
             }
         }
     }

@@ -50,8 +50,20 @@ pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
             Object::Namespace { name, labels } => {
                 namespaces.insert(name, labels);
             }
-            Object::Pod { meta, template, ips } => pods.push((meta, template, ips)),
-            Object::Workload { kind, meta, template } => workloads.push(Workload { kind, meta, template }),
+            Object::Pod {
+                meta,
+                template,
+                ips,
+            } => pods.push((meta, template, ips)),
+            Object::Workload {
+                kind,
+                meta,
+                template,
+            } => workloads.push(Workload {
+                kind,
+                meta,
+                template,
+            }),
             Object::Service(s) => cluster.services.push(s),
             Object::Policy(p) => cluster.policies.push(p),
         }
@@ -60,7 +72,16 @@ pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
     let index: HashMap<Key, usize> = workloads
         .iter()
         .enumerate()
-        .map(|(i, w)| ((w.meta.namespace.clone(), format!("{:?}", w.kind), w.meta.name.clone()), i))
+        .map(|(i, w)| {
+            (
+                (
+                    w.meta.namespace.clone(),
+                    format!("{:?}", w.kind),
+                    w.meta.name.clone(),
+                ),
+                i,
+            )
+        })
         .collect();
     // The topmost workload in the input that controls `meta` (following the owner chain).
     let top = |meta: &Meta| -> Option<usize> {
@@ -68,7 +89,9 @@ pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
         let mut owner = meta.owner.clone();
         let mut hops = 0;
         while let Some((kind, name)) = owner {
-            let Some(&i) = index.get(&(meta.namespace.clone(), kind, name)) else { break };
+            let Some(&i) = index.get(&(meta.namespace.clone(), kind, name)) else {
+                break;
+            };
             found = Some(i);
             owner = workloads[i].meta.owner.clone();
             hops += 1;
@@ -79,7 +102,8 @@ pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
         found
     };
 
-    let mut replica_ips: Vec<Vec<(String, Vec<std::net::IpAddr>)>> = vec![Vec::new(); workloads.len()];
+    let mut replica_ips: Vec<Vec<(String, Vec<std::net::IpAddr>)>> =
+        vec![Vec::new(); workloads.len()];
     let mut endpoints = Vec::new();
     for (meta, template, ips) in pods {
         match top(&meta) {

@@ -4,14 +4,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net};
+use k8s_openapi::api::{
+    apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use weir_model::{
-    ContainerPort, EndpointKind, Labels, LabelSelector, Origin, Policy, PortTarget, Service,
-    ServicePort,
+    ContainerPort, EndpointKind, Labels, Origin, Policy, PortTarget, Service, ServicePort,
 };
 
 use crate::path::FieldPath;
@@ -40,9 +41,20 @@ pub struct Template {
 
 #[derive(Debug)]
 pub enum Object {
-    Namespace { name: String, labels: Labels },
-    Pod { meta: Meta, template: Template, ips: Vec<IpAddr> },
-    Workload { kind: EndpointKind, meta: Meta, template: Template },
+    Namespace {
+        name: String,
+        labels: Labels,
+    },
+    Pod {
+        meta: Meta,
+        template: Template,
+        ips: Vec<IpAddr>,
+    },
+    Workload {
+        kind: EndpointKind,
+        meta: Meta,
+        template: Template,
+    },
     Service(Service),
     Policy(Policy),
 }
@@ -98,13 +110,18 @@ pub fn decode_source(
                 }
             }
             Err(value) => {
-                if let Some(o) = decode_object(value, origin(&located), options, &mut problems, skipped) {
+                if let Some(o) =
+                    decode_object(value, origin(&located), options, &mut problems, skipped)
+                {
                     objects.push(o);
                 }
                 found.push((FieldPath::root(), problems));
             }
         }
-        if found.iter().all(|(_, p)| p.errors.is_empty() && p.warnings.is_empty()) {
+        if found
+            .iter()
+            .all(|(_, p)| p.errors.is_empty() && p.warnings.is_empty())
+        {
             continue;
         }
         // Locate fields only now that something is to be reported.
@@ -160,7 +177,11 @@ fn list_items(value: Value) -> Result<Vec<Value>, Value> {
 }
 
 /// Typed decoding that records unknown fields and type errors with their paths.
-fn typed<T: DeserializeOwned>(value: Value, options: LoadOptions, problems: &mut Problems) -> Option<T> {
+fn typed<T: DeserializeOwned>(
+    value: Value,
+    options: LoadOptions,
+    problems: &mut Problems,
+) -> Option<T> {
     let mut unknown = Vec::new();
     let mut record = |p: serde_ignored::Path<'_>| unknown.push(FieldPath::from_ignored(&p));
     let de = serde_ignored::Deserializer::new(value, &mut record);
@@ -180,7 +201,10 @@ fn typed<T: DeserializeOwned>(value: Value, options: LoadOptions, problems: &mut
     match result {
         Ok(v) => Some(v),
         Err(e) => {
-            problems.error(FieldPath::from_path_to_error(e.path()), e.inner().to_string());
+            problems.error(
+                FieldPath::from_path_to_error(e.path()),
+                e.inner().to_string(),
+            );
             None
         }
     }
@@ -193,7 +217,11 @@ fn decode_object(
     problems: &mut Problems,
     skipped: &mut BTreeMap<String, usize>,
 ) -> Option<Object> {
-    let Some(kind) = value.get("kind").and_then(Value::as_str).map(str::to_string) else {
+    let Some(kind) = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
         problems.error(FieldPath::root().key("kind"), "missing kind");
         return None;
     };
@@ -213,38 +241,74 @@ fn decode_object(
             let spec = pod.spec.as_ref();
             let template = template(spec, &meta.labels, &root.key("spec"), problems);
             let ips = pod_ips(pod.status.as_ref(), problems);
-            Some(Object::Pod { meta, template, ips })
+            Some(Object::Pod {
+                meta,
+                template,
+                ips,
+            })
         }
-        "Deployment" => workload::<apps::Deployment>(value, options, origin, problems, EndpointKind::Deployment, |d| {
-            Some((&d.spec.template, "spec.template"))
-        }),
-        "StatefulSet" => workload::<apps::StatefulSet>(value, options, origin, problems, EndpointKind::StatefulSet, |d| {
-            Some((&d.spec.template, "spec.template"))
-        }),
-        "DaemonSet" => workload::<apps::DaemonSet>(value, options, origin, problems, EndpointKind::DaemonSet, |d| {
-            Some((&d.spec.template, "spec.template"))
-        }),
-        "ReplicaSet" => workload::<apps::ReplicaSet>(value, options, origin, problems, EndpointKind::ReplicaSet, |d| {
-            d.spec.template.as_ref().map(|t| (t, "spec.template"))
-        }),
+        "Deployment" => workload::<apps::Deployment>(
+            value,
+            options,
+            origin,
+            problems,
+            EndpointKind::Deployment,
+            |d| Some((&d.spec.template, "spec.template")),
+        ),
+        "StatefulSet" => workload::<apps::StatefulSet>(
+            value,
+            options,
+            origin,
+            problems,
+            EndpointKind::StatefulSet,
+            |d| Some((&d.spec.template, "spec.template")),
+        ),
+        "DaemonSet" => workload::<apps::DaemonSet>(
+            value,
+            options,
+            origin,
+            problems,
+            EndpointKind::DaemonSet,
+            |d| Some((&d.spec.template, "spec.template")),
+        ),
+        "ReplicaSet" => workload::<apps::ReplicaSet>(
+            value,
+            options,
+            origin,
+            problems,
+            EndpointKind::ReplicaSet,
+            |d| d.spec.template.as_ref().map(|t| (t, "spec.template")),
+        ),
         "ReplicationController" => workload::<core::ReplicationController>(
             value,
             options,
             origin,
             problems,
             EndpointKind::ReplicationController,
-            |d| d.spec.as_ref().and_then(|s| s.template.as_ref()).map(|t| (t, "spec.template")),
+            |d| {
+                d.spec
+                    .as_ref()
+                    .and_then(|s| s.template.as_ref())
+                    .map(|t| (t, "spec.template"))
+            },
         ),
         "Job" => workload::<batch::Job>(value, options, origin, problems, EndpointKind::Job, |d| {
             d.spec.as_ref().map(|s| (&s.template, "spec.template"))
         }),
-        "CronJob" => workload::<batch::CronJob>(value, options, origin, problems, EndpointKind::CronJob, |d| {
-            d.spec
-                .job_template
-                .spec
-                .as_ref()
-                .map(|s| (&s.template, "spec.jobTemplate.spec.template"))
-        }),
+        "CronJob" => workload::<batch::CronJob>(
+            value,
+            options,
+            origin,
+            problems,
+            EndpointKind::CronJob,
+            |d| {
+                d.spec
+                    .job_template
+                    .spec
+                    .as_ref()
+                    .map(|s| (&s.template, "spec.jobTemplate.spec.template"))
+            },
+        ),
         "Service" => {
             let svc: core::Service = typed(value, options, problems)?;
             let meta = meta(&svc.metadata, true, origin, problems)?;
@@ -268,7 +332,15 @@ trait HasMeta {
 macro_rules! has_meta {
     ($($t:ty),*) => { $(impl HasMeta for $t { fn metadata(&self) -> &ObjectMeta { &self.metadata } })* };
 }
-has_meta!(apps::Deployment, apps::StatefulSet, apps::DaemonSet, apps::ReplicaSet, core::ReplicationController, batch::Job, batch::CronJob);
+has_meta!(
+    apps::Deployment,
+    apps::StatefulSet,
+    apps::DaemonSet,
+    apps::ReplicaSet,
+    core::ReplicationController,
+    batch::Job,
+    batch::CronJob
+);
 
 fn workload<T: DeserializeOwned + HasMeta>(
     value: Value,
@@ -281,7 +353,10 @@ fn workload<T: DeserializeOwned + HasMeta>(
     let obj: T = typed(value, options, problems)?;
     let meta = meta(obj.metadata(), true, origin, problems)?;
     let Some((tpl, field)) = get_template(&obj) else {
-        problems.error(FieldPath::root().key("spec"), "a workload needs a pod template");
+        problems.error(
+            FieldPath::root().key("spec"),
+            "a workload needs a pod template",
+        );
         return None;
     };
     let mut path = FieldPath::root();
@@ -295,7 +370,11 @@ fn workload<T: DeserializeOwned + HasMeta>(
         .unwrap_or_default();
     validate::check_labels(&tpl_labels, &path.key("metadata").key("labels"), problems);
     let template = template(tpl.spec.as_ref(), &tpl_labels, &path.key("spec"), problems);
-    Some(Object::Workload { kind, meta, template })
+    Some(Object::Workload {
+        kind,
+        meta,
+        template,
+    })
 }
 
 fn meta(m: &ObjectMeta, namespaced: bool, origin: Origin, problems: &mut Problems) -> Option<Meta> {
@@ -310,10 +389,16 @@ fn meta(m: &ObjectMeta, namespaced: bool, origin: Origin, problems: &mut Problem
         String::new()
     };
     if namespaced && !validate::is_dns_label(&namespace) {
-        problems.error(path.key("namespace"), format!("namespace {namespace:?} is not a valid RFC 1123 label"));
+        problems.error(
+            path.key("namespace"),
+            format!("namespace {namespace:?} is not a valid RFC 1123 label"),
+        );
     }
     if !namespaced && !validate::is_dns_label(&name) {
-        problems.error(path.key("name"), format!("namespace name {name:?} is not a valid RFC 1123 label"));
+        problems.error(
+            path.key("name"),
+            format!("namespace name {name:?} is not a valid RFC 1123 label"),
+        );
     }
     let labels = m.labels.clone().unwrap_or_default();
     validate::check_labels(&labels, &path.key("labels"), problems);
@@ -332,23 +417,35 @@ fn meta(m: &ObjectMeta, namespaced: bool, origin: Origin, problems: &mut Problem
     })
 }
 
-fn template(spec: Option<&core::PodSpec>, labels: &Labels, path: &FieldPath, problems: &mut Problems) -> Template {
+fn template(
+    spec: Option<&core::PodSpec>,
+    labels: &Labels,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Template {
     let mut ports = Vec::new();
     if let Some(spec) = spec {
         for (i, c) in spec.containers.iter().enumerate() {
             for (j, p) in c.ports.iter().flatten().enumerate() {
                 let ppath = path.key("containers").index(i).key("ports").index(j);
-                let protocol = validate::protocol(p.protocol.as_deref(), &ppath.key("protocol"), problems);
+                let protocol =
+                    validate::protocol(p.protocol.as_deref(), &ppath.key("protocol"), problems);
                 if !(1..=65535).contains(&p.container_port) {
                     problems.error(
                         ppath.key("containerPort"),
-                        format!("containerPort {} must be between 1 and 65535", p.container_port),
+                        format!(
+                            "containerPort {} must be between 1 and 65535",
+                            p.container_port
+                        ),
                     );
                     continue;
                 }
                 if let Some(name) = &p.name {
                     if !validate::is_port_name(name) {
-                        problems.error(ppath.key("name"), format!("{name:?} is not a valid port name"));
+                        problems.error(
+                            ppath.key("name"),
+                            format!("{name:?} is not a valid port name"),
+                        );
                     }
                 }
                 ports.push(ContainerPort {
@@ -369,7 +466,9 @@ fn template(spec: Option<&core::PodSpec>, labels: &Labels, path: &FieldPath, pro
 }
 
 fn pod_ips(status: Option<&core::PodStatus>, problems: &mut Problems) -> Vec<IpAddr> {
-    let Some(status) = status else { return Vec::new() };
+    let Some(status) = status else {
+        return Vec::new();
+    };
     let path = FieldPath::root().key("status");
     let mut ips = Vec::new();
     let mut push = |text: &str, p: FieldPath| match text.parse::<IpAddr>() {
@@ -396,14 +495,22 @@ fn service(svc: &core::Service, meta: Meta, problems: &mut Problems) -> Service 
         let ppath = path.key("ports").index(i);
         let protocol = validate::protocol(p.protocol.as_deref(), &ppath.key("protocol"), problems);
         if !(1..=65535).contains(&p.port) {
-            problems.error(ppath.key("port"), format!("port {} must be between 1 and 65535", p.port));
+            problems.error(
+                ppath.key("port"),
+                format!("port {} must be between 1 and 65535", p.port),
+            );
             continue;
         }
         let target_port = match &p.target_port {
             None => None,
-            Some(IntOrString::Int(n)) if (1..=65535).contains(n) => Some(PortTarget::Number(*n as u16)),
+            Some(IntOrString::Int(n)) if (1..=65535).contains(n) => {
+                Some(PortTarget::Number(*n as u16))
+            }
             Some(IntOrString::Int(n)) => {
-                problems.error(ppath.key("targetPort"), format!("targetPort {n} must be between 1 and 65535"));
+                problems.error(
+                    ppath.key("targetPort"),
+                    format!("targetPort {n} must be between 1 and 65535"),
+                );
                 None
             }
             Some(IntOrString::String(s)) => Some(PortTarget::Named(s.clone())),
@@ -437,14 +544,20 @@ fn policy(np: &net::NetworkPolicy, meta: Meta, problems: &mut Problems) -> Polic
         .pod_selector
         .as_ref()
         .map(|s| validate::selector(s, &path.key("podSelector"), problems))
-        .unwrap_or_else(LabelSelector::default);
+        .unwrap_or_default();
     let ingress: Vec<_> = spec
         .ingress
         .iter()
         .flatten()
         .enumerate()
         .map(|(i, r)| {
-            validate::rule(r.from.as_ref(), r.ports.as_ref(), "from", &path.key("ingress").index(i), problems)
+            validate::rule(
+                r.from.as_ref(),
+                r.ports.as_ref(),
+                "from",
+                &path.key("ingress").index(i),
+                problems,
+            )
         })
         .collect();
     let egress: Vec<_> = spec
@@ -452,7 +565,15 @@ fn policy(np: &net::NetworkPolicy, meta: Meta, problems: &mut Problems) -> Polic
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, r)| validate::rule(r.to.as_ref(), r.ports.as_ref(), "to", &path.key("egress").index(i), problems))
+        .map(|(i, r)| {
+            validate::rule(
+                r.to.as_ref(),
+                r.ports.as_ref(),
+                "to",
+                &path.key("egress").index(i),
+                problems,
+            )
+        })
         .collect();
     let (isolates_ingress, isolates_egress) = match &spec.policy_types {
         None => (true, !egress.is_empty()),

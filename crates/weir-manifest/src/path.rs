@@ -71,9 +71,9 @@ impl FieldPath {
                     walk(parent, out);
                     out.push(Segment::Key(key.clone()));
                 }
-                P::Some { parent }
-                | P::NewtypeStruct { parent }
-                | P::NewtypeVariant { parent } => walk(parent, out),
+                P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+                    walk(parent, out)
+                }
             }
         }
         let mut out = Vec::new();
@@ -92,7 +92,8 @@ impl fmt::Display for FieldPath {
                 Segment::Index(n) => write!(f, "[{n}]")?,
                 Segment::Key(k) => {
                     let plain = !k.is_empty()
-                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                     if plain {
                         if i > 0 {
                             f.write_str(".")?;
@@ -119,7 +120,11 @@ mod tests {
             .key("labels")
             .key("networking/logic");
         assert_eq!(p.to_string(), r#"metadata.labels["networking/logic"]"#);
-        let p = FieldPath::root().key("spec").key("ingress").index(0).key("from");
+        let p = FieldPath::root()
+            .key("spec")
+            .key("ingress")
+            .index(0)
+            .key("from");
         assert_eq!(p.to_string(), "spec.ingress[0].from");
     }
 }

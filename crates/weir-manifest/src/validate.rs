@@ -9,7 +9,7 @@ use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weir_model::{
-    Labels, LabelSelector, NamespaceScope, Operator, Peer, PortRef, PortRule, Protocol,
+    LabelSelector, Labels, NamespaceScope, Operator, Peer, PortRef, PortRule, Protocol,
     Requirement, Rule,
 };
 
@@ -113,7 +113,11 @@ pub fn is_port_name(s: &str) -> bool {
         && !s.contains("--")
 }
 
-pub fn selector(sel: &meta::LabelSelector, path: &FieldPath, problems: &mut Problems) -> LabelSelector {
+pub fn selector(
+    sel: &meta::LabelSelector,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> LabelSelector {
     let match_labels = sel.match_labels.clone().unwrap_or_default();
     check_labels(&match_labels, &path.key("matchLabels"), problems);
     let mut match_expressions = Vec::new();
@@ -131,7 +135,9 @@ pub fn selector(sel: &meta::LabelSelector, path: &FieldPath, problems: &mut Prob
             other => {
                 problems.error(
                     p.key("operator"),
-                    format!("unsupported operator {other:?}: must be In, NotIn, Exists or DoesNotExist"),
+                    format!(
+                        "unsupported operator {other:?}: must be In, NotIn, Exists or DoesNotExist"
+                    ),
                 );
                 continue;
             }
@@ -263,28 +269,40 @@ fn port(p: &net::NetworkPolicyPort, path: &FieldPath, problems: &mut Problems) -
             let n = *n;
             let valid = |v: i32| (1..=65535).contains(&v);
             if !valid(n) {
-                problems.error(path.key("port"), format!("port {n} must be between 1 and 65535"));
+                problems.error(
+                    path.key("port"),
+                    format!("port {n} must be between 1 and 65535"),
+                );
             }
             let end = match p.end_port {
                 None => n,
                 Some(e) if !valid(e) => {
-                    problems.error(path.key("endPort"), format!("endPort {e} must be between 1 and 65535"));
+                    problems.error(
+                        path.key("endPort"),
+                        format!("endPort {e} must be between 1 and 65535"),
+                    );
                     n
                 }
                 Some(e) if e < n => {
-                    problems.error(path.key("endPort"), format!("endPort {e} must be greater than or equal to port {n}"));
+                    problems.error(
+                        path.key("endPort"),
+                        format!("endPort {e} must be greater than or equal to port {n}"),
+                    );
                     n
                 }
                 Some(e) => e,
             };
-            valid(n).then(|| PortRef::Number {
+            valid(n).then_some(PortRef::Number {
                 port: n as u16,
                 end: end as u16,
             })
         }
         Some(IntOrString::String(name)) => {
             if p.end_port.is_some() {
-                problems.error(path.key("endPort"), "endPort may not be used with a named port");
+                problems.error(
+                    path.key("endPort"),
+                    "endPort may not be used with a named port",
+                );
             }
             if !is_port_name(name) {
                 problems.error(

@@ -34,7 +34,10 @@ pub struct SyntaxError {
 }
 
 fn looks_like_json(text: &str) -> bool {
-    matches!(text.trim_start().as_bytes().first(), Some(b'{') | Some(b'['))
+    matches!(
+        text.trim_start().as_bytes().first(),
+        Some(b'{') | Some(b'[')
+    )
 }
 
 /// Splits a text into documents.
@@ -295,12 +298,12 @@ impl<'a, 'r> Builder<'a, 'r> {
                     if key == "<<" {
                         match value {
                             Value::Object(m) => merged.push(m),
-                            Value::Array(list) => merged.extend(list.into_iter().filter_map(
-                                |v| match v {
+                            Value::Array(list) => {
+                                merged.extend(list.into_iter().filter_map(|v| match v {
                                     Value::Object(m) => Some(m),
                                     _ => None,
-                                },
-                            )),
+                                }))
+                            }
                             _ => {
                                 return Err(SyntaxError {
                                     message: "merge key `<<` needs a mapping".into(),
@@ -393,7 +396,10 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].start, Position { line: 2, col: 3 });
         let loc = locate_fields(text, docs[1].offset);
-        assert_eq!(loc[&FieldPath::root().key("x")], Position { line: 3, col: 2 });
+        assert_eq!(
+            loc[&FieldPath::root().key("x")],
+            Position { line: 3, col: 2 }
+        );
     }
 
     #[test]

@@ -16,7 +16,10 @@
 
 use std::net::IpAddr;
 
-use weir_model::{Cluster, ContainerPort, Endpoint, LabelSelector, Labels, NamespaceScope, Operator, Peer, Policy, PortRef, PortRule, Protocol, Rule};
+use weir_model::{
+    Cluster, ContainerPort, Endpoint, LabelSelector, Labels, NamespaceScope, Operator, Peer,
+    Policy, PortRef, PortRule, Protocol, Rule,
+};
 
 /// One side of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +81,9 @@ fn address_of(cluster: &Cluster, side: Side, want_v6: bool) -> Option<IpAddr> {
 fn peer_matches(cluster: &Cluster, policy: &Policy, peer: &Peer, side: Side, v6: bool) -> bool {
     match peer {
         Peer::IpBlock { cidr, except } => {
-            let Some(ip) = address_of(cluster, side, v6) else { return false };
+            let Some(ip) = address_of(cluster, side, v6) else {
+                return false;
+            };
             if ip.is_ipv6() != v6 || !cidr.contains(&ip) {
                 return false;
             }
@@ -111,27 +116,51 @@ fn peer_matches(cluster: &Cluster, policy: &Policy, peer: &Peer, side: Side, v6:
     }
 }
 
-fn port_matches(rule_port: &PortRule, protocol: Protocol, port: u16, dst_ports: &[ContainerPort]) -> bool {
+fn port_matches(
+    rule_port: &PortRule,
+    protocol: Protocol,
+    port: u16,
+    dst_ports: &[ContainerPort],
+) -> bool {
     if rule_port.protocol != protocol {
         return false;
     }
     match &rule_port.port {
         None => true,
         Some(PortRef::Number { port: lo, end }) => *lo <= port && port <= *end,
-        Some(PortRef::Named(name)) => dst_ports
-            .iter()
-            .any(|cp| cp.name.as_deref() == Some(name.as_str()) && cp.protocol == protocol && cp.port == port),
+        Some(PortRef::Named(name)) => dst_ports.iter().any(|cp| {
+            cp.name.as_deref() == Some(name.as_str()) && cp.protocol == protocol && cp.port == port
+        }),
     }
 }
 
-fn rule_matches(cluster: &Cluster, policy: &Policy, rule: &Rule, peer: Side, protocol: Protocol, port: u16, dst_ports: &[ContainerPort], v6: bool) -> bool {
-    let peer_ok = rule.peers.is_empty() || rule.peers.iter().any(|p| peer_matches(cluster, policy, p, peer, v6));
-    let port_ok = rule.ports.is_empty() || rule.ports.iter().any(|p| port_matches(p, protocol, port, dst_ports));
+/// What is being asked of a rule: the protocol and port, at a destination with these
+/// container ports, over this address family.
+struct Question<'a> {
+    protocol: Protocol,
+    port: u16,
+    dst_ports: &'a [ContainerPort],
+    v6: bool,
+}
+
+fn rule_matches(cluster: &Cluster, policy: &Policy, rule: &Rule, peer: Side, q: &Question) -> bool {
+    let peer_ok = rule.peers.is_empty()
+        || rule
+            .peers
+            .iter()
+            .any(|p| peer_matches(cluster, policy, p, peer, q.v6));
+    let port_ok = rule.ports.is_empty()
+        || rule
+            .ports
+            .iter()
+            .any(|p| port_matches(p, q.protocol, q.port, q.dst_ports));
     peer_ok && port_ok
 }
 
 fn selects(policy: &Policy, pod: &Endpoint) -> bool {
-    policy.namespace == pod.namespace && !pod.host_network && label_selector_matches(&policy.pod_selector, &pod.labels)
+    policy.namespace == pod.namespace
+        && !pod.host_network
+        && label_selector_matches(&policy.pod_selector, &pod.labels)
 }
 
 /// Is a connection from `from` to `to` on `protocol`/`port` allowed?
@@ -149,6 +178,12 @@ pub fn allowed(cluster: &Cluster, from: Side, to: Side, protocol: Protocol, port
         Side::Pod(i) => cluster.endpoints[i].ports.clone(),
         Side::Ip(_) => Vec::new(),
     };
+    let q = Question {
+        protocol,
+        port,
+        dst_ports: &dst_ports,
+        v6,
+    };
     // Egress at the source.
     if let Side::Pod(i) = from {
         let pod = &cluster.endpoints[i];
@@ -158,7 +193,7 @@ pub fn allowed(cluster: &Cluster, from: Side, to: Side, protocol: Protocol, port
             if selects(policy, pod) && policy.isolates_egress {
                 isolated = true;
                 for rule in &policy.egress {
-                    if rule_matches(cluster, policy, rule, to, protocol, port, &dst_ports, v6) {
+                    if rule_matches(cluster, policy, rule, to, &q) {
                         ok = true;
                     }
                 }
@@ -177,7 +212,7 @@ pub fn allowed(cluster: &Cluster, from: Side, to: Side, protocol: Protocol, port
             if selects(policy, pod) && policy.isolates_ingress {
                 isolated = true;
                 for rule in &policy.ingress {
-                    if rule_matches(cluster, policy, rule, from, protocol, port, &dst_ports, v6) {
+                    if rule_matches(cluster, policy, rule, from, &q) {
                         ok = true;
                     }
                 }

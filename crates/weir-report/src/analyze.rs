@@ -32,7 +32,11 @@ fn peers(engine: &Engine, class: ClassId) -> Vec<String> {
 fn describe_cidrs(cidrs: &[ipnet::IpNet]) -> String {
     use ipnet::{IpNet, Ipv4Net, Ipv6Net};
     let v6 = cidrs.first().is_some_and(|c| matches!(c, IpNet::V6(_)));
-    let all = if v6 { IpNet::V6(Ipv6Net::default()) } else { IpNet::V4(Ipv4Net::default()) };
+    let all = if v6 {
+        IpNet::V6(Ipv6Net::default())
+    } else {
+        IpNet::V4(Ipv4Net::default())
+    };
     if cidrs == [all] {
         return all.to_string();
     }
@@ -49,7 +53,11 @@ fn describe_cidrs(cidrs: &[ipnet::IpNet]) -> String {
         let list: Vec<String> = complement.iter().map(|c| c.to_string()).collect();
         format!("{all} except {}", list.join(","))
     } else {
-        cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+        cidrs
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -76,7 +84,11 @@ pub fn connections(engine: &Engine, flows: &[Flow]) -> Vec<Connection> {
         for s in &src {
             for d in &dst {
                 if s != d || engine.class_cidrs(f.src).is_some() {
-                    out.push(Connection { from: s.clone(), to: d.clone(), ports: ports.clone() });
+                    out.push(Connection {
+                        from: s.clone(),
+                        to: d.clone(),
+                        ports: ports.clone(),
+                    });
                 }
             }
         }
@@ -94,12 +106,21 @@ struct JsonFlow {
 
 /// Renders allowed connections. JSON keeps equivalence classes grouped (`from` ×
 /// `to` are all allowed on `ports`), so it stays small on large clusters.
-pub fn render_analyze(engine: &Engine, flows: &[Flow], format: Format, out: &mut dyn Write) -> io::Result<()> {
+pub fn render_analyze(
+    engine: &Engine,
+    flows: &[Flow],
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     match format {
         Format::Json => {
             let flows: Vec<JsonFlow> = flows
                 .iter()
-                .map(|f| JsonFlow { from: peers(engine, f.src), to: peers(engine, f.dst), ports: f.ports.to_string() })
+                .map(|f| JsonFlow {
+                    from: peers(engine, f.src),
+                    to: peers(engine, f.dst),
+                    ports: f.ports.to_string(),
+                })
                 .collect();
             let doc = serde_json::json!({ "stats": engine.stats(), "flows": flows });
             serde_json::to_writer(&mut *out, &doc)?;
@@ -108,7 +129,13 @@ pub fn render_analyze(engine: &Engine, flows: &[Flow], format: Format, out: &mut
         Format::Csv => {
             writeln!(out, "from,to,ports")?;
             for c in connections(engine, flows) {
-                writeln!(out, "{},{},{}", csv_field(&c.from), csv_field(&c.to), csv_field(&c.ports))?;
+                writeln!(
+                    out,
+                    "{},{},{}",
+                    csv_field(&c.from),
+                    csv_field(&c.to),
+                    csv_field(&c.ports)
+                )?;
             }
         }
         Format::Table => {
@@ -127,7 +154,10 @@ pub fn render_analyze(engine: &Engine, flows: &[Flow], format: Format, out: &mut
         }
         Format::Dot | Format::Mermaid => render_graph(engine, flows, format == Format::Dot, out)?,
         Format::Text => {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "analyze supports -o table|json|csv|md|dot|mermaid"))
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "analyze supports -o table|json|csv|md|dot|mermaid",
+            ))
         }
     }
     Ok(())
@@ -150,13 +180,23 @@ fn render_graph(engine: &Engine, flows: &[Flow], dot: bool, out: &mut dyn Write)
     let mut by_ns: BTreeMap<String, Vec<(&String, &String)>> = BTreeMap::new();
     for (name, id) in &ids {
         let ns = match name.split_once('/') {
-            Some((ns, rest)) if !ns.contains('.') && !ns.contains(':') && !rest.is_empty() && !rest.chars().all(|c| c.is_ascii_digit()) => ns.to_string(),
+            Some((ns, rest))
+                if !ns.contains('.')
+                    && !ns.contains(':')
+                    && !rest.is_empty()
+                    && !rest.chars().all(|c| c.is_ascii_digit()) =>
+            {
+                ns.to_string()
+            }
             _ => String::new(),
         };
         by_ns.entry(ns).or_default().push((name, id));
     }
     if dot {
-        writeln!(out, "digraph weir {{\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];")?;
+        writeln!(
+            out,
+            "digraph weir {{\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];"
+        )?;
         for (i, (ns, nodes)) in by_ns.iter().enumerate() {
             if ns.is_empty() {
                 for (name, id) in nodes {
@@ -164,7 +204,11 @@ fn render_graph(engine: &Engine, flows: &[Flow], dot: bool, out: &mut dyn Write)
                 }
                 continue;
             }
-            writeln!(out, "  subgraph cluster_{i} {{\n    label={:?};", format!("namespace {ns}"))?;
+            writeln!(
+                out,
+                "  subgraph cluster_{i} {{\n    label={:?};",
+                format!("namespace {ns}")
+            )?;
             for (name, id) in nodes {
                 let short = name.split_once('/').map_or(name.as_str(), |x| x.1);
                 writeln!(out, "    {id} [label={short:?}];")?;
@@ -172,17 +216,29 @@ fn render_graph(engine: &Engine, flows: &[Flow], dot: bool, out: &mut dyn Write)
             writeln!(out, "  }}")?;
         }
         for c in &conns {
-            writeln!(out, "  {} -> {} [label={:?}];", ids[&c.from], ids[&c.to], c.ports)?;
+            writeln!(
+                out,
+                "  {} -> {} [label={:?}];",
+                ids[&c.from], ids[&c.to], c.ports
+            )?;
         }
         writeln!(out, "}}")?;
     } else {
         writeln!(out, "flowchart LR")?;
         for (ns, nodes) in &by_ns {
             if !ns.is_empty() {
-                writeln!(out, "  subgraph ns_{} [\"namespace {ns}\"]", ns.replace(['-', '.'], "_"))?;
+                writeln!(
+                    out,
+                    "  subgraph ns_{} [\"namespace {ns}\"]",
+                    ns.replace(['-', '.'], "_")
+                )?;
             }
             for (name, id) in nodes {
-                let short = if ns.is_empty() { name.as_str() } else { name.split_once('/').map_or(name.as_str(), |x| x.1) };
+                let short = if ns.is_empty() {
+                    name.as_str()
+                } else {
+                    name.split_once('/').map_or(name.as_str(), |x| x.1)
+                };
                 writeln!(out, "    {id}[\"{}\"]", short.replace('"', "'"))?;
             }
             if !ns.is_empty() {
@@ -190,21 +246,35 @@ fn render_graph(engine: &Engine, flows: &[Flow], dot: bool, out: &mut dyn Write)
             }
         }
         for c in &conns {
-            writeln!(out, "  {} -->|\"{}\"| {}", ids[&c.from], c.ports.replace('"', "'"), ids[&c.to])?;
+            writeln!(
+                out,
+                "  {} -->|\"{}\"| {}",
+                ids[&c.from],
+                c.ports.replace('"', "'"),
+                ids[&c.to]
+            )?;
         }
     }
     Ok(())
 }
 
 /// Counts instead of lines, for inputs too large to list.
-pub fn render_summary(engine: &Engine, flows: &[Flow], format: Format, out: &mut dyn Write) -> io::Result<()> {
+pub fn render_summary(
+    engine: &Engine,
+    flows: &[Flow],
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let stats = engine.stats();
     let mut endpoint_pairs: u64 = 0;
     let mut all_port_pairs: u64 = 0;
     let mut external_flows = 0usize;
     let mut by_ports: BTreeMap<String, u64> = BTreeMap::new();
     for f in flows {
-        let (a, b) = (engine.class_members(f.src).len() as u64, engine.class_members(f.dst).len() as u64);
+        let (a, b) = (
+            engine.class_members(f.src).len() as u64,
+            engine.class_members(f.dst).len() as u64,
+        );
         if a == 0 || b == 0 {
             external_flows += 1;
             continue;
@@ -237,13 +307,31 @@ pub fn render_summary(engine: &Engine, flows: &[Flow], format: Format, out: &mut
     let mut t = table();
     t.set_header(vec!["measure", "count"]);
     let s = &doc["stats"];
-    for key in ["namespaces", "endpoints", "policies", "rules", "endpoint_classes", "external_classes", "ingress_isolated_classes", "egress_isolated_classes"] {
+    for key in [
+        "namespaces",
+        "endpoints",
+        "policies",
+        "rules",
+        "endpoint_classes",
+        "external_classes",
+        "ingress_isolated_classes",
+        "egress_isolated_classes",
+    ] {
         t.add_row(vec![key.replace('_', " "), s[key].to_string()]);
     }
-    t.add_row(vec!["allowed endpoint pairs".to_string(), format!("{endpoint_pairs} of {possible}")]);
-    t.add_row(vec!["…of which on all ports".to_string(), all_port_pairs.to_string()]);
+    t.add_row(vec![
+        "allowed endpoint pairs".to_string(),
+        format!("{endpoint_pairs} of {possible}"),
+    ]);
+    t.add_row(vec![
+        "…of which on all ports".to_string(),
+        all_port_pairs.to_string(),
+    ]);
     t.add_row(vec!["class flows".to_string(), flows.len().to_string()]);
-    t.add_row(vec!["flows with outside addresses".to_string(), external_flows.to_string()]);
+    t.add_row(vec![
+        "flows with outside addresses".to_string(),
+        external_flows.to_string(),
+    ]);
     writeln!(out, "{t}")?;
     if !top.is_empty() {
         let mut t = table();

@@ -16,12 +16,22 @@ fn direction(out: &mut dyn Write, d: &DirectionReport) -> io::Result<()> {
         weir_model::Direction::Egress => "egress",
     };
     let Some(ep) = &d.endpoint else {
-        return writeln!(out, "  {word}: an outside address; no policy applies → allowed");
+        return writeln!(
+            out,
+            "  {word}: an outside address; no policy applies → allowed"
+        );
     };
     if d.isolating_policies.is_empty() {
-        return writeln!(out, "  {word} at {ep}: not isolated (no policy selects it for {word}) → allowed");
+        return writeln!(
+            out,
+            "  {word} at {ep}: not isolated (no policy selects it for {word}) → allowed"
+        );
     }
-    writeln!(out, "  {word} at {ep}: isolated by {}", d.isolating_policies.join(", "))?;
+    writeln!(
+        out,
+        "  {word} at {ep}: isolated by {}",
+        d.isolating_policies.join(", ")
+    )?;
     if d.allowed {
         for c in &d.allowing {
             writeln!(out, "    ✔ allowed by {}", rule_line(c))?;
@@ -32,7 +42,11 @@ fn direction(out: &mut dyn Write, d: &DirectionReport) -> io::Result<()> {
             writeln!(out, "    nearest misses:")?;
         }
         for c in &d.near_misses {
-            let why = if c.peer_matched { "peer matches, port does not" } else { "port matches, peer does not" };
+            let why = if c.peer_matched {
+                "peer matches, port does not"
+            } else {
+                "port matches, peer does not"
+            };
             writeln!(out, "    - {why}: {}", rule_line(c))?;
         }
     }
@@ -47,13 +61,23 @@ pub fn render_explain(e: &Explanation, format: Format, out: &mut dyn Write) -> i
         }
         Format::Text | Format::Table => {
             let verdict = if e.allowed { "ALLOWED" } else { "DENIED" };
-            writeln!(out, "{} → {} {}/{}: {verdict}", e.from, e.to, e.protocol, e.port)?;
+            writeln!(
+                out,
+                "{} → {} {}/{}: {verdict}",
+                e.from, e.to, e.protocol, e.port
+            )?;
             if e.self_traffic {
-                return writeln!(out, "  traffic from an endpoint to itself is always allowed");
+                return writeln!(
+                    out,
+                    "  traffic from an endpoint to itself is always allowed"
+                );
             }
             direction(out, &e.egress)?;
             direction(out, &e.ingress)
         }
-        other => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("explain supports -o text|json, not {other}"))),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("explain supports -o text|json, not {other}"),
+        )),
     }
 }

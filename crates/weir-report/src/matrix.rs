@@ -38,22 +38,34 @@ pub fn parse_probe(s: &str) -> Result<Probe, String> {
 
 /// `TCP/80,UDP/53` → probes.
 pub fn parse_probes(s: &str) -> Result<Vec<Probe>, String> {
-    s.split(',').filter(|p| !p.trim().is_empty()).map(|p| parse_probe(p.trim())).collect()
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| parse_probe(p.trim()))
+        .collect()
 }
 
-pub fn render_matrix(engine: &Engine, probes: &[Probe], format: Format, out: &mut dyn Write) -> io::Result<()> {
+pub fn render_matrix(
+    engine: &Engine,
+    probes: &[Probe],
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let eps = &engine.cluster().endpoints;
     let n = eps.len();
     match format {
         Format::Csv => {
             writeln!(out, "src,dst,protocol,port,verdict")?;
-            for a in 0..n {
-                let src = csv_field(&eps[a].id());
-                for b in 0..n {
+            for (a, src) in eps.iter().enumerate() {
+                let src = csv_field(&src.id());
+                for (b, dst) in eps.iter().enumerate() {
                     let allowed = engine.allowed(Node::Endpoint(a), Node::Endpoint(b));
-                    let dst = csv_field(&eps[b].id());
+                    let dst = csv_field(&dst.id());
                     for p in probes {
-                        let v = if allowed.contains(p.protocol, p.port) { "allow" } else { "deny" };
+                        let v = if allowed.contains(p.protocol, p.port) {
+                            "allow"
+                        } else {
+                            "deny"
+                        };
                         writeln!(out, "{src},{dst},{},{},{v}", p.protocol, p.port)?;
                     }
                 }
@@ -64,13 +76,22 @@ pub fn render_matrix(engine: &Engine, probes: &[Probe], format: Format, out: &mu
             let mut header = vec!["from \\ to".to_string()];
             header.extend(eps.iter().map(|e| e.id()));
             t.set_header(header);
-            for a in 0..n {
-                let mut row = vec![eps[a].id()];
+            for (a, src) in eps.iter().enumerate() {
+                let mut row = vec![src.id()];
                 for b in 0..n {
                     let allowed = engine.allowed(Node::Endpoint(a), Node::Endpoint(b));
                     let cell: Vec<String> = probes
                         .iter()
-                        .map(|p| format!("{}{p}", if allowed.contains(p.protocol, p.port) { "✔ " } else { "✘ " }))
+                        .map(|p| {
+                            format!(
+                                "{}{p}",
+                                if allowed.contains(p.protocol, p.port) {
+                                    "✔ "
+                                } else {
+                                    "✘ "
+                                }
+                            )
+                        })
                         .collect();
                     row.push(cell.join("\n"));
                 }

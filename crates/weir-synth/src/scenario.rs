@@ -7,8 +7,9 @@ use ipnet::IpNet;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use weir_model::{
-    Cluster, ContainerPort, Endpoint, EndpointKind, LabelSelector, Labels, Namespace, NamespaceScope, Operator,
-    Peer, Policy, PortRef, PortRule, Protocol, Requirement, Rule, NAMESPACE_NAME_LABEL,
+    Cluster, ContainerPort, Endpoint, EndpointKind, LabelSelector, Labels, Namespace,
+    NamespaceScope, Operator, Peer, Policy, PortRef, PortRule, Protocol, Requirement, Rule,
+    NAMESPACE_NAME_LABEL,
 };
 
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
@@ -30,36 +31,63 @@ pub fn probes() -> Vec<(Protocol, u16)> {
 
 /// Outside addresses worth probing (some inside generated ipBlocks, some not).
 pub fn outside_addresses() -> Vec<IpAddr> {
-    ["10.0.0.250", "10.0.1.250", "10.1.0.1", "192.168.1.1", "fd00::99", "2001:db8::1"]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect()
+    [
+        "10.0.0.250",
+        "10.0.1.250",
+        "10.1.0.1",
+        "192.168.1.1",
+        "fd00::99",
+        "2001:db8::1",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect()
 }
 
 fn protocol() -> impl Strategy<Value = Protocol> {
-    prop_oneof![Just(Protocol::Tcp), Just(Protocol::Udp), Just(Protocol::Sctp)]
+    prop_oneof![
+        Just(Protocol::Tcp),
+        Just(Protocol::Udp),
+        Just(Protocol::Sctp)
+    ]
 }
 
 fn labels() -> impl Strategy<Value = Labels> {
-    proptest::collection::btree_map(select(&KEYS[..]), select(&VALUES[..]), 0..3)
-        .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    proptest::collection::btree_map(select(&KEYS[..]), select(&VALUES[..]), 0..3).prop_map(|m| {
+        m.into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
 }
 
 fn requirement(keys: &'static [&'static str]) -> impl Strategy<Value = Requirement> {
-    let op = prop_oneof![Just(Operator::In), Just(Operator::NotIn), Just(Operator::Exists), Just(Operator::DoesNotExist)];
-    (select(keys), op, subsequence(&VALUES[..], 1..3)).prop_map(|(key, operator, values)| Requirement {
-        key: key.to_string(),
-        operator,
-        values: match operator {
-            Operator::In | Operator::NotIn => values.iter().map(|s| s.to_string()).collect(),
-            _ => Vec::new(),
-        },
+    let op = prop_oneof![
+        Just(Operator::In),
+        Just(Operator::NotIn),
+        Just(Operator::Exists),
+        Just(Operator::DoesNotExist)
+    ];
+    (select(keys), op, subsequence(&VALUES[..], 1..3)).prop_map(|(key, operator, values)| {
+        Requirement {
+            key: key.to_string(),
+            operator,
+            values: match operator {
+                Operator::In | Operator::NotIn => values.iter().map(|s| s.to_string()).collect(),
+                _ => Vec::new(),
+            },
+        }
     })
 }
 
 fn selector() -> impl Strategy<Value = LabelSelector> {
-    (labels().prop_map(|l| l.into_iter().take(1).collect()), proptest::collection::vec(requirement(&KEYS), 0..2))
-        .prop_map(|(match_labels, match_expressions)| LabelSelector { match_labels, match_expressions })
+    (
+        labels().prop_map(|l| l.into_iter().take(1).collect()),
+        proptest::collection::vec(requirement(&KEYS), 0..2),
+    )
+        .prop_map(|(match_labels, match_expressions)| LabelSelector {
+            match_labels,
+            match_expressions,
+        })
 }
 
 /// Namespace selectors look at the namespace labels the generator sets, and the name label.
@@ -121,13 +149,25 @@ fn port_rule() -> impl Strategy<Value = PortRule> {
 }
 
 fn rule() -> impl Strategy<Value = Rule> {
-    (proptest::collection::vec(peer(), 0..3), proptest::collection::vec(port_rule(), 0..3))
-        .prop_map(|(peers, ports)| Rule { peers, ports, origin: Default::default() })
+    (
+        proptest::collection::vec(peer(), 0..3),
+        proptest::collection::vec(port_rule(), 0..3),
+    )
+        .prop_map(|(peers, ports)| Rule {
+            peers,
+            ports,
+            origin: Default::default(),
+        })
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
     // policyTypes: absent (defaulted), [Ingress], [Egress], or both.
-    let types = prop_oneof![Just(None), Just(Some((true, false))), Just(Some((false, true))), Just(Some((true, true)))];
+    let types = prop_oneof![
+        Just(None),
+        Just(Some((true, false))),
+        Just(Some((false, true))),
+        Just(Some((true, true)))
+    ];
     (
         select(&NAMESPACES[..]),
         selector(),
@@ -151,8 +191,16 @@ fn policy() -> impl Strategy<Value = Policy> {
 }
 
 fn container_port() -> impl Strategy<Value = ContainerPort> {
-    (proptest::option::of(select(&PORT_NAMES[..])), protocol(), select(&PORTS[..]))
-        .prop_map(|(name, protocol, port)| ContainerPort { name: name.map(str::to_string), protocol, port })
+    (
+        proptest::option::of(select(&PORT_NAMES[..])),
+        protocol(),
+        select(&PORTS[..]),
+    )
+        .prop_map(|(name, protocol, port)| ContainerPort {
+            name: name.map(str::to_string),
+            protocol,
+            port,
+        })
 }
 
 fn endpoint() -> impl Strategy<Value = (Endpoint, u8)> {
@@ -202,7 +250,10 @@ pub fn cluster() -> impl Strategy<Value = Cluster> {
                 .zip(ns_labels)
                 .map(|(n, mut labels)| {
                     labels.insert(NAMESPACE_NAME_LABEL.to_string(), n.to_string());
-                    Namespace { name: n.to_string(), labels }
+                    Namespace {
+                        name: n.to_string(),
+                        labels,
+                    }
                 })
                 .collect();
             // Distinct names and distinct addresses, as a real cluster has.
@@ -223,6 +274,11 @@ pub fn cluster() -> impl Strategy<Value = Cluster> {
                     p
                 })
                 .collect();
-            Cluster { namespaces, endpoints: eps, policies, services: vec![] }
+            Cluster {
+                namespaces,
+                endpoints: eps,
+                policies,
+                services: vec![],
+            }
         })
 }

@@ -100,7 +100,9 @@ enum Command {
 
 /// Loads the input, printing warnings; validation errors become exit code 2.
 pub(crate) fn load(input: &Input) -> Result<weir_manifest::Loaded, Failure> {
-    let options = LoadOptions { allow_unknown_fields: input.allow_unknown_fields };
+    let options = LoadOptions {
+        allow_unknown_fields: input.allow_unknown_fields,
+    };
     match weir_manifest::load_paths(&input.paths, options) {
         Ok(loaded) => {
             if !input.quiet {
@@ -114,14 +116,19 @@ pub(crate) fn load(input: &Input) -> Result<weir_manifest::Loaded, Failure> {
             for d in &diags {
                 eprintln!("{d}");
             }
-            Err(Failure::Invalid(format!("{} error(s) in the input; nothing was analysed", diags.len())))
+            Err(Failure::Invalid(format!(
+                "{} error(s) in the input; nothing was analysed",
+                diags.len()
+            )))
         }
         Err(e) => Err(Failure::Other(anyhow!(e))),
     }
 }
 
 fn engine_options(input: &Input) -> Options {
-    Options { ipblock_matches_pods: !input.no_ipblock_pods }
+    Options {
+        ipblock_matches_pods: !input.no_ipblock_pods,
+    }
 }
 
 pub(crate) enum Failure {
@@ -146,16 +153,22 @@ impl From<io::Error> for Failure {
 }
 
 fn resolve(engine: &Engine, text: &str) -> Result<Node, Failure> {
-    engine
-        .resolve(text)
-        .ok_or_else(|| Failure::Invalid(format!("{text:?}: no such endpoint (expected namespace/name or an IP address)")))
+    engine.resolve(text).ok_or_else(|| {
+        Failure::Invalid(format!(
+            "{text:?}: no such endpoint (expected namespace/name or an IP address)"
+        ))
+    })
 }
 
 fn execute(cli: Cli) -> Result<u8, Failure> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let code = match cli.command {
-        Command::Analyze { input, output, summary } => {
+        Command::Analyze {
+            input,
+            output,
+            summary,
+        } => {
             let loaded = load(&input)?;
             let engine = Engine::with_options(&loaded.cluster, engine_options(&input));
             let flows = engine.flows();
@@ -166,16 +179,28 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             }
             exit::OK
         }
-        Command::Matrix { input, ports, output } => {
+        Command::Matrix {
+            input,
+            ports,
+            output,
+        } => {
             if ports.is_empty() {
-                return Err(Failure::Invalid("--ports needs at least one PROTOCOL/PORT".into()));
+                return Err(Failure::Invalid(
+                    "--ports needs at least one PROTOCOL/PORT".into(),
+                ));
             }
             let loaded = load(&input)?;
             let engine = Engine::with_options(&loaded.cluster, engine_options(&input));
             weir_report::render_matrix(&engine, &ports, output, &mut out)?;
             exit::OK
         }
-        Command::Explain { input, from, to, port, output } => {
+        Command::Explain {
+            input,
+            from,
+            to,
+            port,
+            output,
+        } => {
             let loaded = load(&input)?;
             let engine = Engine::with_options(&loaded.cluster, engine_options(&input));
             let (src, dst) = (resolve(&engine, &from)?, resolve(&engine, &to)?);
@@ -204,7 +229,9 @@ pub fn run() -> ExitCode {
         }
         Err(Failure::Other(e)) => {
             // A closed pipe (`weir analyze … | head`) is not a failure.
-            if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) {
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            {
                 return ExitCode::from(exit::OK);
             }
             eprintln!("error: {e:#}");

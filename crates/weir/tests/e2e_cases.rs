@@ -21,7 +21,11 @@ fn root() -> PathBuf {
 }
 
 fn matches(pattern: &str, id: &str) -> bool {
-    pattern == "*" || pattern == id || pattern.strip_suffix("/*").is_some_and(|ns| id.split('/').next() == Some(ns))
+    pattern == "*"
+        || pattern == id
+        || pattern
+            .strip_suffix("/*")
+            .is_some_and(|ns| id.split('/').next() == Some(ns))
 }
 
 /// (probe, expected verdict per ordered pair of endpoint indexes).
@@ -29,7 +33,11 @@ fn expectations(cluster: &Cluster, text: &str) -> Vec<(Probe, Vec<Vec<bool>>)> {
     let ids: Vec<String> = cluster.endpoints.iter().map(|e| e.id()).collect();
     let n = ids.len();
     let mut out: Vec<(Probe, Vec<Vec<bool>>)> = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["probe", probe, "default", verdict] => {
@@ -67,12 +75,17 @@ fn upstream_e2e_cases() {
         .map(|e| e.unwrap().path())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 20, "the case directory lost cases: {}", dirs.len());
+    assert!(
+        dirs.len() >= 20,
+        "the case directory lost cases: {}",
+        dirs.len()
+    );
     let mut failures = Vec::new();
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let loaded = weir_manifest::load_paths(&[root().join("base.yaml"), dir.clone()], Default::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let loaded =
+            weir_manifest::load_paths(&[root().join("base.yaml"), dir.clone()], Default::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         let cluster = &loaded.cluster;
         assert_eq!(cluster.endpoints.len(), 9, "{name}");
         let expect = std::fs::read_to_string(dir.join("expect.txt")).unwrap();
@@ -80,9 +93,24 @@ fn upstream_e2e_cases() {
         for (probe, table) in expectations(cluster, &expect) {
             for (a, row) in table.iter().enumerate() {
                 for (b, want) in row.iter().enumerate() {
-                    let got = engine.allowed(Node::Endpoint(a), Node::Endpoint(b)).contains(probe.protocol, probe.port);
-                    let oracle = weir_oracle::allowed(cluster, weir_oracle::Side::Pod(a), weir_oracle::Side::Pod(b), probe.protocol, probe.port);
-                    let explained = engine.explain(Node::Endpoint(a), Node::Endpoint(b), probe.protocol, probe.port).allowed;
+                    let got = engine
+                        .allowed(Node::Endpoint(a), Node::Endpoint(b))
+                        .contains(probe.protocol, probe.port);
+                    let oracle = weir_oracle::allowed(
+                        cluster,
+                        weir_oracle::Side::Pod(a),
+                        weir_oracle::Side::Pod(b),
+                        probe.protocol,
+                        probe.port,
+                    );
+                    let explained = engine
+                        .explain(
+                            Node::Endpoint(a),
+                            Node::Endpoint(b),
+                            probe.protocol,
+                            probe.port,
+                        )
+                        .allowed;
                     if got != *want || oracle != *want || explained != *want {
                         failures.push(format!(
                             "{name}: {} -> {} {probe}: expected {}, engine {got}, explain {explained}, oracle {oracle}",
@@ -95,5 +123,10 @@ fn upstream_e2e_cases() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

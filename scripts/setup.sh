@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what weir and its tests need on a fresh machine; does nothing when it is all there.
+set -euo pipefail
+missing=()
+command -v cargo >/dev/null || { echo "setup: cargo (Rust stable) is required" >&2; exit 1; }
+for tool in rustfmt clippy-driver; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ] && command -v rustup >/dev/null; then
+  rustup component add rustfmt clippy
+fi
+# Debian packages the tests use (none yet beyond the Rust toolchain; the dataplane
+# and demo tiers add nftables, iproute2 and redis-server here).
+packages=()
+need=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
