@@ -4,7 +4,7 @@ use serde::Serialize;
 use weir_model::{Direction, Protocol};
 
 use crate::ports::resolve_ports;
-use crate::{family_of, peer_matches, selector, Engine, Node};
+use crate::{family_of, selector, Engine, Node};
 
 /// How one rule of a selecting policy judged the connection.
 #[derive(Clone, Debug, Serialize)]
@@ -98,17 +98,17 @@ impl Engine<'_> {
             Node::Endpoint(d) => &self.endpoint(d).ports,
             Node::Address(_) => &[],
         };
-        for policy in cluster.policies.iter().filter(|p| {
-            p.namespace == ep.namespace
-                && p.isolates(direction)
-                && selector::matches(&p.pod_selector, &ep.labels)
-        }) {
+        for policy in self
+            .policies_in(&ep.namespace)
+            .filter(|p| p.isolates(direction) && selector::matches(&p.pod_selector, &ep.labels))
+        {
             report.isolating_policies.push(policy.id());
             for (n, rule) in policy.rules(direction).iter().enumerate() {
                 let peer_matched = rule.peers.is_empty()
-                    || rule.peers.iter().any(|p| {
-                        peer_matches(cluster, self.options(), p, &policy.namespace, other, v6)
-                    });
+                    || rule
+                        .peers
+                        .iter()
+                        .any(|p| self.peer_matches(p, &policy.namespace, other, v6));
                 let port_matched = resolve_ports(&rule.ports, dst_ports).contains(protocol, port);
                 let check = RuleCheck {
                     policy: policy.id(),

@@ -14,6 +14,7 @@ pub mod ipspace;
 pub mod ports;
 pub mod selector;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub use classes::{ClassId, Flow, Stats};
@@ -51,6 +52,8 @@ pub struct Engine<'c> {
     cluster: &'c Cluster,
     options: Options,
     index: classes::Index<'c>,
+    /// Namespace name → (index in `cluster.namespaces`, policies in it): explain's lookups.
+    namespaces: HashMap<&'c str, (usize, Vec<usize>)>,
 }
 
 impl<'c> Engine<'c> {
@@ -59,10 +62,20 @@ impl<'c> Engine<'c> {
     }
 
     pub fn with_options(cluster: &'c Cluster, options: Options) -> Self {
+        let mut namespaces: HashMap<&str, (usize, Vec<usize>)> = HashMap::new();
+        for (i, ns) in cluster.namespaces.iter().enumerate() {
+            namespaces.insert(&ns.name, (i, Vec::new()));
+        }
+        for (i, p) in cluster.policies.iter().enumerate() {
+            if let Some(entry) = namespaces.get_mut(p.namespace.as_str()) {
+                entry.1.push(i);
+            }
+        }
         Engine {
             cluster,
             options,
             index: classes::Index::build(cluster, options),
+            namespaces,
         }
     }
 
@@ -142,47 +155,62 @@ pub(crate) fn family_of(cluster: &Cluster, dst: Node) -> bool {
     }
 }
 
-/// Whether a peer matches `other` (the far side of the connection) in a policy of
-/// `policy_ns`, for a connection of family `v6`.
-pub(crate) fn peer_matches(
-    cluster: &Cluster,
-    options: Options,
-    peer: &Peer,
-    policy_ns: &str,
-    other: Node,
-    v6: bool,
-) -> bool {
-    match peer {
-        Peer::Pods { namespaces, pods } => {
-            let Node::Endpoint(i) = other else {
-                return false;
-            };
-            let ep = &cluster.endpoints[i];
-            if ep.host_network {
-                return false;
-            }
-            let ns_ok = match namespaces {
-                weir_model::NamespaceScope::PolicyNamespace => ep.namespace == policy_ns,
-                weir_model::NamespaceScope::Selector(s) => cluster
-                    .namespace(&ep.namespace)
-                    .is_some_and(|ns| selector::matches(s, &ns.labels)),
-            };
-            ns_ok
-                && pods
-                    .as_ref()
-                    .is_none_or(|s| selector::matches(s, &ep.labels))
-        }
-        Peer::IpBlock { cidr, except } => {
-            let ip = match other {
-                Node::Address(ip) => Some(ip),
-                Node::Endpoint(i) if options.ipblock_matches_pods => {
-                    cluster.endpoints[i].ip_of_family(v6)
+impl Engine<'_> {
+    /// Policies of a namespace, in input order.
+    pub(crate) fn policies_in(
+        &self,
+        namespace: &str,
+    ) -> impl Iterator<Item = &weir_model::Policy> + '_ {
+        let ids = self
+            .namespaces
+            .get(namespace)
+            .map_or(&[][..], |(_, ids)| &ids[..]);
+        ids.iter().map(|&i| &self.cluster.policies[i])
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Option<&weir_model::Labels> {
+        self.namespaces
+            .get(namespace)
+            .map(|&(i, _)| &self.cluster.namespaces[i].labels)
+    }
+
+    /// Whether a peer matches `other` (the far side of the connection) in a policy of
+    /// `policy_ns`, for a connection of family `v6`.
+    pub(crate) fn peer_matches(&self, peer: &Peer, policy_ns: &str, other: Node, v6: bool) -> bool {
+        match peer {
+            Peer::Pods { namespaces, pods } => {
+                let Node::Endpoint(i) = other else {
+                    return false;
+                };
+                let ep = &self.cluster.endpoints[i];
+                if ep.host_network {
+                    return false;
                 }
-                Node::Endpoint(_) => None,
-            };
-            ip.is_some_and(|ip| {
-                ip.is_ipv6() == v6 && cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip))
-            })
+                let ns_ok = match namespaces {
+                    weir_model::NamespaceScope::PolicyNamespace => ep.namespace == policy_ns,
+                    weir_model::NamespaceScope::Selector(s) => self
+                        .namespace_labels(&ep.namespace)
+                        .is_some_and(|labels| selector::matches(s, labels)),
+                };
+                ns_ok
+                    && pods
+                        .as_ref()
+                        .is_none_or(|s| selector::matches(s, &ep.labels))
+            }
+            Peer::IpBlock { cidr, except } => {
+                let ip = match other {
+                    Node::Address(ip) => Some(ip),
+                    Node::Endpoint(i) if self.options.ipblock_matches_pods => {
+                        self.cluster.endpoints[i].ip_of_family(v6)
+                    }
+                    Node::Endpoint(_) => None,
+                };
+                ip.is_some_and(|ip| {
+                    ip.is_ipv6() == v6
+                        && cidr.contains(&ip)
+                        && !except.iter().any(|e| e.contains(&ip))
+                })
+            }
         }
     }
 }

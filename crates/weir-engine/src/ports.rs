@@ -3,12 +3,18 @@
 
 use std::fmt;
 
+use smallvec::{smallvec, SmallVec};
+
 use weir_model::{ContainerPort, PortRef, PortRule, Protocol};
+
+/// Inclusive port intervals, sorted and disjoint; inline up to two per protocol, so
+/// the millions of sets a large analysis builds rarely touch the heap.
+type Ranges = SmallVec<[(u16, u16); 2]>;
 
 /// Inclusive port intervals, sorted and disjoint, for each of TCP, UDP, SCTP.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortSet {
-    ranges: [Vec<(u16, u16)>; 3],
+    ranges: [Ranges; 3],
     /// Protocols other than TCP/UDP/SCTP.
     other: bool,
 }
@@ -21,9 +27,9 @@ fn slot(p: Protocol) -> usize {
     }
 }
 
-fn normalize(v: &mut Vec<(u16, u16)>) {
+fn normalize(v: &mut Ranges) {
     v.sort_unstable();
-    let mut out: Vec<(u16, u16)> = Vec::with_capacity(v.len());
+    let mut out: Ranges = SmallVec::with_capacity(v.len());
     for &(lo, hi) in v.iter() {
         match out.last_mut() {
             Some(last) if (lo as u32) <= last.1 as u32 + 1 => last.1 = last.1.max(hi),
@@ -41,7 +47,11 @@ impl PortSet {
     /// Everything: every port of every protocol, and other protocols.
     pub fn all() -> Self {
         PortSet {
-            ranges: [vec![(1, 65535)], vec![(1, 65535)], vec![(1, 65535)]],
+            ranges: [
+                smallvec![(1, 65535)],
+                smallvec![(1, 65535)],
+                smallvec![(1, 65535)],
+            ],
             other: true,
         }
     }
@@ -53,7 +63,7 @@ impl PortSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        !self.other && self.ranges.iter().all(Vec::is_empty)
+        !self.other && self.ranges.iter().all(|r| r.is_empty())
     }
 
     pub fn is_all(&self) -> bool {

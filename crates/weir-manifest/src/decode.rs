@@ -10,6 +10,7 @@ use k8s_openapi::api::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use weir_model::{
     ContainerPort, EndpointKind, Labels, Origin, Policy, PortTarget, Service, ServicePort,
@@ -17,7 +18,7 @@ use weir_model::{
 
 use crate::path::FieldPath;
 use crate::validate::{self, Problems};
-use crate::yaml::{self, Position};
+use crate::yaml::{self, Body, Position};
 use crate::{Diagnostic, LoadOptions, Severity, Source};
 
 /// An object's identity and labels.
@@ -59,12 +60,150 @@ pub enum Object {
     Policy(Policy),
 }
 
-/// One object inside a document (a List's items have an outer path).
-struct Located<'a> {
-    source: &'a Source,
-    doc_offset: usize,
-    doc_start: Position,
+/// One object to decode: a subtree of a YAML document, or a slice of JSON text
+/// (decoded straight into its type, with no intermediate tree).
+enum Item<'a> {
+    Tree(Value),
+    Json(&'a str),
+}
+
+#[derive(serde::Deserialize)]
+struct KindProbe {
+    kind: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListProbe<'a> {
+    kind: Option<String>,
+    #[serde(borrow)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+impl Item<'_> {
+    fn kind(&self) -> Option<String> {
+        match self {
+            Item::Tree(v) => v.get("kind").and_then(Value::as_str).map(str::to_string),
+            Item::Json(text) => serde_json::from_str::<KindProbe>(text)
+                .ok()
+                .and_then(|k| k.kind),
+        }
+    }
+}
+
+/// An object with where to find it: `outer` prefixes its field paths in messages
+/// (`items[3]`); its fields are located by parsing the text at `locate_at`, under `locate_prefix`.
+struct Unit<'a> {
+    item: Item<'a>,
     outer: FieldPath,
+    locate_at: usize,
+    locate_prefix: FieldPath,
+    origin: Origin,
+}
+
+enum Decoded {
+    Object(Object),
+    Skipped(String),
+    Failed,
+}
+
+/// Maps `f` over `items` on all cores, keeping order (large Lists decode in parallel).
+fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || items.len() < 512 {
+        return items.into_iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut rest = items.into_iter();
+    loop {
+        let chunk: Vec<T> = rest.by_ref().take(per).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+fn units_of<'a>(
+    doc: yaml::Document<'a>,
+    source: &'a Source,
+    lines: &yaml::LineIndex,
+) -> Vec<Unit<'a>> {
+    let doc_origin = Origin {
+        file: source.name.clone(),
+        line: doc.start.line,
+        col: doc.start.col,
+    };
+    let items_path = |i: usize| FieldPath::root().key("items").index(i);
+    match doc.body {
+        Body::Tree(value) => match list_items(value) {
+            Ok(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| Unit {
+                    item: Item::Tree(item),
+                    outer: items_path(i),
+                    locate_at: doc.offset,
+                    locate_prefix: items_path(i),
+                    origin: doc_origin.clone(),
+                })
+                .collect(),
+            Err(value) => vec![Unit {
+                item: Item::Tree(value),
+                outer: FieldPath::root(),
+                locate_at: doc.offset,
+                locate_prefix: FieldPath::root(),
+                origin: doc_origin,
+            }],
+        },
+        Body::Json(raw) => match serde_json::from_str::<ListProbe>(raw.get()) {
+            Ok(ListProbe {
+                kind: Some(kind),
+                items: Some(items),
+            }) if kind.ends_with("List") => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, raw)| {
+                    let at = yaml::offset_in(&source.text, raw.get());
+                    let pos = lines.position(at);
+                    Unit {
+                        item: Item::Json(raw.get()),
+                        outer: items_path(i),
+                        locate_at: at,
+                        locate_prefix: FieldPath::root(),
+                        origin: Origin {
+                            file: source.name.clone(),
+                            line: pos.line,
+                            col: pos.col,
+                        },
+                    }
+                })
+                .collect(),
+            _ => vec![Unit {
+                item: Item::Json(raw.get()),
+                outer: FieldPath::root(),
+                locate_at: doc.offset,
+                locate_prefix: FieldPath::root(),
+                origin: doc_origin,
+            }],
+        },
+    }
 }
 
 pub fn decode_source(
@@ -88,72 +227,61 @@ pub fn decode_source(
             return;
         }
     };
-    for doc in docs {
+    let lines = yaml::LineIndex::new(&source.text);
+    let units: Vec<Unit> = docs
+        .into_iter()
+        .flat_map(|d| units_of(d, source, &lines))
+        .collect();
+    let places: Vec<(FieldPath, usize, FieldPath, Position)> = units
+        .iter()
+        .map(|u| {
+            let start = Position {
+                line: u.origin.line,
+                col: u.origin.col,
+            };
+            (u.outer.clone(), u.locate_at, u.locate_prefix.clone(), start)
+        })
+        .collect();
+    let results = par_map(units, |u| {
         let mut problems = Problems::default();
-        let located = Located {
-            source,
-            doc_offset: doc.offset,
-            doc_start: doc.start,
-            outer: FieldPath::root(),
-        };
-        let mut found: Vec<(FieldPath, Problems)> = Vec::new();
-        match list_items(doc.value) {
-            Ok(items) => {
-                for (i, item) in items.into_iter().enumerate() {
-                    let outer = FieldPath::root().key("items").index(i);
-                    let mut p = Problems::default();
-                    let item_origin = origin(&located);
-                    if let Some(o) = decode_object(item, item_origin, options, &mut p, skipped) {
-                        objects.push(o);
-                    }
-                    found.push((outer, p));
-                }
-            }
-            Err(value) => {
-                if let Some(o) =
-                    decode_object(value, origin(&located), options, &mut problems, skipped)
-                {
-                    objects.push(o);
-                }
-                found.push((FieldPath::root(), problems));
-            }
+        let decoded = decode_object(u.item, u.origin, options, &mut problems);
+        (decoded, problems)
+    });
+    // Fields are located only now, and only in texts that have something to report.
+    let mut located: HashMap<usize, HashMap<FieldPath, Position>> = HashMap::new();
+    for ((decoded, problems), (outer, locate_at, prefix, start)) in results.into_iter().zip(places)
+    {
+        match decoded {
+            Decoded::Object(o) => objects.push(o),
+            Decoded::Skipped(kind) => *skipped.entry(kind).or_insert(0) += 1,
+            Decoded::Failed => {}
         }
-        if found
-            .iter()
-            .all(|(_, p)| p.errors.is_empty() && p.warnings.is_empty())
-        {
+        if problems.errors.is_empty() && problems.warnings.is_empty() {
             continue;
         }
-        // Locate fields only now that something is to be reported.
-        let positions = yaml::locate_fields(&source.text, located.doc_offset);
-        for (outer, p) in found {
-            for (sev, list) in [(Severity::Error, p.errors), (Severity::Warning, p.warnings)] {
-                for (path, message) in list {
-                    let full = path.within(&outer);
-                    let at = full
-                        .prefixes()
-                        .find_map(|pre| positions.get(&pre).copied())
-                        .unwrap_or(located.doc_start);
-                    diagnostics.push(Diagnostic {
-                        severity: sev,
-                        file: source.name.clone(),
-                        line: at.line,
-                        col: at.col,
-                        field: full.to_string(),
-                        message,
-                    });
-                }
+        let positions = located
+            .entry(locate_at)
+            .or_insert_with(|| yaml::locate_fields(&source.text, locate_at, &lines));
+        for (sev, list) in [
+            (Severity::Error, problems.errors),
+            (Severity::Warning, problems.warnings),
+        ] {
+            for (path, message) in list {
+                let at = path
+                    .within(&prefix)
+                    .prefixes()
+                    .find_map(|pre| positions.get(&pre).copied())
+                    .unwrap_or(start);
+                diagnostics.push(Diagnostic {
+                    severity: sev,
+                    file: source.name.clone(),
+                    line: at.line,
+                    col: at.col,
+                    field: path.within(&outer).to_string(),
+                    message,
+                });
             }
         }
-        let _ = &located.outer;
-    }
-}
-
-fn origin(located: &Located<'_>) -> Origin {
-    Origin {
-        file: located.source.name.clone(),
-        line: located.doc_start.line,
-        col: located.doc_start.col,
     }
 }
 
@@ -178,13 +306,27 @@ fn list_items(value: Value) -> Result<Vec<Value>, Value> {
 
 /// Typed decoding that records unknown fields and type errors with their paths.
 fn typed<T: DeserializeOwned>(
-    value: Value,
+    item: Item<'_>,
+    options: LoadOptions,
+    problems: &mut Problems,
+) -> Option<T> {
+    match item {
+        Item::Tree(value) => typed_from(value, options, problems),
+        Item::Json(text) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            typed_from(&mut de, options, problems)
+        }
+    }
+}
+
+fn typed_from<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    de: D,
     options: LoadOptions,
     problems: &mut Problems,
 ) -> Option<T> {
     let mut unknown = Vec::new();
     let mut record = |p: serde_ignored::Path<'_>| unknown.push(FieldPath::from_ignored(&p));
-    let de = serde_ignored::Deserializer::new(value, &mut record);
+    let de = serde_ignored::Deserializer::new(de, &mut record);
     let result: Result<T, _> = serde_path_to_error::deserialize(de);
     for path in unknown {
         let field = match path.0.last() {
@@ -211,22 +353,32 @@ fn typed<T: DeserializeOwned>(
 }
 
 fn decode_object(
-    value: Value,
+    item: Item<'_>,
     origin: Origin,
     options: LoadOptions,
     problems: &mut Problems,
-    skipped: &mut BTreeMap<String, usize>,
-) -> Option<Object> {
-    let Some(kind) = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
+) -> Decoded {
+    let Some(kind) = item.kind() else {
         problems.error(FieldPath::root().key("kind"), "missing kind");
-        return None;
+        return Decoded::Failed;
     };
+    match decode_kind(&kind, item, origin, options, problems) {
+        Some(Some(o)) => Decoded::Object(o),
+        Some(None) => Decoded::Skipped(kind),
+        None => Decoded::Failed,
+    }
+}
+
+/// `Some(None)`: a kind weir does not model; `None`: the object failed to decode.
+fn decode_kind(
+    kind: &str,
+    value: Item<'_>,
+    origin: Origin,
+    options: LoadOptions,
+    problems: &mut Problems,
+) -> Option<Option<Object>> {
     let root = FieldPath::root();
-    match kind.as_str() {
+    let object = match kind {
         "Namespace" => {
             let ns: core::Namespace = typed(value, options, problems)?;
             let meta = meta(&ns.metadata, false, origin, problems)?;
@@ -319,11 +471,9 @@ fn decode_object(
             let meta = meta(&np.metadata, true, origin, problems)?;
             Some(Object::Policy(policy(&np, meta, problems)))
         }
-        _ => {
-            *skipped.entry(kind).or_insert(0) += 1;
-            None
-        }
-    }
+        _ => return Some(None),
+    };
+    object.map(Some)
 }
 
 trait HasMeta {
@@ -343,7 +493,7 @@ has_meta!(
 );
 
 fn workload<T: DeserializeOwned + HasMeta>(
-    value: Value,
+    value: Item<'_>,
     options: LoadOptions,
     origin: Origin,
     problems: &mut Problems,

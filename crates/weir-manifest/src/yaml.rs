@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use crate::path::{FieldPath, Segment};
@@ -17,13 +18,47 @@ pub struct Position {
     pub col: usize,
 }
 
+/// A document's content: a tree (YAML), or the JSON text itself, decoded later
+/// straight into typed objects without an intermediate tree.
+#[derive(Debug)]
+pub enum Body<'a> {
+    Tree(Value),
+    Json(&'a RawValue),
+}
+
 /// One document of a stream, with where it starts.
 #[derive(Debug)]
-pub struct Document {
-    pub value: Value,
+pub struct Document<'a> {
+    pub body: Body<'a>,
     pub start: Position,
     /// Byte offset of the document in its text, for locating fields later.
     pub offset: usize,
+}
+
+/// Byte offset → line and column, without rescanning the text each time.
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex { starts }
+    }
+
+    pub fn position(&self, offset: usize) -> Position {
+        let line = self.starts.partition_point(|&s| s <= offset);
+        Position {
+            line,
+            col: offset - self.starts[line - 1] + 1,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +76,7 @@ fn looks_like_json(text: &str) -> bool {
 }
 
 /// Splits a text into documents.
-pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
+pub fn parse_documents(text: &str) -> Result<Vec<Document<'_>>, SyntaxError> {
     if looks_like_json(text) {
         return parse_json(text);
     }
@@ -50,13 +85,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
 }
 
 /// Where each field of the document at `offset` sits in `text`.
-pub fn locate_fields(text: &str, offset: usize) -> HashMap<FieldPath, Position> {
+pub fn locate_fields(text: &str, offset: usize, lines: &LineIndex) -> HashMap<FieldPath, Position> {
     let mut positions = HashMap::new();
     let tail = &text[offset..];
-    let base = Position {
-        line: text[..offset].matches('\n').count() + 1,
-        col: offset - text[..offset].rfind('\n').map_or(0, |i| i + 1) + 1,
-    };
+    let base = lines.position(offset);
     // A JSON document is also a YAML flow document; parse just this one.
     let slice = if looks_like_json(text) {
         json_document_slice(tail)
@@ -82,6 +114,13 @@ fn json_document_slice(tail: &str) -> &str {
     }
 }
 
+/// Where `part` (a slice of `text`) starts in `text`.
+pub fn offset_in(text: &str, part: &str) -> usize {
+    (part.as_ptr() as usize)
+        .saturating_sub(text.as_ptr() as usize)
+        .min(text.len())
+}
+
 fn position_of_byte(text: &str, offset: usize) -> Position {
     let before = &text[..offset.min(text.len())];
     Position {
@@ -90,20 +129,21 @@ fn position_of_byte(text: &str, offset: usize) -> Position {
     }
 }
 
-fn parse_json(text: &str) -> Result<Vec<Document>, SyntaxError> {
+fn parse_json(text: &str) -> Result<Vec<Document<'_>>, SyntaxError> {
     let mut docs = Vec::new();
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let lines = LineIndex::new(text);
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
     loop {
-        // Skip whitespace so the recorded offset is the document's first byte.
-        let rest = &text[stream.byte_offset()..];
-        let offset = stream.byte_offset() + (rest.len() - rest.trim_start().len());
         match stream.next() {
             None => break,
-            Some(Ok(value)) => docs.push(Document {
-                value,
-                start: position_of_byte(text, offset),
-                offset,
-            }),
+            Some(Ok(raw)) => {
+                let offset = offset_in(text, raw.get());
+                docs.push(Document {
+                    body: Body::Json(raw),
+                    start: lines.position(offset),
+                    offset,
+                })
+            }
             Some(Err(e)) => {
                 return Err(SyntaxError {
                     message: format!("invalid JSON: {e}"),
@@ -180,22 +220,22 @@ impl<'a, 'r> Builder<'a, 'r> {
         }
     }
 
-    fn documents(&mut self) -> Result<Vec<Document>, SyntaxError> {
+    fn documents(&mut self) -> Result<Vec<Document<'a>>, SyntaxError> {
         let mut docs = Vec::new();
         while let Some(doc) = self.document()? {
             // An empty document (`---` followed by nothing) is not an object.
-            if !doc.value.is_null() {
+            if !matches!(doc.body, Body::Tree(Value::Null)) {
                 docs.push(doc);
             }
         }
         Ok(docs)
     }
 
-    fn first_document(&mut self) -> Result<Option<Document>, SyntaxError> {
+    fn first_document(&mut self) -> Result<Option<Document<'a>>, SyntaxError> {
         self.document()
     }
 
-    fn document(&mut self) -> Result<Option<Document>, SyntaxError> {
+    fn document(&mut self) -> Result<Option<Document<'a>>, SyntaxError> {
         loop {
             let (ev, span) = self.next()?;
             match ev {
@@ -207,7 +247,7 @@ impl<'a, 'r> Builder<'a, 'r> {
                     let offset = self.byte_offset(&vspan);
                     let value = self.node(ev, vspan)?;
                     return Ok(Some(Document {
-                        value,
+                        body: Body::Tree(value),
                         start: pos(&span),
                         offset,
                     }));
@@ -382,9 +422,13 @@ mod tests {
         let text = "a: 1\n---\nkind: Pod\nmetadata:\n  name: x\n  labels:\n    app: \"80\"\n";
         let docs = parse_documents(text).unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[1].value["metadata"]["labels"]["app"], "80");
-        assert_eq!(docs[0].value["a"], 1);
-        let loc = locate_fields(text, docs[1].offset);
+        let tree = |d: &Document| match &d.body {
+            Body::Tree(v) => v.clone(),
+            Body::Json(_) => panic!("YAML gives trees"),
+        };
+        assert_eq!(tree(&docs[1])["metadata"]["labels"]["app"], "80");
+        assert_eq!(tree(&docs[0])["a"], 1);
+        let loc = locate_fields(text, docs[1].offset, &LineIndex::new(text));
         let p = FieldPath::root().key("metadata").key("labels").key("app");
         assert_eq!(loc[&p], Position { line: 7, col: 5 });
     }
@@ -395,7 +439,7 @@ mod tests {
         let docs = parse_documents(text).unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].start, Position { line: 2, col: 3 });
-        let loc = locate_fields(text, docs[1].offset);
+        let loc = locate_fields(text, docs[1].offset, &LineIndex::new(text));
         assert_eq!(
             loc[&FieldPath::root().key("x")],
             Position { line: 3, col: 2 }
@@ -422,7 +466,10 @@ mod tests {
     #[test]
     fn anchors_and_merge_keys() {
         let docs = parse_documents("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n").unwrap();
-        assert_eq!(docs[0].value["other"]["x"], 1);
-        assert_eq!(docs[0].value["other"]["y"], 2);
+        let Body::Tree(v) = &docs[0].body else {
+            panic!("YAML gives trees")
+        };
+        assert_eq!(v["other"]["x"], 1);
+        assert_eq!(v["other"]["y"], 2);
     }
 }

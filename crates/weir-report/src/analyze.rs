@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use serde::Serialize;
-use weir_engine::{ClassId, Engine, Flow};
+use weir_engine::{ClassId, Engine, Flow, PortSet};
 
 use crate::{csv_field, table, Format};
 
@@ -97,11 +97,76 @@ pub fn connections(engine: &Engine, flows: &[Flow]) -> Vec<Connection> {
     out
 }
 
-#[derive(Serialize)]
-struct JsonFlow {
-    from: Vec<String>,
-    to: Vec<String>,
-    ports: String,
+/// Flows merged into rectangles: every source in `.0` reaches every destination in
+/// `.1` on `.2`. Sources sharing (destinations, ports) are merged after destinations
+/// sharing (source, ports), which keeps output small where policies select tiers.
+pub fn rectangles(flows: &[Flow]) -> Vec<(Vec<ClassId>, Vec<ClassId>, &PortSet)> {
+    use std::collections::HashMap;
+    let mut by_src: HashMap<(ClassId, &PortSet), Vec<ClassId>> = HashMap::new();
+    for f in flows {
+        by_src.entry((f.src, &f.ports)).or_default().push(f.dst);
+    }
+    let mut by_dsts: HashMap<(Vec<ClassId>, &PortSet), Vec<ClassId>> = HashMap::new();
+    for ((src, ports), mut dsts) in by_src {
+        dsts.sort_unstable();
+        by_dsts.entry((dsts, ports)).or_default().push(src);
+    }
+    let mut out: Vec<(Vec<ClassId>, Vec<ClassId>, &PortSet)> = by_dsts
+        .into_iter()
+        .map(|((dsts, ports), mut srcs)| {
+            srcs.sort_unstable();
+            (srcs, dsts, ports)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// JSON arrays' contents (`"ns/a","ns/b"`) per class, rendered once.
+fn json_members(engine: &Engine, classes: usize) -> Vec<String> {
+    (0..classes as ClassId)
+        .map(|c| {
+            peers(engine, c)
+                .iter()
+                .map(|p| serde_json::to_string(p).expect("strings serialize"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+fn write_json(engine: &Engine, flows: &[Flow], out: &mut dyn Write) -> io::Result<()> {
+    let classes = flows
+        .iter()
+        .map(|f| f.src.max(f.dst) as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let members = json_members(engine, classes);
+    let join = |ids: &[ClassId]| {
+        ids.iter()
+            .map(|&c| members[c as usize].as_str())
+            .filter(|m| !m.is_empty())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    write!(
+        out,
+        "{{\"stats\":{},\"flows\":[",
+        serde_json::to_string(&engine.stats())?
+    )?;
+    for (i, (srcs, dsts, ports)) in rectangles(flows).into_iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write!(
+            out,
+            "\n{{\"from\":[{}],\"to\":[{}],\"ports\":{}}}",
+            join(&srcs),
+            join(&dsts),
+            serde_json::to_string(&ports.to_string())?
+        )?;
+    }
+    writeln!(out, "\n]}}")
 }
 
 /// Renders allowed connections. JSON keeps equivalence classes grouped (`from` ×
@@ -113,19 +178,7 @@ pub fn render_analyze(
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match format {
-        Format::Json => {
-            let flows: Vec<JsonFlow> = flows
-                .iter()
-                .map(|f| JsonFlow {
-                    from: peers(engine, f.src),
-                    to: peers(engine, f.dst),
-                    ports: f.ports.to_string(),
-                })
-                .collect();
-            let doc = serde_json::json!({ "stats": engine.stats(), "flows": flows });
-            serde_json::to_writer(&mut *out, &doc)?;
-            writeln!(out)?;
-        }
+        Format::Json => write_json(engine, flows, out)?,
         Format::Csv => {
             writeln!(out, "from,to,ports")?;
             for c in connections(engine, flows) {
