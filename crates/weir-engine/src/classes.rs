@@ -1,15 +1,17 @@
 //! The scalable evaluator. Endpoints that every selector, ipBlock and named port
 //! treats alike are one class; outside addresses are classes of the IP space.
-//! For each isolated destination (ingress) and source (egress) a sparse *row*
-//! maps the peer classes its rules admit to the ports they admit; a verdict is
-//! two row lookups and an intersection.
+//! Each rule admits a set of peer classes (a bitset). Each isolated destination
+//! (ingress) and source (egress) has a *row*: the rules that apply to it with the
+//! ports they admit there. A verdict is two row walks (a bit test per rule) and an
+//! intersection of interned port sets; nothing grows as classes × classes.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use ipnet::IpNet;
 use serde::Serialize;
 use weir_model::{
-    Cluster, ContainerPort, Direction, LabelSelector, NamespaceScope, Peer, PortRule,
+    Cluster, ContainerPort, Direction, LabelSelector, NamespaceScope, Peer, PortRef, PortRule,
 };
 
 use crate::ipspace::{Block, IpSpace};
@@ -19,15 +21,31 @@ use crate::{selector, Node, Options};
 /// Index of a class: endpoint classes first, then one per IP-space class.
 pub type ClassId = u32;
 
+/// Index of an interned port set in [`Flows`].
+pub type PortSetId = u32;
+
 const NONE: u32 = 0;
 const ALL: u32 = 1;
+const NO_BITS: u32 = u32::MAX;
 
 /// An allowed class pair and what it allows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flow {
     pub src: ClassId,
     pub dst: ClassId,
-    pub ports: PortSet,
+    pub ports: PortSetId,
+}
+
+/// All allowed class pairs, with the port sets they refer to.
+pub struct Flows {
+    pub list: Vec<Flow>,
+    sets: Vec<PortSet>,
+}
+
+impl Flows {
+    pub fn ports(&self, flow: &Flow) -> &PortSet {
+        &self.sets[flow.ports as usize]
+    }
 }
 
 /// Sizes of the compiled model, for `--summary` and benchmarks.
@@ -42,7 +60,7 @@ pub struct Stats {
     pub ingress_isolated_classes: usize,
     pub egress_isolated_classes: usize,
     pub rows: usize,
-    pub row_entries: usize,
+    pub row_rules: usize,
     pub port_sets: usize,
 }
 
@@ -50,6 +68,8 @@ struct Class {
     members: Vec<usize>,
     /// Named containerPorts: all that named-port resolution looks at.
     named: Vec<ContainerPort>,
+    /// Interned `named`, the key of per-destination port resolution.
+    named_id: u32,
     /// Primary family: the family of connections *to* this class.
     v6: bool,
     /// The IP-space class of the endpoint's address per family, or the external class itself.
@@ -57,26 +77,72 @@ struct Class {
     external: bool,
 }
 
-/// Peer classes a rule admits → ports. Sorted by class.
-struct Row {
-    base: u32,
-    /// Rules that admit every peer but whose ports are named (resolved per destination).
-    base_named: Vec<u32>,
-    entries: Vec<(ClassId, u32)>,
+/// A fixed-size set of classes.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Self {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn set(&mut self, i: u32) {
+        self.0[i as usize >> 6] |= 1 << (i & 63);
+    }
+    fn get(&self, i: u32) -> bool {
+        self.0[i as usize >> 6] >> (i & 63) & 1 == 1
+    }
+    fn or_into(&self, acc: &mut [u64]) {
+        for (a, b) in acc.iter_mut().zip(&self.0) {
+            *a |= b;
+        }
+    }
+}
+
+fn ones(words: &[u64]) -> impl Iterator<Item = u32> + '_ {
+    words.iter().enumerate().flat_map(|(w, &bits)| {
+        let mut bits = bits;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let t = bits.trailing_zeros();
+            bits &= bits - 1;
+            Some((w as u32) * 64 + t)
+        })
+    })
 }
 
 struct FlatRule<'c> {
     ports: &'c [PortRule],
     has_named: bool,
     all_peers: bool,
+    /// The port set when it does not depend on the destination (no named ports).
+    fixed: Option<u32>,
+    /// Bitsets of admitted peer classes, per family of the connection.
+    members: [u32; 2],
 }
 
-/// Interned port sets, so rows hold small ids and unions are memoised.
+/// The rules that apply to one isolated class in one direction.
+struct Row {
+    /// Ports admitted from/to every peer (rules without `from`/`to`).
+    base: u32,
+    /// Every-peer rules whose ports are named: resolved per destination (egress only).
+    base_named: Vec<u32>,
+    /// (rule, ports): ingress rows hold ports resolved on their destination; egress rows
+    /// hold `u32::MAX` for rules with named ports, resolved per destination on lookup.
+    rules: Vec<(u32, u32)>,
+    /// The family of connections into the row's class (ingress rows).
+    v6: bool,
+}
+
+/// Interned port sets, so rows hold small ids and set algebra is memoised.
 #[derive(Default)]
 struct PortSets {
     sets: Vec<PortSet>,
     ids: HashMap<PortSet, u32>,
     unions: HashMap<(u32, u32), u32>,
+    intersections: HashMap<(u32, u32), u32>,
+    /// (rule, named ports id) → resolved ports.
+    resolved: HashMap<(u32, u32), u32>,
 }
 
 impl PortSets {
@@ -111,6 +177,22 @@ impl PortSets {
         self.unions.insert(key, id);
         id
     }
+    fn intersect(&mut self, a: u32, b: u32) -> u32 {
+        if a == b || b == ALL || a == NONE {
+            return a;
+        }
+        if a == ALL || b == NONE {
+            return b;
+        }
+        let key = (a.min(b), a.max(b));
+        if let Some(&u) = self.intersections.get(&key) {
+            return u;
+        }
+        let u = self.sets[a as usize].intersect(&self.sets[b as usize]);
+        let id = self.intern(u);
+        self.intersections.insert(key, id);
+        id
+    }
 }
 
 pub struct Index<'c> {
@@ -120,10 +202,13 @@ pub struct Index<'c> {
     endpoint_class: Vec<ClassId>,
     ip: IpSpace,
     rules: Vec<FlatRule<'c>>,
+    bits: Vec<Bits>,
     rows: Vec<Row>,
     ingress_row: Vec<Option<u32>>,
     egress_row: Vec<Option<u32>>,
-    port_sets: PortSets,
+    /// Interior mutability: lookups intern the results of set algebra. An Index is
+    /// used from one thread.
+    port_sets: RefCell<PortSets>,
     /// Whether anything in the input is IPv6; if not, IPv6 outside addresses are noise in listings.
     has_v6: bool,
 }
@@ -238,8 +323,10 @@ impl<'c> Index<'c> {
                         has_named: r
                             .ports
                             .iter()
-                            .any(|pr| matches!(pr.port, Some(weir_model::PortRef::Named(_)))),
+                            .any(|pr| matches!(pr.port, Some(PortRef::Named(_)))),
                         all_peers: r.peers.is_empty(),
+                        fixed: None,
+                        members: [NO_BITS, NO_BITS],
                     });
                     for peer in &r.peers {
                         match peer {
@@ -293,6 +380,8 @@ impl<'c> Index<'c> {
             preds.dedup();
         }
         let mut endpoint_class = Vec::with_capacity(cluster.endpoints.len());
+        // Named-port lists, interned; 0 is the empty list (outside addresses).
+        let mut named_ids: HashMap<Vec<ContainerPort>, u32> = HashMap::from([(Vec::new(), 0)]);
         for (i, e) in cluster.endpoints.iter().enumerate() {
             let named: Vec<ContainerPort> = e
                 .ports
@@ -314,9 +403,12 @@ impl<'c> Index<'c> {
                 .entry((preds, named.clone(), v6, ipc))
                 .or_insert(next);
             if c == next {
+                let next_named = named_ids.len() as u32;
+                let named_id = *named_ids.entry(named.clone()).or_insert(next_named);
                 classes.push(Class {
                     members: Vec::new(),
                     named,
+                    named_id,
                     v6,
                     ipc,
                     external: false,
@@ -333,6 +425,7 @@ impl<'c> Index<'c> {
             classes.push(Class {
                 members: Vec::new(),
                 named: Vec::new(),
+                named_id: 0,
                 v6: ipclass.v6,
                 ipc,
                 external: true,
@@ -340,13 +433,34 @@ impl<'c> Index<'c> {
         }
 
         // 4. Which peer classes each rule admits, per family of the connection.
-        let mut members: Vec<[Vec<ClassId>; 2]> = vec![[Vec::new(), Vec::new()]; rules.len()];
+        let n_classes = classes.len();
+        let mut bits: Vec<Bits> = Vec::new();
+        let mut rule_has_block = vec![false; rules.len()];
+        for list in &block_rules {
+            for &r in list {
+                rule_has_block[r as usize] = true;
+            }
+        }
+        for (r, rule) in rules.iter_mut().enumerate() {
+            if rule.all_peers {
+                continue;
+            }
+            let first = bits.len() as u32;
+            bits.push(Bits::new(n_classes));
+            rule.members = if rule_has_block[r] {
+                bits.push(Bits::new(n_classes));
+                [first, first + 1]
+            } else {
+                [first, first]
+            };
+        }
         for (c, class) in classes.iter().enumerate() {
             if !class.external {
                 for &p in class_preds[c] {
                     for &r in &pred_rules[p as usize] {
-                        members[r as usize][0].push(c as u32);
-                        members[r as usize][1].push(c as u32);
+                        let [m0, m1] = rules[r as usize].members;
+                        bits[m0 as usize].set(c as u32);
+                        bits[m1 as usize].set(c as u32);
                     }
                 }
             }
@@ -354,18 +468,19 @@ impl<'c> Index<'c> {
                 if let Some(k) = ipc {
                     for &b in &ip.classes[*k as usize].blocks {
                         for &r in &block_rules[b as usize] {
-                            members[r as usize][fam].push(c as u32);
+                            bits[rules[r as usize].members[fam] as usize].set(c as u32);
                         }
                     }
                 }
             }
         }
-        for m in members.iter_mut().flatten() {
-            m.sort_unstable();
-            m.dedup();
-        }
 
         // 5. Rows: one per distinct (rules, family, named ports) for ingress, per rule list for egress.
+        let has_v6 = cluster
+            .endpoints
+            .iter()
+            .any(|e| e.ips.iter().any(|ip| ip.is_ipv6()))
+            || ip.blocks.iter().any(|b| b.cidr.addr().is_ipv6());
         let mut index = Index {
             cluster,
             classes,
@@ -373,18 +488,20 @@ impl<'c> Index<'c> {
             endpoint_class,
             ip,
             rules,
+            bits,
             rows: Vec::new(),
             ingress_row: Vec::new(),
             egress_row: Vec::new(),
-            port_sets: PortSets::new(),
-            has_v6: false,
+            port_sets: RefCell::new(PortSets::new()),
+            has_v6,
         };
-        index.has_v6 = cluster
-            .endpoints
-            .iter()
-            .any(|e| e.ips.iter().any(|ip| ip.is_ipv6()))
-            || index.ip.blocks.iter().any(|b| b.cidr.addr().is_ipv6());
-        let mut ingress_keys: HashMap<(Vec<u32>, bool, Vec<ContainerPort>), u32> = HashMap::new();
+        for r in 0..index.rules.len() {
+            if !index.rules[r].has_named {
+                let set = resolve_ports(index.rules[r].ports, &[]);
+                index.rules[r].fixed = Some(index.port_sets.get_mut().intern(set));
+            }
+        }
+        let mut ingress_keys: HashMap<(Vec<u32>, bool, u32), u32> = HashMap::new();
         let mut egress_keys: HashMap<Vec<u32>, u32> = HashMap::new();
         let mut ingress_row = vec![None; index.classes.len()];
         let mut egress_row = vec![None; index.classes.len()];
@@ -409,15 +526,15 @@ impl<'c> Index<'c> {
             if isolated[0] {
                 let class = &index.classes[c];
                 let named = if ing.iter().any(|&r| index.rules[r as usize].has_named) {
-                    class.named.clone()
+                    class.named_id
                 } else {
-                    Vec::new()
+                    0
                 };
                 let key = (ing, class.v6, named);
                 let row = match ingress_keys.get(&key) {
                     Some(&row) => row,
                     None => {
-                        let row = index.ingress_row_for(&key.0, c as u32, &members);
+                        let row = index.ingress_row_for(&key.0, c as u32);
                         ingress_keys.insert(key, row);
                         row
                     }
@@ -428,7 +545,7 @@ impl<'c> Index<'c> {
                 let row = match egress_keys.get(&eg) {
                     Some(&row) => row,
                     None => {
-                        let row = index.egress_row_for(&eg, &members);
+                        let row = index.egress_row_for(&eg);
                         egress_keys.insert(eg, row);
                         row
                     }
@@ -441,126 +558,133 @@ impl<'c> Index<'c> {
         index
     }
 
-    fn resolve(&mut self, rule: u32, dst: ClassId) -> u32 {
+    /// The ports rule `rule` admits at destination class `dst`.
+    fn resolve(&self, rule: u32, dst: ClassId) -> u32 {
         let r = &self.rules[rule as usize];
-        if r.ports.is_empty() {
-            return ALL;
+        if let Some(fixed) = r.fixed {
+            return fixed;
         }
-        let set = resolve_ports(r.ports, &self.classes[dst as usize].named);
-        self.port_sets.intern(set)
+        let class = &self.classes[dst as usize];
+        let mut sets = self.port_sets.borrow_mut();
+        if let Some(&id) = sets.resolved.get(&(rule, class.named_id)) {
+            return id;
+        }
+        let id = sets.intern(resolve_ports(r.ports, &class.named));
+        sets.resolved.insert((rule, class.named_id), id);
+        id
     }
 
-    fn push_row(&mut self, base: u32, base_named: Vec<u32>, mut raw: Vec<(ClassId, u32)>) -> u32 {
-        raw.sort_unstable();
-        let mut entries: Vec<(ClassId, u32)> = Vec::with_capacity(raw.len());
-        for (c, ps) in raw {
-            match entries.last_mut() {
-                Some(last) if last.0 == c => last.1 = self.port_sets.union(last.1, ps),
-                _ => {
-                    let with_base = self.port_sets.union(base, ps);
-                    entries.push((c, with_base));
-                }
-            }
-        }
-        self.rows.push(Row {
-            base,
-            base_named,
-            entries,
-        });
-        (self.rows.len() - 1) as u32
+    fn union(&self, a: u32, b: u32) -> u32 {
+        self.port_sets.borrow_mut().union(a, b)
     }
 
     /// Sources admitted into destination class `dst` by ingress rules `rules`.
-    fn ingress_row_for(
-        &mut self,
-        rules: &[u32],
-        dst: ClassId,
-        members: &[[Vec<ClassId>; 2]],
-    ) -> u32 {
-        let fam = self.classes[dst as usize].v6 as usize;
-        let mut base = NONE;
-        let mut raw = Vec::new();
+    fn ingress_row_for(&mut self, rules: &[u32], dst: ClassId) -> u32 {
+        let mut row = Row {
+            base: NONE,
+            base_named: Vec::new(),
+            rules: Vec::new(),
+            v6: self.classes[dst as usize].v6,
+        };
         for &r in rules {
             let ps = self.resolve(r, dst);
             if ps == NONE {
                 continue;
             }
             if self.rules[r as usize].all_peers {
-                base = self.port_sets.union(base, ps);
+                row.base = self.union(row.base, ps);
             } else {
-                raw.extend(members[r as usize][fam].iter().map(|&s| (s, ps)));
+                row.rules.push((r, ps));
             }
         }
-        self.push_row(base, Vec::new(), raw)
+        self.rows.push(row);
+        (self.rows.len() - 1) as u32
     }
 
-    /// Destinations source classes may reach under egress rules `rules`.
-    fn egress_row_for(&mut self, rules: &[u32], members: &[[Vec<ClassId>; 2]]) -> u32 {
-        let mut base = NONE;
-        let mut base_named = Vec::new();
-        let mut raw = Vec::new();
+    /// Destinations a source may reach under egress rules `rules`.
+    fn egress_row_for(&mut self, rules: &[u32]) -> u32 {
+        let mut row = Row {
+            base: NONE,
+            base_named: Vec::new(),
+            rules: Vec::new(),
+            v6: false,
+        };
         for &r in rules {
             let rule = &self.rules[r as usize];
-            if rule.all_peers {
-                if rule.has_named {
-                    base_named.push(r);
-                } else {
-                    let ps = self.resolve(r, 0);
-                    base = self.port_sets.union(base, ps);
-                }
-                continue;
-            }
-            for (fam, admitted) in members[r as usize].iter().enumerate() {
-                for &d in admitted {
-                    // The family of a connection is the destination's.
-                    if self.classes[d as usize].v6 as usize != fam {
-                        continue;
-                    }
-                    let ps = self.resolve(r, d);
-                    if ps != NONE {
-                        raw.push((d, ps));
-                    }
-                }
+            match (rule.all_peers, rule.fixed) {
+                (true, Some(ps)) => row.base = self.union(row.base, ps),
+                (true, None) => row.base_named.push(r),
+                (false, fixed) => row.rules.push((r, fixed.unwrap_or(u32::MAX))),
             }
         }
-        self.push_row(base, base_named, raw)
+        self.rows.push(row);
+        (self.rows.len() - 1) as u32
     }
 
-    fn lookup(&self, row: u32, peer: ClassId, named_dst: ClassId) -> PortSet {
+    /// Ports the ingress row admits from class `src`.
+    fn ingress_lookup(&self, row: u32, src: ClassId) -> u32 {
         let row = &self.rows[row as usize];
-        let id = match row.entries.binary_search_by_key(&peer, |e| e.0) {
-            Ok(i) => row.entries[i].1,
-            Err(_) => row.base,
-        };
-        let mut set = self.port_sets.sets[id as usize].clone();
-        for &r in &row.base_named {
-            let rule = &self.rules[r as usize];
-            set = set.union(&resolve_ports(
-                rule.ports,
-                &self.classes[named_dst as usize].named,
-            ));
+        let fam = row.v6 as usize;
+        let mut acc = row.base;
+        for &(r, ps) in &row.rules {
+            if acc == ALL {
+                break;
+            }
+            if self.bits[self.rules[r as usize].members[fam] as usize].get(src) {
+                acc = self.union(acc, ps);
+            }
         }
-        set
+        acc
     }
 
-    /// Ports allowed from class `a` to class `b` (two distinct endpoints, or an address).
-    pub fn pair(&self, a: ClassId, b: ClassId) -> PortSet {
+    /// Ports the egress row admits to class `dst`.
+    fn egress_lookup(&self, row: u32, dst: ClassId) -> u32 {
+        let row = &self.rows[row as usize];
+        let fam = self.classes[dst as usize].v6 as usize;
+        let mut acc = row.base;
+        for &r in &row.base_named {
+            let ps = self.resolve(r, dst);
+            acc = self.union(acc, ps);
+        }
+        for &(r, ps) in &row.rules {
+            if acc == ALL {
+                break;
+            }
+            if self.bits[self.rules[r as usize].members[fam] as usize].get(dst) {
+                let ps = if ps == u32::MAX {
+                    self.resolve(r, dst)
+                } else {
+                    ps
+                };
+                acc = self.union(acc, ps);
+            }
+        }
+        acc
+    }
+
+    /// Ports allowed from class `a` to class `b` (two distinct endpoints, or an address), interned.
+    fn pair_id(&self, a: ClassId, b: ClassId) -> u32 {
         let (ca, cb) = (&self.classes[a as usize], &self.classes[b as usize]);
         if ca.external && (cb.external || ca.v6 != cb.v6) {
-            return PortSet::none();
+            return NONE;
         }
         let ingress = match self.ingress_row[b as usize] {
-            None => PortSet::all(),
-            Some(row) => self.lookup(row, a, b),
+            None => ALL,
+            Some(row) => self.ingress_lookup(row, a),
         };
-        if ingress.is_empty() {
-            return ingress;
+        if ingress == NONE {
+            return NONE;
         }
         let egress = match self.egress_row[a as usize] {
-            None => PortSet::all(),
-            Some(row) => self.lookup(row, b, b),
+            None => ALL,
+            Some(row) => self.egress_lookup(row, b),
         };
-        ingress.intersect(&egress)
+        self.port_sets.borrow_mut().intersect(ingress, egress)
+    }
+
+    pub fn pair(&self, a: ClassId, b: ClassId) -> PortSet {
+        let id = self.pair_id(a, b);
+        self.port_sets.borrow().sets[id as usize].clone()
     }
 
     pub fn class_of(&self, node: Node) -> Option<ClassId> {
@@ -584,48 +708,57 @@ impl<'c> Index<'c> {
             .then(|| self.ip.classes[class as usize - self.n_endpoint_classes].cidrs())
     }
 
-    /// Candidate sources for a destination: the row's entries when nothing is
-    /// admitted by default, every class otherwise.
-    fn sources_for(&self, b: ClassId) -> Vec<ClassId> {
-        match self.ingress_row[b as usize] {
-            Some(row) => {
-                let row = &self.rows[row as usize];
-                if row.base == NONE && row.base_named.is_empty() {
-                    return row.entries.iter().map(|e| e.0).collect();
-                }
-                (0..self.classes.len() as u32).collect()
-            }
-            None => (0..self.classes.len() as u32).collect(),
+    /// Candidate sources for a destination: the union of its rules' peers when
+    /// nothing is admitted from everyone, every class otherwise.
+    fn sources_for(&self, b: ClassId, scratch: &mut Vec<u64>) -> Option<()> {
+        let row = &self.rows[self.ingress_row[b as usize]? as usize];
+        if row.base != NONE {
+            return None;
         }
+        scratch.clear();
+        scratch.resize(self.classes.len().div_ceil(64), 0);
+        for &(r, _) in &row.rules {
+            self.bits[self.rules[r as usize].members[row.v6 as usize] as usize].or_into(scratch);
+        }
+        Some(())
     }
 
-    pub fn flows(&self) -> Vec<Flow> {
-        let mut out = Vec::new();
+    pub fn flows(&self) -> Flows {
         let listed = |c: u32| {
             let class = &self.classes[c as usize];
             !(class.external && class.v6 && !self.has_v6)
         };
-        for b in (0..self.classes.len() as u32).filter(|&b| listed(b)) {
-            for a in self.sources_for(b) {
+        let mut list = Vec::new();
+        let mut scratch = Vec::new();
+        let n = self.classes.len() as u32;
+        for b in (0..n).filter(|&b| listed(b)) {
+            let mut visit = |a: u32| {
                 if !listed(a)
                     || (self.classes[a as usize].external && self.classes[b as usize].external)
                 {
-                    continue;
+                    return;
                 }
                 if a == b && self.classes[a as usize].members.len() < 2 {
-                    continue; // only self-traffic, which is not a flow between endpoints
+                    return; // only self-traffic, which is not a flow between endpoints
                 }
-                let ports = self.pair(a, b);
-                if !ports.is_empty() {
-                    out.push(Flow {
+                let ports = self.pair_id(a, b);
+                if ports != NONE {
+                    list.push(Flow {
                         src: a,
                         dst: b,
                         ports,
                     });
                 }
+            };
+            match self.sources_for(b, &mut scratch) {
+                Some(()) => ones(&scratch).for_each(&mut visit),
+                None => (0..n).for_each(&mut visit),
             }
         }
-        out
+        Flows {
+            list,
+            sets: self.port_sets.borrow().sets.clone(),
+        }
     }
 
     pub fn stats(&self) -> Stats {
@@ -639,8 +772,8 @@ impl<'c> Index<'c> {
             ingress_isolated_classes: self.ingress_row.iter().filter(|r| r.is_some()).count(),
             egress_isolated_classes: self.egress_row.iter().filter(|r| r.is_some()).count(),
             rows: self.rows.len(),
-            row_entries: self.rows.iter().map(|r| r.entries.len()).sum(),
-            port_sets: self.port_sets.sets.len(),
+            row_rules: self.rows.iter().map(|r| r.rules.len()).sum(),
+            port_sets: self.port_sets.borrow().sets.len(),
         }
     }
 }

@@ -17,7 +17,7 @@ pub mod selector;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-pub use classes::{ClassId, Flow, Stats};
+pub use classes::{ClassId, Flow, Flows, PortSetId, Stats};
 pub use explain::{describe_rule, DirectionReport, Explanation, RuleCheck};
 pub use ports::PortSet;
 use weir_model::{Cluster, Endpoint, Peer};
@@ -99,7 +99,7 @@ impl<'c> Engine<'c> {
     }
 
     /// Allowed class pairs, each with its port set (self-pairs of one endpoint excluded by renderers).
-    pub fn flows(&self) -> Vec<Flow> {
+    pub fn flows(&self) -> Flows {
         self.index.flows()
     }
 

@@ -61,9 +61,10 @@ fn check(cluster: &Cluster, options: Options) -> Result<(), TestCaseError> {
                 if a != b {
                     let (ca, cb) = (engine.class_of_endpoint(a), engine.class_of_endpoint(b));
                     let listed = flows
+                        .list
                         .iter()
                         .find(|f| f.src == ca && f.dst == cb)
-                        .map(|f| f.ports.clone());
+                        .map(|f| flows.ports(f).clone());
                     prop_assert_eq!(listed.unwrap_or_default(), allowed.clone());
                 }
             }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use serde::Serialize;
-use weir_engine::{ClassId, Engine, Flow, PortSet};
+use weir_engine::{ClassId, Engine, Flows, PortSet};
 
 use crate::{csv_field, table, Format};
 
@@ -76,10 +76,10 @@ fn subtract(n: ipnet::IpNet, c: ipnet::IpNet) -> Vec<ipnet::IpNet> {
 }
 
 /// Flows expanded to endpoint pairs (self-pairs left out), sorted.
-pub fn connections(engine: &Engine, flows: &[Flow]) -> Vec<Connection> {
+pub fn connections(engine: &Engine, flows: &Flows) -> Vec<Connection> {
     let mut out = Vec::new();
-    for f in flows {
-        let ports = f.ports.to_string();
+    for f in &flows.list {
+        let ports = flows.ports(f).to_string();
         let (src, dst) = (peers(engine, f.src), peers(engine, f.dst));
         for s in &src {
             for d in &dst {
@@ -100,11 +100,14 @@ pub fn connections(engine: &Engine, flows: &[Flow]) -> Vec<Connection> {
 /// Flows merged into rectangles: every source in `.0` reaches every destination in
 /// `.1` on `.2`. Sources sharing (destinations, ports) are merged after destinations
 /// sharing (source, ports), which keeps output small where policies select tiers.
-pub fn rectangles(flows: &[Flow]) -> Vec<(Vec<ClassId>, Vec<ClassId>, &PortSet)> {
+pub fn rectangles(flows: &Flows) -> Vec<(Vec<ClassId>, Vec<ClassId>, &PortSet)> {
     use std::collections::HashMap;
     let mut by_src: HashMap<(ClassId, &PortSet), Vec<ClassId>> = HashMap::new();
-    for f in flows {
-        by_src.entry((f.src, &f.ports)).or_default().push(f.dst);
+    for f in &flows.list {
+        by_src
+            .entry((f.src, flows.ports(f)))
+            .or_default()
+            .push(f.dst);
     }
     let mut by_dsts: HashMap<(Vec<ClassId>, &PortSet), Vec<ClassId>> = HashMap::new();
     for ((src, ports), mut dsts) in by_src {
@@ -135,8 +138,9 @@ fn json_members(engine: &Engine, classes: usize) -> Vec<String> {
         .collect()
 }
 
-fn write_json(engine: &Engine, flows: &[Flow], out: &mut dyn Write) -> io::Result<()> {
+fn write_json(engine: &Engine, flows: &Flows, out: &mut dyn Write) -> io::Result<()> {
     let classes = flows
+        .list
         .iter()
         .map(|f| f.src.max(f.dst) as usize + 1)
         .max()
@@ -173,7 +177,7 @@ fn write_json(engine: &Engine, flows: &[Flow], out: &mut dyn Write) -> io::Resul
 /// `to` are all allowed on `ports`), so it stays small on large clusters.
 pub fn render_analyze(
     engine: &Engine,
-    flows: &[Flow],
+    flows: &Flows,
     format: Format,
     out: &mut dyn Write,
 ) -> io::Result<()> {
@@ -216,7 +220,7 @@ pub fn render_analyze(
     Ok(())
 }
 
-fn render_graph(engine: &Engine, flows: &[Flow], dot: bool, out: &mut dyn Write) -> io::Result<()> {
+fn render_graph(engine: &Engine, flows: &Flows, dot: bool, out: &mut dyn Write) -> io::Result<()> {
     let conns = connections(engine, flows);
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
     for c in &conns {
@@ -314,7 +318,7 @@ fn render_graph(engine: &Engine, flows: &[Flow], dot: bool, out: &mut dyn Write)
 /// Counts instead of lines, for inputs too large to list.
 pub fn render_summary(
     engine: &Engine,
-    flows: &[Flow],
+    flows: &Flows,
     format: Format,
     out: &mut dyn Write,
 ) -> io::Result<()> {
@@ -323,7 +327,8 @@ pub fn render_summary(
     let mut all_port_pairs: u64 = 0;
     let mut external_flows = 0usize;
     let mut by_ports: BTreeMap<String, u64> = BTreeMap::new();
-    for f in flows {
+    for f in &flows.list {
+        let ports = flows.ports(f);
         let (a, b) = (
             engine.class_members(f.src).len() as u64,
             engine.class_members(f.dst).len() as u64,
@@ -334,10 +339,10 @@ pub fn render_summary(
         }
         let pairs = if f.src == f.dst { a * (a - 1) } else { a * b };
         endpoint_pairs += pairs;
-        if f.ports.is_all() {
+        if ports.is_all() {
             all_port_pairs += pairs;
         }
-        *by_ports.entry(f.ports.to_string()).or_default() += pairs;
+        *by_ports.entry(ports.to_string()).or_default() += pairs;
     }
     let n = stats.endpoints as u64;
     let possible = n * n.saturating_sub(1);
@@ -346,7 +351,7 @@ pub fn render_summary(
     top.truncate(10);
     let doc = serde_json::json!({
         "stats": stats,
-        "class_flows": flows.len(),
+        "class_flows": flows.list.len(),
         "external_flows": external_flows,
         "allowed_endpoint_pairs": endpoint_pairs,
         "possible_endpoint_pairs": possible,
@@ -380,7 +385,10 @@ pub fn render_summary(
         "…of which on all ports".to_string(),
         all_port_pairs.to_string(),
     ]);
-    t.add_row(vec!["class flows".to_string(), flows.len().to_string()]);
+    t.add_row(vec![
+        "class flows".to_string(),
+        flows.list.len().to_string(),
+    ]);
     t.add_row(vec![
         "flows with outside addresses".to_string(),
         external_flows.to_string(),

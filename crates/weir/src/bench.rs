@@ -189,14 +189,14 @@ fn analyze(
         )?;
         writeln!(
             out,
-            "model: {} endpoints in {} classes ({} outside-address classes), {} rules, {} rows / {} entries, {} class flows",
+            "model: {} endpoints in {} classes ({} outside-address classes), {} rules, {} rows holding {} rules, {} class flows",
             s.endpoints,
             s.endpoint_classes,
             s.external_classes,
             s.rules,
             s.rows,
-            s.row_entries,
-            flows.len()
+            s.row_rules,
+            flows.list.len()
         )?;
 
         // Explain latency: pseudo-random pairs, one query at a time.
