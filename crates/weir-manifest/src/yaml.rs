@@ -145,13 +145,19 @@ fn parse_json(text: &str) -> Result<Vec<Document<'_>>, SyntaxError> {
                 })
             }
             Some(Err(e)) => {
+                // serde_json appends " at line L column C"; the position is reported apart.
+                let text = e.to_string();
+                let message = text
+                    .rfind(" at line ")
+                    .map_or(text.as_str(), |i| &text[..i]);
                 return Err(SyntaxError {
-                    message: format!("invalid JSON: {e}"),
+                    message: format!("invalid JSON: {message}"),
+                    // serde_json counts columns from 1, except 0 at the start of a line.
                     at: Position {
-                        line: e.line(),
-                        col: e.column(),
+                        line: e.line().max(1),
+                        col: e.column().max(1),
                     },
-                })
+                });
             }
         }
     }
