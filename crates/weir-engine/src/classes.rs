@@ -6,7 +6,10 @@
 //! intersection of interned port sets; nothing grows as classes × classes.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+
+// FxHash: the engine hashes small integer keys millions of times; SipHash's DoS
+// resistance buys nothing here and costs several times the time.
+use rustc_hash::FxHashMap as HashMap;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -234,7 +237,7 @@ impl<'c> Index<'c> {
         let ns_of = |name: &str| ns_index.get(name).copied().unwrap_or(usize::MAX);
 
         // 1. Label groups: endpoints with the same namespace, labels and hostNetwork.
-        let mut group_ids: HashMap<(usize, &weir_model::Labels, bool), u32> = HashMap::new();
+        let mut group_ids: HashMap<(usize, &weir_model::Labels, bool), u32> = HashMap::default();
         let mut group_of = Vec::with_capacity(cluster.endpoints.len());
         let mut groups: Vec<(usize, &weir_model::Labels, bool)> = Vec::new();
         for e in &cluster.endpoints {
@@ -254,8 +257,8 @@ impl<'c> Index<'c> {
         }
 
         // 2. Distinct selector predicates and ipBlocks, evaluated once each.
-        let mut ns_selector_cache: HashMap<&LabelSelector, Vec<usize>> = HashMap::new();
-        let mut pred_ids: HashMap<(Scope, Option<&LabelSelector>), u32> = HashMap::new();
+        let mut ns_selector_cache: HashMap<&LabelSelector, Vec<usize>> = HashMap::default();
+        let mut pred_ids: HashMap<(Scope, Option<&LabelSelector>), u32> = HashMap::default();
         let mut group_preds: Vec<Vec<u32>> = vec![Vec::new(); groups.len()];
         let mut eval_pred = |scope: Scope<'c>,
                              pods: Option<&'c LabelSelector>,
@@ -297,7 +300,7 @@ impl<'c> Index<'c> {
         let mut rules: Vec<FlatRule<'c>> = Vec::new();
         let mut pred_rules: Vec<Vec<u32>> = Vec::new();
         let mut blocks: Vec<Block> = Vec::new();
-        let mut block_ids: HashMap<Block, u32> = HashMap::new();
+        let mut block_ids: HashMap<Block, u32> = HashMap::default();
         let mut block_rules: Vec<Vec<u32>> = Vec::new();
         // Per policy: its target predicate, and its ingress / egress rule ids.
         let mut policy_rules: Vec<(u32, Vec<u32>, Vec<u32>)> = Vec::new();
@@ -374,14 +377,14 @@ impl<'c> Index<'c> {
         // 3. Endpoint classes: same predicates, named ports and address classes.
         let mut classes: Vec<Class> = Vec::new();
         let mut class_preds: Vec<&Vec<u32>> = Vec::new();
-        let mut class_ids: HashMap<ClassKey, u32> = HashMap::new();
+        let mut class_ids: HashMap<ClassKey, u32> = HashMap::default();
         for preds in group_preds.iter_mut() {
             preds.sort_unstable();
             preds.dedup();
         }
         let mut endpoint_class = Vec::with_capacity(cluster.endpoints.len());
         // Named-port lists, interned; 0 is the empty list (outside addresses).
-        let mut named_ids: HashMap<Vec<ContainerPort>, u32> = HashMap::from([(Vec::new(), 0)]);
+        let mut named_ids: HashMap<Vec<ContainerPort>, u32> = HashMap::from_iter([(Vec::new(), 0)]);
         for (i, e) in cluster.endpoints.iter().enumerate() {
             let named: Vec<ContainerPort> = e
                 .ports
@@ -501,8 +504,8 @@ impl<'c> Index<'c> {
                 index.rules[r].fixed = Some(index.port_sets.get_mut().intern(set));
             }
         }
-        let mut ingress_keys: HashMap<(Vec<u32>, bool, u32), u32> = HashMap::new();
-        let mut egress_keys: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut ingress_keys: HashMap<(Vec<u32>, bool, u32), u32> = HashMap::default();
+        let mut egress_keys: HashMap<Vec<u32>, u32> = HashMap::default();
         let mut ingress_row = vec![None; index.classes.len()];
         let mut egress_row = vec![None; index.classes.len()];
         for c in 0..n_endpoint_classes {

@@ -310,24 +310,53 @@ fn typed<T: DeserializeOwned>(
     options: LoadOptions,
     problems: &mut Problems,
 ) -> Option<T> {
-    match item {
-        Item::Tree(value) => typed_from(value, options, problems),
+    // Path tracking costs on every field, so the first pass goes without it; only
+    // an object that fails is decoded again to find where.
+    let first: Result<T, String> = match &item {
+        Item::Tree(value) => {
+            with_unknown_fields(value, options, problems).map_err(|e| e.to_string())
+        }
         Item::Json(text) => {
             let mut de = serde_json::Deserializer::from_str(text);
-            typed_from(&mut de, options, problems)
+            with_unknown_fields(&mut de, options, problems).map_err(|e| e.to_string())
         }
-    }
+    };
+    let message = match first {
+        Ok(v) => return Some(v),
+        Err(message) => message,
+    };
+    let path = match &item {
+        Item::Tree(value) => serde_path_to_error::deserialize::<_, T>(value)
+            .err()
+            .map(|e| e.path().clone()),
+        Item::Json(text) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize::<_, T>(&mut de)
+                .err()
+                .map(|e| e.path().clone())
+        }
+    };
+    let path = path
+        .map(|p| FieldPath::from_path_to_error(&p))
+        .unwrap_or_default();
+    // serde_json appends " at line L column C" of the object's own text; the location comes from the path.
+    let message = message
+        .rfind(" at line ")
+        .map_or(message.as_str(), |i| &message[..i])
+        .to_string();
+    problems.error(path, message);
+    None
 }
 
-fn typed_from<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+/// Decodes while recording fields the type does not know (k8s-openapi drops them silently).
+fn with_unknown_fields<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
     de: D,
     options: LoadOptions,
     problems: &mut Problems,
-) -> Option<T> {
+) -> Result<T, D::Error> {
     let mut unknown = Vec::new();
     let mut record = |p: serde_ignored::Path<'_>| unknown.push(FieldPath::from_ignored(&p));
-    let de = serde_ignored::Deserializer::new(de, &mut record);
-    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    let result = T::deserialize(serde_ignored::Deserializer::new(de, &mut record));
     for path in unknown {
         let field = match path.0.last() {
             Some(crate::path::Segment::Key(k)) => k.clone(),
@@ -340,16 +369,7 @@ fn typed_from<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
             problems.error(path, message);
         }
     }
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            problems.error(
-                FieldPath::from_path_to_error(e.path()),
-                e.inner().to_string(),
-            );
-            None
-        }
-    }
+    result
 }
 
 fn decode_object(
