@@ -101,7 +101,7 @@ struct Unit<'a> {
 }
 
 enum Decoded {
-    Object(Object),
+    Object(Box<Object>),
     Skipped(String),
     Failed,
 }
@@ -252,7 +252,7 @@ pub fn decode_source(
     for ((decoded, problems), (outer, locate_at, prefix, start)) in results.into_iter().zip(places)
     {
         match decoded {
-            Decoded::Object(o) => objects.push(o),
+            Decoded::Object(o) => objects.push(*o),
             Decoded::Skipped(kind) => *skipped.entry(kind).or_insert(0) += 1,
             Decoded::Failed => {}
         }
@@ -383,7 +383,7 @@ fn decode_object(
         return Decoded::Failed;
     };
     match decode_kind(&kind, item, origin, options, problems) {
-        Some(Some(o)) => Decoded::Object(o),
+        Some(Some(o)) => Decoded::Object(Box::new(o)),
         Some(None) => Decoded::Skipped(kind),
         None => Decoded::Failed,
     }

@@ -31,14 +31,21 @@ impl Problems {
     }
 }
 
-fn is_name_part(s: &str) -> bool {
+/// 1–63 bytes of `allowed`, starting and ending with an alphanumeric.
+fn is_bounded_name(s: &str, allowed: impl Fn(u8) -> bool) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|&c| allowed(c))
+}
+
+/// The name part of a label key, and a label value.
+fn is_name_part(s: &str) -> bool {
+    is_bounded_name(s, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')
+    })
 }
 
 /// RFC 1123 subdomain: lower-case labels of alphanumerics and '-', joined by dots.
@@ -48,13 +55,9 @@ pub fn is_dns_subdomain(s: &str) -> bool {
 
 /// RFC 1123 label (namespace and most object names' rule).
 pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    is_bounded_name(s, |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'
+    })
 }
 
 /// A label key: `[prefix/]name` (Kubernetes' IsQualifiedName).

@@ -17,8 +17,8 @@
 use std::net::IpAddr;
 
 use weir_model::{
-    Cluster, ContainerPort, Endpoint, LabelSelector, Labels, NamespaceScope, Operator, Peer,
-    Policy, PortRef, PortRule, Protocol, Rule,
+    Cluster, ContainerPort, Direction, Endpoint, LabelSelector, Labels, NamespaceScope, Operator,
+    Peer, Policy, PortRef, PortRule, Protocol, Rule,
 };
 
 /// One side of a connection.
@@ -163,6 +163,34 @@ fn selects(policy: &Policy, pod: &Endpoint) -> bool {
         && label_selector_matches(&policy.pod_selector, &pod.labels)
 }
 
+/// Whether pod `i` lets the connection through in `direction`, `other` being the far side:
+/// not isolated in that direction, or some rule of an isolating policy matches.
+fn direction_allows(
+    cluster: &Cluster,
+    i: usize,
+    direction: Direction,
+    other: Side,
+    q: &Question,
+) -> bool {
+    let pod = &cluster.endpoints[i];
+    let mut isolated = false;
+    for policy in &cluster.policies {
+        let (isolates, rules) = match direction {
+            Direction::Ingress => (policy.isolates_ingress, &policy.ingress),
+            Direction::Egress => (policy.isolates_egress, &policy.egress),
+        };
+        if selects(policy, pod) && isolates {
+            isolated = true;
+            for rule in rules {
+                if rule_matches(cluster, policy, rule, other, q) {
+                    return true;
+                }
+            }
+        }
+    }
+    !isolated
+}
+
 /// Is a connection from `from` to `to` on `protocol`/`port` allowed?
 pub fn allowed(cluster: &Cluster, from: Side, to: Side, protocol: Protocol, port: u16) -> bool {
     if let (Side::Pod(a), Side::Pod(b)) = (from, to) {
@@ -184,41 +212,14 @@ pub fn allowed(cluster: &Cluster, from: Side, to: Side, protocol: Protocol, port
         dst_ports: &dst_ports,
         v6,
     };
-    // Egress at the source.
+    // Egress at the source, then ingress at the destination.
     if let Side::Pod(i) = from {
-        let pod = &cluster.endpoints[i];
-        let mut isolated = false;
-        let mut ok = false;
-        for policy in &cluster.policies {
-            if selects(policy, pod) && policy.isolates_egress {
-                isolated = true;
-                for rule in &policy.egress {
-                    if rule_matches(cluster, policy, rule, to, &q) {
-                        ok = true;
-                    }
-                }
-            }
-        }
-        if isolated && !ok {
+        if !direction_allows(cluster, i, Direction::Egress, to, &q) {
             return false;
         }
     }
-    // Ingress at the destination.
     if let Side::Pod(i) = to {
-        let pod = &cluster.endpoints[i];
-        let mut isolated = false;
-        let mut ok = false;
-        for policy in &cluster.policies {
-            if selects(policy, pod) && policy.isolates_ingress {
-                isolated = true;
-                for rule in &policy.ingress {
-                    if rule_matches(cluster, policy, rule, from, &q) {
-                        ok = true;
-                    }
-                }
-            }
-        }
-        if isolated && !ok {
+        if !direction_allows(cluster, i, Direction::Ingress, from, &q) {
             return false;
         }
     }

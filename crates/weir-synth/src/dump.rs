@@ -33,6 +33,8 @@ impl Default for DumpSpec {
     }
 }
 
+const ENVS: [&str; 3] = ["prod", "staging", "dev"];
+const VERSIONS: [&str; 2] = ["v1", "v2"];
 const TIERS: [&str; 4] = ["web", "api", "db", "cache"];
 const TEAMS: [&str; 8] = [
     "payments", "search", "identity", "catalog", "ads", "infra", "data", "mobile",
@@ -52,7 +54,7 @@ fn namespace(i: usize) -> Value {
             "labels": {
                 "kubernetes.io/metadata.name": ns_name(i),
                 "team": TEAMS[i % TEAMS.len()],
-                "env": if i % 3 == 0 { "prod" } else if i % 3 == 1 { "staging" } else { "dev" },
+                "env": ENVS[i % 3],
             }
         },
         "spec": {"finalizers": ["kubernetes"]},
@@ -64,7 +66,7 @@ fn app_labels(ns: usize, app: usize) -> Value {
     json!({
         "app": format!("app-{app}"),
         "tier": TIERS[app % TIERS.len()],
-        "version": if app % 2 == 0 { "v1" } else { "v2" },
+        "version": VERSIONS[app % 2],
         "team": TEAMS[ns % TEAMS.len()],
     })
 }
