@@ -47,7 +47,12 @@ pub struct Flows {
 
 impl Flows {
     pub fn ports(&self, flow: &Flow) -> &PortSet {
-        &self.sets[flow.ports as usize]
+        self.port_set(flow.ports)
+    }
+
+    /// An interned port set; equal sets have equal ids.
+    pub fn port_set(&self, id: PortSetId) -> &PortSet {
+        &self.sets[id as usize]
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use serde::Serialize;
-use weir_engine::{ClassId, Engine, Flows, PortSet};
+use weir_engine::{ClassId, Engine, Flows, PortSet, PortSetId};
 
 use crate::{csv_field, table, Format};
 
@@ -102,14 +102,12 @@ pub fn connections(engine: &Engine, flows: &Flows) -> Vec<Connection> {
 /// sharing (source, ports), which keeps output small where policies select tiers.
 pub fn rectangles(flows: &Flows) -> Vec<(Vec<ClassId>, Vec<ClassId>, &PortSet)> {
     use std::collections::HashMap;
-    let mut by_src: HashMap<(ClassId, &PortSet), Vec<ClassId>> = HashMap::new();
+    // Port sets are interned: equal sets have equal ids, so the ids are the keys.
+    let mut by_src: HashMap<(ClassId, PortSetId), Vec<ClassId>> = HashMap::new();
     for f in &flows.list {
-        by_src
-            .entry((f.src, flows.ports(f)))
-            .or_default()
-            .push(f.dst);
+        by_src.entry((f.src, f.ports)).or_default().push(f.dst);
     }
-    let mut by_dsts: HashMap<(Vec<ClassId>, &PortSet), Vec<ClassId>> = HashMap::new();
+    let mut by_dsts: HashMap<(Vec<ClassId>, PortSetId), Vec<ClassId>> = HashMap::new();
     for ((src, ports), mut dsts) in by_src {
         dsts.sort_unstable();
         by_dsts.entry((dsts, ports)).or_default().push(src);
@@ -118,7 +116,7 @@ pub fn rectangles(flows: &Flows) -> Vec<(Vec<ClassId>, Vec<ClassId>, &PortSet)> 
         .into_iter()
         .map(|((dsts, ports), mut srcs)| {
             srcs.sort_unstable();
-            (srcs, dsts, ports)
+            (srcs, dsts, flows.port_set(ports))
         })
         .collect();
     out.sort();
@@ -326,7 +324,7 @@ pub fn render_summary(
     let mut endpoint_pairs: u64 = 0;
     let mut all_port_pairs: u64 = 0;
     let mut external_flows = 0usize;
-    let mut by_ports: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_ports: BTreeMap<PortSetId, u64> = BTreeMap::new();
     for f in &flows.list {
         let ports = flows.ports(f);
         let (a, b) = (
@@ -342,11 +340,14 @@ pub fn render_summary(
         if ports.is_all() {
             all_port_pairs += pairs;
         }
-        *by_ports.entry(ports.to_string()).or_default() += pairs;
+        *by_ports.entry(f.ports).or_default() += pairs;
     }
     let n = stats.endpoints as u64;
     let possible = n * n.saturating_sub(1);
-    let mut top: Vec<(String, u64)> = by_ports.into_iter().collect();
+    let mut top: Vec<(String, u64)> = by_ports
+        .into_iter()
+        .map(|(id, pairs)| (flows.port_set(id).to_string(), pairs))
+        .collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     top.truncate(10);
     let doc = serde_json::json!({
