@@ -5,7 +5,7 @@
 //! ports they admit there. A verdict is two row walks (a bit test per rule) and an
 //! intersection of interned port sets; nothing grows as classes × classes.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 // FxHash: the engine hashes small integer keys millions of times; SipHash's DoS
 // resistance buys nothing here and costs several times the time.
@@ -143,7 +143,7 @@ struct Row {
 }
 
 /// Interned port sets, so rows hold small ids and set algebra is memoised.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct PortSets {
     sets: Vec<PortSet>,
     ids: HashMap<PortSet, u32>,
@@ -214,9 +214,9 @@ pub struct Index<'c> {
     rows: Vec<Row>,
     ingress_row: Vec<Option<u32>>,
     egress_row: Vec<Option<u32>>,
-    /// Interior mutability: lookups intern the results of set algebra. An Index is
-    /// used from one thread.
-    port_sets: RefCell<PortSets>,
+    /// Lookups intern the results of set algebra. Single queries share this one;
+    /// `flows()` gives each worker thread a copy and merges them after.
+    port_sets: Mutex<PortSets>,
     /// Whether anything in the input is IPv6; if not, IPv6 outside addresses are noise in listings.
     has_v6: bool,
 }
@@ -500,13 +500,13 @@ impl<'c> Index<'c> {
             rows: Vec::new(),
             ingress_row: Vec::new(),
             egress_row: Vec::new(),
-            port_sets: RefCell::new(PortSets::new()),
+            port_sets: Mutex::new(PortSets::new()),
             has_v6,
         };
         for r in 0..index.rules.len() {
             if !index.rules[r].has_named {
                 let set = resolve_ports(index.rules[r].ports, &[]);
-                index.rules[r].fixed = Some(index.port_sets.get_mut().intern(set));
+                index.rules[r].fixed = Some(index.sets_mut().intern(set));
             }
         }
         let mut ingress_keys: HashMap<(Vec<u32>, bool, u32), u32> = HashMap::default();
@@ -567,13 +567,25 @@ impl<'c> Index<'c> {
     }
 
     /// The ports rule `rule` admits at destination class `dst`.
-    fn resolve(&self, rule: u32, dst: ClassId) -> u32 {
+    fn sets_mut(&mut self) -> &mut PortSets {
+        self.port_sets
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The shared port sets (for single queries).
+    fn sets(&self) -> std::sync::MutexGuard<'_, PortSets> {
+        self.port_sets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn resolve(&self, sets: &mut PortSets, rule: u32, dst: ClassId) -> u32 {
         let r = &self.rules[rule as usize];
         if let Some(fixed) = r.fixed {
             return fixed;
         }
         let class = &self.classes[dst as usize];
-        let mut sets = self.port_sets.borrow_mut();
         if let Some(&id) = sets.resolved.get(&(rule, class.named_id)) {
             return id;
         }
@@ -582,12 +594,9 @@ impl<'c> Index<'c> {
         id
     }
 
-    fn union(&self, a: u32, b: u32) -> u32 {
-        self.port_sets.borrow_mut().union(a, b)
-    }
-
     /// Sources admitted into destination class `dst` by ingress rules `rules`.
     fn ingress_row_for(&mut self, rules: &[u32], dst: ClassId) -> u32 {
+        let mut sets = std::mem::take(self.sets_mut());
         let mut row = Row {
             base: NONE,
             base_named: Vec::new(),
@@ -595,16 +604,17 @@ impl<'c> Index<'c> {
             v6: self.classes[dst as usize].v6,
         };
         for &r in rules {
-            let ps = self.resolve(r, dst);
+            let ps = self.resolve(&mut sets, r, dst);
             if ps == NONE {
                 continue;
             }
             if self.rules[r as usize].all_peers {
-                row.base = self.union(row.base, ps);
+                row.base = sets.union(row.base, ps);
             } else {
                 row.rules.push((r, ps));
             }
         }
+        *self.sets_mut() = sets;
         self.rows.push(row);
         (self.rows.len() - 1) as u32
     }
@@ -620,7 +630,7 @@ impl<'c> Index<'c> {
         for &r in rules {
             let rule = &self.rules[r as usize];
             match (rule.all_peers, rule.fixed) {
-                (true, Some(ps)) => row.base = self.union(row.base, ps),
+                (true, Some(ps)) => row.base = self.sets_mut().union(row.base, ps),
                 (true, None) => row.base_named.push(r),
                 (false, fixed) => row.rules.push((r, fixed.unwrap_or(u32::MAX))),
             }
@@ -630,7 +640,7 @@ impl<'c> Index<'c> {
     }
 
     /// Ports the ingress row admits from class `src`.
-    fn ingress_lookup(&self, row: u32, src: ClassId) -> u32 {
+    fn ingress_lookup(&self, sets: &mut PortSets, row: u32, src: ClassId) -> u32 {
         let row = &self.rows[row as usize];
         let fam = row.v6 as usize;
         let mut acc = row.base;
@@ -639,20 +649,20 @@ impl<'c> Index<'c> {
                 break;
             }
             if self.bits[self.rules[r as usize].members[fam] as usize].get(src) {
-                acc = self.union(acc, ps);
+                acc = sets.union(acc, ps);
             }
         }
         acc
     }
 
     /// Ports the egress row admits to class `dst`.
-    fn egress_lookup(&self, row: u32, dst: ClassId) -> u32 {
+    fn egress_lookup(&self, sets: &mut PortSets, row: u32, dst: ClassId) -> u32 {
         let row = &self.rows[row as usize];
         let fam = self.classes[dst as usize].v6 as usize;
         let mut acc = row.base;
         for &r in &row.base_named {
-            let ps = self.resolve(r, dst);
-            acc = self.union(acc, ps);
+            let ps = self.resolve(sets, r, dst);
+            acc = sets.union(acc, ps);
         }
         for &(r, ps) in &row.rules {
             if acc == ALL {
@@ -660,39 +670,40 @@ impl<'c> Index<'c> {
             }
             if self.bits[self.rules[r as usize].members[fam] as usize].get(dst) {
                 let ps = if ps == u32::MAX {
-                    self.resolve(r, dst)
+                    self.resolve(sets, r, dst)
                 } else {
                     ps
                 };
-                acc = self.union(acc, ps);
+                acc = sets.union(acc, ps);
             }
         }
         acc
     }
 
     /// Ports allowed from class `a` to class `b` (two distinct endpoints, or an address), interned.
-    fn pair_id(&self, a: ClassId, b: ClassId) -> u32 {
+    fn pair_id(&self, sets: &mut PortSets, a: ClassId, b: ClassId) -> u32 {
         let (ca, cb) = (&self.classes[a as usize], &self.classes[b as usize]);
         if ca.external && (cb.external || ca.v6 != cb.v6) {
             return NONE;
         }
         let ingress = match self.ingress_row[b as usize] {
             None => ALL,
-            Some(row) => self.ingress_lookup(row, a),
+            Some(row) => self.ingress_lookup(sets, row, a),
         };
         if ingress == NONE {
             return NONE;
         }
         let egress = match self.egress_row[a as usize] {
             None => ALL,
-            Some(row) => self.egress_lookup(row, b),
+            Some(row) => self.egress_lookup(sets, row, b),
         };
-        self.port_sets.borrow_mut().intersect(ingress, egress)
+        sets.intersect(ingress, egress)
     }
 
     pub fn pair(&self, a: ClassId, b: ClassId) -> PortSet {
-        let id = self.pair_id(a, b);
-        self.port_sets.borrow().sets[id as usize].clone()
+        let mut sets = self.sets();
+        let id = self.pair_id(&mut sets, a, b);
+        sets.sets[id as usize].clone()
     }
 
     pub fn class_of(&self, node: Node) -> Option<ClassId> {
@@ -731,7 +742,66 @@ impl<'c> Index<'c> {
         Some(())
     }
 
+    /// Every allowed class pair. Destinations are split into contiguous ranges, one
+    /// per core, each with its own copy of the port-set interner; the copies' ids are
+    /// mapped into the first one after, so the list stays in destination order.
     pub fn flows(&self) -> Flows {
+        let n = self.classes.len() as u32;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .clamp(1, 8) as u32;
+        let threads = if n < 256 { 1 } else { threads };
+        let per = n.div_ceil(threads).max(1);
+        let ranges: Vec<(u32, u32)> = (0..threads)
+            .map(|t| (t * per, ((t + 1) * per).min(n)))
+            .filter(|(lo, hi)| lo < hi)
+            .collect();
+        let base = self.sets().clone();
+        let parts: Vec<(Vec<Flow>, PortSets)> = if ranges.len() < 2 {
+            ranges
+                .into_iter()
+                .map(|r| self.flows_in(r, base.clone()))
+                .collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = ranges
+                    .into_iter()
+                    .map(|r| {
+                        let sets = base.clone();
+                        scope.spawn(move || self.flows_in(r, sets))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        };
+        let mut parts = parts.into_iter();
+        let (mut list, mut sets) = parts.next().unwrap_or_else(|| (Vec::new(), base));
+        for (flows, theirs) in parts {
+            let mut map = vec![u32::MAX; theirs.sets.len()];
+            list.reserve(flows.len());
+            for mut f in flows {
+                let id = &mut map[f.ports as usize];
+                if *id == u32::MAX {
+                    *id = sets.intern(theirs.sets[f.ports as usize].clone());
+                }
+                f.ports = *id;
+                list.push(f);
+            }
+        }
+        Flows {
+            list,
+            sets: sets.sets,
+        }
+    }
+
+    /// Allowed pairs into destinations `lo..hi`.
+    fn flows_in(&self, (lo, hi): (u32, u32), mut sets: PortSets) -> (Vec<Flow>, PortSets) {
         let listed = |c: u32| {
             let class = &self.classes[c as usize];
             !(class.external && class.v6 && !self.has_v6)
@@ -739,7 +809,7 @@ impl<'c> Index<'c> {
         let mut list = Vec::new();
         let mut scratch = Vec::new();
         let n = self.classes.len() as u32;
-        for b in (0..n).filter(|&b| listed(b)) {
+        for b in (lo..hi).filter(|&b| listed(b)) {
             let mut visit = |a: u32| {
                 if !listed(a)
                     || (self.classes[a as usize].external && self.classes[b as usize].external)
@@ -749,7 +819,7 @@ impl<'c> Index<'c> {
                 if a == b && self.classes[a as usize].members.len() < 2 {
                     return; // only self-traffic, which is not a flow between endpoints
                 }
-                let ports = self.pair_id(a, b);
+                let ports = self.pair_id(&mut sets, a, b);
                 if ports != NONE {
                     list.push(Flow {
                         src: a,
@@ -763,10 +833,7 @@ impl<'c> Index<'c> {
                 None => (0..n).for_each(&mut visit),
             }
         }
-        Flows {
-            list,
-            sets: self.port_sets.borrow().sets.clone(),
-        }
+        (list, sets)
     }
 
     pub fn stats(&self) -> Stats {
@@ -781,7 +848,7 @@ impl<'c> Index<'c> {
             egress_isolated_classes: self.egress_row.iter().filter(|r| r.is_some()).count(),
             rows: self.rows.len(),
             row_rules: self.rows.iter().map(|r| r.rules.len()).sum(),
-            port_sets: self.port_sets.borrow().sets.len(),
+            port_sets: self.sets().sets.len(),
         }
     }
 }

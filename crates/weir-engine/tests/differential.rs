@@ -115,3 +115,86 @@ fn ipblock_switch_only_affects_ipblocks() {
         }
     }
 }
+
+/// Large enough for `flows()` to split destinations across threads: its merged
+/// list must equal the pairwise verdicts, with port sets mapped back correctly.
+#[test]
+fn parallel_flows_equal_pairwise_verdicts() {
+    use weir_model::*;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    // Random policies from the scenario generator, over many distinct endpoints.
+    let mut cluster = weir_synth::scenario::cluster()
+        .new_tree(&mut runner)
+        .unwrap()
+        .current();
+    while cluster.policies.len() < 12 {
+        let more = weir_synth::scenario::cluster()
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        cluster.policies.extend(more.policies);
+    }
+    let protocols = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+    cluster.endpoints = (0..600)
+        .map(|i| Endpoint {
+            namespace: ["x", "y", "z"][i % 3].to_string(),
+            name: format!("pod{i}"),
+            kind: EndpointKind::Pod,
+            labels: [
+                ("app", ["a", "b", "c"][i % 3]),
+                ("tier", ["a", "b", "c"][(i / 3) % 3]),
+                ("id", &i.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain((i % 5 == 0).then(|| ("role".to_string(), "a".to_string())))
+            .collect(),
+            // A distinct number per pod behind a shared name: named ports resolve to many
+            // different port sets, one class per pod.
+            ports: vec![ContainerPort {
+                name: Some(["http", "dns", "metrics"][i % 3].into()),
+                protocol: protocols[i % 3],
+                port: 8000 + i as u16,
+            }],
+            ips: vec![format!("10.0.{}.{}", i / 250, i % 250 + 1).parse().unwrap()],
+            host_network: false,
+            origin: Default::default(),
+        })
+        .collect();
+    let engine = Engine::new(&cluster);
+    let flows = engine.flows();
+    assert!(
+        engine.stats().endpoint_classes >= 256,
+        "too few classes to exercise the split: {}",
+        engine.stats().endpoint_classes
+    );
+    let mut listed = std::collections::HashMap::new();
+    for f in &flows.list {
+        assert!(
+            listed
+                .insert((f.src, f.dst), flows.ports(f).clone())
+                .is_none(),
+            "pair listed twice"
+        );
+    }
+    let n = cluster.endpoints.len();
+    for a in (0..n).step_by(7) {
+        for b in (0..n).step_by(5) {
+            if a == b {
+                continue;
+            }
+            let (ca, cb) = (engine.class_of_endpoint(a), engine.class_of_endpoint(b));
+            let want = engine.allowed(Node::Endpoint(a), Node::Endpoint(b));
+            assert_eq!(
+                listed.get(&(ca, cb)).cloned().unwrap_or_default(),
+                want,
+                "{a} -> {b}"
+            );
+            let (proto, port) = (protocols[b % 3], 8000 + b as u16);
+            assert_eq!(
+                want.contains(proto, port),
+                weir_oracle::allowed(&cluster, Side::Pod(a), Side::Pod(b), proto, port)
+            );
+        }
+    }
+}
