@@ -221,6 +221,9 @@ pub struct Index<'c> {
     has_v6: bool,
 }
 
+/// The flows into one chunk of destinations, with the chunk's number.
+type Chunk = (u32, Vec<Flow>);
+
 /// What makes endpoints equivalent: predicates matched, named ports, family, address classes.
 type ClassKey<'a> = (&'a Vec<u32>, Vec<ContainerPort>, bool, [Option<u32>; 2]);
 
@@ -742,33 +745,40 @@ impl<'c> Index<'c> {
         Some(())
     }
 
-    /// Every allowed class pair. Destinations are split into contiguous ranges, one
-    /// per core, each with its own copy of the port-set interner; the copies' ids are
-    /// mapped into the first one after, so the list stays in destination order.
+    /// Every allowed class pair. Destinations are cut into chunks that worker threads
+    /// (one per core) take in turn, each with its own copy of the port-set interner;
+    /// the copies' ids are mapped into one after, and chunks keep destination order.
     pub fn flows(&self) -> Flows {
+        use std::sync::atomic::{AtomicU32, Ordering};
         let n = self.classes.len() as u32;
         let threads = std::thread::available_parallelism()
             .map_or(1, |t| t.get())
             .clamp(1, 8) as u32;
         let threads = if n < 256 { 1 } else { threads };
-        let per = n.div_ceil(threads).max(1);
-        let ranges: Vec<(u32, u32)> = (0..threads)
-            .map(|t| (t * per, ((t + 1) * per).min(n)))
-            .filter(|(lo, hi)| lo < hi)
-            .collect();
+        let chunk = (n / (threads * 16)).max(16);
+        let chunks = n.div_ceil(chunk);
+        let next = AtomicU32::new(0);
         let base = self.sets().clone();
-        let parts: Vec<(Vec<Flow>, PortSets)> = if ranges.len() < 2 {
-            ranges
-                .into_iter()
-                .map(|r| self.flows_in(r, base.clone()))
-                .collect()
+        let work = |mut sets: PortSets| {
+            let mut done: Vec<Chunk> = Vec::new();
+            loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= chunks {
+                    return (done, sets);
+                }
+                let (list, back) = self.flows_in((c * chunk, ((c + 1) * chunk).min(n)), sets);
+                sets = back;
+                done.push((c, list));
+            }
+        };
+        let parts: Vec<(Vec<Chunk>, PortSets)> = if threads < 2 {
+            vec![work(base.clone())]
         } else {
             std::thread::scope(|scope| {
-                let handles: Vec<_> = ranges
-                    .into_iter()
-                    .map(|r| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| {
                         let sets = base.clone();
-                        scope.spawn(move || self.flows_in(r, sets))
+                        scope.spawn(|| work(sets))
                     })
                     .collect();
                 handles
@@ -781,19 +791,23 @@ impl<'c> Index<'c> {
             })
         };
         let mut parts = parts.into_iter();
-        let (mut list, mut sets) = parts.next().unwrap_or_else(|| (Vec::new(), base));
-        for (flows, theirs) in parts {
+        let (first, mut sets) = parts.next().unwrap_or_else(|| (Vec::new(), base));
+        let mut ordered: Vec<Chunk> = first;
+        for (done, theirs) in parts {
             let mut map = vec![u32::MAX; theirs.sets.len()];
-            list.reserve(flows.len());
-            for mut f in flows {
-                let id = &mut map[f.ports as usize];
-                if *id == u32::MAX {
-                    *id = sets.intern(theirs.sets[f.ports as usize].clone());
+            for (c, mut flows) in done {
+                for f in &mut flows {
+                    let id = &mut map[f.ports as usize];
+                    if *id == u32::MAX {
+                        *id = sets.intern(theirs.sets[f.ports as usize].clone());
+                    }
+                    f.ports = *id;
                 }
-                f.ports = *id;
-                list.push(f);
+                ordered.push((c, flows));
             }
         }
+        ordered.sort_unstable_by_key(|(c, _)| *c);
+        let list = ordered.into_iter().flat_map(|(_, flows)| flows).collect();
         Flows {
             list,
             sets: sets.sets,
