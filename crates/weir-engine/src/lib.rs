@@ -1,10 +1,12 @@
 //! weir's policy brain: exact `networking.k8s.io/v1` NetworkPolicy semantics.
 //!
-//! Pure computation over a [`weir_model::Cluster`]: no IO, no threads, no async.
+//! Pure computation over a [`weir_model::Cluster`]: no IO, no async, no kube. The one
+//! place that spawns threads is [`Engine::flows`] (scoped, one per core), because
+//! enumerating allowed pairs is the cost that grows with the square of the cluster.
 //!
 //! Two evaluators live here, sharing only selector matching and port resolution:
-//! - [`Engine::allowed`] and [`Engine::flows`] work on equivalence classes and
-//!   sparse rows, so a 10k-pod cluster is analysed in well under a second;
+//! - [`Engine::allowed`] and [`Engine::flows`] work on equivalence classes, rule
+//!   bitsets and rows, so a 10k-pod cluster is analysed in well under a second;
 //! - [`Engine::explain`] walks the policies of one connection directly and says
 //!   why. Tests hold the two to the same answers, and both to a naive oracle.
 
