@@ -147,8 +147,8 @@ struct Row {
 struct PortSets {
     sets: Vec<PortSet>,
     ids: HashMap<PortSet, u32>,
-    unions: HashMap<(u32, u32), u32>,
-    intersections: HashMap<(u32, u32), u32>,
+    /// (smaller id, larger id, is union) → result: set algebra is commutative.
+    combined: HashMap<(u32, u32, bool), u32>,
     /// (rule, named ports id) → resolved ports.
     resolved: HashMap<(u32, u32), u32>,
 }
@@ -176,14 +176,7 @@ impl PortSets {
         if a == NONE || b == ALL {
             return b;
         }
-        let key = (a.min(b), a.max(b));
-        if let Some(&u) = self.unions.get(&key) {
-            return u;
-        }
-        let u = self.sets[a as usize].union(&self.sets[b as usize]);
-        let id = self.intern(u);
-        self.unions.insert(key, id);
-        id
+        self.combine(a, b, true)
     }
     fn intersect(&mut self, a: u32, b: u32) -> u32 {
         if a == b || b == ALL || a == NONE {
@@ -192,13 +185,18 @@ impl PortSets {
         if a == ALL || b == NONE {
             return b;
         }
-        let key = (a.min(b), a.max(b));
-        if let Some(&u) = self.intersections.get(&key) {
-            return u;
+        self.combine(a, b, false)
+    }
+    /// The memoised union (`is_union`) or intersection of two interned sets.
+    fn combine(&mut self, a: u32, b: u32, is_union: bool) -> u32 {
+        let key = (a.min(b), a.max(b), is_union);
+        if let Some(&id) = self.combined.get(&key) {
+            return id;
         }
-        let u = self.sets[a as usize].intersect(&self.sets[b as usize]);
-        let id = self.intern(u);
-        self.intersections.insert(key, id);
+        let (x, y) = (&self.sets[a as usize], &self.sets[b as usize]);
+        let set = if is_union { x.union(y) } else { x.intersect(y) };
+        let id = self.intern(set);
+        self.combined.insert(key, id);
         id
     }
 }
