@@ -232,25 +232,19 @@ pub fn decode_source(
         .into_iter()
         .flat_map(|d| units_of(d, source, &lines))
         .collect();
-    let places: Vec<(FieldPath, usize, FieldPath, Position)> = units
-        .iter()
-        .map(|u| {
-            let start = Position {
-                line: u.origin.line,
-                col: u.origin.col,
-            };
-            (u.outer.clone(), u.locate_at, u.locate_prefix.clone(), start)
-        })
-        .collect();
     let results = par_map(units, |u| {
         let mut problems = Problems::default();
+        let start = Position {
+            line: u.origin.line,
+            col: u.origin.col,
+        };
+        let place = (u.outer, u.locate_at, u.locate_prefix, start);
         let decoded = decode_object(u.item, u.origin, options, &mut problems);
-        (decoded, problems)
+        (decoded, problems, place)
     });
     // Fields are located only now, and only in texts that have something to report.
     let mut located: HashMap<usize, HashMap<FieldPath, Position>> = HashMap::new();
-    for ((decoded, problems), (outer, locate_at, prefix, start)) in results.into_iter().zip(places)
-    {
+    for (decoded, problems, (outer, locate_at, prefix, start)) in results {
         match decoded {
             Decoded::Object(o) => objects.push(*o),
             Decoded::Skipped(kind) => *skipped.entry(kind).or_insert(0) += 1,

@@ -96,7 +96,7 @@ pub fn locate_fields(text: &str, offset: usize, lines: &LineIndex) -> HashMap<Fi
         tail
     };
     let mut builder = Builder::new(slice, Some(&mut positions));
-    let _ = builder.first_document();
+    let _ = builder.document();
     for p in positions.values_mut() {
         if p.line == 1 {
             p.col += base.col - 1;
@@ -119,14 +119,6 @@ pub fn offset_in(text: &str, part: &str) -> usize {
     (part.as_ptr() as usize)
         .saturating_sub(text.as_ptr() as usize)
         .min(text.len())
-}
-
-fn position_of_byte(text: &str, offset: usize) -> Position {
-    let before = &text[..offset.min(text.len())];
-    Position {
-        line: before.matches('\n').count() + 1,
-        col: before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
-    }
 }
 
 fn parse_json(text: &str) -> Result<Vec<Document<'_>>, SyntaxError> {
@@ -209,7 +201,7 @@ impl<'a, 'r> Builder<'a, 'r> {
             Some(Err(e)) => Err(scan_error(e)),
             None => Err(SyntaxError {
                 message: "unexpected end of input".into(),
-                at: position_of_byte(self.text, self.text.len()),
+                at: LineIndex::new(self.text).position(self.text.len()),
             }),
         }
     }
@@ -235,10 +227,6 @@ impl<'a, 'r> Builder<'a, 'r> {
             }
         }
         Ok(docs)
-    }
-
-    fn first_document(&mut self) -> Result<Option<Document<'a>>, SyntaxError> {
-        self.document()
     }
 
     fn document(&mut self) -> Result<Option<Document<'a>>, SyntaxError> {

@@ -81,9 +81,10 @@ pub fn connections(engine: &Engine, flows: &Flows) -> Vec<Connection> {
     for f in &flows.list {
         let ports = flows.ports(f).to_string();
         let (src, dst) = (peers(engine, f.src), peers(engine, f.dst));
+        // Self-pairs of one endpoint are left out; an address class never equals an endpoint.
         for s in &src {
             for d in &dst {
-                if s != d || engine.class_cidrs(f.src).is_some() {
+                if s != d {
                     out.push(Connection {
                         from: s.clone(),
                         to: d.clone(),
