@@ -413,68 +413,15 @@ fn decode_kind(
                 ips,
             })
         }
-        "Deployment" => workload::<apps::Deployment>(
-            value,
-            options,
-            origin,
-            problems,
-            EndpointKind::Deployment,
-            |d| Some((&d.spec.template, "spec.template")),
-        ),
-        "StatefulSet" => workload::<apps::StatefulSet>(
-            value,
-            options,
-            origin,
-            problems,
-            EndpointKind::StatefulSet,
-            |d| Some((&d.spec.template, "spec.template")),
-        ),
-        "DaemonSet" => workload::<apps::DaemonSet>(
-            value,
-            options,
-            origin,
-            problems,
-            EndpointKind::DaemonSet,
-            |d| Some((&d.spec.template, "spec.template")),
-        ),
-        "ReplicaSet" => workload::<apps::ReplicaSet>(
-            value,
-            options,
-            origin,
-            problems,
-            EndpointKind::ReplicaSet,
-            |d| d.spec.template.as_ref().map(|t| (t, "spec.template")),
-        ),
-        "ReplicationController" => workload::<core::ReplicationController>(
-            value,
-            options,
-            origin,
-            problems,
-            EndpointKind::ReplicationController,
-            |d| {
-                d.spec
-                    .as_ref()
-                    .and_then(|s| s.template.as_ref())
-                    .map(|t| (t, "spec.template"))
-            },
-        ),
-        "Job" => workload::<batch::Job>(value, options, origin, problems, EndpointKind::Job, |d| {
-            d.spec.as_ref().map(|s| (&s.template, "spec.template"))
-        }),
-        "CronJob" => workload::<batch::CronJob>(
-            value,
-            options,
-            origin,
-            problems,
-            EndpointKind::CronJob,
-            |d| {
-                d.spec
-                    .job_template
-                    .spec
-                    .as_ref()
-                    .map(|s| (&s.template, "spec.jobTemplate.spec.template"))
-            },
-        ),
+        "Deployment" => workload::<apps::Deployment>(value, options, origin, problems),
+        "StatefulSet" => workload::<apps::StatefulSet>(value, options, origin, problems),
+        "DaemonSet" => workload::<apps::DaemonSet>(value, options, origin, problems),
+        "ReplicaSet" => workload::<apps::ReplicaSet>(value, options, origin, problems),
+        "ReplicationController" => {
+            workload::<core::ReplicationController>(value, options, origin, problems)
+        }
+        "Job" => workload::<batch::Job>(value, options, origin, problems),
+        "CronJob" => workload::<batch::CronJob>(value, options, origin, problems),
         "Service" => {
             let svc: core::Service = typed(value, options, problems)?;
             let meta = meta(&svc.metadata, true, origin, problems)?;
@@ -490,43 +437,61 @@ fn decode_kind(
     object.map(Some)
 }
 
-trait HasMeta {
+/// A kind whose pod template makes one endpoint.
+trait Workload: DeserializeOwned {
+    const KIND: EndpointKind;
+    /// Where the pod template sits, for messages.
+    const TEMPLATE: &'static [&'static str];
     fn metadata(&self) -> &ObjectMeta;
+    fn template(&self) -> Option<&core::PodTemplateSpec>;
 }
-macro_rules! has_meta {
-    ($($t:ty),*) => { $(impl HasMeta for $t { fn metadata(&self) -> &ObjectMeta { &self.metadata } })* };
-}
-has_meta!(
-    apps::Deployment,
-    apps::StatefulSet,
-    apps::DaemonSet,
-    apps::ReplicaSet,
-    core::ReplicationController,
-    batch::Job,
-    batch::CronJob
-);
 
-fn workload<T: DeserializeOwned + HasMeta>(
+macro_rules! workload_kind {
+    ($($t:ty => $kind:ident, [$($field:literal),*], |$o:ident| $template:expr;)*) => {$(
+        impl Workload for $t {
+            const KIND: EndpointKind = EndpointKind::$kind;
+            const TEMPLATE: &'static [&'static str] = &[$($field),*];
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn template(&self) -> Option<&core::PodTemplateSpec> {
+                let $o = self;
+                $template
+            }
+        }
+    )*};
+}
+
+workload_kind! {
+    apps::Deployment => Deployment, ["spec", "template"], |o| Some(&o.spec.template);
+    apps::StatefulSet => StatefulSet, ["spec", "template"], |o| Some(&o.spec.template);
+    apps::DaemonSet => DaemonSet, ["spec", "template"], |o| Some(&o.spec.template);
+    apps::ReplicaSet => ReplicaSet, ["spec", "template"], |o| o.spec.template.as_ref();
+    core::ReplicationController => ReplicationController, ["spec", "template"],
+        |o| o.spec.as_ref().and_then(|s| s.template.as_ref());
+    batch::Job => Job, ["spec", "template"], |o| o.spec.as_ref().map(|s| &s.template);
+    batch::CronJob => CronJob, ["spec", "jobTemplate", "spec", "template"],
+        |o| o.spec.job_template.spec.as_ref().map(|s| &s.template);
+}
+
+fn workload<T: Workload>(
     value: Item<'_>,
     options: LoadOptions,
     origin: Origin,
     problems: &mut Problems,
-    kind: EndpointKind,
-    get_template: impl Fn(&T) -> Option<(&core::PodTemplateSpec, &str)>,
 ) -> Option<Object> {
     let obj: T = typed(value, options, problems)?;
     let meta = meta(obj.metadata(), true, origin, problems)?;
-    let Some((tpl, field)) = get_template(&obj) else {
+    let Some(tpl) = obj.template() else {
         problems.error(
             FieldPath::root().key("spec"),
             "a workload needs a pod template",
         );
         return None;
     };
-    let mut path = FieldPath::root();
-    for part in field.split('.') {
-        path = path.key(part);
-    }
+    let path = T::TEMPLATE
+        .iter()
+        .fold(FieldPath::root(), |p, part| p.key(part));
     let tpl_labels = tpl
         .metadata
         .as_ref()
@@ -535,7 +500,7 @@ fn workload<T: DeserializeOwned + HasMeta>(
     validate::check_labels(&tpl_labels, &path.key("metadata").key("labels"), problems);
     let template = template(tpl.spec.as_ref(), &tpl_labels, &path.key("spec"), problems);
     Some(Object::Workload {
-        kind,
+        kind: T::KIND,
         meta,
         template,
     })
