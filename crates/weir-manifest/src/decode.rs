@@ -674,7 +674,7 @@ fn policy(np: &net::NetworkPolicy, meta: Meta, problems: &mut Problems) -> Polic
         .as_ref()
         .map(|s| validate::selector(s, &path.key("podSelector"), problems))
         .unwrap_or_default();
-    let ingress: Vec<_> = spec
+    let mut ingress: Vec<_> = spec
         .ingress
         .iter()
         .flatten()
@@ -689,7 +689,7 @@ fn policy(np: &net::NetworkPolicy, meta: Meta, problems: &mut Problems) -> Polic
             )
         })
         .collect();
-    let egress: Vec<_> = spec
+    let mut egress: Vec<_> = spec
         .egress
         .iter()
         .flatten()
@@ -707,7 +707,6 @@ fn policy(np: &net::NetworkPolicy, meta: Meta, problems: &mut Problems) -> Polic
     let (isolates_ingress, isolates_egress) = match &spec.policy_types {
         None => (true, !egress.is_empty()),
         Some(types) => {
-            let mut seen: HashMap<&str, ()> = HashMap::new();
             for (i, t) in types.iter().enumerate() {
                 if t != "Ingress" && t != "Egress" {
                     problems.error(
@@ -715,13 +714,11 @@ fn policy(np: &net::NetworkPolicy, meta: Meta, problems: &mut Problems) -> Polic
                         format!("unsupported policy type {t:?}: must be Ingress or Egress"),
                     );
                 }
-                seen.insert(t.as_str(), ());
             }
-            (seen.contains_key("Ingress"), seen.contains_key("Egress"))
+            let has = |name: &str| types.iter().any(|t| t == name);
+            (has("Ingress"), has("Egress"))
         }
     };
-    let mut ingress = ingress;
-    let mut egress = egress;
     for r in ingress.iter_mut().chain(egress.iter_mut()) {
         r.origin = meta.origin.clone();
     }
