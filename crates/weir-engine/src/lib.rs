@@ -144,6 +144,14 @@ impl<'c> Engine<'c> {
         }
     }
 
+    /// Whether `policy` selects endpoint `i` (its namespace, its podSelector; never hostNetwork).
+    pub fn selects(&self, policy: &weir_model::Policy, i: usize) -> bool {
+        let ep = self.endpoint(i);
+        !ep.host_network
+            && ep.namespace == policy.namespace
+            && selector::matches(&policy.pod_selector, &ep.labels)
+    }
+
     pub(crate) fn endpoint(&self, i: usize) -> &'c Endpoint {
         &self.cluster.endpoints[i]
     }
@@ -177,8 +185,9 @@ impl Engine<'_> {
     }
 
     /// Whether a peer matches `other` (the far side of the connection) in a policy of
-    /// `policy_ns`, for a connection of family `v6`.
-    pub(crate) fn peer_matches(&self, peer: &Peer, policy_ns: &str, other: Node, v6: bool) -> bool {
+    /// `policy_ns`, for a connection of family `v6`. The dataplane compiler asks this too,
+    /// so that selector semantics live in one place.
+    pub fn peer_matches(&self, peer: &Peer, policy_ns: &str, other: Node, v6: bool) -> bool {
         match peer {
             Peer::Pods { namespaces, pods } => {
                 let Node::Endpoint(i) = other else {

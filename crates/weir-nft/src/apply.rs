@@ -1,0 +1,274 @@
+//! Getting a [`Ruleset`] into the kernel: check, one transaction, deltas afterwards.
+//!
+//! [`Nft`] is the only OS effect: [`NftCli`] runs the real `nft` (inside a network
+//! namespace when asked), [`FakeNft`] records scripts for tests without root.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::{Ruleset, Size, TABLE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("could not run nft: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("nft rejected the ruleset: {0}")]
+    Rejected(String),
+    #[error("read back differs from what was applied: {0}")]
+    Verify(String),
+}
+
+/// Runs nft scripts. One call = one `nft -f -` transaction (all or nothing).
+pub trait Nft {
+    /// Applies `script`; with `check_only`, only parses and validates it (`nft -c`).
+    fn run(&self, script: &str, check_only: bool) -> Result<(), NftError>;
+    /// `nft list table inet weir` (empty when there is no such table).
+    fn list(&self) -> Result<String, NftError>;
+}
+
+/// The `nft` command, in the caller's network namespace or in a named one (`/run/netns/NAME`).
+#[derive(Clone, Debug, Default)]
+pub struct NftCli {
+    pub netns: Option<String>,
+}
+
+impl NftCli {
+    fn command(&self) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "nft"]);
+                c
+            }
+            None => Command::new("nft"),
+        }
+    }
+}
+
+impl Nft for NftCli {
+    fn run(&self, script: &str, check_only: bool) -> Result<(), NftError> {
+        let mut cmd = self.command();
+        if check_only {
+            cmd.arg("-c");
+        }
+        let mut child = cmd
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(script.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(NftError::Rejected(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ))
+        }
+    }
+
+    fn list(&self) -> Result<String, NftError> {
+        let out = self
+            .command()
+            .args(["list", "table", "inet", "weir"])
+            .stderr(Stdio::null())
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Records every script; fails the ones a test asks it to.
+#[derive(Default)]
+pub struct FakeNft {
+    pub scripts: Mutex<Vec<(String, bool)>>,
+    /// Scripts containing this text are rejected.
+    pub reject_containing: Option<String>,
+}
+
+impl Nft for FakeNft {
+    fn run(&self, script: &str, check_only: bool) -> Result<(), NftError> {
+        self.scripts
+            .lock()
+            .unwrap()
+            .push((script.to_string(), check_only));
+        match &self.reject_containing {
+            Some(bad) if script.contains(bad.as_str()) => Err(NftError::Rejected(bad.clone())),
+            _ => Ok(()),
+        }
+    }
+    fn list(&self) -> Result<String, NftError> {
+        Ok(String::new())
+    }
+}
+
+/// How a ruleset reached the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The whole table replaced in one transaction.
+    Full,
+    /// Only the differences to what was applied before.
+    Delta,
+    /// Nothing differed.
+    Unchanged,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Applied {
+    pub mode: Mode,
+    pub size: Size,
+    /// Bytes of nft script sent.
+    pub script_bytes: usize,
+    pub elapsed: Duration,
+}
+
+/// Keeps the kernel's `weir` table equal to the last ruleset it was given, remembering
+/// what it programmed so later changes go as deltas (no re-listing of the table).
+pub struct Enforcer<N: Nft> {
+    nft: N,
+    current: Option<Ruleset>,
+    /// Read the table back after a full replace and compare object names.
+    pub verify: bool,
+}
+
+impl<N: Nft> Enforcer<N> {
+    pub fn new(nft: N) -> Self {
+        Enforcer {
+            nft,
+            current: None,
+            verify: false,
+        }
+    }
+
+    pub fn nft(&self) -> &N {
+        &self.nft
+    }
+
+    /// What was last applied successfully.
+    pub fn current(&self) -> Option<&Ruleset> {
+        self.current.as_ref()
+    }
+
+    /// Makes the kernel hold `new`. First time (or when a delta is impossible or fails):
+    /// `nft -c` check, then the full atomic replace. Otherwise the delta alone. On error the
+    /// kernel keeps what it had (each transaction is all or nothing).
+    pub fn apply(&mut self, new: Ruleset) -> Result<Applied, NftError> {
+        let start = Instant::now();
+        let size = new.size();
+        if let Some(old) = &self.current {
+            if let Some(delta) = new.delta(old) {
+                if delta.is_empty() {
+                    return Ok(Applied {
+                        mode: Mode::Unchanged,
+                        size,
+                        script_bytes: 0,
+                        elapsed: start.elapsed(),
+                    });
+                }
+                if self.nft.run(&delta, false).is_ok() {
+                    self.current = Some(new);
+                    return Ok(Applied {
+                        mode: Mode::Delta,
+                        size,
+                        script_bytes: delta.len(),
+                        elapsed: start.elapsed(),
+                    });
+                }
+                // The kernel may have been changed behind our back: rebuild it all.
+            }
+        }
+        let script = new.render();
+        self.nft.run(&script, true)?;
+        self.nft.run(&script, false)?;
+        if self.verify {
+            verify(&new, &self.nft.list()?)?;
+        }
+        self.current = Some(new);
+        Ok(Applied {
+            mode: Mode::Full,
+            size,
+            script_bytes: script.len(),
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Removes the table (nothing else is touched). Missing table is not an error.
+    pub fn remove(&mut self) -> Result<(), NftError> {
+        self.nft
+            .run(&format!("table {TABLE}\ndelete table {TABLE}\n"), false)?;
+        self.current = None;
+        Ok(())
+    }
+}
+
+/// Checks that a listing of the table declares exactly the ruleset's sets, maps and
+/// chains, each chain with as many rules.
+pub fn verify(expected: &Ruleset, listing: &str) -> Result<(), NftError> {
+    let listed = parse_listing(listing);
+    let mut want: Vec<(String, usize)> = expected
+        .sets
+        .keys()
+        .map(|n| (format!("set {n}"), 0))
+        .chain(
+            expected
+                .chains
+                .iter()
+                .map(|(n, c)| (format!("chain {n}"), c.rules.len())),
+        )
+        .collect();
+    want.sort();
+    if listed != want {
+        let missing: Vec<_> = want.iter().filter(|w| !listed.contains(w)).collect();
+        let extra: Vec<_> = listed.iter().filter(|l| !want.contains(l)).collect();
+        return Err(NftError::Verify(format!(
+            "missing or different {missing:?}, unexpected {extra:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// (`set NAME` | `chain NAME`, rule count) for every object of an `nft list table` output.
+fn parse_listing(listing: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    let mut current: Option<(String, usize)> = None;
+    for line in listing.lines() {
+        let t = line.trim();
+        let depth = line.len() - line.trim_start_matches('\t').len();
+        if depth == 1 {
+            if let Some(done) = current.take() {
+                out.push(done);
+            }
+            let mut words = t.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("set" | "map"), Some(name)) => current = Some((format!("set {name}"), 0)),
+                (Some("chain"), Some(name)) => current = Some((format!("chain {name}"), 0)),
+                _ => {}
+            }
+        } else if depth == 2 {
+            if let Some((kind, n)) = current.as_mut() {
+                let is_decl = ["type ", "flags ", "elements ", "comment ", "policy "]
+                    .iter()
+                    .any(|p| t.starts_with(p));
+                if kind.starts_with("chain") && !is_decl && !t.is_empty() {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    if let Some(done) = current {
+        out.push(done);
+    }
+    for (kind, n) in &mut out {
+        if kind.starts_with("set") {
+            *n = 0;
+        }
+    }
+    out.sort();
+    out
+}

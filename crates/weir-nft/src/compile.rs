@@ -1,0 +1,622 @@
+//! Engine model → [`Ruleset`]. Selector and port semantics are asked of the engine
+//! (`peer_matches`, `selects`, `resolve_ports`); this module only decides the shape.
+
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use rustc_hash::{FxHashMap, FxHasher};
+use weir_engine::ports::resolve_ports;
+use weir_engine::{Engine, Node};
+use weir_model::{Cluster, Direction, Labels, Peer, PortRef, PortRule, Protocol};
+
+use crate::{quote, Chain, ChainKind, Ruleset, Set};
+
+/// Which endpoints this node programs: their dispatch entries, the chains of the policies
+/// that select them, named-port sets of their ports. Peers are always the whole cluster.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    All,
+    /// Indexes into `cluster.endpoints`.
+    Endpoints(&'a [usize]),
+}
+
+/// Compiles the policy of the endpoints in `scope` into one table.
+pub fn compile(engine: &Engine, scope: Scope) -> Ruleset {
+    let cluster = engine.cluster();
+    let mut local = vec![matches!(scope, Scope::All); cluster.endpoints.len()];
+    if let Scope::Endpoints(list) = scope {
+        for &i in list {
+            if let Some(slot) = local.get_mut(i) {
+                *slot = true;
+            }
+        }
+    }
+    let mut c = Compiler::new(engine, local);
+    c.base_chains();
+    c.dispatch();
+    c.rs
+}
+
+const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn of(ip: &IpAddr) -> Family {
+        if ip.is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        }
+    }
+    /// The nft payload keyword: `ip` or `ip6`.
+    fn kw(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+    fn suffix(self) -> &'static str {
+        match self {
+            Family::V4 => "4",
+            Family::V6 => "6",
+        }
+    }
+    fn addr_type(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        }
+    }
+}
+
+fn proto_kw(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Sctp => "sctp",
+    }
+}
+
+/// IANA numbers: set elements use them so nothing depends on /etc/protocols.
+fn proto_num(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
+    }
+}
+
+fn hash_of(value: &impl Hash) -> u64 {
+    let mut h = FxHasher::default();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// A chain or set name nft accepts: policy names are DNS subdomains, which fit nft's
+/// identifier syntax once prefixed with a letter; overlong ones are shortened by hash.
+fn ident(name: String) -> String {
+    if name.len() <= 200 {
+        name
+    } else {
+        format!("{}-{:016x}", &name[..180], hash_of(&name))
+    }
+}
+
+/// How one peer of a rule is matched on the far side's address.
+enum PeerMatch {
+    /// No `from`/`to`: every address.
+    Any,
+    /// A named set per family (`{base}-4`, `{base}-6`), present for these families.
+    Set {
+        base: String,
+        families: Vec<Family>,
+    },
+}
+
+struct Compiler<'e, 'c> {
+    engine: &'e Engine<'c>,
+    cluster: &'c Cluster,
+    local: Vec<bool>,
+    /// Address families some endpoint has: selector sets exist only for these.
+    families: Vec<Family>,
+    /// Non-hostNetwork endpoints grouped by (namespace, labels): selectors are evaluated
+    /// once per group.
+    groups: Vec<(&'c str, &'c Labels, Vec<usize>)>,
+    /// Policies by namespace, in input order.
+    by_namespace: FxHashMap<&'c str, Vec<usize>>,
+    rs: Ruleset,
+}
+
+impl<'e, 'c> Compiler<'e, 'c> {
+    fn new(engine: &'e Engine<'c>, local: Vec<bool>) -> Self {
+        let cluster = engine.cluster();
+        let mut index: FxHashMap<(&str, &Labels), usize> = FxHashMap::default();
+        let mut groups: Vec<(&str, &Labels, Vec<usize>)> = Vec::new();
+        let mut families = Vec::new();
+        for (i, ep) in cluster.endpoints.iter().enumerate() {
+            for f in FAMILIES {
+                if !families.contains(&f) && ep.ips.iter().any(|ip| Family::of(ip) == f) {
+                    families.push(f);
+                }
+            }
+            if ep.host_network {
+                continue;
+            }
+            let g = *index
+                .entry((ep.namespace.as_str(), &ep.labels))
+                .or_insert_with(|| {
+                    groups.push((ep.namespace.as_str(), &ep.labels, Vec::new()));
+                    groups.len() - 1
+                });
+            groups[g].2.push(i);
+        }
+        families.sort_by_key(|f| *f == Family::V6);
+        let mut by_namespace: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
+        for (i, p) in cluster.policies.iter().enumerate() {
+            by_namespace.entry(p.namespace.as_str()).or_default().push(i);
+        }
+        Compiler {
+            engine,
+            cluster,
+            local,
+            families,
+            groups,
+            by_namespace,
+            rs: Ruleset::default(),
+        }
+    }
+
+    fn base_chains(&mut self) {
+        for (dir, name, priority, key) in [
+            (Direction::Egress, "egress", -1, "saddr"),
+            (Direction::Ingress, "ingress", 0, "daddr"),
+        ] {
+            let mut rules = vec![
+                "ct state established,related accept".to_string(),
+                "ct state invalid drop".to_string(),
+            ];
+            for f in FAMILIES {
+                let map = format!("{dir}{}", f.suffix());
+                rules.push(format!("{} {key} vmap @{map}", f.kw()));
+                self.rs.sets.insert(
+                    map,
+                    Set {
+                        spec: format!("type {} : verdict;", f.addr_type()),
+                        comment: None,
+                        elements: BTreeSet::new(),
+                    },
+                );
+            }
+            self.rs.chains.insert(
+                name.to_string(),
+                Chain {
+                    kind: ChainKind::Base,
+                    header: Some(format!(
+                        "type filter hook forward priority {priority}; policy accept;"
+                    )),
+                    rules,
+                },
+            );
+        }
+    }
+
+    /// Map elements for every local endpoint some policy isolates, and the chains they need.
+    fn dispatch(&mut self) {
+        for g in 0..self.groups.len() {
+            let (ns, _, ref members) = self.groups[g];
+            let local: Vec<usize> = members.iter().copied().filter(|&i| self.local[i]).collect();
+            if local.is_empty() {
+                continue;
+            }
+            let representative = local[0];
+            for dir in [Direction::Egress, Direction::Ingress] {
+                let policies: Vec<usize> = self
+                    .by_namespace
+                    .get(ns)
+                    .map(|ps| {
+                        ps.iter()
+                            .copied()
+                            .filter(|&p| {
+                                let policy = &self.cluster.policies[p];
+                                policy.isolates(dir) && self.engine.selects(policy, representative)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if policies.is_empty() {
+                    continue;
+                }
+                let group = self.group_chain(dir, &policies);
+                for &i in &local {
+                    for ip in &self.cluster.endpoints[i].ips {
+                        let map = format!("{dir}{}", Family::of(ip).suffix());
+                        self.rs
+                            .sets
+                            .get_mut(&map)
+                            .expect("base chains declare the maps")
+                            .elements
+                            .insert(format!("{ip} : jump {group}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The chain shared by endpoints isolated in `dir` by exactly these policies.
+    fn group_chain(&mut self, dir: Direction, policies: &[usize]) -> String {
+        let prefix = match dir {
+            Direction::Ingress => "ig",
+            Direction::Egress => "eg",
+        };
+        let name = format!("{prefix}-{:016x}", hash_of(&policies));
+        if self.rs.chains.contains_key(&name) {
+            return name;
+        }
+        let mut rules = Vec::with_capacity(policies.len() + 1);
+        let mut ids = Vec::new();
+        for &p in policies {
+            rules.push(format!("jump {}", self.policy_chain(dir, p)));
+            ids.push(self.cluster.policies[p].id());
+        }
+        rules.push(format!(
+            "counter drop comment {}",
+            quote(&format!("{dir} isolated by {}", ids.join(", ")))
+        ));
+        self.rs.chains.insert(
+            name.clone(),
+            Chain {
+                kind: ChainKind::Group,
+                header: None,
+                rules,
+            },
+        );
+        name
+    }
+
+    /// One chain per policy and direction: every rule accepts what it admits.
+    fn policy_chain(&mut self, dir: Direction, p: usize) -> String {
+        let policy = &self.cluster.policies[p];
+        let prefix = match dir {
+            Direction::Ingress => "in",
+            Direction::Egress => "eg",
+        };
+        let name = ident(format!("{prefix}/{}/{}", policy.namespace, policy.name));
+        if self.rs.chains.contains_key(&name) {
+            return name;
+        }
+        let key = match dir {
+            Direction::Ingress => "saddr",
+            Direction::Egress => "daddr",
+        };
+        let mut rules = Vec::new();
+        for (n, rule) in policy.rules(dir).iter().enumerate() {
+            let comment = quote(&format!("{} {dir}[{n}]", policy.id()));
+            let peers: Vec<(Option<&Peer>, PeerMatch)> = if rule.peers.is_empty() {
+                vec![(None, PeerMatch::Any)]
+            } else {
+                rule.peers
+                    .iter()
+                    .map(|peer| (Some(peer), self.peer_set(peer, &policy.namespace)))
+                    .collect()
+            };
+            let (numbered, named) = split_ports(&rule.ports);
+            for (_, m) in &peers {
+                for ports in &numbered {
+                    match m {
+                        PeerMatch::Any => rules.push(join(&[ports, "counter accept comment", &comment])),
+                        PeerMatch::Set { base, families } => {
+                            for f in families {
+                                let addr = format!("{} {key} @{base}-{}", f.kw(), f.suffix());
+                                rules.push(join(&[&addr, ports, "counter accept comment", &comment]));
+                            }
+                        }
+                    }
+                }
+            }
+            if named.is_empty() {
+                continue;
+            }
+            let set_base = ident(format!("np/{}/{n}", &name[..]));
+            match dir {
+                // The destination is the selected (local) endpoint: one set per rule,
+                // with each peer's address matched as for numbered ports.
+                Direction::Ingress => {
+                    let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
+                        .filter(|&i| self.local[i] && self.engine.selects(policy, i))
+                        .collect();
+                    self.named_port_set(&set_base, &dsts, &named);
+                    for (_, m) in &peers {
+                        for f in self.families.clone() {
+                            let dport = format!(
+                                "{} daddr . meta l4proto . th dport @{set_base}-{}",
+                                f.kw(),
+                                f.suffix()
+                            );
+                            match m {
+                                PeerMatch::Any => rules.push(join(&[&dport, "counter accept comment", &comment])),
+                                PeerMatch::Set { base, families } if families.contains(&f) => {
+                                    let addr = format!("{} saddr @{base}-{}", f.kw(), f.suffix());
+                                    rules.push(join(&[&addr, &dport, "counter accept comment", &comment]));
+                                }
+                                PeerMatch::Set { .. } => {}
+                            }
+                        }
+                    }
+                }
+                // The destination is the peer: one set per peer holds the peer's own
+                // addresses with its resolved ports, so it matches peer and port at once.
+                Direction::Egress => {
+                    for (k, (peer, _)) in peers.iter().enumerate() {
+                        let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
+                            .filter(|&i| {
+                                peer.is_none_or(|peer| {
+                                    let ep = &self.cluster.endpoints[i];
+                                    ep.ips.iter().any(|ip| {
+                                        self.engine.peer_matches(
+                                            peer,
+                                            &policy.namespace,
+                                            Node::Endpoint(i),
+                                            ip.is_ipv6(),
+                                        )
+                                    })
+                                })
+                            })
+                            .collect();
+                        let base = format!("{set_base}/{k}");
+                        self.named_port_set(&base, &dsts, &named);
+                        for f in self.families.clone() {
+                            let dport = format!(
+                                "{} daddr . meta l4proto . th dport @{base}-{}",
+                                f.kw(),
+                                f.suffix()
+                            );
+                            rules.push(join(&[&dport, "counter accept comment", &comment]));
+                        }
+                    }
+                }
+            }
+        }
+        self.rs.chains.insert(
+            name.clone(),
+            Chain {
+                kind: ChainKind::Policy,
+                header: None,
+                rules,
+            },
+        );
+        name
+    }
+
+    /// `{base}-4` / `{base}-6`: (address . protocol . port) for each endpoint's
+    /// containerPorts that a named port of the rule resolves to (by name and protocol).
+    fn named_port_set(&mut self, base: &str, endpoints: &[usize], named: &[PortRule]) {
+        for f in self.families.clone() {
+            let mut elements = BTreeSet::new();
+            for &i in endpoints {
+                let ep = &self.cluster.endpoints[i];
+                let ports = resolve_ports(named, &ep.ports);
+                for ip in ep.ips.iter().filter(|ip| Family::of(ip) == f) {
+                    for proto in Protocol::ALL {
+                        for &(lo, hi) in ports.ranges(proto) {
+                            for port in lo..=hi {
+                                elements.insert(format!("{ip} . {} . {port}", proto_num(proto)));
+                            }
+                        }
+                    }
+                }
+            }
+            self.rs.sets.insert(
+                format!("{base}-{}", f.suffix()),
+                Set {
+                    spec: format!("type {} . inet_proto . inet_service;", f.addr_type()),
+                    comment: None,
+                    elements,
+                },
+            );
+        }
+    }
+
+    /// The named set(s) matching one peer: shared by every rule with the same selector
+    /// (in the same namespace scope) or the same ipBlock.
+    fn peer_set(&mut self, peer: &Peer, policy_ns: &str) -> PeerMatch {
+        match peer {
+            Peer::Pods { namespaces, .. } => {
+                let scope_ns = match namespaces {
+                    weir_model::NamespaceScope::PolicyNamespace => policy_ns,
+                    weir_model::NamespaceScope::Selector(_) => "",
+                };
+                let base = format!("sel-{:016x}", hash_of(&(scope_ns, peer)));
+                let families = self.families.clone();
+                if !self.rs.sets.contains_key(&format!("{base}-4"))
+                    && !self.rs.sets.contains_key(&format!("{base}-6"))
+                {
+                    let mut members: Vec<&IpAddr> = Vec::new();
+                    for (_, _, eps) in &self.groups {
+                        let rep = Node::Endpoint(eps[0]);
+                        if self.engine.peer_matches(peer, policy_ns, rep, false) {
+                            members.extend(eps.iter().flat_map(|&i| &self.cluster.endpoints[i].ips));
+                        }
+                    }
+                    let comment = describe_peer(peer, policy_ns);
+                    for &f in &families {
+                        let elements = members
+                            .iter()
+                            .filter(|ip| Family::of(ip) == f)
+                            .map(|ip| ip.to_string())
+                            .collect();
+                        self.rs.sets.insert(
+                            format!("{base}-{}", f.suffix()),
+                            Set {
+                                spec: format!("type {};", f.addr_type()),
+                                comment: Some(comment.clone()),
+                                elements,
+                            },
+                        );
+                    }
+                }
+                PeerMatch::Set { base, families }
+            }
+            Peer::IpBlock { cidr, except } => {
+                let f = if matches!(cidr, IpNet::V6(_)) {
+                    Family::V6
+                } else {
+                    Family::V4
+                };
+                let base = format!("blk-{:016x}", hash_of(peer));
+                let name = format!("{base}-{}", f.suffix());
+                if !self.rs.sets.contains_key(&name) {
+                    let mut ranges = vec![net_range(cidr)];
+                    for e in except {
+                        ranges = subtract(&ranges, net_range(e));
+                    }
+                    if !self.engine.options().ipblock_matches_pods {
+                        for ip in self.cluster.endpoints.iter().flat_map(|e| &e.ips) {
+                            let x = to_int(ip);
+                            ranges = subtract(&ranges, (x, x));
+                        }
+                    }
+                    let elements = ranges.iter().map(|&r| render_range(f, r)).collect();
+                    self.rs.sets.insert(
+                        name,
+                        Set {
+                            spec: format!("type {}; flags interval;", f.addr_type()),
+                            comment: Some(describe_peer(peer, policy_ns)),
+                            elements,
+                        },
+                    );
+                }
+                PeerMatch::Set {
+                    base,
+                    families: vec![f],
+                }
+            }
+        }
+    }
+}
+
+fn join(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A rule's `ports` as nft port matches for the numbered entries (one string each; `""`
+/// when the rule has no ports and so admits everything), and the named entries, which
+/// resolve per destination endpoint.
+fn split_ports(ports: &[PortRule]) -> (Vec<String>, Vec<PortRule>) {
+    if ports.is_empty() {
+        return (vec![String::new()], Vec::new());
+    }
+    let (named, numbered): (Vec<PortRule>, Vec<PortRule>) = ports
+        .iter()
+        .cloned()
+        .partition(|p| matches!(p.port, Some(PortRef::Named(_))));
+    let mut out = Vec::new();
+    if !numbered.is_empty() {
+        let set = resolve_ports(&numbered, &[]);
+        for proto in Protocol::ALL {
+            for &(lo, hi) in set.ranges(proto) {
+                let kw = proto_kw(proto);
+                out.push(match (lo, hi) {
+                    (1, 65535) => format!("meta l4proto {kw}"),
+                    (lo, hi) if lo == hi => format!("meta l4proto {kw} th dport {lo}"),
+                    (lo, hi) => format!("meta l4proto {kw} th dport {lo}-{hi}"),
+                });
+            }
+        }
+    }
+    (out, named)
+}
+
+fn describe_peer(peer: &Peer, policy_ns: &str) -> String {
+    let rule = weir_model::Rule {
+        peers: vec![peer.clone()],
+        ..Default::default()
+    };
+    let text = weir_engine::describe_rule(Direction::Ingress, &rule);
+    let text = text.trim_start_matches("from ").trim_end_matches(" on all ports");
+    text.replace("the policy's namespace", policy_ns)
+}
+
+fn to_int(ip: &IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(*a) as u128,
+        IpAddr::V6(a) => u128::from(*a),
+    }
+}
+
+/// Inclusive address range of a CIDR, as integers of its family.
+fn net_range(net: &IpNet) -> (u128, u128) {
+    (to_int(&net.network()), to_int(&net.broadcast()))
+}
+
+/// Sorted disjoint ranges minus one range.
+fn subtract(ranges: &[(u128, u128)], (lo, hi): (u128, u128)) -> Vec<(u128, u128)> {
+    let mut out = Vec::with_capacity(ranges.len() + 1);
+    for &(a, b) in ranges {
+        if b < lo || a > hi {
+            out.push((a, b));
+            continue;
+        }
+        if a < lo {
+            out.push((a, lo - 1));
+        }
+        if b > hi {
+            out.push((hi + 1, b));
+        }
+    }
+    out
+}
+
+fn render_range(f: Family, (lo, hi): (u128, u128)) -> String {
+    let show = |x: u128| match f {
+        Family::V4 => Ipv4Addr::from(x as u32).to_string(),
+        Family::V6 => Ipv6Addr::from(x).to_string(),
+    };
+    if lo == hi {
+        show(lo)
+    } else {
+        format!("{}-{}", show(lo), show(hi))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtract_splits_and_trims() {
+        let r = subtract(&[(0, 255)], (16, 31));
+        assert_eq!(r, vec![(0, 15), (32, 255)]);
+        assert_eq!(subtract(&r, (0, 20)), vec![(32, 255)]);
+        assert_eq!(subtract(&[(5, 5)], (5, 5)), vec![]);
+        assert_eq!(subtract(&[(0, 10)], (10, 20)), vec![(0, 9)]);
+    }
+
+    #[test]
+    fn ports_split_into_matches_and_names() {
+        let rule = |protocol, port| PortRule { protocol, port };
+        let (numbered, named) = split_ports(&[
+            rule(Protocol::Tcp, Some(PortRef::Number { port: 80, end: 80 })),
+            rule(Protocol::Tcp, Some(PortRef::Number { port: 81, end: 90 })),
+            rule(Protocol::Udp, None),
+            rule(Protocol::Sctp, Some(PortRef::Named("http".into()))),
+        ]);
+        assert_eq!(
+            numbered,
+            vec!["meta l4proto tcp th dport 80-90", "meta l4proto udp"]
+        );
+        assert_eq!(named.len(), 1);
+        assert_eq!(split_ports(&[]).0, vec![String::new()]);
+    }
+}

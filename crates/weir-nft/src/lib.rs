@@ -1,0 +1,252 @@
+//! weir's dataplane: the policy of a node as one nftables table (`inet weir`).
+//!
+//! [`compile`] turns the engine's view of a cluster into a [`Ruleset`], a plain model of
+//! sets, maps and chains; [`Ruleset::render`] writes it as one `nft -f` transaction that
+//! replaces the whole table atomically, and [`Ruleset::delta`] as the smaller transaction
+//! that turns one ruleset into another (set elements, single chains). Applying is in
+//! [`apply`], behind the [`apply::Nft`] trait so the logic is tested without root.
+//!
+//! Shape of the table (the doctrine of Calico's nftables mode and kube-proxy's nft mode):
+//! - two base chains on the forward hook: `egress` (priority -1) then `ingress` (0); each
+//!   accepts `established,related` first and drops `invalid`. An accept in `egress` lets
+//!   the packet on to `ingress`; a drop anywhere is final.
+//! - dispatch by address through verdict maps (`egress4`, `ingress6`, …): O(1) per packet,
+//!   however many pods and policies. Endpoints that no policy isolates have no element and
+//!   are not touched.
+//! - a map element jumps to a *group* chain shared by every endpoint isolated by the same
+//!   policies; it jumps to one chain per policy and ends in drop. Rules therefore grow with
+//!   endpoint groups + policy rules, never endpoints × policies.
+//! - selector peers are named address sets shared between rules (one per distinct
+//!   selector), ipBlocks are interval sets (except already subtracted), named ports are
+//!   (address . protocol . port) sets. No anonymous sets in rules: they cost super-linearly.
+
+pub mod apply;
+mod compile;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+pub use compile::{compile, Scope};
+
+/// The table weir owns; nothing outside it is ever touched.
+pub const TABLE: &str = "inet weir";
+
+/// A named set or verdict map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Set {
+    /// The declaration body before the elements, e.g. `type ipv4_addr; flags interval;`.
+    pub spec: String,
+    pub comment: Option<String>,
+    /// Rendered elements (`10.0.0.1`, `10.0.0.0-10.0.0.255`, `10.0.0.1 . 6 . 80`,
+    /// `10.0.0.1 : jump ig-…`); ordered so rendering and deltas are deterministic.
+    pub elements: BTreeSet<String>,
+}
+
+/// Where a chain is rendered: chains that are jumped to come before their callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChainKind {
+    Policy,
+    Group,
+    Base,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub kind: ChainKind,
+    /// `type filter hook forward priority 0; policy accept;` for base chains.
+    pub header: Option<String>,
+    pub rules: Vec<String>,
+}
+
+/// What one node's table holds. Two rulesets compare equal when their tables would list
+/// the same (counters aside).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub sets: BTreeMap<String, Set>,
+    pub chains: BTreeMap<String, Chain>,
+}
+
+/// Sizes, for logs, metrics and the benchmark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Size {
+    pub sets: usize,
+    pub elements: usize,
+    pub chains: usize,
+    pub rules: usize,
+}
+
+fn write_elements(out: &mut String, elements: impl IntoIterator<Item = impl AsRef<str>>) {
+    let mut first = true;
+    for e in elements {
+        out.push_str(if first { " " } else { ", " });
+        out.push_str(e.as_ref());
+        first = false;
+    }
+    out.push_str(" }");
+}
+
+impl Ruleset {
+    pub fn size(&self) -> Size {
+        Size {
+            sets: self.sets.len(),
+            elements: self.sets.values().map(|s| s.elements.len()).sum(),
+            chains: self.chains.len(),
+            rules: self.chains.values().map(|c| c.rules.len()).sum(),
+        }
+    }
+
+    fn chains_in_order(&self) -> Vec<(&String, &Chain)> {
+        let mut chains: Vec<_> = self.chains.iter().collect();
+        chains.sort_by_key(|(name, c)| (c.kind, name.as_str()));
+        chains
+    }
+
+    /// The whole table as one transaction that replaces any previous `weir` table:
+    /// `table` (so the delete cannot fail), `delete table`, then the new table. The
+    /// kernel swaps it in at commit: there is never a moment without rules.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(256 + self.size().elements * 24);
+        let _ = writeln!(out, "table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{");
+        for (name, set) in &self.sets {
+            let kind = if set.spec.contains(": verdict") {
+                "map"
+            } else {
+                "set"
+            };
+            let _ = write!(out, "  {kind} {name} {{ {}", set.spec);
+            if let Some(c) = &set.comment {
+                let _ = write!(out, " comment {};", quote(c));
+            }
+            if !set.elements.is_empty() {
+                out.push_str(" elements = {");
+                write_elements(&mut out, &set.elements);
+                out.push(';');
+            }
+            out.push_str(" }\n");
+        }
+        for (name, chain) in self.chains_in_order() {
+            let _ = writeln!(out, "  chain {name} {{");
+            if let Some(h) = &chain.header {
+                let _ = writeln!(out, "    {h}");
+            }
+            for r in &chain.rules {
+                let _ = writeln!(out, "    {r}");
+            }
+            out.push_str("  }\n");
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// The transaction that turns `old` (what the kernel holds) into `self`, touching only
+    /// what differs: set elements added and deleted, changed chains flushed and refilled,
+    /// new objects added, vanished ones deleted after nothing refers to them. `None` when
+    /// a declaration itself changed (a set's type, a base chain's hook): then only a full
+    /// replace is right. An empty string means nothing to do.
+    pub fn delta(&self, old: &Ruleset) -> Option<String> {
+        let mut out = String::new();
+        // 1. New sets and chains, so later elements and rules can refer to them.
+        for (name, set) in &self.sets {
+            match old.sets.get(name) {
+                Some(o) if o.spec != set.spec || o.comment != set.comment => return None,
+                Some(_) => {}
+                None => {
+                    let kind = if set.spec.contains(": verdict") {
+                        "map"
+                    } else {
+                        "set"
+                    };
+                    let _ = write!(out, "add {kind} {TABLE} {name} {{ {}", set.spec);
+                    if let Some(c) = &set.comment {
+                        let _ = write!(out, " comment {};", quote(c));
+                    }
+                    out.push_str(" }\n");
+                }
+            }
+        }
+        for (name, chain) in &self.chains {
+            match old.chains.get(name) {
+                Some(o) if o.header != chain.header || o.kind != chain.kind => return None,
+                Some(_) => {}
+                None if chain.header.is_some() => return None,
+                None => {
+                    let _ = writeln!(out, "add chain {TABLE} {name}");
+                }
+            }
+        }
+        // 2. Elements: deletions first (a map element may change its verdict), then additions.
+        for (name, set) in &self.sets {
+            let empty = BTreeSet::new();
+            let before = old.sets.get(name).map_or(&empty, |o| &o.elements);
+            let gone: Vec<&String> = before.difference(&set.elements).collect();
+            if !gone.is_empty() {
+                let _ = write!(out, "delete element {TABLE} {name} {{");
+                write_elements(&mut out, gone);
+                out.push('\n');
+            }
+        }
+        for (name, set) in &self.sets {
+            let empty = BTreeSet::new();
+            let before = old.sets.get(name).map_or(&empty, |o| &o.elements);
+            let new: Vec<&String> = set.elements.difference(before).collect();
+            if !new.is_empty() {
+                let _ = write!(out, "add element {TABLE} {name} {{");
+                write_elements(&mut out, new);
+                out.push('\n');
+            }
+        }
+        // 3. Changed chains are flushed and refilled; chains going away are emptied first,
+        //    so nothing jumps to them or uses their sets when they are deleted.
+        for (name, chain) in self.chains_in_order() {
+            let before = old.chains.get(name);
+            if before.is_some_and(|o| o.rules == chain.rules) {
+                continue;
+            }
+            if before.is_some_and(|o| !o.rules.is_empty()) {
+                let _ = writeln!(out, "flush chain {TABLE} {name}");
+            }
+            for r in &chain.rules {
+                let _ = writeln!(out, "add rule {TABLE} {name} {r}");
+            }
+        }
+        let removed: Vec<&String> = old
+            .chains
+            .keys()
+            .filter(|n| !self.chains.contains_key(*n))
+            .collect();
+        for name in &removed {
+            let _ = writeln!(out, "flush chain {TABLE} {name}");
+        }
+        for name in &removed {
+            let _ = writeln!(out, "delete chain {TABLE} {name}");
+        }
+        for name in old.sets.keys().filter(|n| !self.sets.contains_key(*n)) {
+            let kind = if old.sets[name].spec.contains(": verdict") {
+                "map"
+            } else {
+                "set"
+            };
+            let _ = writeln!(out, "delete {kind} {TABLE} {name}");
+        }
+        Some(out)
+    }
+}
+
+/// An nft string literal. Comments come from policy names (DNS names) and selector text,
+/// so only quotes and backslashes need care; they are replaced rather than escaped
+/// because nft 1.0 has no escape syntax in strings. nft caps comments at 128 bytes.
+fn quote(s: &str) -> String {
+    let mut clean: String = s
+        .chars()
+        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+        .collect();
+    if clean.len() > 120 {
+        let mut cut = 117;
+        while !clean.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        clean.truncate(cut);
+        clean.push_str("...");
+    }
+    format!("\"{clean}\"")
+}

@@ -1,0 +1,128 @@
+//! The generated table for the seed example, and its shape at scale.
+
+use weir_engine::Engine;
+use weir_manifest::{load_paths, LoadOptions};
+use weir_nft::apply::{Enforcer, FakeNft, Mode};
+use weir_nft::{compile, Scope};
+
+fn todos() -> weir_model::Cluster {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/todos");
+    let mut cluster = load_paths(&[root], LoadOptions::default())
+        .expect("examples load")
+        .cluster;
+    // The lab gives pods addresses; do the same here so the table has elements.
+    for (i, ep) in cluster.endpoints.iter_mut().enumerate() {
+        ep.ips = vec![format!("10.244.0.{}", i + 1).parse().unwrap()];
+    }
+    cluster
+}
+
+#[test]
+fn todos_table_snapshot() {
+    let cluster = todos();
+    let engine = Engine::new(&cluster);
+    insta::assert_snapshot!(compile(&engine, Scope::All).render());
+}
+
+#[test]
+fn scope_limits_dispatch_to_local_endpoints() {
+    let cluster = todos();
+    let engine = Engine::new(&cluster);
+    let redis = cluster.endpoint_index("production/redis").unwrap();
+    let rs = compile(&engine, Scope::Endpoints(&[redis]));
+    let ingress = &rs.sets["ingress4"].elements;
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    let ip = cluster.endpoints[redis].ips[0];
+    assert!(ingress.iter().next().unwrap().starts_with(&format!("{ip} : jump ig-")));
+    // Only the policies selecting redis get chains.
+    assert!(rs.chains.contains_key("in/production/data-from-logic-redis"));
+    assert!(!rs.chains.contains_key("in/production/logic-from-any-http"));
+}
+
+#[test]
+fn enforcer_checks_then_replaces_then_sends_deltas() {
+    let mut cluster = todos();
+    let engine = Engine::new(&cluster);
+    let first = compile(&engine, Scope::All);
+    let mut enforcer = Enforcer::new(FakeNft::default());
+    assert_eq!(enforcer.apply(first.clone()).unwrap().mode, Mode::Full);
+    assert_eq!(enforcer.apply(first).unwrap().mode, Mode::Unchanged);
+    // A new pod labelled into the logic tier: only set elements change.
+    let mut pod = cluster.endpoints[0].clone();
+    pod.name = "newcomer".into();
+    pod.namespace = "production".into();
+    pod.labels = [("networking/logic".to_string(), "true".to_string())].into();
+    pod.ips = vec!["10.244.0.99".parse().unwrap()];
+    cluster.endpoints.push(pod);
+    let engine = Engine::new(&cluster);
+    let applied = enforcer.apply(compile(&engine, Scope::All)).unwrap();
+    assert_eq!(applied.mode, Mode::Delta);
+    let scripts = enforcer.nft().scripts.lock().unwrap().clone();
+    let kinds: Vec<(bool, bool)> = scripts
+        .iter()
+        .map(|(s, check)| (s.starts_with("table inet weir\ndelete table"), *check))
+        .collect();
+    assert_eq!(kinds, vec![(true, true), (true, false), (false, false)]);
+    let delta = &scripts[2].0;
+    assert!(delta.contains("add element inet weir sel-"), "{delta}");
+    assert!(delta.contains("10.244.0.99"), "{delta}");
+    assert!(!delta.contains("flush chain"), "no chain needed rewriting: {delta}");
+}
+
+#[test]
+fn failed_delta_falls_back_to_a_full_replace_and_failed_full_keeps_state() {
+    let cluster = todos();
+    let engine = Engine::new(&cluster);
+    let rs = compile(&engine, Scope::All);
+    let mut changed = rs.clone();
+    changed.chains.get_mut("in/production/data-from-logic-redis").unwrap().rules.pop();
+    let nft = FakeNft {
+        reject_containing: Some("flush chain".into()),
+        ..Default::default()
+    };
+    let mut enforcer = Enforcer::new(nft);
+    enforcer.apply(rs.clone()).unwrap();
+    assert_eq!(enforcer.apply(changed.clone()).unwrap().mode, Mode::Full);
+    assert_eq!(enforcer.current(), Some(&changed));
+
+    let nft = FakeNft {
+        reject_containing: Some("table inet weir".into()),
+        ..Default::default()
+    };
+    let mut enforcer = Enforcer::new(nft);
+    assert!(enforcer.apply(rs).is_err());
+    assert_eq!(enforcer.current(), None, "nothing recorded as applied");
+}
+
+#[test]
+fn rules_grow_with_groups_and_policy_rules_not_their_product() {
+    use weir_model::{LabelSelector, Policy, Rule};
+    let mut cluster = todos();
+    let template = cluster.endpoints[0].clone();
+    for i in 0..300 {
+        let mut ep = template.clone();
+        ep.name = format!("p{i}");
+        ep.namespace = "production".into();
+        ep.labels = [("app".to_string(), format!("a{}", i % 10))].into();
+        ep.ips = vec![format!("10.245.{}.{}", i / 200, i % 200 + 1).parse().unwrap()];
+        cluster.endpoints.push(ep);
+    }
+    for i in 0..200 {
+        cluster.policies.push(Policy {
+            namespace: "production".into(),
+            name: format!("np{i}"),
+            pod_selector: LabelSelector::default(), // every pod, every policy
+            isolates_ingress: true,
+            isolates_egress: false,
+            ingress: vec![Rule::default()],
+            egress: vec![],
+            origin: Default::default(),
+        });
+    }
+    let engine = Engine::new(&cluster);
+    let size = compile(&engine, Scope::All).size();
+    // 300 endpoints × 200 policies would be 60,000; groups (≈ 13) × policies plus
+    // the policies' own rules is a few thousand.
+    assert!(size.rules < 5_000, "{size:?}");
+    assert!(size.elements >= 300, "{size:?}");
+}
