@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Label keys to values, ordered so output and hashing are deterministic.
 pub type Labels = BTreeMap<String, String>;
@@ -39,7 +39,7 @@ pub struct Namespace {
 }
 
 /// The transport protocols a NetworkPolicy port may name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Protocol {
     #[serde(rename = "TCP")]
     Tcp,

@@ -44,67 +44,123 @@ pub fn parse_probes(s: &str) -> Result<Vec<Probe>, String> {
         .collect()
 }
 
+/// The engine's verdicts as a [`Verdicts`] grid.
+pub fn engine_verdicts(engine: &Engine, probes: &[Probe]) -> Verdicts {
+    let eps = &engine.cluster().endpoints;
+    let mut cells = Vec::with_capacity(eps.len() * eps.len() * probes.len());
+    for a in 0..eps.len() {
+        for b in 0..eps.len() {
+            let allowed = engine.allowed(Node::Endpoint(a), Node::Endpoint(b));
+            cells.extend(probes.iter().map(|p| Some(allowed.contains(p.protocol, p.port))));
+        }
+    }
+    Verdicts {
+        endpoints: eps.iter().map(|e| e.id()).collect(),
+        probes: probes.to_vec(),
+        cells,
+    }
+}
+
 pub fn render_matrix(
     engine: &Engine,
     probes: &[Probe],
     format: Format,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let eps = &engine.cluster().endpoints;
-    let n = eps.len();
-    match format {
-        Format::Csv => {
-            writeln!(out, "src,dst,protocol,port,verdict")?;
-            for (a, src) in eps.iter().enumerate() {
-                let src = csv_field(&src.id());
-                for (b, dst) in eps.iter().enumerate() {
-                    let allowed = engine.allowed(Node::Endpoint(a), Node::Endpoint(b));
-                    let dst = csv_field(&dst.id());
-                    for p in probes {
-                        let v = if allowed.contains(p.protocol, p.port) {
-                            "allow"
-                        } else {
-                            "deny"
-                        };
-                        writeln!(out, "{src},{dst},{},{},{v}", p.protocol, p.port)?;
+    engine_verdicts(engine, probes).render(format, out)
+}
+
+/// Verdicts for every ordered endpoint pair (self included) and probe, whoever decided
+/// them (the engine, or real probes in the lab). `None`: no verdict could be observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdicts {
+    pub endpoints: Vec<String>,
+    pub probes: Vec<Probe>,
+    /// Row-major: `[(src * n + dst) * probes + probe]`.
+    pub cells: Vec<Option<bool>>,
+}
+
+fn verdict_word(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "allow",
+        Some(false) => "deny",
+        None => "error",
+    }
+}
+
+impl Verdicts {
+    pub fn get(&self, src: usize, dst: usize, probe: usize) -> Option<bool> {
+        self.cells[(src * self.endpoints.len() + dst) * self.probes.len() + probe]
+    }
+
+    /// Every cell where the two grids differ: (src, dst, probe, mine, theirs).
+    pub fn disagreements(&self, other: &Verdicts) -> Vec<(String, String, Probe, Option<bool>, Option<bool>)> {
+        let n = self.endpoints.len();
+        let mut out = Vec::new();
+        for a in 0..n {
+            for b in 0..n {
+                for (k, p) in self.probes.iter().enumerate() {
+                    let (x, y) = (self.get(a, b, k), other.get(a, b, k));
+                    if x != y {
+                        out.push((self.endpoints[a].clone(), self.endpoints[b].clone(), *p, x, y));
                     }
                 }
             }
         }
-        Format::Table => {
-            let mut t = table();
-            let mut header = vec!["from \\ to".to_string()];
-            header.extend(eps.iter().map(|e| e.id()));
-            t.set_header(header);
-            for (a, src) in eps.iter().enumerate() {
-                let mut row = vec![src.id()];
-                for b in 0..n {
-                    let allowed = engine.allowed(Node::Endpoint(a), Node::Endpoint(b));
-                    let cell: Vec<String> = probes
-                        .iter()
-                        .map(|p| {
-                            format!(
-                                "{}{p}",
-                                if allowed.contains(p.protocol, p.port) {
-                                    "✔ "
-                                } else {
-                                    "✘ "
-                                }
-                            )
-                        })
-                        .collect();
-                    row.push(cell.join("\n"));
-                }
-                t.add_row(row);
-            }
-            writeln!(out, "{t}")?;
-        }
-        other => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("matrix supports -o csv|table, not {other}"),
-            ))
-        }
+        out
     }
-    Ok(())
+
+    /// `csv` (the contract: `src,dst,protocol,port,verdict`) or `table`.
+    pub fn render(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+        let n = self.endpoints.len();
+        match format {
+            Format::Csv => {
+                writeln!(out, "src,dst,protocol,port,verdict")?;
+                for a in 0..n {
+                    let src = csv_field(&self.endpoints[a]);
+                    for b in 0..n {
+                        let dst = csv_field(&self.endpoints[b]);
+                        for (k, p) in self.probes.iter().enumerate() {
+                            let v = verdict_word(self.get(a, b, k));
+                            writeln!(out, "{src},{dst},{},{},{v}", p.protocol, p.port)?;
+                        }
+                    }
+                }
+            }
+            Format::Table => {
+                let mut t = table();
+                let mut header = vec!["from \\ to".to_string()];
+                header.extend(self.endpoints.iter().cloned());
+                t.set_header(header);
+                for a in 0..n {
+                    let mut row = vec![self.endpoints[a].clone()];
+                    for b in 0..n {
+                        let cell: Vec<String> = self
+                            .probes
+                            .iter()
+                            .enumerate()
+                            .map(|(k, p)| {
+                                let mark = match self.get(a, b, k) {
+                                    Some(true) => "✔",
+                                    Some(false) => "✘",
+                                    None => "?",
+                                };
+                                format!("{mark} {p}")
+                            })
+                            .collect();
+                        row.push(cell.join("\n"));
+                    }
+                    t.add_row(row);
+                }
+                writeln!(out, "{t}")?;
+            }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("matrix supports -o csv|table, not {other}"),
+                ))
+            }
+        }
+        Ok(())
+    }
 }

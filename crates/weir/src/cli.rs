@@ -18,13 +18,16 @@ pub mod exit {
     pub const INVALID: u8 = 2;
     /// `explain`: the connection is denied.
     pub const DENIED: u8 = 3;
+    /// `probe --compare`: the dataplane disagreed with the engine (or a probe failed).
+    pub const DISAGREE: u8 = 4;
 }
 
 const EXIT_CODES: &str = "Exit codes:
   0  success (explain: the connection is allowed)
   1  failure while running (IO, internal error)
   2  invalid input: manifests that fail validation (file:line:col, field, message), bad arguments
-  3  explain: the connection is denied";
+  3  explain: the connection is denied
+  4  probe --compare: observed traffic disagrees with the engine, or a probe failed";
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Kubernetes NetworkPolicy engine: who can talk to whom, and why.", after_help = EXIT_CODES)]
@@ -93,6 +96,16 @@ enum Command {
         #[arg(short, long, default_value = "text")]
         output: Format,
     },
+    /// A lab of real pods: one network namespace per endpoint, routed like a CNI.
+    #[command(subcommand)]
+    Lab(crate::lab::LabCommand),
+    /// Programs the policy into nftables (table `inet weir`) of a lab's nodes or a namespace.
+    #[command(after_help = EXIT_CODES)]
+    Enforce(crate::lab::EnforceArgs),
+    /// Real TCP/UDP/SCTP connections between every pair of endpoints in a lab, under weir's
+    /// dataplane; prints the matrix CSV contract (or a table).
+    #[command(after_help = EXIT_CODES)]
+    Probe(crate::lab::ProbeArgs),
     /// Benchmarks on synthetic clusters.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -125,7 +138,7 @@ pub(crate) fn load(input: &Input) -> Result<weir_manifest::Loaded, Failure> {
     }
 }
 
-fn engine_options(input: &Input) -> Options {
+pub(crate) fn engine_options(input: &Input) -> Options {
     Options {
         ipblock_matches_pods: !input.no_ipblock_pods,
     }
@@ -212,6 +225,9 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
                 exit::DENIED
             }
         }
+        Command::Lab(cmd) => crate::lab::lab(cmd, &mut out)?,
+        Command::Enforce(args) => crate::lab::enforce(args, &mut out)?,
+        Command::Probe(args) => crate::lab::probe(args, &mut out)?,
         Command::Bench(cmd) => crate::bench::run(cmd, &mut out)?,
     };
     out.flush().context("writing output")?;

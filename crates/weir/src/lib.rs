@@ -3,5 +3,6 @@
 
 mod bench;
 mod cli;
+mod lab;
 
 pub use cli::run;

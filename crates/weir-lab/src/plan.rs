@@ -1,0 +1,288 @@
+//! The lab as data: which namespaces, links, addresses and routes a cluster needs.
+//!
+//! Topology (routed, like Calico): every pod is a network namespace whose `eth0` holds
+//! its /32 (and /128) and a default route to the link-local gateway 169.254.1.1 /
+//! fe80::1; the node side of the veth answers ARP for it (proxy_arp) and routes each pod
+//! address to its veth. Nodes are namespaces with an uplink to one *fabric* namespace that
+//! routes every pod address to its node, so pods on different nodes talk across two
+//! forwarding hops, each node enforcing its own pods (egress on the source node, ingress on
+//! the destination node). hostNetwork endpoints get a namespace of their own on the fabric,
+//! like a remote host: the engine judges their traffic by address (ipBlock), and so does
+//! the dataplane. Nothing here touches the caller's namespace except to create veth pairs
+//! directly inside lab namespaces.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+use weir_model::{Cluster, Protocol};
+
+/// The link-local gateway every pod routes through (Calico's choice).
+const POD_GATEWAY_V4: &str = "169.254.1.1";
+const POD_GATEWAY_V6: &str = "fe80::1";
+/// The fabric's address on every uplink.
+const FABRIC_V4: &str = "169.254.0.254";
+const FABRIC_V6: &str = "fe80::fab";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub netns: String,
+    pub uplink_v4: Ipv4Addr,
+    pub uplink_v6: Ipv6Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodState {
+    /// `namespace/name` of the endpoint.
+    pub id: String,
+    pub netns: String,
+    /// Index into `nodes`; `None` for a hostNetwork endpoint (its own host on the fabric).
+    pub node: Option<usize>,
+    /// The veth end on the node (or fabric) side.
+    pub host_if: String,
+    pub ips: Vec<IpAddr>,
+    /// TCP and UDP ports the lab's listener answers on with the pod's name.
+    pub listen: Vec<(Protocol, u16)>,
+    /// For hostNetwork endpoints: the uplink's link-local v6 address.
+    pub uplink_v6: Option<Ipv6Addr>,
+}
+
+/// Everything needed to rebuild, use or tear down a lab; saved as JSON beside it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    pub name: String,
+    pub fabric: String,
+    pub nodes: Vec<NodeState>,
+    /// One per endpoint of the cluster, same order.
+    pub pods: Vec<PodState>,
+    pub serve_pid: Option<u32>,
+}
+
+/// The prefix of every namespace of lab `name`: leftovers are easy to find and remove.
+pub fn prefix(name: &str) -> String {
+    format!("wl-{name}-")
+}
+
+/// Lays the cluster out on `nodes` nodes: namespaces, node placement (round robin), and
+/// addresses for endpoints that have none (10.244.0.0/16 and fd00:244::/64, skipping
+/// addresses in use). Every endpoint gets both families so a connection of either family
+/// can be made; the primary family is kept. Returns the cluster as deployed.
+pub fn plan(cluster: &Cluster, name: &str, nodes: usize, extra_listen: &[(Protocol, u16)]) -> (LabState, Cluster) {
+    let nodes = nodes.max(1);
+    let p = prefix(name);
+    let mut deployed = cluster.clone();
+    let used: std::collections::HashSet<IpAddr> =
+        cluster.endpoints.iter().flat_map(|e| e.ips.iter().copied()).collect();
+    let mut next = 0u32;
+    let mut fresh = |v6: bool| loop {
+        next += 1;
+        let ip: IpAddr = if v6 {
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0x244, 0, 0, 0, 0, (next >> 16) as u16, next as u16))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, 244, (next >> 8) as u8, next as u8))
+        };
+        if !used.contains(&ip) && next % 256 != 0 && next % 256 != 255 {
+            return ip;
+        }
+    };
+    for ep in &mut deployed.endpoints {
+        for v6 in [false, true] {
+            if ep.ip_of_family(v6).is_none() {
+                let ip = fresh(v6);
+                ep.ips.push(ip);
+            }
+        }
+    }
+    let node_states = (0..nodes)
+        .map(|k| NodeState {
+            netns: format!("{p}n{k}"),
+            uplink_v4: uplink_v4(k),
+            uplink_v6: uplink_v6(k),
+        })
+        .collect();
+    let mut placed = 0;
+    let mut hosts = nodes;
+    let pods = deployed
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, ep)| {
+            let mut listen: Vec<(Protocol, u16)> = ep
+                .ports
+                .iter()
+                .filter(|c| c.protocol != Protocol::Sctp)
+                .map(|c| (c.protocol, c.port))
+                .chain(extra_listen.iter().copied().filter(|(p, _)| *p != Protocol::Sctp))
+                .collect();
+            listen.sort();
+            listen.dedup();
+            let (netns, node, host_if, uplink) = if ep.host_network {
+                hosts += 1;
+                (format!("{p}h{i}"), None, format!("fh{i}"), Some(uplink_v6(hosts - 1)))
+            } else {
+                placed += 1;
+                (format!("{p}p{i}"), Some((placed - 1) % nodes), format!("wp{i}"), None)
+            };
+            PodState {
+                id: ep.id(),
+                netns,
+                node,
+                host_if,
+                ips: ep.ips.clone(),
+                listen,
+                uplink_v6: uplink,
+            }
+        })
+        .collect();
+    let state = LabState {
+        name: name.to_string(),
+        fabric: format!("{p}fab"),
+        nodes: node_states,
+        pods,
+        serve_pid: None,
+    };
+    (state, deployed)
+}
+
+fn uplink_v4(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(169, 254, 100 + (k / 250) as u8, (k % 250) as u8 + 1)
+}
+
+fn uplink_v6(k: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0x100, k as u16 + 1)
+}
+
+/// One unit of work for a [`crate::host::Host`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `ip -batch` lines, in a namespace or (None) in the caller's.
+    Batch(Option<String>, Vec<String>),
+    Sysctl(String, Vec<&'static str>),
+}
+
+fn prefix_len(ip: &IpAddr) -> u8 {
+    if ip.is_ipv6() {
+        128
+    } else {
+        32
+    }
+}
+
+const ROUTER_SYSCTLS: [&str; 5] = [
+    "net.ipv4.ip_forward=1",
+    "net.ipv6.conf.all.forwarding=1",
+    "net.ipv4.conf.all.rp_filter=0",
+    "net.ipv4.conf.default.rp_filter=0",
+    "net.ipv4.conf.all.proxy_arp=1",
+];
+
+/// Everything `lab up` runs, in order.
+pub fn steps(state: &LabState) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut all: Vec<&str> = vec![state.fabric.as_str()];
+    all.extend(state.nodes.iter().map(|n| n.netns.as_str()));
+    all.extend(state.pods.iter().map(|p| p.netns.as_str()));
+    out.push(Step::Batch(
+        None,
+        all.iter().map(|n| format!("netns add {n}")).collect(),
+    ));
+    // veth pairs created directly inside lab namespaces.
+    let mut links = Vec::new();
+    for (k, node) in state.nodes.iter().enumerate() {
+        links.push(format!(
+            "link add name up0 netns {} type veth peer name fn{k} netns {}",
+            node.netns, state.fabric
+        ));
+    }
+    for pod in &state.pods {
+        let (inner, outer_ns) = match pod.node {
+            Some(k) => ("eth0", state.nodes[k].netns.as_str()),
+            None => ("up0", state.fabric.as_str()),
+        };
+        links.push(format!(
+            "link add name {inner} netns {} type veth peer name {} netns {outer_ns}",
+            pod.netns, pod.host_if
+        ));
+    }
+    out.push(Step::Batch(None, links));
+    for ns in std::iter::once(&state.fabric).chain(state.nodes.iter().map(|n| &n.netns)) {
+        out.push(Step::Sysctl(ns.clone(), ROUTER_SYSCTLS.to_vec()));
+    }
+    // Fabric: a /32 to each uplink, each pod address via its node, host addresses direct.
+    let mut fabric = vec!["link set lo up".to_string()];
+    for (k, node) in state.nodes.iter().enumerate() {
+        fabric.push(format!("link set fn{k} up"));
+        fabric.push(format!("addr add {FABRIC_V4}/32 dev fn{k}"));
+        fabric.push(format!("addr add {FABRIC_V6}/64 dev fn{k} nodad"));
+        fabric.push(format!("route add {}/32 dev fn{k}", node.uplink_v4));
+    }
+    for pod in &state.pods {
+        match pod.node {
+            Some(k) => {
+                let node = &state.nodes[k];
+                for ip in &pod.ips {
+                    let via = if ip.is_ipv6() {
+                        node.uplink_v6.to_string()
+                    } else {
+                        node.uplink_v4.to_string()
+                    };
+                    fabric.push(format!("route add {ip}/{} via {via} dev fn{k}", prefix_len(ip)));
+                }
+            }
+            None => {
+                fabric.push(format!("link set {} up", pod.host_if));
+                fabric.push(format!("addr add {FABRIC_V4}/32 dev {}", pod.host_if));
+                fabric.push(format!("addr add {FABRIC_V6}/64 dev {} nodad", pod.host_if));
+                for ip in &pod.ips {
+                    fabric.push(format!("route add {ip}/{} dev {}", prefix_len(ip), pod.host_if));
+                }
+            }
+        }
+    }
+    out.push(Step::Batch(Some(state.fabric.clone()), fabric));
+    // Nodes: uplink, default route to the fabric, a /32 per local pod on its veth.
+    for (k, node) in state.nodes.iter().enumerate() {
+        let mut lines = vec![
+            "link set lo up".to_string(),
+            "link set up0 up".to_string(),
+            format!("addr add {}/32 dev up0", node.uplink_v4),
+            format!("addr add {}/64 dev up0 nodad", node.uplink_v6),
+            format!("route add {FABRIC_V4}/32 dev up0"),
+            format!("route add default via {FABRIC_V4} dev up0"),
+            format!("route add default via {FABRIC_V6} dev up0"),
+        ];
+        for pod in state.pods.iter().filter(|p| p.node == Some(k)) {
+            lines.push(format!("link set {} up", pod.host_if));
+            lines.push(format!("addr add {POD_GATEWAY_V6}/64 dev {} nodad", pod.host_if));
+            for ip in &pod.ips {
+                lines.push(format!("route add {ip}/{} dev {}", prefix_len(ip), pod.host_if));
+            }
+        }
+        out.push(Step::Batch(Some(node.netns.clone()), lines));
+    }
+    // Pods (and hostNetwork hosts).
+    for pod in &state.pods {
+        let dev = if pod.node.is_some() { "eth0" } else { "up0" };
+        let mut lines = vec!["link set lo up".to_string(), format!("link set {dev} up")];
+        for ip in &pod.ips {
+            let nodad = if ip.is_ipv6() { " nodad" } else { "" };
+            lines.push(format!("addr add {ip}/{} dev {dev}{nodad}", prefix_len(ip)));
+        }
+        match (pod.node, pod.uplink_v6) {
+            (Some(_), _) => {
+                lines.push(format!("route add {POD_GATEWAY_V4}/32 dev eth0 scope link"));
+                lines.push(format!("route add default via {POD_GATEWAY_V4} dev eth0"));
+                lines.push(format!("route add default via {POD_GATEWAY_V6} dev eth0"));
+            }
+            (None, uplink) => {
+                if let Some(ll) = uplink {
+                    lines.push(format!("addr add {ll}/64 dev up0 nodad"));
+                }
+                lines.push(format!("route add {FABRIC_V4}/32 dev up0"));
+                lines.push(format!("route add default via {FABRIC_V4} dev up0"));
+                lines.push(format!("route add default via {FABRIC_V6} dev up0"));
+            }
+        }
+        out.push(Step::Batch(Some(pod.netns.clone()), lines));
+    }
+    out
+}

@@ -1,0 +1,280 @@
+//! Real connections between lab pods: TCP connect and read the name, UDP request/reply,
+//! SCTP INIT seen arriving. Many probes run at once on worker threads that enter each
+//! source pod's namespace; every probe is bounded by a timeout.
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
+use weir_model::Protocol;
+
+use crate::netns::{self, Handles};
+use crate::plan::LabState;
+use crate::sctp;
+
+/// One connection to try: from pod `src` to pod `dst`'s primary address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub src: usize,
+    pub dst: usize,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// What happened on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The destination answered (TCP/UDP: with this name; SCTP: the INIT arrived).
+    Reached(Option<String>),
+    /// The packet reached the destination, which had no listener (RST / port unreachable):
+    /// the policy let it through.
+    Refused,
+    /// No answer before the timeout: dropped.
+    Timeout,
+    /// The probe itself failed (no route, socket error): neither verdict can be claimed.
+    Failed(String),
+}
+
+impl Outcome {
+    /// The policy verdict the probe observed, if it observed one.
+    pub fn allowed(&self) -> Option<bool> {
+        match self {
+            Outcome::Reached(_) | Outcome::Refused => Some(true),
+            Outcome::Timeout => Some(false),
+            Outcome::Failed(_) => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeOptions {
+    pub timeout: Duration,
+    /// Probes in flight at once.
+    pub parallel: usize,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            timeout: Duration::from_millis(600),
+            parallel: 96,
+        }
+    }
+}
+
+fn tcp(dst: SocketAddr, timeout: Duration) -> Outcome {
+    let attempt = || -> io::Result<String> {
+        let s = Socket::new(Domain::for_address(dst), Type::STREAM, None)?;
+        s.connect_timeout(&dst.into(), timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        let mut stream = std::net::TcpStream::from(s);
+        let mut buf = Vec::new();
+        stream.by_ref().take(512).read_to_end(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).trim().to_string())
+    };
+    classify(attempt())
+}
+
+fn udp(dst: SocketAddr, timeout: Duration) -> Outcome {
+    let attempt = || -> io::Result<String> {
+        let s = Socket::new(Domain::for_address(dst), Type::DGRAM, None)?;
+        s.connect(&dst.into())?;
+        s.set_read_timeout(Some(timeout))?;
+        s.send(b"probe")?;
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
+        let n = s.recv(&mut buf)?;
+        // SAFETY: recv initialised the first n bytes.
+        let bytes: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+        Ok(String::from_utf8_lossy(&bytes).trim().to_string())
+    };
+    classify(attempt())
+}
+
+fn classify(result: io::Result<String>) -> Outcome {
+    match result {
+        Ok(name) => Outcome::Reached(Some(name)),
+        Err(e) => match e.kind() {
+            io::ErrorKind::ConnectionRefused => Outcome::Refused,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Outcome::Timeout,
+            _ => Outcome::Failed(e.to_string()),
+        },
+    }
+}
+
+/// INITs seen in destination namespaces, keyed (destination pod, port, initiate tag).
+#[derive(Default)]
+struct Arrivals {
+    seen: Mutex<HashSet<(usize, u16, u32)>>,
+    changed: Condvar,
+}
+
+impl Arrivals {
+    fn wait(&self, key: (usize, u16, u32), timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut seen = self.seen.lock().expect("arrivals lock");
+        loop {
+            if seen.remove(&key) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            seen = self
+                .changed
+                .wait_timeout(seen, deadline - now)
+                .expect("arrivals lock")
+                .0;
+        }
+    }
+}
+
+/// Raw SCTP sockets (both families) in each destination pod, read by one thread.
+fn sctp_collector(
+    state: &LabState,
+    dsts: &HashSet<usize>,
+) -> io::Result<Vec<(usize, IpAddr, Socket)>> {
+    let mut out = Vec::new();
+    for &d in dsts {
+        let sockets = netns::run_in(&state.pods[d].netns, || {
+            let mut v = Vec::new();
+            for (domain, family) in [
+                (Domain::IPV4, IpAddr::from([0, 0, 0, 0])),
+                (Domain::IPV6, IpAddr::from([0u16; 8])),
+            ] {
+                let s = Socket::new(domain, Type::RAW, Some(SockProto::from(sctp::IPPROTO_SCTP)))?;
+                s.set_nonblocking(true)?;
+                v.push((family, s));
+            }
+            Ok(v)
+        })?;
+        out.extend(sockets.into_iter().map(|(f, s)| (d, f, s)));
+    }
+    Ok(out)
+}
+
+fn collect(sockets: &[(usize, IpAddr, Socket)], arrivals: &Arrivals, stop: &AtomicBool) {
+    let mut fds: Vec<libc::pollfd> = sockets
+        .iter()
+        .map(|(_, _, s)| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: valid pollfd array.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
+        if n <= 0 {
+            continue;
+        }
+        for (pfd, (d, family, s)) in fds.iter_mut().zip(sockets) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            pfd.revents = 0;
+            while let Ok(n) = s.recv(&mut buf) {
+                // SAFETY: recv initialised the first n bytes.
+                let bytes: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+                if let Some((port, tag)) = sctp::parse_init(&bytes, *family) {
+                    arrivals.seen.lock().expect("arrivals lock").insert((*d, port, tag));
+                    arrivals.changed.notify_all();
+                }
+            }
+        }
+    }
+}
+
+fn sctp_probe(dst: usize, addr: IpAddr, port: u16, tag: u32, arrivals: &Arrivals, timeout: Duration) -> Outcome {
+    let send = || -> io::Result<()> {
+        let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+        let s = Socket::new(domain, Type::RAW, Some(SockProto::from(sctp::IPPROTO_SCTP)))?;
+        let packet = sctp::init_packet(40000 + (tag % 20000) as u16, port, tag);
+        s.send_to(&packet, &SockAddr::from(SocketAddr::new(addr, 0)))?;
+        Ok(())
+    };
+    match send() {
+        Err(e) => Outcome::Failed(e.to_string()),
+        Ok(()) if arrivals.wait((dst, port, tag), timeout) => Outcome::Reached(None),
+        Ok(()) => Outcome::Timeout,
+    }
+}
+
+/// Runs every job and returns outcomes in job order. Probes that time out are tried once
+/// more with twice the timeout, so a slow machine does not pass for a dropping policy.
+pub fn run(state: &LabState, jobs: &[Job], options: ProbeOptions, progress: &(dyn Fn(usize) + Sync)) -> io::Result<Vec<Outcome>> {
+    let sctp_dsts: HashSet<usize> = jobs
+        .iter()
+        .filter(|j| j.protocol == Protocol::Sctp)
+        .map(|j| j.dst)
+        .collect();
+    let raw = sctp_collector(state, &sctp_dsts)?;
+    let arrivals = Arrivals::default();
+    let stop = AtomicBool::new(false);
+    let handles = Handles::default();
+    let tags = AtomicU32::new(1 + std::process::id().wrapping_mul(7919) % 1_000_000);
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
+    std::thread::scope(|s| {
+        if !raw.is_empty() {
+            s.spawn(|| collect(&raw, &arrivals, &stop));
+        }
+        let mut pending: Vec<usize> = (0..jobs.len()).collect();
+        for round in 0..2 {
+            let timeout = options.timeout * (round + 1);
+            let next = AtomicUsize::new(0);
+            let results = Mutex::new(Vec::with_capacity(pending.len()));
+            let workers = options.parallel.clamp(1, pending.len().max(1));
+            std::thread::scope(|w| {
+                for _ in 0..workers {
+                    w.spawn(|| {
+                        let mut here: Option<usize> = None;
+                        loop {
+                            let k = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&ji) = pending.get(k) else { break };
+                            let job = jobs[ji];
+                            let outcome = (|| {
+                                if here != Some(job.src) {
+                                    let ns = handles.get(&state.pods[job.src].netns)?;
+                                    netns::enter(&ns)?;
+                                    here = Some(job.src);
+                                }
+                                let addr = state.pods[job.dst].ips[0];
+                                Ok::<_, io::Error>(match job.protocol {
+                                    Protocol::Tcp => tcp(SocketAddr::new(addr, job.port), timeout),
+                                    Protocol::Udp => udp(SocketAddr::new(addr, job.port), timeout),
+                                    Protocol::Sctp => {
+                                        let tag = tags.fetch_add(1, Ordering::Relaxed).max(1);
+                                        sctp_probe(job.dst, addr, job.port, tag, &arrivals, timeout)
+                                    }
+                                })
+                            })()
+                            .unwrap_or_else(|e| Outcome::Failed(e.to_string()));
+                            if round == 0 {
+                                progress(1);
+                            }
+                            results.lock().expect("results lock").push((ji, outcome));
+                        }
+                    });
+                }
+            });
+            for (ji, outcome) in results.into_inner().expect("results lock") {
+                outcomes[ji] = Some(outcome);
+            }
+            pending.retain(|&ji| outcomes[ji] == Some(Outcome::Timeout));
+            if pending.is_empty() {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Failed("not run".into())))
+        .collect())
+}

@@ -1,0 +1,247 @@
+//! `weir lab`, `weir enforce`, `weir probe`: wiring for the lab and dataplane crates.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Subcommand};
+use weir_engine::Engine;
+use weir_lab::host::RealHost;
+use weir_lab::probe::ProbeOptions;
+use weir_lab::{Lab, LabOptions};
+use weir_nft::apply::{Enforcer, NftCli};
+use weir_nft::{compile, Scope};
+use weir_report::{Format, Probe};
+
+use crate::cli::{engine_options, exit, load, Failure, Input};
+
+#[derive(Subcommand)]
+pub enum LabCommand {
+    /// Builds the lab for the manifests: namespaces wl-NAME-*, listeners on every
+    /// containerPort and --ports, pods spread over --nodes nodes.
+    Up {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Extra ports every pod listens on, e.g. TCP/80,UDP/53.
+        #[arg(long, value_parser = weir_report::parse_probes, default_value = "")]
+        ports: std::vec::Vec<Probe>,
+    },
+    /// Stops the listeners and deletes every namespace of the lab.
+    Down {
+        /// Lab name.
+        #[arg(long, default_value = "weir")]
+        name: String,
+    },
+    /// Runs the lab's listeners (started by `lab up`; not for direct use).
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct LabArgs {
+    /// Lab name: 1–12 lowercase letters and digits.
+    #[arg(long, default_value = "weir")]
+    name: String,
+    /// Node namespaces to spread pods over (≥ 2 gives cross-node paths).
+    #[arg(long, default_value_t = 2)]
+    nodes: usize,
+}
+
+#[derive(Args)]
+pub struct EnforceArgs {
+    #[command(flatten)]
+    input: Input,
+    /// Program every node of this lab with its own pods' policy.
+    #[arg(long, conflicts_with_all = ["netns", "print"])]
+    lab: Option<String>,
+    /// Program this network namespace (/run/netns/NAME) with the whole cluster's policy.
+    #[arg(long, conflicts_with = "print")]
+    netns: Option<String>,
+    /// Print the nftables transaction instead of applying it.
+    #[arg(long)]
+    print: bool,
+}
+
+#[derive(Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    input: Input,
+    /// Probes, e.g. TCP/80,UDP/53,SCTP/80.
+    #[arg(long, value_parser = weir_report::parse_probes)]
+    ports: std::vec::Vec<Probe>,
+    /// csv | table
+    #[arg(short, long, default_value = "csv")]
+    output: Format,
+    /// Also compute the engine's matrix; print every disagreement and exit 4 if any.
+    #[arg(long)]
+    compare: bool,
+    /// Node namespaces.
+    #[arg(long, default_value_t = 2)]
+    nodes: usize,
+    /// Lab name (default: unique per run).
+    #[arg(long)]
+    name: Option<String>,
+    /// Leave the lab up afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Per-probe timeout in milliseconds (a timed-out probe is retried once with twice as long).
+    #[arg(long, default_value_t = 600)]
+    timeout_ms: u64,
+}
+
+pub(crate) fn lab(cmd: LabCommand, out: &mut dyn Write) -> Result<u8, Failure> {
+    match cmd {
+        LabCommand::Up { input, lab, ports } => {
+            let loaded = load(&input)?;
+            let lab = up(&loaded.cluster, &lab, &ports)?;
+            print_lab(&lab, out)?;
+        }
+        LabCommand::Down { name } => {
+            Lab::down(&name, &RealHost).map_err(|e| anyhow!(e))?;
+            writeln!(out, "lab {name} is down")?;
+        }
+        LabCommand::Serve { name } => {
+            let state = Lab::load_state(&name).map_err(|e| anyhow!(e))?;
+            weir_lab::serve::serve(&state, || {
+                println!("ready");
+                // stdout is the parent's pipe: close it so the parent stops reading.
+                // SAFETY: closing our own stdout fd once.
+                unsafe {
+                    libc::close(1);
+                }
+            })
+            .context("serving")?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn up(cluster: &weir_model::Cluster, args: &LabArgs, ports: &[Probe]) -> Result<Lab, Failure> {
+    let options = LabOptions {
+        name: args.name.clone(),
+        nodes: args.nodes,
+        listen: ports.iter().map(|p| (p.protocol, p.port)).collect(),
+        exe: std::env::current_exe().context("locating the weir executable")?,
+    };
+    Lab::up(cluster, &options, &RealHost).map_err(|e| match e {
+        weir_lab::LabError::BadName(_) => Failure::Invalid(e.to_string()),
+        e => Failure::Other(anyhow!(e)),
+    })
+}
+
+fn print_lab(lab: &Lab, out: &mut dyn Write) -> Result<(), Failure> {
+    let s = &lab.state;
+    writeln!(out, "lab {} is up: {} pods on {} nodes (fabric {})", s.name, s.pods.len(), s.nodes.len(), s.fabric)?;
+    for p in &s.pods {
+        let node = p.node.map_or("host".to_string(), |k| s.nodes[k].netns.clone());
+        let ips: Vec<String> = p.ips.iter().map(|i| i.to_string()).collect();
+        writeln!(out, "  {:<32} {:<20} {:<16} {}", p.id, p.netns, node, ips.join(", "))?;
+    }
+    writeln!(out, "enter a pod:  ip netns exec {} bash", s.pods.first().map_or("NS", |p| p.netns.as_str()))?;
+    writeln!(out, "tear down:    weir lab down --name {}", s.name)?;
+    Ok(())
+}
+
+pub(crate) fn enforce(args: EnforceArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let loaded = load(&args.input)?;
+    let options = engine_options(&args.input);
+    if let Some(name) = &args.lab {
+        let state = Lab::load_state(name).map_err(|e| anyhow!(e))?;
+        let deployed = Lab::deploy(&loaded.cluster, &state);
+        let engine = Engine::with_options(&deployed, options);
+        let mut enforcer = Lab::enforcers(&state);
+        let applied = enforcer.apply(&engine).map_err(|e| anyhow!(e))?;
+        for ((netns, _, _), a) in enforcer.nodes.iter().zip(applied) {
+            writeln!(out, "{netns}: {:?} {} sets, {} elements, {} chains, {} rules in {:.1} ms",
+                a.mode, a.size.sets, a.size.elements, a.size.chains, a.size.rules, a.elapsed.as_secs_f64() * 1e3)?;
+        }
+        return Ok(exit::OK);
+    }
+    let engine = Engine::with_options(&loaded.cluster, options);
+    let ruleset = compile(&engine, Scope::All);
+    if args.print {
+        write!(out, "{}", ruleset.render())?;
+        return Ok(exit::OK);
+    }
+    let Some(netns) = args.netns else {
+        return Err(Failure::Invalid("say where: --lab NAME, --netns NAME, or --print".into()));
+    };
+    let mut enforcer = Enforcer::new(NftCli { netns: Some(netns.clone()) });
+    enforcer.verify = true;
+    let a = enforcer.apply(ruleset).map_err(|e| anyhow!("{netns}: {e}"))?;
+    writeln!(out, "{netns}: {} sets, {} elements, {} chains, {} rules in {:.1} ms",
+        a.size.sets, a.size.elements, a.size.chains, a.size.rules, a.elapsed.as_secs_f64() * 1e3)?;
+    Ok(exit::OK)
+}
+
+pub(crate) fn probe(args: ProbeArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    if args.ports.is_empty() {
+        return Err(Failure::Invalid("--ports needs at least one PROTOCOL/PORT".into()));
+    }
+    let loaded = load(&args.input)?;
+    let name = args.name.clone().unwrap_or_else(|| format!("pr{}", std::process::id() % 1_000_000));
+    // Ctrl-C or SIGTERM: take the lab down before leaving.
+    {
+        let name = name.clone();
+        let keep = args.keep;
+        let _ = ctrlc::set_handler(move || {
+            if !keep {
+                let _ = Lab::down(&name, &RealHost);
+            }
+            std::process::exit(130);
+        });
+    }
+    let lab = up(&loaded.cluster, &LabArgs { name: name.clone(), nodes: args.nodes }, &args.ports)?;
+    let result = run_probe(&args, &lab, out);
+    if !args.keep {
+        Lab::down(&name, &RealHost).map_err(|e| anyhow!(e))?;
+    }
+    result
+}
+
+fn run_probe(args: &ProbeArgs, lab: &Lab, out: &mut dyn Write) -> Result<u8, Failure> {
+    let engine = Engine::with_options(&lab.deployed, engine_options(&args.input));
+    Lab::enforcers(&lab.state).apply(&engine).map_err(|e| anyhow!(e))?;
+    let n = lab.state.pods.len();
+    let bar = indicatif::ProgressBar::new((n * n * args.ports.len()) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("probing {bar:30} {pos}/{len} {elapsed}")
+            .expect("valid template"),
+    );
+    let options = ProbeOptions {
+        timeout: Duration::from_millis(args.timeout_ms),
+        ..ProbeOptions::default()
+    };
+    let (observed, problems) = weir_lab::verify::probe_matrix(&lab.state, &args.ports, options, &|k| bar.inc(k as u64))
+        .context("probing")?;
+    bar.finish_and_clear();
+    observed.render(args.output, out)?;
+    for p in &problems {
+        eprintln!("probe problem: {p}");
+    }
+    if !args.compare {
+        return Ok(if problems.is_empty() { exit::OK } else { exit::FAILURE });
+    }
+    let expected = weir_report::engine_verdicts(&engine, &args.ports);
+    let diff = expected.disagreements(&observed);
+    for (src, dst, p, engine_says, probe_says) in &diff {
+        let word = |v: &Option<bool>| match v {
+            Some(true) => "allow",
+            Some(false) => "deny",
+            None => "no verdict",
+        };
+        eprintln!("disagreement: {src} -> {dst} {p}: engine {}, probe {}", word(engine_says), word(probe_says));
+    }
+    eprintln!(
+        "{} probes: {} agree with the engine, {} disagree",
+        expected.cells.len(),
+        expected.cells.len() - diff.len(),
+        diff.len()
+    );
+    Ok(if diff.is_empty() { exit::OK } else { exit::DISAGREE })
+}
