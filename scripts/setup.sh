@@ -9,9 +9,9 @@ done
 if [ ${#missing[@]} -gt 0 ] && command -v rustup >/dev/null; then
   rustup component add rustfmt clippy
 fi
-# Debian packages the tests use (none yet beyond the Rust toolchain; the dataplane
-# and demo tiers add nftables, iproute2 and redis-server here).
-packages=()
+# Debian packages the tests and the demo use: nft and ip for the lab and the dataplane,
+# redis-server for the todos demo, iperf3 for the throughput benchmark.
+packages=(nftables iproute2 redis-server iperf3)
 need=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

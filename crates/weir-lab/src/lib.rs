@@ -91,7 +91,8 @@ impl Lab {
     pub fn up(cluster: &Cluster, options: &LabOptions, host: &dyn Host) -> Result<Lab, LabError> {
         check_name(&options.name)?;
         Lab::down(&options.name, host)?;
-        let (mut state, deployed) = plan::plan(cluster, &options.name, options.nodes, &options.listen);
+        let (mut state, deployed) =
+            plan::plan(cluster, &options.name, options.nodes, &options.listen);
         let built = (|| {
             for step in plan::steps(&state) {
                 match step {
@@ -117,7 +118,8 @@ impl Lab {
         let path = state_file(name);
         let text = std::fs::read_to_string(&path)
             .map_err(|_| LabError::NotUp(name.to_string(), path.display().to_string()))?;
-        serde_json::from_str(&text).map_err(|e| LabError::State(path.display().to_string(), e.to_string()))
+        serde_json::from_str(&text)
+            .map_err(|e| LabError::State(path.display().to_string(), e.to_string()))
     }
 
     /// Gives a loaded cluster the addresses its lab deployed it with (by endpoint id).
@@ -155,6 +157,7 @@ impl Lab {
     /// One enforcer per node, each programming that node's pods into its namespace.
     pub fn enforcers(state: &LabState) -> LabEnforcer {
         LabEnforcer {
+            ids: state.pods.iter().map(|p| p.id.clone()).collect(),
             nodes: state
                 .nodes
                 .iter()
@@ -182,6 +185,8 @@ impl Lab {
 
 /// The dataplane of every node of a lab.
 pub struct LabEnforcer {
+    /// Endpoint ids in lab order: the engine's cluster must list the same, in that order.
+    ids: Vec<String>,
     /// (node namespace, its endpoints, its enforcer)
     pub nodes: Vec<(String, Vec<usize>, Enforcer<NftCli>)>,
 }
@@ -191,10 +196,22 @@ impl LabEnforcer {
     /// endpoint order is the lab's) and applies it: a full replace the first time, deltas
     /// afterwards.
     pub fn apply(&mut self, engine: &Engine) -> Result<Vec<Applied>, LabError> {
+        let eps = &engine.cluster().endpoints;
+        if eps.len() != self.ids.len() || eps.iter().zip(&self.ids).any(|(e, id)| e.id() != *id) {
+            return Err(LabError::State(
+                "endpoints".into(),
+                "the cluster's endpoints are not the lab's (use Lab::deploy on the same manifests)"
+                    .into(),
+            ));
+        }
         let mut out = Vec::new();
         for (netns, local, enforcer) in &mut self.nodes {
             let ruleset = compile(engine, Scope::Endpoints(local));
-            out.push(enforcer.apply(ruleset).map_err(|e| LabError::Nft(netns.clone(), e))?);
+            out.push(
+                enforcer
+                    .apply(ruleset)
+                    .map_err(|e| LabError::Nft(netns.clone(), e))?,
+            );
         }
         Ok(out)
     }
@@ -202,7 +219,9 @@ impl LabEnforcer {
     /// Removes weir's table from every node (pods become unisolated).
     pub fn remove(&mut self) -> Result<(), LabError> {
         for (netns, _, enforcer) in &mut self.nodes {
-            enforcer.remove().map_err(|e| LabError::Nft(netns.clone(), e))?;
+            enforcer
+                .remove()
+                .map_err(|e| LabError::Nft(netns.clone(), e))?;
         }
         Ok(())
     }

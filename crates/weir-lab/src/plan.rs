@@ -66,21 +66,38 @@ pub fn prefix(name: &str) -> String {
 /// addresses for endpoints that have none (10.244.0.0/16 and fd00:244::/64, skipping
 /// addresses in use). Every endpoint gets both families so a connection of either family
 /// can be made; the primary family is kept. Returns the cluster as deployed.
-pub fn plan(cluster: &Cluster, name: &str, nodes: usize, extra_listen: &[(Protocol, u16)]) -> (LabState, Cluster) {
+pub fn plan(
+    cluster: &Cluster,
+    name: &str,
+    nodes: usize,
+    extra_listen: &[(Protocol, u16)],
+) -> (LabState, Cluster) {
     let nodes = nodes.max(1);
     let p = prefix(name);
     let mut deployed = cluster.clone();
-    let used: std::collections::HashSet<IpAddr> =
-        cluster.endpoints.iter().flat_map(|e| e.ips.iter().copied()).collect();
+    let used: std::collections::HashSet<IpAddr> = cluster
+        .endpoints
+        .iter()
+        .flat_map(|e| e.ips.iter().copied())
+        .collect();
     let mut next = 0u32;
     let mut fresh = |v6: bool| loop {
         next += 1;
         let ip: IpAddr = if v6 {
-            IpAddr::V6(Ipv6Addr::new(0xfd00, 0x244, 0, 0, 0, 0, (next >> 16) as u16, next as u16))
+            IpAddr::V6(Ipv6Addr::new(
+                0xfd00,
+                0x244,
+                0,
+                0,
+                0,
+                0,
+                (next >> 16) as u16,
+                next as u16,
+            ))
         } else {
             IpAddr::V4(Ipv4Addr::new(10, 244, (next >> 8) as u8, next as u8))
         };
-        if !used.contains(&ip) && next % 256 != 0 && next % 256 != 255 {
+        if !used.contains(&ip) && !next.is_multiple_of(256) && next % 256 != 255 {
             return ip;
         }
     };
@@ -111,16 +128,31 @@ pub fn plan(cluster: &Cluster, name: &str, nodes: usize, extra_listen: &[(Protoc
                 .iter()
                 .filter(|c| c.protocol != Protocol::Sctp)
                 .map(|c| (c.protocol, c.port))
-                .chain(extra_listen.iter().copied().filter(|(p, _)| *p != Protocol::Sctp))
+                .chain(
+                    extra_listen
+                        .iter()
+                        .copied()
+                        .filter(|(p, _)| *p != Protocol::Sctp),
+                )
                 .collect();
             listen.sort();
             listen.dedup();
             let (netns, node, host_if, uplink) = if ep.host_network {
                 hosts += 1;
-                (format!("{p}h{i}"), None, format!("fh{i}"), Some(uplink_v6(hosts - 1)))
+                (
+                    format!("{p}h{i}"),
+                    None,
+                    format!("fh{i}"),
+                    Some(uplink_v6(hosts - 1)),
+                )
             } else {
                 placed += 1;
-                (format!("{p}p{i}"), Some((placed - 1) % nodes), format!("wp{i}"), None)
+                (
+                    format!("{p}p{i}"),
+                    Some((placed - 1) % nodes),
+                    format!("wp{i}"),
+                    None,
+                )
             };
             PodState {
                 id: ep.id(),
@@ -225,7 +257,10 @@ pub fn steps(state: &LabState) -> Vec<Step> {
                     } else {
                         node.uplink_v4.to_string()
                     };
-                    fabric.push(format!("route add {ip}/{} via {via} dev fn{k}", prefix_len(ip)));
+                    fabric.push(format!(
+                        "route add {ip}/{} via {via} dev fn{k}",
+                        prefix_len(ip)
+                    ));
                 }
             }
             None => {
@@ -233,7 +268,11 @@ pub fn steps(state: &LabState) -> Vec<Step> {
                 fabric.push(format!("addr add {FABRIC_V4}/32 dev {}", pod.host_if));
                 fabric.push(format!("addr add {FABRIC_V6}/64 dev {} nodad", pod.host_if));
                 for ip in &pod.ips {
-                    fabric.push(format!("route add {ip}/{} dev {}", prefix_len(ip), pod.host_if));
+                    fabric.push(format!(
+                        "route add {ip}/{} dev {}",
+                        prefix_len(ip),
+                        pod.host_if
+                    ));
                 }
             }
         }
@@ -252,9 +291,16 @@ pub fn steps(state: &LabState) -> Vec<Step> {
         ];
         for pod in state.pods.iter().filter(|p| p.node == Some(k)) {
             lines.push(format!("link set {} up", pod.host_if));
-            lines.push(format!("addr add {POD_GATEWAY_V6}/64 dev {} nodad", pod.host_if));
+            lines.push(format!(
+                "addr add {POD_GATEWAY_V6}/64 dev {} nodad",
+                pod.host_if
+            ));
             for ip in &pod.ips {
-                lines.push(format!("route add {ip}/{} dev {}", prefix_len(ip), pod.host_if));
+                lines.push(format!(
+                    "route add {ip}/{} dev {}",
+                    prefix_len(ip),
+                    pod.host_if
+                ));
             }
         }
         out.push(Step::Batch(Some(node.netns.clone()), lines));
@@ -285,4 +331,111 @@ pub fn steps(state: &LabState) -> Vec<Step> {
         out.push(Step::Batch(Some(pod.netns.clone()), lines));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_model::{Endpoint, EndpointKind};
+
+    fn endpoint(name: &str, ips: &[&str], host_network: bool) -> Endpoint {
+        Endpoint {
+            namespace: "x".into(),
+            name: name.into(),
+            kind: EndpointKind::Pod,
+            labels: Default::default(),
+            ports: vec![],
+            ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            host_network,
+            origin: Default::default(),
+        }
+    }
+
+    fn cluster() -> Cluster {
+        Cluster {
+            endpoints: vec![
+                endpoint("a", &["10.0.0.1"], false),
+                endpoint("b", &["fd00::2"], false),
+                endpoint("c", &[], false),
+                endpoint("h", &["10.0.0.9"], true),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_endpoint_gets_both_families_and_keeps_its_primary() {
+        let (state, deployed) = plan(
+            &cluster(),
+            "t",
+            2,
+            &[(Protocol::Tcp, 80), (Protocol::Sctp, 80)],
+        );
+        let fam = |e: &weir_model::Endpoint| {
+            (
+                e.ips[0].is_ipv6(),
+                e.ips.iter().filter(|i| i.is_ipv6()).count(),
+            )
+        };
+        assert_eq!(fam(&deployed.endpoints[0]), (false, 1));
+        assert_eq!(fam(&deployed.endpoints[1]), (true, 1));
+        assert_eq!(deployed.endpoints[2].ips.len(), 2);
+        let all: std::collections::HashSet<_> = deployed
+            .endpoints
+            .iter()
+            .flat_map(|e| e.ips.clone())
+            .collect();
+        assert_eq!(all.len(), 8, "addresses are distinct");
+        // Round robin over nodes; the hostNetwork endpoint is a host on the fabric.
+        let nodes: Vec<_> = state.pods.iter().map(|p| p.node).collect();
+        assert_eq!(nodes, vec![Some(0), Some(1), Some(0), None]);
+        // SCTP is probed with raw sockets, not listened on.
+        assert_eq!(state.pods[0].listen, vec![(Protocol::Tcp, 80)]);
+    }
+
+    #[test]
+    fn only_lab_namespaces_are_touched() {
+        let (state, _) = plan(&cluster(), "t", 2, &[]);
+        for step in steps(&state) {
+            match step {
+                Step::Batch(Some(ns), _) | Step::Sysctl(ns, _) => {
+                    assert!(ns.starts_with("wl-t-"), "{ns}")
+                }
+                // In the caller's namespace: only creating lab namespaces and veth pairs
+                // whose both ends are placed inside lab namespaces.
+                Step::Batch(None, lines) => {
+                    for l in lines {
+                        let ok = l.starts_with("netns add wl-t-")
+                            || (l.starts_with("link add name ")
+                                && l.matches(" netns wl-t-").count() == 2);
+                        assert!(ok, "{l}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_real_host_run_records_every_step_with_the_fake() {
+        let host = crate::host::FakeHost::default();
+        let (state, _) = plan(&cluster(), "t", 2, &[]);
+        for step in steps(&state) {
+            match step {
+                Step::Batch(ns, lines) => {
+                    crate::host::Host::ip_batch(&host, ns.as_deref(), &lines).unwrap()
+                }
+                Step::Sysctl(ns, s) => crate::host::Host::sysctl(&host, &ns, &s).unwrap(),
+            }
+        }
+        let log = host.log.lock().unwrap();
+        // The pod on node 1 is routed on node 1 and, via node 1's uplink, on the fabric.
+        let b = &state.pods[1];
+        assert!(log
+            .iter()
+            .any(|l| l == &format!("[wl-t-n1] ip route add {}/128 dev wp1", b.ips[0])));
+        assert!(log.iter().any(|l| l.starts_with(&format!(
+            "[wl-t-fab] ip route add {}/128 via fe80::100:2 dev fn1",
+            b.ips[0]
+        ))));
+    }
 }

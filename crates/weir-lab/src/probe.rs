@@ -89,7 +89,10 @@ fn udp(dst: SocketAddr, timeout: Duration) -> Outcome {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
         let n = s.recv(&mut buf)?;
         // SAFETY: recv initialised the first n bytes.
-        let bytes: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+        let bytes: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
         Ok(String::from_utf8_lossy(&bytes).trim().to_string())
     };
     classify(attempt())
@@ -181,9 +184,16 @@ fn collect(sockets: &[(usize, IpAddr, Socket)], arrivals: &Arrivals, stop: &Atom
             pfd.revents = 0;
             while let Ok(n) = s.recv(&mut buf) {
                 // SAFETY: recv initialised the first n bytes.
-                let bytes: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+                let bytes: Vec<u8> = buf[..n]
+                    .iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect();
                 if let Some((port, tag)) = sctp::parse_init(&bytes, *family) {
-                    arrivals.seen.lock().expect("arrivals lock").insert((*d, port, tag));
+                    arrivals
+                        .seen
+                        .lock()
+                        .expect("arrivals lock")
+                        .insert((*d, port, tag));
                     arrivals.changed.notify_all();
                 }
             }
@@ -191,9 +201,20 @@ fn collect(sockets: &[(usize, IpAddr, Socket)], arrivals: &Arrivals, stop: &Atom
     }
 }
 
-fn sctp_probe(dst: usize, addr: IpAddr, port: u16, tag: u32, arrivals: &Arrivals, timeout: Duration) -> Outcome {
+fn sctp_probe(
+    dst: usize,
+    addr: IpAddr,
+    port: u16,
+    tag: u32,
+    arrivals: &Arrivals,
+    timeout: Duration,
+) -> Outcome {
     let send = || -> io::Result<()> {
-        let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+        let domain = if addr.is_ipv6() {
+            Domain::IPV6
+        } else {
+            Domain::IPV4
+        };
         let s = Socket::new(domain, Type::RAW, Some(SockProto::from(sctp::IPPROTO_SCTP)))?;
         let packet = sctp::init_packet(40000 + (tag % 20000) as u16, port, tag);
         s.send_to(&packet, &SockAddr::from(SocketAddr::new(addr, 0)))?;
@@ -208,7 +229,12 @@ fn sctp_probe(dst: usize, addr: IpAddr, port: u16, tag: u32, arrivals: &Arrivals
 
 /// Runs every job and returns outcomes in job order. Probes that time out are tried once
 /// more with twice the timeout, so a slow machine does not pass for a dropping policy.
-pub fn run(state: &LabState, jobs: &[Job], options: ProbeOptions, progress: &(dyn Fn(usize) + Sync)) -> io::Result<Vec<Outcome>> {
+pub fn run(
+    state: &LabState,
+    jobs: &[Job],
+    options: ProbeOptions,
+    progress: &(dyn Fn(usize) + Sync),
+) -> io::Result<Vec<Outcome>> {
     let sctp_dsts: HashSet<usize> = jobs
         .iter()
         .filter(|j| j.protocol == Protocol::Sctp)

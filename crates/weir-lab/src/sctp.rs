@@ -14,7 +14,11 @@ pub fn crc32c(data: &[u8]) -> u32 {
         for (i, slot) in t.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0x82F6_3B78 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0x82F6_3B78 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *slot = c;
         }
@@ -82,7 +86,10 @@ mod tests {
     fn init_round_trips_and_checksums() {
         let p = init_packet(40000, 80, 0xdead_beef);
         assert_eq!(p.len(), 32);
-        assert_eq!(parse_init(&p, "::1".parse().unwrap()), Some((80, 0xdead_beef)));
+        assert_eq!(
+            parse_init(&p, "::1".parse().unwrap()),
+            Some((80, 0xdead_beef))
+        );
         let mut zeroed = p.clone();
         zeroed[8..12].copy_from_slice(&[0; 4]);
         assert_eq!(crc32c(&zeroed).to_le_bytes(), p[8..12]);

@@ -43,7 +43,10 @@ pub fn probe_matrix(
                     None
                 }
                 Outcome::Failed(why) => {
-                    problems.push(format!("{src} -> {dst} {}/{}: {why}", job.protocol, job.port));
+                    problems.push(format!(
+                        "{src} -> {dst} {}/{}: {why}",
+                        job.protocol, job.port
+                    ));
                     None
                 }
                 o => o.allowed(),

@@ -114,10 +114,7 @@ enum PeerMatch {
     /// No `from`/`to`: every address.
     Any,
     /// A named set per family (`{base}-4`, `{base}-6`), present for these families.
-    Set {
-        base: String,
-        families: Vec<Family>,
-    },
+    Set { base: String, families: Vec<Family> },
 }
 
 struct Compiler<'e, 'c> {
@@ -160,7 +157,10 @@ impl<'e, 'c> Compiler<'e, 'c> {
         families.sort_by_key(|f| *f == Family::V6);
         let mut by_namespace: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
         for (i, p) in cluster.policies.iter().enumerate() {
-            by_namespace.entry(p.namespace.as_str()).or_default().push(i);
+            by_namespace
+                .entry(p.namespace.as_str())
+                .or_default()
+                .push(i);
         }
         Compiler {
             engine,
@@ -310,11 +310,18 @@ impl<'e, 'c> Compiler<'e, 'c> {
             for (_, m) in &peers {
                 for ports in &numbered {
                     match m {
-                        PeerMatch::Any => rules.push(join(&[ports, "counter accept comment", &comment])),
+                        PeerMatch::Any => {
+                            rules.push(join(&[ports, "counter accept comment", &comment]))
+                        }
                         PeerMatch::Set { base, families } => {
                             for f in families {
                                 let addr = format!("{} {key} @{base}-{}", f.kw(), f.suffix());
-                                rules.push(join(&[&addr, ports, "counter accept comment", &comment]));
+                                rules.push(join(&[
+                                    &addr,
+                                    ports,
+                                    "counter accept comment",
+                                    &comment,
+                                ]));
                             }
                         }
                     }
@@ -340,10 +347,17 @@ impl<'e, 'c> Compiler<'e, 'c> {
                                 f.suffix()
                             );
                             match m {
-                                PeerMatch::Any => rules.push(join(&[&dport, "counter accept comment", &comment])),
+                                PeerMatch::Any => {
+                                    rules.push(join(&[&dport, "counter accept comment", &comment]))
+                                }
                                 PeerMatch::Set { base, families } if families.contains(&f) => {
                                     let addr = format!("{} saddr @{base}-{}", f.kw(), f.suffix());
-                                    rules.push(join(&[&addr, &dport, "counter accept comment", &comment]));
+                                    rules.push(join(&[
+                                        &addr,
+                                        &dport,
+                                        "counter accept comment",
+                                        &comment,
+                                    ]));
                                 }
                                 PeerMatch::Set { .. } => {}
                             }
@@ -441,7 +455,8 @@ impl<'e, 'c> Compiler<'e, 'c> {
                     for (_, _, eps) in &self.groups {
                         let rep = Node::Endpoint(eps[0]);
                         if self.engine.peer_matches(peer, policy_ns, rep, false) {
-                            members.extend(eps.iter().flat_map(|&i| &self.cluster.endpoints[i].ips));
+                            members
+                                .extend(eps.iter().flat_map(|&i| &self.cluster.endpoints[i].ips));
                         }
                     }
                     let comment = describe_peer(peer, policy_ns);
@@ -544,7 +559,9 @@ fn describe_peer(peer: &Peer, policy_ns: &str) -> String {
         ..Default::default()
     };
     let text = weir_engine::describe_rule(Direction::Ingress, &rule);
-    let text = text.trim_start_matches("from ").trim_end_matches(" on all ports");
+    let text = text
+        .trim_start_matches("from ")
+        .trim_end_matches(" on all ports");
     text.replace("the policy's namespace", policy_ns)
 }
 

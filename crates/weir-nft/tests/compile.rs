@@ -33,9 +33,15 @@ fn scope_limits_dispatch_to_local_endpoints() {
     let ingress = &rs.sets["ingress4"].elements;
     assert_eq!(ingress.len(), 1, "{ingress:?}");
     let ip = cluster.endpoints[redis].ips[0];
-    assert!(ingress.iter().next().unwrap().starts_with(&format!("{ip} : jump ig-")));
+    assert!(ingress
+        .iter()
+        .next()
+        .unwrap()
+        .starts_with(&format!("{ip} : jump ig-")));
     // Only the policies selecting redis get chains.
-    assert!(rs.chains.contains_key("in/production/data-from-logic-redis"));
+    assert!(rs
+        .chains
+        .contains_key("in/production/data-from-logic-redis"));
     assert!(!rs.chains.contains_key("in/production/logic-from-any-http"));
 }
 
@@ -66,7 +72,10 @@ fn enforcer_checks_then_replaces_then_sends_deltas() {
     let delta = &scripts[2].0;
     assert!(delta.contains("add element inet weir sel-"), "{delta}");
     assert!(delta.contains("10.244.0.99"), "{delta}");
-    assert!(!delta.contains("flush chain"), "no chain needed rewriting: {delta}");
+    assert!(
+        !delta.contains("flush chain"),
+        "no chain needed rewriting: {delta}"
+    );
 }
 
 #[test]
@@ -75,7 +84,12 @@ fn failed_delta_falls_back_to_a_full_replace_and_failed_full_keeps_state() {
     let engine = Engine::new(&cluster);
     let rs = compile(&engine, Scope::All);
     let mut changed = rs.clone();
-    changed.chains.get_mut("in/production/data-from-logic-redis").unwrap().rules.pop();
+    changed
+        .chains
+        .get_mut("in/production/data-from-logic-redis")
+        .unwrap()
+        .rules
+        .pop();
     let nft = FakeNft {
         reject_containing: Some("flush chain".into()),
         ..Default::default()
@@ -104,7 +118,9 @@ fn rules_grow_with_groups_and_policy_rules_not_their_product() {
         ep.name = format!("p{i}");
         ep.namespace = "production".into();
         ep.labels = [("app".to_string(), format!("a{}", i % 10))].into();
-        ep.ips = vec![format!("10.245.{}.{}", i / 200, i % 200 + 1).parse().unwrap()];
+        ep.ips = vec![format!("10.245.{}.{}", i / 200, i % 200 + 1)
+            .parse()
+            .unwrap()];
         cluster.endpoints.push(ep);
     }
     for i in 0..200 {

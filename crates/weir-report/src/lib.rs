@@ -10,7 +10,9 @@ use std::str::FromStr;
 
 pub use analyze::{connections, render_analyze, render_summary, Connection};
 pub use explain::render_explain;
-pub use matrix::{engine_verdicts, parse_probe, parse_probes, render_matrix, Probe, Verdicts};
+pub use matrix::{
+    engine_verdicts, parse_probe, parse_probes, render_matrix, Disagreement, Probe, Verdicts,
+};
 
 /// Output formats; each command accepts the subset that makes sense for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

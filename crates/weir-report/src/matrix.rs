@@ -51,7 +51,11 @@ pub fn engine_verdicts(engine: &Engine, probes: &[Probe]) -> Verdicts {
     for a in 0..eps.len() {
         for b in 0..eps.len() {
             let allowed = engine.allowed(Node::Endpoint(a), Node::Endpoint(b));
-            cells.extend(probes.iter().map(|p| Some(allowed.contains(p.protocol, p.port))));
+            cells.extend(
+                probes
+                    .iter()
+                    .map(|p| Some(allowed.contains(p.protocol, p.port))),
+            );
         }
     }
     Verdicts {
@@ -68,6 +72,16 @@ pub fn render_matrix(
     out: &mut dyn Write,
 ) -> io::Result<()> {
     engine_verdicts(engine, probes).render(format, out)
+}
+
+/// One cell where two verdict grids differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disagreement {
+    pub src: String,
+    pub dst: String,
+    pub probe: Probe,
+    pub mine: Option<bool>,
+    pub theirs: Option<bool>,
 }
 
 /// Verdicts for every ordered endpoint pair (self included) and probe, whoever decided
@@ -93,8 +107,8 @@ impl Verdicts {
         self.cells[(src * self.endpoints.len() + dst) * self.probes.len() + probe]
     }
 
-    /// Every cell where the two grids differ: (src, dst, probe, mine, theirs).
-    pub fn disagreements(&self, other: &Verdicts) -> Vec<(String, String, Probe, Option<bool>, Option<bool>)> {
+    /// Every cell where the two grids differ.
+    pub fn disagreements(&self, other: &Verdicts) -> Vec<Disagreement> {
         let n = self.endpoints.len();
         let mut out = Vec::new();
         for a in 0..n {
@@ -102,7 +116,13 @@ impl Verdicts {
                 for (k, p) in self.probes.iter().enumerate() {
                     let (x, y) = (self.get(a, b, k), other.get(a, b, k));
                     if x != y {
-                        out.push((self.endpoints[a].clone(), self.endpoints[b].clone(), *p, x, y));
+                        out.push(Disagreement {
+                            src: self.endpoints[a].clone(),
+                            dst: self.endpoints[b].clone(),
+                            probe: *p,
+                            mine: x,
+                            theirs: y,
+                        });
                     }
                 }
             }

@@ -136,13 +136,33 @@ fn up(cluster: &weir_model::Cluster, args: &LabArgs, ports: &[Probe]) -> Result<
 
 fn print_lab(lab: &Lab, out: &mut dyn Write) -> Result<(), Failure> {
     let s = &lab.state;
-    writeln!(out, "lab {} is up: {} pods on {} nodes (fabric {})", s.name, s.pods.len(), s.nodes.len(), s.fabric)?;
+    writeln!(
+        out,
+        "lab {} is up: {} pods on {} nodes (fabric {})",
+        s.name,
+        s.pods.len(),
+        s.nodes.len(),
+        s.fabric
+    )?;
     for p in &s.pods {
-        let node = p.node.map_or("host".to_string(), |k| s.nodes[k].netns.clone());
+        let node = p
+            .node
+            .map_or("host".to_string(), |k| s.nodes[k].netns.clone());
         let ips: Vec<String> = p.ips.iter().map(|i| i.to_string()).collect();
-        writeln!(out, "  {:<32} {:<20} {:<16} {}", p.id, p.netns, node, ips.join(", "))?;
+        writeln!(
+            out,
+            "  {:<32} {:<20} {:<16} {}",
+            p.id,
+            p.netns,
+            node,
+            ips.join(", ")
+        )?;
     }
-    writeln!(out, "enter a pod:  ip netns exec {} bash", s.pods.first().map_or("NS", |p| p.netns.as_str()))?;
+    writeln!(
+        out,
+        "enter a pod:  ip netns exec {} bash",
+        s.pods.first().map_or("NS", |p| p.netns.as_str())
+    )?;
     writeln!(out, "tear down:    weir lab down --name {}", s.name)?;
     Ok(())
 }
@@ -157,8 +177,16 @@ pub(crate) fn enforce(args: EnforceArgs, out: &mut dyn Write) -> Result<u8, Fail
         let mut enforcer = Lab::enforcers(&state);
         let applied = enforcer.apply(&engine).map_err(|e| anyhow!(e))?;
         for ((netns, _, _), a) in enforcer.nodes.iter().zip(applied) {
-            writeln!(out, "{netns}: {:?} {} sets, {} elements, {} chains, {} rules in {:.1} ms",
-                a.mode, a.size.sets, a.size.elements, a.size.chains, a.size.rules, a.elapsed.as_secs_f64() * 1e3)?;
+            writeln!(
+                out,
+                "{netns}: {:?} {} sets, {} elements, {} chains, {} rules in {:.1} ms",
+                a.mode,
+                a.size.sets,
+                a.size.elements,
+                a.size.chains,
+                a.size.rules,
+                a.elapsed.as_secs_f64() * 1e3
+            )?;
         }
         return Ok(exit::OK);
     }
@@ -169,22 +197,40 @@ pub(crate) fn enforce(args: EnforceArgs, out: &mut dyn Write) -> Result<u8, Fail
         return Ok(exit::OK);
     }
     let Some(netns) = args.netns else {
-        return Err(Failure::Invalid("say where: --lab NAME, --netns NAME, or --print".into()));
+        return Err(Failure::Invalid(
+            "say where: --lab NAME, --netns NAME, or --print".into(),
+        ));
     };
-    let mut enforcer = Enforcer::new(NftCli { netns: Some(netns.clone()) });
+    let mut enforcer = Enforcer::new(NftCli {
+        netns: Some(netns.clone()),
+    });
     enforcer.verify = true;
-    let a = enforcer.apply(ruleset).map_err(|e| anyhow!("{netns}: {e}"))?;
-    writeln!(out, "{netns}: {} sets, {} elements, {} chains, {} rules in {:.1} ms",
-        a.size.sets, a.size.elements, a.size.chains, a.size.rules, a.elapsed.as_secs_f64() * 1e3)?;
+    let a = enforcer
+        .apply(ruleset)
+        .map_err(|e| anyhow!("{netns}: {e}"))?;
+    writeln!(
+        out,
+        "{netns}: {} sets, {} elements, {} chains, {} rules in {:.1} ms",
+        a.size.sets,
+        a.size.elements,
+        a.size.chains,
+        a.size.rules,
+        a.elapsed.as_secs_f64() * 1e3
+    )?;
     Ok(exit::OK)
 }
 
 pub(crate) fn probe(args: ProbeArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     if args.ports.is_empty() {
-        return Err(Failure::Invalid("--ports needs at least one PROTOCOL/PORT".into()));
+        return Err(Failure::Invalid(
+            "--ports needs at least one PROTOCOL/PORT".into(),
+        ));
     }
     let loaded = load(&args.input)?;
-    let name = args.name.clone().unwrap_or_else(|| format!("pr{}", std::process::id() % 1_000_000));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("pr{}", std::process::id() % 1_000_000));
     // Ctrl-C or SIGTERM: take the lab down before leaving.
     {
         let name = name.clone();
@@ -196,7 +242,14 @@ pub(crate) fn probe(args: ProbeArgs, out: &mut dyn Write) -> Result<u8, Failure>
             std::process::exit(130);
         });
     }
-    let lab = up(&loaded.cluster, &LabArgs { name: name.clone(), nodes: args.nodes }, &args.ports)?;
+    let lab = up(
+        &loaded.cluster,
+        &LabArgs {
+            name: name.clone(),
+            nodes: args.nodes,
+        },
+        &args.ports,
+    )?;
     let result = run_probe(&args, &lab, out);
     if !args.keep {
         Lab::down(&name, &RealHost).map_err(|e| anyhow!(e))?;
@@ -206,7 +259,9 @@ pub(crate) fn probe(args: ProbeArgs, out: &mut dyn Write) -> Result<u8, Failure>
 
 fn run_probe(args: &ProbeArgs, lab: &Lab, out: &mut dyn Write) -> Result<u8, Failure> {
     let engine = Engine::with_options(&lab.deployed, engine_options(&args.input));
-    Lab::enforcers(&lab.state).apply(&engine).map_err(|e| anyhow!(e))?;
+    Lab::enforcers(&lab.state)
+        .apply(&engine)
+        .map_err(|e| anyhow!(e))?;
     let n = lab.state.pods.len();
     let bar = indicatif::ProgressBar::new((n * n * args.ports.len()) as u64);
     bar.set_style(
@@ -217,25 +272,37 @@ fn run_probe(args: &ProbeArgs, lab: &Lab, out: &mut dyn Write) -> Result<u8, Fai
         timeout: Duration::from_millis(args.timeout_ms),
         ..ProbeOptions::default()
     };
-    let (observed, problems) = weir_lab::verify::probe_matrix(&lab.state, &args.ports, options, &|k| bar.inc(k as u64))
-        .context("probing")?;
+    let (observed, problems) =
+        weir_lab::verify::probe_matrix(&lab.state, &args.ports, options, &|k| bar.inc(k as u64))
+            .context("probing")?;
     bar.finish_and_clear();
     observed.render(args.output, out)?;
     for p in &problems {
         eprintln!("probe problem: {p}");
     }
     if !args.compare {
-        return Ok(if problems.is_empty() { exit::OK } else { exit::FAILURE });
+        return Ok(if problems.is_empty() {
+            exit::OK
+        } else {
+            exit::FAILURE
+        });
     }
     let expected = weir_report::engine_verdicts(&engine, &args.ports);
     let diff = expected.disagreements(&observed);
-    for (src, dst, p, engine_says, probe_says) in &diff {
+    for d in &diff {
         let word = |v: &Option<bool>| match v {
             Some(true) => "allow",
             Some(false) => "deny",
             None => "no verdict",
         };
-        eprintln!("disagreement: {src} -> {dst} {p}: engine {}, probe {}", word(engine_says), word(probe_says));
+        eprintln!(
+            "disagreement: {} -> {} {}: engine {}, probe {}",
+            d.src,
+            d.dst,
+            d.probe,
+            word(&d.mine),
+            word(&d.theirs)
+        );
     }
     eprintln!(
         "{} probes: {} agree with the engine, {} disagree",
@@ -243,5 +310,9 @@ fn run_probe(args: &ProbeArgs, lab: &Lab, out: &mut dyn Write) -> Result<u8, Fai
         expected.cells.len() - diff.len(),
         diff.len()
     );
-    Ok(if diff.is_empty() { exit::OK } else { exit::DISAGREE })
+    Ok(if diff.is_empty() {
+        exit::OK
+    } else {
+        exit::DISAGREE
+    })
 }

@@ -1,0 +1,430 @@
+//! Privileged tests: real namespaces, real nftables, real packets. They need root (CI is
+//! root); elsewhere they say loudly that they were skipped. They run one at a time (a
+//! lock), each lab with a unique name, and every lab is torn down by a guard even when an
+//! assertion fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use weir_engine::Engine;
+use weir_lab::host::RealHost;
+use weir_lab::probe::{self, Job, ProbeOptions};
+use weir_lab::{Lab, LabOptions};
+use weir_manifest::{load_paths, LoadOptions};
+use weir_model::Cluster;
+use weir_nft::apply::{Mode, Nft, NftCli};
+use weir_nft::{compile, Scope};
+use weir_report::{engine_verdicts, parse_probes, Probe, Verdicts};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Takes the lock, or returns None (with a loud message) when not root. In CI not being
+/// root is a failure, never a skip.
+fn privileged(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: CI must run the lab tests as root"
+        );
+        eprintln!("SKIPPED {test}: needs root (network namespaces, nftables)");
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Tears the lab down when dropped (also on panic).
+struct Up(Lab);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Lab::down(&self.0.state.name, &RealHost);
+    }
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn load(paths: &[PathBuf]) -> Cluster {
+    load_paths(paths, LoadOptions::default())
+        .expect("manifests load")
+        .cluster
+}
+
+fn up(cluster: &Cluster, nodes: usize, probes: &[Probe]) -> Up {
+    let name = format!(
+        "t{}x{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let options = LabOptions {
+        name,
+        nodes,
+        listen: probes.iter().map(|p| (p.protocol, p.port)).collect(),
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
+    };
+    Up(Lab::up(cluster, &options, &RealHost).expect("lab up"))
+}
+
+fn probe_all(lab: &Lab, probes: &[Probe]) -> Verdicts {
+    let (v, problems) =
+        weir_lab::verify::probe_matrix(&lab.state, probes, ProbeOptions::default(), &|_| {})
+            .expect("probing");
+    assert!(problems.is_empty(), "probe problems: {problems:#?}");
+    v
+}
+
+fn assert_agree(context: &str, engine: &Verdicts, observed: &Verdicts) {
+    let diff = engine.disagreements(observed);
+    assert!(
+        diff.is_empty(),
+        "{context}: engine vs probes disagree on {} of {} probes: {diff:#?}",
+        diff.len(),
+        engine.cells.len()
+    );
+}
+
+fn todos_probes() -> Vec<Probe> {
+    parse_probes("TCP/80,TCP/6379,UDP/80,SCTP/6379").unwrap()
+}
+
+#[test]
+fn seed_scenario_probed_equals_engine() {
+    let Some(_lock) = privileged("seed_scenario_probed_equals_engine") else {
+        return;
+    };
+    let cluster = load(&[repo("examples/todos")]);
+    let probes = todos_probes();
+    let lab = up(&cluster, 2, &probes);
+    let engine = Engine::new(&lab.0.deployed);
+    let applied = Lab::enforcers(&lab.0.state)
+        .apply(&engine)
+        .expect("enforce");
+    assert!(applied.iter().all(|a| a.mode == Mode::Full));
+    let observed = probe_all(&lab.0, &probes);
+    let expected = engine_verdicts(&engine, &probes);
+    assert_agree("todos", &expected, &observed);
+    // The lesson's own claims, on the wire.
+    let id = |s: &str| observed.endpoints.iter().position(|e| e == s).unwrap();
+    let (personal, ubuntu, redis, todos) = (
+        id("personal/ubuntu"),
+        id("production/ubuntu"),
+        id("production/redis"),
+        id("production/todos"),
+    );
+    assert_eq!(
+        observed.get(personal, redis, 1),
+        Some(false),
+        "personal → redis 6379 dropped"
+    );
+    assert_eq!(
+        observed.get(ubuntu, redis, 1),
+        Some(true),
+        "logic tier → redis 6379 allowed"
+    );
+    assert_eq!(
+        observed.get(personal, todos, 0),
+        Some(true),
+        "anyone → todos 80 allowed"
+    );
+    assert_eq!(
+        observed.get(ubuntu, redis, 3),
+        Some(false),
+        "SCTP on the Redis port is not TCP"
+    );
+}
+
+#[test]
+fn upstream_cases_probed_on_tcp_udp_sctp() {
+    let Some(_lock) = privileged("upstream_cases_probed_on_tcp_udp_sctp") else {
+        return;
+    };
+    let base = repo("tests/e2e/base.yaml");
+    let probes = parse_probes("TCP/80,TCP/81,UDP/80,UDP/81,SCTP/80,SCTP/81").unwrap();
+    let lab = up(&load(std::slice::from_ref(&base)), 2, &probes);
+    let mut enforcer = Lab::enforcers(&lab.0.state);
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(repo("tests/e2e/cases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 20);
+    let mut modes = Vec::new();
+    // One lab for every case: each case's table is reached from the previous one by a delta.
+    for case in &cases {
+        let cluster = Lab::deploy(
+            &load(&[base.clone(), case.join("policy.yaml")]),
+            &lab.0.state,
+        );
+        let engine = Engine::new(&cluster);
+        modes.extend(
+            enforcer
+                .apply(&engine)
+                .expect("enforce")
+                .into_iter()
+                .map(|a| a.mode),
+        );
+        let observed = probe_all(&lab.0, &probes);
+        assert_agree(
+            &case.display().to_string(),
+            &engine_verdicts(&engine, &probes),
+            &observed,
+        );
+    }
+    assert!(
+        modes.contains(&Mode::Delta),
+        "later cases are applied as deltas: {modes:?}"
+    );
+}
+
+#[test]
+fn random_scenarios_engine_equals_dataplane() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let Some(_lock) = privileged("random_scenarios_engine_equals_dataplane") else {
+        return;
+    };
+    let n: usize = std::env::var("WEIR_LAB_SCENARIOS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("WEIR_LAB_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261125);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    let probes: Vec<Probe> = weir_synth::scenario::probes()
+        .into_iter()
+        .map(|(protocol, port)| Probe { protocol, port })
+        .collect();
+    let (mut deltas, mut with_policies) = (0, 0);
+    for k in 0..n {
+        let cluster = weir_synth::scenario::cluster()
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let lab = up(&cluster, 2, &probes);
+        let deployed = &lab.0.deployed;
+        // First the pods without policy (full replace), then the scenario's policies as a
+        // delta: the probes below check the delta path as much as the compiler.
+        let mut enforcer = Lab::enforcers(&lab.0.state);
+        let bare = Cluster {
+            policies: vec![],
+            ..deployed.clone()
+        };
+        enforcer
+            .apply(&Engine::new(&bare))
+            .expect("enforce without policies");
+        let engine = Engine::new(deployed);
+        let applied = enforcer.apply(&engine).expect("enforce scenario");
+        deltas += applied.iter().filter(|a| a.mode == Mode::Delta).count();
+        with_policies += usize::from(!cluster.policies.is_empty());
+        let observed = probe_all(&lab.0, &probes);
+        assert_agree(
+            &format!("scenario {k} (seed {seed}): {cluster:#?}"),
+            &engine_verdicts(&engine, &probes),
+            &observed,
+        );
+    }
+    assert!(
+        with_policies == 0 || deltas > 0,
+        "policies were applied as deltas"
+    );
+}
+
+#[test]
+fn delta_reaches_the_same_table_as_a_full_replace() {
+    let Some(_lock) = privileged("delta_reaches_the_same_table_as_a_full_replace") else {
+        return;
+    };
+    let base = repo("tests/e2e/base.yaml");
+    let probes = parse_probes("TCP/80").unwrap();
+    let lab = up(&load(std::slice::from_ref(&base)), 1, &probes);
+    let node = NftCli {
+        netns: Some(lab.0.state.nodes[0].netns.clone()),
+    };
+    let case = |name: &str| {
+        Lab::deploy(
+            &load(&[
+                base.clone(),
+                repo("tests/e2e/cases").join(name).join("policy.yaml"),
+            ]),
+            &lab.0.state,
+        )
+    };
+    let listing = |text: &str| {
+        node.run(text, false).expect("apply");
+        normalise(&node.list().expect("list"))
+    };
+    for (from, to) in [
+        ("named-port-egress", "cidr-with-except"),
+        ("ingress-and-egress", "named-port-ingress"),
+    ] {
+        let (a, b) = (case(from), case(to));
+        let (ra, rb) = (
+            compile(&Engine::new(&a), Scope::All),
+            compile(&Engine::new(&b), Scope::All),
+        );
+        let full = listing(&rb.render());
+        listing(&ra.render());
+        let delta = rb.delta(&ra).expect("delta possible");
+        assert!(!delta.contains("delete table"));
+        assert_eq!(listing(&delta), full, "{from} → {to}");
+    }
+}
+
+/// A listing with counters dropped and each object's lines sorted, since chain order in a
+/// listing follows creation order.
+fn normalise(listing: &str) -> Vec<Vec<String>> {
+    let mut blocks: Vec<Vec<String>> = Vec::new();
+    for line in listing.lines() {
+        let depth = line.len() - line.trim_start_matches('\t').len();
+        let text = line
+            .trim()
+            .split(" counter packets")
+            .next()
+            .unwrap()
+            .to_string();
+        if depth == 1 && !text.is_empty() {
+            blocks.push(vec![text]);
+        } else if depth >= 2 && !text.is_empty() {
+            blocks.last_mut().expect("object header first").push(text);
+        }
+    }
+    blocks.sort();
+    blocks
+}
+
+#[test]
+fn cross_node_traffic_is_enforced_like_same_node_traffic() {
+    let Some(_lock) = privileged("cross_node_traffic_is_enforced_like_same_node_traffic") else {
+        return;
+    };
+    let cluster = load(&[repo("examples/todos")]);
+    let probes = todos_probes();
+    let mut seen = Vec::new();
+    for nodes in [1, 3] {
+        let lab = up(&cluster, nodes, &probes);
+        let placement: Vec<Option<usize>> = lab.0.state.pods.iter().map(|p| p.node).collect();
+        if nodes == 3 {
+            let distinct: std::collections::HashSet<_> = placement.iter().collect();
+            assert!(distinct.len() >= 3, "pods spread over nodes: {placement:?}");
+        }
+        let engine = Engine::new(&lab.0.deployed);
+        Lab::enforcers(&lab.0.state)
+            .apply(&engine)
+            .expect("enforce");
+        let observed = probe_all(&lab.0, &probes);
+        assert_agree(
+            &format!("{nodes} node(s)"),
+            &engine_verdicts(&engine, &probes),
+            &observed,
+        );
+        seen.push(observed.cells);
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "one node and three nodes observe the same matrix"
+    );
+}
+
+#[test]
+fn replacing_the_table_never_exposes_a_third_verdict() {
+    let Some(_lock) = privileged("replacing_the_table_never_exposes_a_third_verdict") else {
+        return;
+    };
+    let all = load(&[repo("examples/todos")]);
+    let probes = parse_probes("TCP/80,TCP/6379").unwrap();
+    let lab = up(&all, 1, &probes);
+    // Set A: the lesson's three policies. Set B: without logic-from-any-http.
+    let a = lab.0.deployed.clone();
+    let mut b = a.clone();
+    b.policies.retain(|p| p.name != "logic-from-any-http");
+    assert_ne!(a.policies.len(), b.policies.len());
+    let (ea, eb) = (Engine::new(&a), Engine::new(&b));
+    let node = NftCli {
+        netns: Some(lab.0.state.nodes[0].netns.clone()),
+    };
+    let scripts = [
+        compile(&ea, Scope::All).render(),
+        compile(&eb, Scope::All).render(),
+    ];
+    let (va, vb) = (engine_verdicts(&ea, &probes), engine_verdicts(&eb, &probes));
+    // Cells where both sets deny exist (a moment without rules would allow them), and cells
+    // where both allow (a half-built table would deny them).
+    assert!(va
+        .cells
+        .iter()
+        .zip(&vb.cells)
+        .any(|(x, y)| *x == Some(false) && *y == Some(false)));
+    assert!(va
+        .cells
+        .iter()
+        .zip(&vb.cells)
+        .any(|(x, y)| *x == Some(true) && *y == Some(true)));
+    node.run(&scripts[0], false).unwrap();
+    let n = lab.0.state.pods.len();
+    let mut jobs = Vec::new();
+    for src in 0..n {
+        for dst in 0..n {
+            for p in &probes {
+                jobs.push(Job {
+                    src,
+                    dst,
+                    protocol: p.protocol,
+                    port: p.port,
+                });
+            }
+        }
+    }
+    let done = AtomicBool::new(false);
+    let replaced = AtomicUsize::new(0);
+    let mut rounds = 0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for k in 0..100 {
+                node.run(&scripts[k % 2], false).expect("replace");
+                replaced.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        // Probe rounds until the 100 replacements are done (bounded: at most 200 rounds).
+        while !done.load(Ordering::Relaxed) && rounds < 200 {
+            let options = ProbeOptions {
+                timeout: Duration::from_millis(300),
+                parallel: 64,
+            };
+            let outcomes = probe::run(&lab.0.state, &jobs, options, &|_| {}).expect("probing");
+            for (i, (job, o)) in jobs.iter().zip(&outcomes).enumerate() {
+                let seen = o.allowed().unwrap_or_else(|| panic!("{job:?}: {o:?}"));
+                let (x, y) = (va.cells[i].unwrap(), vb.cells[i].unwrap());
+                assert!(
+                    seen == x || seen == y,
+                    "{job:?} observed {seen}, set A says {x}, set B says {y}"
+                );
+            }
+            rounds += 1;
+        }
+    });
+    assert_eq!(replaced.load(Ordering::Relaxed), 100);
+    assert!(
+        rounds >= 2,
+        "probes ran during the replacements ({rounds} rounds)"
+    );
+}
