@@ -59,6 +59,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2_000)]
         queries: usize,
     },
+    /// The dataplane in a lab (root): cold program time, change → enforced latency,
+    /// first-packet latency against policy count, iperf3 throughput.
+    Enforce(crate::bench_enforce::EnforceBench),
 }
 
 /// Peak resident set of the largest child waited for so far, in bytes.
@@ -73,7 +76,7 @@ fn children_peak_rss() -> u64 {
     }
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -86,7 +89,7 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
@@ -96,6 +99,7 @@ pub(crate) fn run(cmd: BenchCommand, out: &mut dyn Write) -> Result<u8, Failure>
             write_dump(spec.spec(), out).context("writing the dump")?;
             Ok(0)
         }
+        BenchCommand::Enforce(args) => crate::bench_enforce::run(args, out),
         BenchCommand::Analyze {
             spec,
             runs,

@@ -2,6 +2,7 @@
 //! Logic lives in the library crates; this crate only wires them together.
 
 mod bench;
+mod bench_enforce;
 mod cli;
 mod lab;
 

@@ -1,0 +1,366 @@
+//! `weir bench enforce`: the dataplane's figures, in a lab (needs root). Cold program time
+//! at two sizes, change → enforced latency observed by a probe flipping, established-flow
+//! throughput (iperf3) and first-packet (TCP connect) latency against policy count.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use weir_engine::Engine;
+use weir_lab::host::RealHost;
+use weir_lab::{Lab, LabOptions};
+use weir_model::{Cluster, Protocol};
+use weir_nft::apply::{Enforcer, NftCli};
+use weir_nft::{compile, Scope};
+use weir_synth::dump::{write_dump, DumpSpec};
+
+use crate::bench::{machine, ms};
+use crate::cli::Failure;
+
+#[derive(Args, Clone)]
+pub struct EnforceBench {
+    /// Cold-program sizes as PODS:POLICIES.
+    #[arg(long, default_value = "1000:500,10000:5000")]
+    sizes: String,
+    /// Policy changes timed at 1,000 pods / 500 policies.
+    #[arg(long, default_value_t = 50)]
+    changes: usize,
+    /// Policy counts for the first-packet latency series.
+    #[arg(long, default_value = "10,100,1000,5000")]
+    latency_policies: String,
+    /// TCP connects per point of the latency series.
+    #[arg(long, default_value_t = 300)]
+    connects: usize,
+    /// Seconds per iperf3 run.
+    #[arg(long, default_value_t = 3)]
+    iperf_seconds: u32,
+}
+
+const BENCH_PODS: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: bench}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: bench, labels: {app: client}}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server, namespace: bench, labels: {app: server}}
+spec: {containers: [{name: s, image: x, ports: [{containerPort: 80, name: http}]}]}
+";
+
+const DENY_SERVER: &str = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-server, namespace: bench}
+spec: {podSelector: {matchLabels: {app: server}}, policyTypes: [Ingress]}
+";
+
+const ALLOW_CLIENT: &str = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-client, namespace: bench}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
+";
+
+fn synthetic(pods: usize, policies: usize) -> Result<Cluster, Failure> {
+    let mut json = Vec::new();
+    let spec = DumpSpec {
+        pods,
+        namespaces: (pods / 50).max(2),
+        policies,
+        replicas: 5,
+        seed: 1,
+    };
+    write_dump(spec, &mut json).context("generating")?;
+    let text = String::from_utf8(json).context("utf-8")?;
+    Ok(
+        weir_manifest::load_str("synthetic.json", &text, Default::default())
+            .map_err(|e| anyhow!("{e}"))?
+            .cluster,
+    )
+}
+
+/// The synthetic cluster plus the lab's two bench pods and the given bench policies.
+fn with_bench(mut cluster: Cluster, lab: &Lab, policies: &[&str]) -> Result<Cluster, Failure> {
+    let text = std::iter::once(BENCH_PODS)
+        .chain(policies.iter().copied())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let bench = weir_manifest::load_str("bench.yaml", &text, Default::default())
+        .map_err(|e| anyhow!("{e}"))?;
+    let bench = Lab::deploy(&bench.cluster, &lab.state);
+    cluster.namespaces.extend(bench.namespaces);
+    cluster.endpoints.extend(bench.endpoints);
+    cluster.policies.extend(bench.policies);
+    Ok(cluster)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub(crate) fn run(args: EnforceBench, out: &mut dyn Write) -> Result<u8, Failure> {
+    let name = format!("bn{}", std::process::id() % 1_000_000);
+    let bench = weir_manifest::load_str("bench.yaml", BENCH_PODS, Default::default())
+        .map_err(|e| anyhow!("{e}"))?;
+    let options = LabOptions {
+        name: name.clone(),
+        nodes: 1,
+        listen: vec![(Protocol::Tcp, 80)],
+        exe: std::env::current_exe().context("locating weir")?,
+    };
+    let lab = Lab::up(&bench.cluster, &options, &RealHost).map_err(|e| anyhow!(e))?;
+    let result = measure(&args, &lab, out);
+    Lab::down(&name, &RealHost).map_err(|e| anyhow!(e))?;
+    result.map(|_| 0)
+}
+
+fn measure(args: &EnforceBench, lab: &Lab, out: &mut dyn Write) -> Result<(), Failure> {
+    let node = lab.state.nodes[0].netns.clone();
+    let pod = |id: &str| {
+        lab.state
+            .pods
+            .iter()
+            .find(|p| p.id == id)
+            .expect("bench pod")
+    };
+    let (client, server) = (pod("bench/client"), pod("bench/server"));
+    let server_ip = server.ips[0];
+    writeln!(out, "machine: {}", machine())?;
+
+    // 1. Cold program, whole cluster local (worst case) and one node's share (1/50).
+    for size in args.sizes.split(',').filter(|s| !s.is_empty()) {
+        let (pods, policies) = size
+            .split_once(':')
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .ok_or_else(|| Failure::Invalid(format!("--sizes: {size:?} is not PODS:POLICIES")))?;
+        let cluster = with_bench(
+            synthetic(pods, policies)?,
+            lab,
+            &[DENY_SERVER, ALLOW_CLIENT],
+        )?;
+        let engine = Engine::new(&cluster);
+        let share: Vec<usize> = (0..cluster.endpoints.len()).step_by(50).collect();
+        for (label, scope) in [
+            ("all endpoints local", Scope::All),
+            ("1/50 of endpoints local", Scope::Endpoints(&share)),
+        ] {
+            let t = Instant::now();
+            let ruleset = compile(&engine, scope);
+            let t_compile = t.elapsed();
+            let t = Instant::now();
+            let script = ruleset.render();
+            let t_render = t.elapsed();
+            let nft = NftCli {
+                netns: Some(node.clone()),
+            };
+            let t = Instant::now();
+            weir_nft::apply::Nft::run(&nft, &script, true).map_err(|e| anyhow!(e))?;
+            let t_check = t.elapsed();
+            let t = Instant::now();
+            weir_nft::apply::Nft::run(&nft, &script, false).map_err(|e| anyhow!(e))?;
+            let t_apply = t.elapsed();
+            let s = ruleset.size();
+            writeln!(out, "cold {pods} pods / {policies} policies, {label}: compile {}, render {}, nft -f {} (total {}; the enforcer's nft -c check adds {}); {} sets, {} elements, {} chains, {} rules, {:.1} MiB script",
+                ms(t_compile), ms(t_render), ms(t_apply), ms(t_compile + t_render + t_apply), ms(t_check),
+                s.sets, s.elements, s.chains, s.rules, script.len() as f64 / 1048576.0)?;
+        }
+    }
+
+    // 2. Change → enforced at 1k pods / 500 policies: toggle allow-client, time until a
+    //    probe from the client sees the new verdict.
+    let base = synthetic(1000, 500)?;
+    let variants = [
+        with_bench(base.clone(), lab, &[DENY_SERVER])?,
+        with_bench(base.clone(), lab, &[DENY_SERVER, ALLOW_CLIENT])?,
+    ];
+    let changes = args.changes;
+    let node_for_thread = node.clone();
+    let client_ns = client.netns.clone();
+    let (to_allow, to_deny, applies) = weir_lab::netns::run_in(&client_ns, move || {
+        let mut enforcer = Enforcer::new(NftCli {
+            netns: Some(node_for_thread),
+        });
+        let first = Engine::new(&variants[0]);
+        enforcer
+            .apply(compile(&first, Scope::All))
+            .map_err(std::io::Error::other)?;
+        let (mut to_allow, mut to_deny, mut applies) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..changes * 2 {
+            let allow = k % 2 == 0;
+            let cluster = &variants[usize::from(allow)];
+            let t0 = Instant::now();
+            let engine = Engine::new(cluster);
+            enforcer
+                .apply(compile(&engine, Scope::All))
+                .map_err(std::io::Error::other)?;
+            applies.push(t0.elapsed());
+            // Bounded: at most 2 s of attempts, each connect at most 20 ms.
+            let deadline = t0 + Duration::from_secs(2);
+            loop {
+                let attempt = Instant::now();
+                let ok = TcpStream::connect_timeout(
+                    &SocketAddr::new(server_ip, 80),
+                    Duration::from_millis(20),
+                )
+                .is_ok();
+                if ok == allow {
+                    // Allowed: seen when the connect succeeded. Denied: the dropped attempt
+                    // started at `attempt`, so enforcement happened before then.
+                    let seen = if allow {
+                        attempt.elapsed() + (attempt - t0)
+                    } else {
+                        attempt - t0
+                    };
+                    if allow {
+                        to_allow.push(seen)
+                    } else {
+                        to_deny.push(seen)
+                    }
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other("verdict did not flip within 2 s"));
+                }
+            }
+        }
+        Ok((to_allow, to_deny, applies))
+    })
+    .context("change latency")?;
+    for (label, mut v) in [
+        ("deny → allow", to_allow),
+        ("allow → deny", to_deny),
+        ("engine+compile+delta apply", applies),
+    ] {
+        v.sort();
+        writeln!(
+            out,
+            "change at 1000 pods / 500 policies, {label}: p50 {}, p99 {}, max {} ({} changes)",
+            ms(percentile(&v, 0.5)),
+            ms(percentile(&v, 0.99)),
+            ms(*v.last().unwrap()),
+            v.len()
+        )?;
+    }
+
+    // 3. First-packet latency (TCP connect) against policy count, and no weir table.
+    let counts: Vec<usize> = args
+        .latency_policies
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let nft = NftCli {
+        netns: Some(node.clone()),
+    };
+    let table_for = |policies: Option<usize>| -> Result<(), Failure> {
+        match policies {
+            None => {
+                weir_nft::apply::Nft::run(&nft, "table inet weir\ndelete table inet weir\n", false)
+                    .map_err(|e| anyhow!(e))?
+            }
+            Some(n) => {
+                let cluster = with_bench(synthetic(1000, n)?, lab, &[DENY_SERVER, ALLOW_CLIENT])?;
+                let script = compile(&Engine::new(&cluster), Scope::All).render();
+                weir_nft::apply::Nft::run(&nft, &script, false).map_err(|e| anyhow!(e))?;
+            }
+        }
+        Ok(())
+    };
+    for point in std::iter::once(None).chain(counts.iter().map(|&n| Some(n))) {
+        table_for(point)?;
+        let connects = args.connects;
+        let mut v = weir_lab::netns::run_in(&client_ns, move || {
+            let mut v = Vec::with_capacity(connects);
+            for _ in 0..connects {
+                let t = Instant::now();
+                let s = TcpStream::connect_timeout(
+                    &SocketAddr::new(server_ip, 80),
+                    Duration::from_secs(1),
+                )?;
+                v.push(t.elapsed());
+                drop(s);
+            }
+            Ok(v)
+        })
+        .context("connect latency")?;
+        v.sort();
+        let label = point.map_or("no weir table".to_string(), |n| {
+            format!("{n} policies (1000 pods)")
+        });
+        writeln!(
+            out,
+            "first packet (TCP connect), {label}: median {:.0} µs, p99 {:.0} µs",
+            percentile(&v, 0.5).as_secs_f64() * 1e6,
+            percentile(&v, 0.99).as_secs_f64() * 1e6
+        )?;
+    }
+
+    // 4. Established-flow throughput: iperf3 with 1,000 policies vs no weir table.
+    let mut rates = Vec::new();
+    for point in [None, Some(1000), None, Some(1000)] {
+        table_for(point)?;
+        rates.push((
+            point,
+            iperf(&server.netns, &client.netns, server_ip, args.iperf_seconds)?,
+        ));
+    }
+    let avg = |with: bool| {
+        let v: Vec<f64> = rates
+            .iter()
+            .filter(|(p, _)| p.is_some() == with)
+            .map(|(_, r)| *r)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (base, with) = (avg(false), avg(true));
+    writeln!(out, "iperf3 client → server, {} s × 2 each: no weir table {:.2} Gbit/s, 1000 policies {:.2} Gbit/s ({:.1} % of baseline)",
+        args.iperf_seconds, base / 1e9, with / 1e9, with / base * 100.0)?;
+    Ok(())
+}
+
+/// Bits per second received, one iperf3 run between two lab pods.
+fn iperf(
+    server_ns: &str,
+    client_ns: &str,
+    server_ip: IpAddr,
+    seconds: u32,
+) -> Result<f64, Failure> {
+    let mut server = Command::new("ip")
+        .args([
+            "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p", "5201",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting iperf3 -s (is iperf3 installed?)")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let output = Command::new("ip")
+        .args([
+            "netns", "exec", client_ns, "iperf3", "-J", "-p", "5201", "-t",
+        ])
+        .arg(seconds.to_string())
+        .args(["-c", &server_ip.to_string()])
+        .output()
+        .context("running iperf3 -c")?;
+    let _ = server.kill();
+    let _ = server.wait();
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("iperf3 -J output")?;
+    json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| {
+            Failure::Other(anyhow!(
+                "iperf3 gave no result: {}",
+                String::from_utf8_lossy(&output.stdout)
+            ))
+        })
+}
