@@ -11,7 +11,13 @@ pub trait Host {
     /// Runs `ip` batch lines, in namespace `netns` or (None) in the caller's.
     fn ip_batch(&self, netns: Option<&str>, lines: &[String]) -> Result<(), LabError>;
     /// Sets sysctls (`key=value`) inside a namespace.
-    fn sysctl(&self, netns: &str, settings: &[&str]) -> Result<(), LabError>;
+    fn sysctl(&self, netns: &str, settings: &[String]) -> Result<(), LabError>;
+    /// Applies an nft script inside a namespace (lab-owned tables only).
+    fn nft(&self, netns: &str, script: &str) -> Result<(), LabError>;
+    /// Writes a lab-owned file, creating its directory.
+    fn write_file(&self, path: &str, content: &str) -> Result<(), LabError>;
+    /// Stops every process inside a namespace (apps the lab started there).
+    fn kill_all_in(&self, netns: &str);
     /// Names under /run/netns.
     fn namespaces(&self) -> Vec<String>;
 }
@@ -61,11 +67,56 @@ impl Host for RealHost {
         run(cmd, Some(&(lines.join("\n") + "\n")), &what)
     }
 
-    fn sysctl(&self, netns: &str, settings: &[&str]) -> Result<(), LabError> {
+    fn sysctl(&self, netns: &str, settings: &[String]) -> Result<(), LabError> {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", netns, "sysctl", "-q", "-w"])
             .args(settings);
         run(cmd, None, &format!("sysctl in {netns}"))
+    }
+
+    fn nft(&self, netns: &str, script: &str) -> Result<(), LabError> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, "nft", "-f", "-"]);
+        run(cmd, Some(script), &format!("nft in {netns}"))
+    }
+
+    fn write_file(&self, path: &str, content: &str) -> Result<(), LabError> {
+        let path = std::path::Path::new(path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, content)?;
+        Ok(())
+    }
+
+    fn kill_all_in(&self, netns: &str) {
+        let pids = |signal: i32| {
+            let out = Command::new("ip").args(["netns", "pids", netns]).output();
+            let text = out
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let pids: Vec<i32> = text
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            for &pid in &pids {
+                // SAFETY: kill(2) on a process inside a namespace this lab created.
+                unsafe {
+                    libc::kill(pid, signal);
+                }
+            }
+            pids.len()
+        };
+        if pids(libc::SIGTERM) == 0 {
+            return;
+        }
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            if pids(0) == 0 {
+                return;
+            }
+        }
+        pids(libc::SIGKILL);
     }
 
     fn namespaces(&self) -> Vec<String> {
@@ -94,12 +145,32 @@ impl Host for FakeHost {
         }
         Ok(())
     }
-    fn sysctl(&self, netns: &str, settings: &[&str]) -> Result<(), LabError> {
+    fn sysctl(&self, netns: &str, settings: &[String]) -> Result<(), LabError> {
         self.log
             .lock()
             .unwrap()
             .push(format!("[{netns}] sysctl {}", settings.join(" ")));
         Ok(())
+    }
+    fn nft(&self, netns: &str, script: &str) -> Result<(), LabError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("[{netns}] nft {script}"));
+        Ok(())
+    }
+    fn write_file(&self, path: &str, content: &str) -> Result<(), LabError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("write {path}: {content}"));
+        Ok(())
+    }
+    fn kill_all_in(&self, netns: &str) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("kill all in {netns}"));
     }
     fn namespaces(&self) -> Vec<String> {
         self.existing.clone()

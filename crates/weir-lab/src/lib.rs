@@ -54,6 +54,8 @@ pub struct LabOptions {
     pub listen: Vec<(Protocol, u16)>,
     /// The `weir` executable, whose `lab serve` runs the listeners.
     pub exe: PathBuf,
+    /// Endpoints (`namespace/name`) whose ports real programs will serve: no listener there.
+    pub no_listen: Vec<String>,
 }
 
 fn check_name(name: &str) -> Result<(), LabError> {
@@ -93,11 +95,18 @@ impl Lab {
         Lab::down(&options.name, host)?;
         let (mut state, deployed) =
             plan::plan(cluster, &options.name, options.nodes, &options.listen);
+        for pod in &mut state.pods {
+            if options.no_listen.contains(&pod.id) {
+                pod.listen.clear();
+            }
+        }
         let built = (|| {
             for step in plan::steps(&state) {
                 match step {
                     plan::Step::Batch(ns, lines) => host.ip_batch(ns.as_deref(), &lines)?,
                     plan::Step::Sysctl(ns, settings) => host.sysctl(&ns, &settings)?,
+                    plan::Step::Nft(ns, script) => host.nft(&ns, &script)?,
+                    plan::Step::File(path, content) => host.write_file(&path, &content)?,
                 }
             }
             std::fs::create_dir_all(state_dir(&state.name))?;
@@ -143,13 +152,24 @@ impl Lab {
             }
         }
         let prefix = plan::prefix(name);
-        let doomed: Vec<String> = host
+        let ours: Vec<String> = host
             .namespaces()
             .into_iter()
             .filter(|n| n.starts_with(&prefix))
-            .map(|n| format!("netns del {n}"))
             .collect();
+        // Apps started inside pods (redis-server, todos) outlive a deleted namespace: stop them.
+        for ns in &ours {
+            host.kill_all_in(ns);
+        }
+        let doomed: Vec<String> = ours.iter().map(|n| format!("netns del {n}")).collect();
         host.ip_batch(None, &doomed)?;
+        if let Ok(entries) = std::fs::read_dir("/etc/netns") {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(state_dir(name));
         Ok(())
     }
@@ -181,6 +201,37 @@ impl Lab {
                 .collect(),
         }
     }
+}
+
+/// Starts `program` inside pod `pod_id` through `ip netns exec`, which also mounts the pod's
+/// hosts file (Service names) over /etc/hosts; output goes to `<state dir>/<file>.log`.
+/// The lab stops it on `down` (every process inside a lab namespace is stopped).
+pub fn spawn_in(
+    state: &LabState,
+    pod_id: &str,
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<std::process::Child, LabError> {
+    let pod = state
+        .pods
+        .iter()
+        .find(|p| p.id == pod_id)
+        .ok_or_else(|| LabError::State(pod_id.into(), "no such pod in the lab".into()))?;
+    let log_name = pod_id.replace('/', "_");
+    let log = std::fs::File::create(state_dir(&state.name).join(format!("{log_name}.log")))?;
+    use std::os::unix::process::CommandExt;
+    Command::new("ip")
+        .args(["netns", "exec", &pod.netns])
+        .arg(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| LabError::Command(format!("{} in {pod_id}: {e}", program.display())))
 }
 
 /// The dataplane of every node of a lab.

@@ -55,6 +55,26 @@ pub struct LabState {
     /// One per endpoint of the cluster, same order.
     pub pods: Vec<PodState>,
     pub serve_pid: Option<u32>,
+    #[serde(default)]
+    pub services: Vec<ServiceState>,
+}
+
+/// A Service of the manifests with a virtual IP, DNATed to its backends on every node (a
+/// stand-in for kube-proxy in nftables mode) and named in every pod's hosts file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// `namespace/name`.
+    pub id: String,
+    pub vip: Ipv4Addr,
+    /// (protocol, service port, target port)
+    pub ports: Vec<(Protocol, u16, u16)>,
+    /// IPv4 addresses of the endpoints the selector picks.
+    pub backends: Vec<Ipv4Addr>,
+}
+
+/// Where `ip netns exec NS` finds the files it mounts over /etc (hosts, resolv.conf).
+pub fn etc_dir(netns: &str) -> String {
+    format!("/etc/netns/{netns}")
 }
 
 /// The prefix of every namespace of lab `name`: leftovers are easy to find and remove.
@@ -165,14 +185,135 @@ pub fn plan(
             }
         })
         .collect();
+    let services = plan_services(&deployed);
     let state = LabState {
         name: name.to_string(),
         fabric: format!("{p}fab"),
         nodes: node_states,
         pods,
         serve_pid: None,
+        services,
     };
     (state, deployed)
+}
+
+/// Virtual IPs (the manifest's clusterIP, else 10.96.0.0/16), target ports resolved on the
+/// backends (a named targetPort by name and protocol; the first backend's port when
+/// replicas differ), backends by selector in the Service's namespace.
+fn plan_services(deployed: &Cluster) -> Vec<ServiceState> {
+    let mut next = 9u32;
+    deployed
+        .services
+        .iter()
+        .filter(|s| !s.selector.is_empty())
+        .map(|svc| {
+            let vip = match svc.cluster_ip {
+                Some(IpAddr::V4(ip)) => ip,
+                _ => {
+                    next += 1;
+                    Ipv4Addr::new(10, 96, (next >> 8) as u8, next as u8)
+                }
+            };
+            let backends: Vec<&weir_model::Endpoint> = deployed
+                .endpoints
+                .iter()
+                .filter(|e| {
+                    e.namespace == svc.namespace
+                        && svc.selector.iter().all(|(k, v)| e.labels.get(k) == Some(v))
+                })
+                .collect();
+            let ports = svc
+                .ports
+                .iter()
+                .map(|sp| {
+                    let target = match &sp.target_port {
+                        None => sp.port,
+                        Some(weir_model::PortTarget::Number(n)) => *n,
+                        Some(weir_model::PortTarget::Named(name)) => backends
+                            .iter()
+                            .flat_map(|e| &e.ports)
+                            .find(|c| c.name.as_deref() == Some(name) && c.protocol == sp.protocol)
+                            .map_or(sp.port, |c| c.port),
+                    };
+                    (sp.protocol, sp.port, target)
+                })
+                .collect();
+            ServiceState {
+                id: format!("{}/{}", svc.namespace, svc.name),
+                vip,
+                ports,
+                backends: backends
+                    .iter()
+                    .flat_map(|e| e.ips.iter())
+                    .filter_map(|ip| match ip {
+                        IpAddr::V4(v4) => Some(*v4),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The Service proxy of a node: DNAT from each virtual IP and port to a backend, chosen at
+/// random per connection; a lab-owned table, separate from weir's enforcement table.
+pub fn service_nft(services: &[ServiceState]) -> String {
+    let mut out = String::from(
+        "table ip weir-lab-svc\ndelete table ip weir-lab-svc\ntable ip weir-lab-svc {\n  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n",
+    );
+    for svc in services.iter().filter(|s| !s.backends.is_empty()) {
+        for &(protocol, port, target) in &svc.ports {
+            let proto = match protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+                Protocol::Sctp => "sctp",
+            };
+            let to = if svc.backends.len() == 1 {
+                format!("{}:{target}", svc.backends[0])
+            } else {
+                let map: Vec<String> = svc
+                    .backends
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| format!("{i} : {b}"))
+                    .collect();
+                format!(
+                    "numgen random mod {} map {{ {} }}:{target}",
+                    svc.backends.len(),
+                    map.join(", ")
+                )
+            };
+            out.push_str(&format!(
+                "    ip daddr {} meta l4proto {proto} th dport {port} dnat ip to {to} comment \"{}\"\n",
+                svc.vip, svc.id
+            ));
+        }
+    }
+    out.push_str("  }\n}\n");
+    out
+}
+
+/// A pod's /etc/hosts: itself, and every Service by `name.namespace[.svc.cluster.local]`,
+/// plus the bare name for Services of its own namespace.
+pub fn hosts_file(pod: &PodState, services: &[ServiceState]) -> String {
+    let (namespace, name) = pod.id.split_once('/').unwrap_or(("", &pod.id));
+    let mut out = String::from("127.0.0.1 localhost\n::1 localhost\n");
+    if let Some(ip) = pod.ips.first() {
+        out.push_str(&format!("{ip} {name}\n"));
+    }
+    for svc in services {
+        let (ns, svc_name) = svc.id.split_once('/').unwrap_or(("", &svc.id));
+        let short = if ns == namespace {
+            format!(" {svc_name}")
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{} {svc_name}.{ns}.svc.cluster.local {svc_name}.{ns}{short}\n",
+            svc.vip
+        ));
+    }
+    out
 }
 
 fn uplink_v4(k: usize) -> Ipv4Addr {
@@ -188,7 +329,11 @@ fn uplink_v6(k: usize) -> Ipv6Addr {
 pub enum Step {
     /// `ip -batch` lines, in a namespace or (None) in the caller's.
     Batch(Option<String>, Vec<String>),
-    Sysctl(String, Vec<&'static str>),
+    Sysctl(String, Vec<String>),
+    /// An nft script for a lab-owned table (the Service proxy), inside a namespace.
+    Nft(String, String),
+    /// A file the lab owns (`/etc/netns/NS/hosts`: Service names inside a pod).
+    File(String, String),
 }
 
 fn prefix_len(ip: &IpAddr) -> u8 {
@@ -237,7 +382,14 @@ pub fn steps(state: &LabState) -> Vec<Step> {
     }
     out.push(Step::Batch(None, links));
     for ns in std::iter::once(&state.fabric).chain(state.nodes.iter().map(|n| &n.netns)) {
-        out.push(Step::Sysctl(ns.clone(), ROUTER_SYSCTLS.to_vec()));
+        let mut settings: Vec<String> = ROUTER_SYSCTLS.iter().map(|s| s.to_string()).collect();
+        // Answer proxy ARP at once (the kernel delays it up to 0.8 s by default), as Calico does.
+        for pod in state.pods.iter().filter(|p| {
+            state.nodes.iter().position(|n| &n.netns == ns) == p.node && p.node.is_some()
+        }) {
+            settings.push(format!("net.ipv4.neigh.{}.proxy_delay=0", pod.host_if));
+        }
+        out.push(Step::Sysctl(ns.clone(), settings));
     }
     // Fabric: a /32 to each uplink, each pod address via its node, host addresses direct.
     let mut fabric = vec!["link set lo up".to_string()];
@@ -330,6 +482,18 @@ pub fn steps(state: &LabState) -> Vec<Step> {
         }
         out.push(Step::Batch(Some(pod.netns.clone()), lines));
     }
+    if !state.services.is_empty() {
+        let script = service_nft(&state.services);
+        for node in &state.nodes {
+            out.push(Step::Nft(node.netns.clone(), script.clone()));
+        }
+        for pod in &state.pods {
+            out.push(Step::File(
+                format!("{}/hosts", etc_dir(&pod.netns)),
+                hosts_file(pod, &state.services),
+            ));
+        }
+    }
     out
 }
 
@@ -398,7 +562,7 @@ mod tests {
         let (state, _) = plan(&cluster(), "t", 2, &[]);
         for step in steps(&state) {
             match step {
-                Step::Batch(Some(ns), _) | Step::Sysctl(ns, _) => {
+                Step::Batch(Some(ns), _) | Step::Sysctl(ns, _) | Step::Nft(ns, _) => {
                     assert!(ns.starts_with("wl-t-"), "{ns}")
                 }
                 // In the caller's namespace: only creating lab namespaces and veth pairs
@@ -411,8 +575,54 @@ mod tests {
                         assert!(ok, "{l}");
                     }
                 }
+                Step::File(path, _) => assert!(path.starts_with("/etc/netns/wl-t-"), "{path}"),
             }
         }
+    }
+
+    #[test]
+    fn services_get_a_virtual_ip_a_dnat_rule_and_names() {
+        let mut c = cluster();
+        c.endpoints[0].labels.insert("app".into(), "web".into());
+        c.endpoints[0].ports.push(weir_model::ContainerPort {
+            name: Some("http".into()),
+            protocol: Protocol::Tcp,
+            port: 8080,
+        });
+        c.services.push(weir_model::Service {
+            namespace: "x".into(),
+            name: "web".into(),
+            selector: [("app".to_string(), "web".to_string())].into(),
+            ports: vec![weir_model::ServicePort {
+                name: None,
+                protocol: Protocol::Tcp,
+                port: 80,
+                target_port: Some(weir_model::PortTarget::Named("http".into())),
+            }],
+            cluster_ip: None,
+            origin: Default::default(),
+        });
+        let (state, _) = plan(&c, "t", 1, &[]);
+        let svc = &state.services[0];
+        assert_eq!(svc.backends, vec!["10.0.0.1".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(svc.ports, vec![(Protocol::Tcp, 80, 8080)]);
+        let nft = service_nft(&state.services);
+        assert!(
+            nft.contains(&format!(
+                "ip daddr {} meta l4proto tcp th dport 80 dnat ip to 10.0.0.1:8080",
+                svc.vip
+            )),
+            "{nft}"
+        );
+        let hosts = hosts_file(&state.pods[1], &state.services);
+        assert!(
+            hosts.contains(&format!("{} web.x.svc.cluster.local web.x web\n", svc.vip)),
+            "{hosts}"
+        );
+        let steps = steps(&state);
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, Step::Nft(ns, _) if ns == "wl-t-n0")));
     }
 
     #[test]
@@ -425,6 +635,7 @@ mod tests {
                     crate::host::Host::ip_batch(&host, ns.as_deref(), &lines).unwrap()
                 }
                 Step::Sysctl(ns, s) => crate::host::Host::sysctl(&host, &ns, &s).unwrap(),
+                _ => {}
             }
         }
         let log = host.log.lock().unwrap();

@@ -67,17 +67,24 @@ impl Default for ProbeOptions {
     }
 }
 
+/// A completed handshake is the verdict; the name is read if the server sends one (the
+/// lab's listeners do; real apps such as Redis wait for a request and give `None`).
 fn tcp(dst: SocketAddr, timeout: Duration) -> Outcome {
-    let attempt = || -> io::Result<String> {
+    let connect = || -> io::Result<Socket> {
         let s = Socket::new(Domain::for_address(dst), Type::STREAM, None)?;
         s.connect_timeout(&dst.into(), timeout)?;
-        s.set_read_timeout(Some(timeout))?;
-        let mut stream = std::net::TcpStream::from(s);
-        let mut buf = Vec::new();
-        stream.by_ref().take(512).read_to_end(&mut buf)?;
-        Ok(String::from_utf8_lossy(&buf).trim().to_string())
+        Ok(s)
     };
-    classify(attempt())
+    match connect() {
+        Err(e) => classify(Err(e)),
+        Ok(s) => {
+            let _ = s.set_read_timeout(Some(timeout.min(Duration::from_millis(300))));
+            let mut buf = Vec::new();
+            let read = std::net::TcpStream::from(s).take(512).read_to_end(&mut buf);
+            let name = String::from_utf8_lossy(&buf).trim().to_string();
+            Outcome::Reached((read.is_ok() && !name.is_empty()).then_some(name))
+        }
+    }
 }
 
 fn udp(dst: SocketAddr, timeout: Duration) -> Outcome {

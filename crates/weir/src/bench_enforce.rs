@@ -117,6 +117,7 @@ pub(crate) fn run(args: EnforceBench, out: &mut dyn Write) -> Result<u8, Failure
         nodes: 1,
         listen: vec![(Protocol::Tcp, 80)],
         exe: std::env::current_exe().context("locating weir")?,
+        no_listen: vec![],
     };
     let lab = Lab::up(&bench.cluster, &options, &RealHost).map_err(|e| anyhow!(e))?;
     let result = measure(&args, &lab, out);

@@ -96,6 +96,9 @@ enum Command {
         #[arg(short, long, default_value = "text")]
         output: Format,
     },
+    /// The lesson for real: the todos API on Redis in a lab, secured by the three policies,
+    /// checked by real clients (needs root; exit 0 only when every check passed).
+    Demo(crate::demo::DemoArgs),
     /// A lab of real pods: one network namespace per endpoint, routed like a CNI.
     #[command(subcommand)]
     Lab(crate::lab::LabCommand),
@@ -225,6 +228,7 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
                 exit::DENIED
             }
         }
+        Command::Demo(args) => crate::demo::demo(args, &mut out)?,
         Command::Lab(cmd) => crate::lab::lab(cmd, &mut out)?,
         Command::Enforce(args) => crate::lab::enforce(args, &mut out)?,
         Command::Probe(args) => crate::lab::probe(args, &mut out)?,

@@ -127,6 +127,7 @@ fn up(cluster: &weir_model::Cluster, args: &LabArgs, ports: &[Probe]) -> Result<
         nodes: args.nodes,
         listen: ports.iter().map(|p| (p.protocol, p.port)).collect(),
         exe: std::env::current_exe().context("locating the weir executable")?,
+        no_listen: vec![],
     };
     Lab::up(cluster, &options, &RealHost).map_err(|e| match e {
         weir_lab::LabError::BadName(_) => Failure::Invalid(e.to_string()),

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_enforce;
 mod cli;
+mod demo;
 mod lab;
 
 pub use cli::run;

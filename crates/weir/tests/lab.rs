@@ -72,6 +72,7 @@ fn up(cluster: &Cluster, nodes: usize, probes: &[Probe]) -> Up {
         nodes,
         listen: probes.iter().map(|p| (p.protocol, p.port)).collect(),
         exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
+        no_listen: vec![],
     };
     Up(Lab::up(cluster, &options, &RealHost).expect("lab up"))
 }
