@@ -190,13 +190,11 @@ impl Lab {
                         .filter(|(_, p)| p.node == Some(k))
                         .map(|(i, _)| i)
                         .collect();
-                    (
-                        node.netns.clone(),
-                        local,
-                        Enforcer::new(NftCli {
-                            netns: Some(node.netns.clone()),
-                        }),
-                    )
+                    let mut enforcer = Enforcer::new(NftCli {
+                        netns: Some(node.netns.clone()),
+                    });
+                    enforcer.verify = true; // lab tables are small: read each full replace back
+                    (node.netns.clone(), local, enforcer)
                 })
                 .collect(),
         }

@@ -272,3 +272,77 @@ fn parse_listing(listing: &str) -> Vec<(String, usize)> {
     out.sort();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Chain, ChainKind, Set};
+
+    const LISTING: &str = "table inet weir {
+\tset s4 {
+\t\ttype ipv4_addr
+\t\tcomment \"sel x\"
+\t\telements = { 10.0.0.1 }
+\t}
+
+\tmap ingress4 {
+\t\ttype ipv4_addr : verdict
+\t}
+
+\tchain in/x/p {
+\t\tip saddr @s4 tcp dport 6379 counter packets 0 bytes 0 accept comment \"x/p ingress[0]\"
+\t}
+
+\tchain ingress {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tct state established,related accept
+\t\tip daddr vmap @ingress4
+\t}
+}
+";
+
+    fn expected(rules_in_p: usize) -> Ruleset {
+        let set = |spec: &str| Set {
+            spec: spec.into(),
+            comment: None,
+            elements: Default::default(),
+        };
+        let chain = |kind, n| Chain {
+            kind,
+            header: None,
+            rules: vec!["r".into(); n],
+        };
+        Ruleset {
+            sets: [
+                ("s4".to_string(), set("type ipv4_addr;")),
+                ("ingress4".to_string(), set("type ipv4_addr : verdict;")),
+            ]
+            .into(),
+            chains: [
+                ("in/x/p".to_string(), chain(ChainKind::Policy, rules_in_p)),
+                ("ingress".to_string(), chain(ChainKind::Base, 2)),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn verify_accepts_the_same_objects_and_names_what_differs() {
+        verify(&expected(1), LISTING).unwrap();
+        let err = verify(&expected(2), LISTING).unwrap_err().to_string();
+        assert!(err.contains("in/x/p"), "{err}");
+        let mut missing = expected(1);
+        missing.chains.insert(
+            "ig-1".into(),
+            Chain {
+                kind: ChainKind::Group,
+                header: None,
+                rules: vec![],
+            },
+        );
+        assert!(verify(&missing, LISTING)
+            .unwrap_err()
+            .to_string()
+            .contains("ig-1"));
+    }
+}
