@@ -1,0 +1,367 @@
+//! Policy hygiene: findings a platform engineer wants before a policy set ships. Every
+//! finding has a stable code, a severity, where it comes from and a fix hint.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+use weir_model::{Cluster, Direction, Peer, PortRef, Protocol, Rule};
+
+use crate::ports::{resolve_ports, PortSet};
+use crate::{Engine, Node};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "info" => Ok(Severity::Info),
+            "warning" => Ok(Severity::Warning),
+            "error" => Ok(Severity::Error),
+            _ => Err(format!("{s:?}: expected info, warning or error")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable code, e.g. `W001`.
+    pub code: &'static str,
+    /// Stable name, e.g. `policy-selects-nothing`.
+    pub name: &'static str,
+    pub severity: Severity,
+    /// `file:line:col` of the object concerned.
+    pub location: String,
+    /// `namespace/name` of the policy (or namespace / endpoint) concerned.
+    pub subject: String,
+    pub message: String,
+    pub hint: String,
+}
+
+/// The checks, with their codes and names (also the documentation's list).
+pub const CHECKS: [(&str, &str, Severity); 11] = [
+    ("W001", "policy-selects-nothing", Severity::Warning),
+    ("W002", "peer-matches-nothing", Severity::Warning),
+    ("W003", "named-port-unresolved", Severity::Warning),
+    ("W004", "rule-shadowed", Severity::Warning),
+    ("W005", "policy-redundant", Severity::Warning),
+    ("W006", "egress-without-dns", Severity::Warning),
+    ("W007", "ipblock-covers-pods", Severity::Warning),
+    ("W008", "rules-ignored-by-policy-types", Severity::Warning),
+    ("W009", "allow-all-rule", Severity::Warning),
+    ("I001", "namespace-without-default-deny", Severity::Info),
+    ("I002", "deny-all-direction", Severity::Info),
+];
+
+fn check(code: &'static str) -> (&'static str, &'static str, Severity) {
+    *CHECKS.iter().find(|c| c.0 == code).expect("known check")
+}
+
+/// How many (policy × endpoint) evaluations the redundancy check may cost before it is
+/// skipped (and said so): it rebuilds the engine once per policy.
+const REDUNDANCY_BUDGET: usize = 2_000_000;
+
+struct Linter<'e, 'c> {
+    engine: &'e Engine<'c>,
+    cluster: &'c Cluster,
+    out: Vec<Finding>,
+}
+
+impl Linter<'_, '_> {
+    fn push(&mut self, code: &'static str, location: String, subject: String, message: String, hint: &str) {
+        let (code, name, severity) = check(code);
+        self.out.push(Finding {
+            code,
+            name,
+            severity,
+            location,
+            subject,
+            message,
+            hint: hint.to_string(),
+        });
+    }
+}
+
+/// Addresses standing for "outside" in checks: every ipBlock and except edge, and two
+/// documentation addresses that no policy names.
+pub fn outside_representatives(clusters: &[&Cluster]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+    for c in clusters {
+        for p in &c.policies {
+            for rule in p.ingress.iter().chain(&p.egress) {
+                for peer in &rule.peers {
+                    if let Peer::IpBlock { cidr, except } = peer {
+                        for net in std::iter::once(cidr).chain(except) {
+                            out.push(net.network());
+                            out.push(net.broadcast());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn rule_path(direction: Direction, n: usize) -> String {
+    format!("spec.{direction}[{n}]")
+}
+
+/// Every finding for the cluster, ordered by location then code.
+pub fn lint(engine: &Engine) -> Vec<Finding> {
+    let cluster = engine.cluster();
+    let mut l = Linter {
+        engine,
+        cluster,
+        out: Vec::new(),
+    };
+    let n = cluster.endpoints.len();
+    let outside = outside_representatives(&[cluster]);
+    for (pi, policy) in cluster.policies.iter().enumerate() {
+        let loc = policy.origin.to_string();
+        let id = policy.id();
+        let targets: Vec<usize> = (0..n).filter(|&i| engine.selects(policy, i)).collect();
+        if targets.is_empty() {
+            l.push("W001", loc.clone(), id.clone(),
+                format!("podSelector {{{}}} selects no endpoint in namespace {}", policy.pod_selector, policy.namespace),
+                "check the labels against the pods, or delete the policy");
+        }
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let rules = policy.rules(direction);
+            if !policy.isolates(direction) && !rules.is_empty() {
+                l.push("W008", loc.clone(), id.clone(),
+                    format!("{} {direction} rule(s) are ignored: policyTypes does not list {}", rules.len(),
+                        if direction == Direction::Ingress { "Ingress" } else { "Egress" }),
+                    "add the direction to policyTypes, or remove the rules");
+                continue;
+            }
+            if policy.isolates(direction) && rules.is_empty() && !targets.is_empty() {
+                l.push("I002", loc.clone(), id.clone(),
+                    format!("denies all {direction} of the {} endpoint(s) it selects (no {direction} rules)", targets.len()),
+                    "intended as default-deny? fine; otherwise add rules");
+            }
+            if !policy.isolates(direction) {
+                continue;
+            }
+            for (k, rule) in rules.iter().enumerate() {
+                lint_rule(&mut l, pi, direction, k, rule, &targets, &outside);
+            }
+            for k in 0..rules.len() {
+                if let Some(by) = (0..rules.len()).find(|&j| j != k && covers(l.engine, pi, direction, &rules[j], &rules[k], &targets, &outside) && (j < k || !covers(l.engine, pi, direction, &rules[k], &rules[j], &targets, &outside))) {
+                    l.push("W004", loc.clone(), id.clone(),
+                        format!("{} adds nothing: {} admits everything it admits", rule_path(direction, k), rule_path(direction, by)),
+                        "delete the rule, or narrow the other one");
+                }
+            }
+        }
+    }
+    redundant_policies(&mut l, &outside);
+    egress_dns(&mut l, &outside);
+    default_deny(&mut l);
+    l.out.sort_by(|a, b| (&a.location, a.code).cmp(&(&b.location, b.code)));
+    l.out
+}
+
+fn lint_rule(l: &mut Linter, pi: usize, direction: Direction, k: usize, rule: &Rule, targets: &[usize], outside: &[IpAddr]) {
+    let policy = &l.cluster.policies[pi];
+    let (loc, id) = (policy.origin.to_string(), policy.id());
+    let path = rule_path(direction, k);
+    let word = if direction == Direction::Ingress { "from" } else { "to" };
+    if rule.peers.is_empty() && rule.ports.is_empty() {
+        l.push("W009", loc.clone(), id.clone(),
+            format!("{path} is `{{}}`: it allows all {direction} traffic, from every peer on every port"),
+            "`{direction}: [{{}}]` is allow-all; `{direction}: []` (or no rules) is deny-all — pick the one you mean");
+    }
+    for (j, peer) in rule.peers.iter().enumerate() {
+        let members: Vec<usize> = (0..l.cluster.endpoints.len())
+            .filter(|&i| l.engine.peer_matches(peer, &policy.namespace, Node::Endpoint(i), l.cluster.endpoints[i].primary_is_v6()))
+            .collect();
+        match peer {
+            Peer::Pods { .. } if members.is_empty() => l.push("W002", loc.clone(), id.clone(),
+                format!("{path}.{word}[{j}] matches no endpoint"),
+                "check the selector's labels (pods and namespaces), or remove the peer"),
+            Peer::IpBlock { cidr, .. } if !members.is_empty() => {
+                let names: Vec<String> = members.iter().take(3).map(|&i| l.cluster.endpoints[i].id()).collect();
+                l.push("W007", loc.clone(), id.clone(),
+                    format!("{path}.{word}[{j}] ipBlock {cidr} covers the IPs of {} endpoint(s) ({}{}): CNIs differ on whether ipBlock matches pod IPs",
+                        members.len(), names.join(", "), if members.len() > 3 { ", …" } else { "" }),
+                    "select pods with podSelector/namespaceSelector and keep ipBlock for addresses outside the cluster (or add the pod CIDR to except)");
+            }
+            _ => {}
+        }
+    }
+    // Named ports resolve on the destination: the selected pods (ingress) or the peers (egress).
+    let dsts: Vec<Node> = match direction {
+        Direction::Ingress => targets.iter().map(|&i| Node::Endpoint(i)).collect(),
+        Direction::Egress => destinations(l, pi, rule, outside),
+    };
+    for (j, p) in rule.ports.iter().enumerate() {
+        if let Some(PortRef::Named(name)) = &p.port {
+            let resolved = dsts.iter().any(|d| match d {
+                Node::Endpoint(i) => !resolve_ports(std::slice::from_ref(p), &l.cluster.endpoints[*i].ports).is_empty(),
+                Node::Address(_) => false,
+            });
+            if !resolved {
+                l.push("W003", loc.clone(), id.clone(),
+                    format!("{path}.ports[{j}]: no destination has a {} containerPort named {name:?}", p.protocol),
+                    "fix the name or protocol, or use the port number");
+            }
+        }
+    }
+}
+
+/// The destinations an egress rule can admit: matching endpoints and outside addresses.
+fn destinations(l: &Linter, pi: usize, rule: &Rule, outside: &[IpAddr]) -> Vec<Node> {
+    let policy = &l.cluster.policies[pi];
+    let mut out: Vec<Node> = Vec::new();
+    for i in 0..l.cluster.endpoints.len() {
+        let node = Node::Endpoint(i);
+        let v6 = l.cluster.endpoints[i].primary_is_v6();
+        if rule.peers.is_empty() || rule.peers.iter().any(|p| l.engine.peer_matches(p, &policy.namespace, node, v6)) {
+            out.push(node);
+        }
+    }
+    for &ip in outside {
+        let node = Node::Address(ip);
+        if rule.peers.is_empty() || rule.peers.iter().any(|p| l.engine.peer_matches(p, &policy.namespace, node, ip.is_ipv6())) {
+            out.push(node);
+        }
+    }
+    out
+}
+
+/// Does rule `a` admit everything rule `b` admits (same policy and direction)?
+fn covers(engine: &Engine, pi: usize, direction: Direction, a: &Rule, b: &Rule, targets: &[usize], outside: &[IpAddr]) -> bool {
+    let cluster = engine.cluster();
+    let policy = &cluster.policies[pi];
+    let peers: Vec<Node> = (0..cluster.endpoints.len())
+        .map(Node::Endpoint)
+        .chain(outside.iter().map(|&ip| Node::Address(ip)))
+        .collect();
+    let admits = |rule: &Rule, peer: Node| {
+        let v6 = match peer {
+            Node::Endpoint(i) => cluster.endpoints[i].primary_is_v6(),
+            Node::Address(ip) => ip.is_ipv6(),
+        };
+        rule.peers.is_empty() || rule.peers.iter().any(|p| engine.peer_matches(p, &policy.namespace, peer, v6))
+    };
+    let ports_of = |rule: &Rule, dst: Node| -> PortSet {
+        match dst {
+            Node::Endpoint(i) => resolve_ports(&rule.ports, &cluster.endpoints[i].ports),
+            Node::Address(_) => resolve_ports(&rule.ports, &[]),
+        }
+    };
+    let subset = |x: &PortSet, y: &PortSet| x.union(y) == *y;
+    for &peer in &peers {
+        if !admits(b, peer) {
+            continue;
+        }
+        if !admits(a, peer) {
+            return false;
+        }
+        let dsts: Vec<Node> = match direction {
+            Direction::Ingress => targets.iter().map(|&i| Node::Endpoint(i)).collect(),
+            Direction::Egress => vec![peer],
+        };
+        if dsts.iter().any(|&d| !subset(&ports_of(b, d), &ports_of(a, d))) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A policy whose removal changes no verdict between any endpoint and any endpoint or
+/// outside representative.
+fn redundant_policies(l: &mut Linter, outside: &[IpAddr]) {
+    let n = l.cluster.endpoints.len();
+    let cost = l.cluster.policies.len() * (n + outside.len()) * n;
+    if cost > REDUNDANCY_BUDGET {
+        l.push("W005", String::new(), "(all policies)".into(),
+            format!("redundancy not checked: {} policies × {n} endpoints is over the budget", l.cluster.policies.len()),
+            "run lint on a smaller slice (one namespace) to check redundancy");
+        l.out.last_mut().expect("just pushed").severity = Severity::Info;
+        return;
+    }
+    let nodes: Vec<Node> = (0..n).map(Node::Endpoint).chain(outside.iter().map(|&ip| Node::Address(ip))).collect();
+    for pi in 0..l.cluster.policies.len() {
+        let policy = &l.cluster.policies[pi];
+        let targets: Vec<usize> = (0..n).filter(|&i| l.engine.selects(policy, i)).collect();
+        if targets.is_empty() {
+            continue; // already W001
+        }
+        let mut without = l.cluster.clone();
+        without.policies.remove(pi);
+        let other = Engine::with_options(&without, l.engine.options());
+        let same = targets.iter().all(|&t| {
+            let t = Node::Endpoint(t);
+            nodes.iter().all(|&x| l.engine.allowed(x, t) == other.allowed(x, t) && l.engine.allowed(t, x) == other.allowed(t, x))
+        });
+        if same {
+            l.push("W005", policy.origin.to_string(), policy.id(),
+                "removing this policy changes no connection: other policies already isolate and allow exactly the same".into(),
+                "delete it, or merge it with the policies that cover it");
+        }
+    }
+}
+
+/// Endpoints isolated for egress that can resolve no name: no UDP/53 and no TCP/53 anywhere.
+fn egress_dns(l: &mut Linter, outside: &[IpAddr]) {
+    let n = l.cluster.endpoints.len();
+    for i in 0..n {
+        let isolating: Vec<&weir_model::Policy> = l.cluster.policies.iter()
+            .filter(|p| p.isolates_egress && l.engine.selects(p, i))
+            .collect();
+        let Some(first) = isolating.first() else { continue };
+        let src = Node::Endpoint(i);
+        let dns = |proto| {
+            (0..n).filter(|&d| d != i).map(Node::Endpoint).chain(outside.iter().map(|&ip| Node::Address(ip)))
+                .any(|d| l.engine.allowed(src, d).contains(proto, 53))
+        };
+        for (proto, name) in [(Protocol::Udp, "UDP"), (Protocol::Tcp, "TCP")] {
+            if !dns(proto) {
+                let ids: Vec<String> = isolating.iter().map(|p| p.id()).collect();
+                l.push("W006", first.origin.to_string(), l.cluster.endpoints[i].id(),
+                    format!("egress is isolated (by {}) and {name} 53 is allowed to no destination: DNS lookups will fail", ids.join(", ")),
+                    "add an egress rule to kube-dns (namespaceSelector kubernetes.io/metadata.name=kube-system, podSelector k8s-app=kube-dns) on UDP and TCP 53");
+            }
+        }
+    }
+}
+
+/// Namespaces with endpoints but no policy that selects all pods and isolates ingress with
+/// no rules (the default-deny baseline).
+fn default_deny(l: &mut Linter) {
+    for ns in &l.cluster.namespaces {
+        let has_endpoints = l.cluster.endpoints.iter().any(|e| e.namespace == ns.name && !e.host_network);
+        let deny = l.cluster.policies.iter().any(|p| {
+            p.namespace == ns.name && p.pod_selector.is_empty() && p.isolates_ingress && p.ingress.is_empty()
+        });
+        if has_endpoints && !deny {
+            l.push("I001", String::new(), ns.name.clone(),
+                format!("namespace {} has endpoints but no default-deny ingress policy: anything not isolated by another policy accepts all traffic", ns.name),
+                "add a NetworkPolicy with podSelector: {} and policyTypes: [Ingress] and no rules");
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _net(_: IpNet) {}
