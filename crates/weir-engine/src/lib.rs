@@ -11,8 +11,11 @@
 //!   why. Tests hold the two to the same answers, and both to a naive oracle.
 
 mod classes;
+pub mod diff;
 mod explain;
+pub mod intents;
 pub mod ipspace;
+pub mod lint;
 pub mod ports;
 pub mod selector;
 

@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use serde::Serialize;
 use weir_model::{Cluster, Direction, Peer, PortRef, Protocol, Rule};
 
@@ -85,7 +84,14 @@ struct Linter<'e, 'c> {
 }
 
 impl Linter<'_, '_> {
-    fn push(&mut self, code: &'static str, location: String, subject: String, message: String, hint: &str) {
+    fn push(
+        &mut self,
+        code: &'static str,
+        location: String,
+        subject: String,
+        message: String,
+        hint: &str,
+    ) {
         let (code, name, severity) = check(code);
         self.out.push(Finding {
             code,
@@ -141,20 +147,44 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
         let id = policy.id();
         let targets: Vec<usize> = (0..n).filter(|&i| engine.selects(policy, i)).collect();
         if targets.is_empty() {
-            l.push("W001", loc.clone(), id.clone(),
-                format!("podSelector {{{}}} selects no endpoint in namespace {}", policy.pod_selector, policy.namespace),
-                "check the labels against the pods, or delete the policy");
+            l.push(
+                "W001",
+                loc.clone(),
+                id.clone(),
+                format!(
+                    "podSelector {{{}}} selects no endpoint in namespace {}",
+                    policy.pod_selector, policy.namespace
+                ),
+                "check the labels against the pods, or delete the policy",
+            );
         }
         for direction in [Direction::Ingress, Direction::Egress] {
             let rules = policy.rules(direction);
             if !policy.isolates(direction) && !rules.is_empty() {
-                l.push("W008", loc.clone(), id.clone(),
-                    format!("{} {direction} rule(s) are ignored: policyTypes does not list {}", rules.len(),
-                        if direction == Direction::Ingress { "Ingress" } else { "Egress" }),
-                    "add the direction to policyTypes, or remove the rules");
+                l.push(
+                    "W008",
+                    loc.clone(),
+                    id.clone(),
+                    format!(
+                        "{} {direction} rule(s) are ignored: policyTypes does not list {}",
+                        rules.len(),
+                        if direction == Direction::Ingress {
+                            "Ingress"
+                        } else {
+                            "Egress"
+                        }
+                    ),
+                    "add the direction to policyTypes, or remove the rules",
+                );
                 continue;
             }
-            if policy.isolates(direction) && rules.is_empty() && !targets.is_empty() {
+            // A default-deny (every pod, no rules) is the baseline it looks like; only a
+            // deny-all on a narrower selector is worth a note.
+            if policy.isolates(direction)
+                && rules.is_empty()
+                && !targets.is_empty()
+                && !policy.pod_selector.is_empty()
+            {
                 l.push("I002", loc.clone(), id.clone(),
                     format!("denies all {direction} of the {} endpoint(s) it selects (no {direction} rules)", targets.len()),
                     "intended as default-deny? fine; otherwise add rules");
@@ -166,10 +196,27 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
                 lint_rule(&mut l, pi, direction, k, rule, &targets, &outside);
             }
             for k in 0..rules.len() {
-                if let Some(by) = (0..rules.len()).find(|&j| j != k && covers(l.engine, pi, direction, &rules[j], &rules[k], &targets, &outside) && (j < k || !covers(l.engine, pi, direction, &rules[k], &rules[j], &targets, &outside))) {
-                    l.push("W004", loc.clone(), id.clone(),
-                        format!("{} adds nothing: {} admits everything it admits", rule_path(direction, k), rule_path(direction, by)),
-                        "delete the rule, or narrow the other one");
+                if let Some(by) = (0..rules.len()).find(|&j| {
+                    j != k
+                        && covers(
+                            l.engine, pi, direction, &rules[j], &rules[k], &targets, &outside,
+                        )
+                        && (j < k
+                            || !covers(
+                                l.engine, pi, direction, &rules[k], &rules[j], &targets, &outside,
+                            ))
+                }) {
+                    l.push(
+                        "W004",
+                        loc.clone(),
+                        id.clone(),
+                        format!(
+                            "{} adds nothing: {} admits everything it admits",
+                            rule_path(direction, k),
+                            rule_path(direction, by)
+                        ),
+                        "delete the rule, or narrow the other one",
+                    );
                 }
             }
         }
@@ -177,15 +224,28 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
     redundant_policies(&mut l, &outside);
     egress_dns(&mut l, &outside);
     default_deny(&mut l);
-    l.out.sort_by(|a, b| (&a.location, a.code).cmp(&(&b.location, b.code)));
+    l.out
+        .sort_by(|a, b| (&a.location, a.code).cmp(&(&b.location, b.code)));
     l.out
 }
 
-fn lint_rule(l: &mut Linter, pi: usize, direction: Direction, k: usize, rule: &Rule, targets: &[usize], outside: &[IpAddr]) {
+fn lint_rule(
+    l: &mut Linter,
+    pi: usize,
+    direction: Direction,
+    k: usize,
+    rule: &Rule,
+    targets: &[usize],
+    outside: &[IpAddr],
+) {
     let policy = &l.cluster.policies[pi];
     let (loc, id) = (policy.origin.to_string(), policy.id());
     let path = rule_path(direction, k);
-    let word = if direction == Direction::Ingress { "from" } else { "to" };
+    let word = if direction == Direction::Ingress {
+        "from"
+    } else {
+        "to"
+    };
     if rule.peers.is_empty() && rule.ports.is_empty() {
         l.push("W009", loc.clone(), id.clone(),
             format!("{path} is `{{}}`: it allows all {direction} traffic, from every peer on every port"),
@@ -193,14 +253,29 @@ fn lint_rule(l: &mut Linter, pi: usize, direction: Direction, k: usize, rule: &R
     }
     for (j, peer) in rule.peers.iter().enumerate() {
         let members: Vec<usize> = (0..l.cluster.endpoints.len())
-            .filter(|&i| l.engine.peer_matches(peer, &policy.namespace, Node::Endpoint(i), l.cluster.endpoints[i].primary_is_v6()))
+            .filter(|&i| {
+                l.engine.peer_matches(
+                    peer,
+                    &policy.namespace,
+                    Node::Endpoint(i),
+                    l.cluster.endpoints[i].primary_is_v6(),
+                )
+            })
             .collect();
         match peer {
-            Peer::Pods { .. } if members.is_empty() => l.push("W002", loc.clone(), id.clone(),
+            Peer::Pods { .. } if members.is_empty() => l.push(
+                "W002",
+                loc.clone(),
+                id.clone(),
                 format!("{path}.{word}[{j}] matches no endpoint"),
-                "check the selector's labels (pods and namespaces), or remove the peer"),
+                "check the selector's labels (pods and namespaces), or remove the peer",
+            ),
             Peer::IpBlock { cidr, .. } if !members.is_empty() => {
-                let names: Vec<String> = members.iter().take(3).map(|&i| l.cluster.endpoints[i].id()).collect();
+                let names: Vec<String> = members
+                    .iter()
+                    .take(3)
+                    .map(|&i| l.cluster.endpoints[i].id())
+                    .collect();
                 l.push("W007", loc.clone(), id.clone(),
                     format!("{path}.{word}[{j}] ipBlock {cidr} covers the IPs of {} endpoint(s) ({}{}): CNIs differ on whether ipBlock matches pod IPs",
                         members.len(), names.join(", "), if members.len() > 3 { ", …" } else { "" }),
@@ -217,13 +292,23 @@ fn lint_rule(l: &mut Linter, pi: usize, direction: Direction, k: usize, rule: &R
     for (j, p) in rule.ports.iter().enumerate() {
         if let Some(PortRef::Named(name)) = &p.port {
             let resolved = dsts.iter().any(|d| match d {
-                Node::Endpoint(i) => !resolve_ports(std::slice::from_ref(p), &l.cluster.endpoints[*i].ports).is_empty(),
+                Node::Endpoint(i) => {
+                    !resolve_ports(std::slice::from_ref(p), &l.cluster.endpoints[*i].ports)
+                        .is_empty()
+                }
                 Node::Address(_) => false,
             });
             if !resolved {
-                l.push("W003", loc.clone(), id.clone(),
-                    format!("{path}.ports[{j}]: no destination has a {} containerPort named {name:?}", p.protocol),
-                    "fix the name or protocol, or use the port number");
+                l.push(
+                    "W003",
+                    loc.clone(),
+                    id.clone(),
+                    format!(
+                        "{path}.ports[{j}]: no destination has a {} containerPort named {name:?}",
+                        p.protocol
+                    ),
+                    "fix the name or protocol, or use the port number",
+                );
             }
         }
     }
@@ -236,13 +321,23 @@ fn destinations(l: &Linter, pi: usize, rule: &Rule, outside: &[IpAddr]) -> Vec<N
     for i in 0..l.cluster.endpoints.len() {
         let node = Node::Endpoint(i);
         let v6 = l.cluster.endpoints[i].primary_is_v6();
-        if rule.peers.is_empty() || rule.peers.iter().any(|p| l.engine.peer_matches(p, &policy.namespace, node, v6)) {
+        if rule.peers.is_empty()
+            || rule
+                .peers
+                .iter()
+                .any(|p| l.engine.peer_matches(p, &policy.namespace, node, v6))
+        {
             out.push(node);
         }
     }
     for &ip in outside {
         let node = Node::Address(ip);
-        if rule.peers.is_empty() || rule.peers.iter().any(|p| l.engine.peer_matches(p, &policy.namespace, node, ip.is_ipv6())) {
+        if rule.peers.is_empty()
+            || rule.peers.iter().any(|p| {
+                l.engine
+                    .peer_matches(p, &policy.namespace, node, ip.is_ipv6())
+            })
+        {
             out.push(node);
         }
     }
@@ -250,7 +345,15 @@ fn destinations(l: &Linter, pi: usize, rule: &Rule, outside: &[IpAddr]) -> Vec<N
 }
 
 /// Does rule `a` admit everything rule `b` admits (same policy and direction)?
-fn covers(engine: &Engine, pi: usize, direction: Direction, a: &Rule, b: &Rule, targets: &[usize], outside: &[IpAddr]) -> bool {
+fn covers(
+    engine: &Engine,
+    pi: usize,
+    direction: Direction,
+    a: &Rule,
+    b: &Rule,
+    targets: &[usize],
+    outside: &[IpAddr],
+) -> bool {
     let cluster = engine.cluster();
     let policy = &cluster.policies[pi];
     let peers: Vec<Node> = (0..cluster.endpoints.len())
@@ -262,7 +365,11 @@ fn covers(engine: &Engine, pi: usize, direction: Direction, a: &Rule, b: &Rule, 
             Node::Endpoint(i) => cluster.endpoints[i].primary_is_v6(),
             Node::Address(ip) => ip.is_ipv6(),
         };
-        rule.peers.is_empty() || rule.peers.iter().any(|p| engine.peer_matches(p, &policy.namespace, peer, v6))
+        rule.peers.is_empty()
+            || rule
+                .peers
+                .iter()
+                .any(|p| engine.peer_matches(p, &policy.namespace, peer, v6))
     };
     let ports_of = |rule: &Rule, dst: Node| -> PortSet {
         match dst {
@@ -282,7 +389,10 @@ fn covers(engine: &Engine, pi: usize, direction: Direction, a: &Rule, b: &Rule, 
             Direction::Ingress => targets.iter().map(|&i| Node::Endpoint(i)).collect(),
             Direction::Egress => vec![peer],
         };
-        if dsts.iter().any(|&d| !subset(&ports_of(b, d), &ports_of(a, d))) {
+        if dsts
+            .iter()
+            .any(|&d| !subset(&ports_of(b, d), &ports_of(a, d)))
+        {
             return false;
         }
     }
@@ -295,25 +405,38 @@ fn redundant_policies(l: &mut Linter, outside: &[IpAddr]) {
     let n = l.cluster.endpoints.len();
     let cost = l.cluster.policies.len() * (n + outside.len()) * n;
     if cost > REDUNDANCY_BUDGET {
-        l.push("W005", String::new(), "(all policies)".into(),
-            format!("redundancy not checked: {} policies × {n} endpoints is over the budget", l.cluster.policies.len()),
-            "run lint on a smaller slice (one namespace) to check redundancy");
+        l.push(
+            "W005",
+            String::new(),
+            "(all policies)".into(),
+            format!(
+                "redundancy not checked: {} policies × {n} endpoints is over the budget",
+                l.cluster.policies.len()
+            ),
+            "run lint on a smaller slice (one namespace) to check redundancy",
+        );
         l.out.last_mut().expect("just pushed").severity = Severity::Info;
         return;
     }
-    let nodes: Vec<Node> = (0..n).map(Node::Endpoint).chain(outside.iter().map(|&ip| Node::Address(ip))).collect();
+    let nodes: Vec<Node> = (0..n)
+        .map(Node::Endpoint)
+        .chain(outside.iter().map(|&ip| Node::Address(ip)))
+        .collect();
     for pi in 0..l.cluster.policies.len() {
         let policy = &l.cluster.policies[pi];
         let targets: Vec<usize> = (0..n).filter(|&i| l.engine.selects(policy, i)).collect();
-        if targets.is_empty() {
-            continue; // already W001
+        if targets.is_empty() || is_default_deny(policy) {
+            continue; // already W001; a default-deny protects pods that are not there yet
         }
         let mut without = l.cluster.clone();
         without.policies.remove(pi);
         let other = Engine::with_options(&without, l.engine.options());
         let same = targets.iter().all(|&t| {
             let t = Node::Endpoint(t);
-            nodes.iter().all(|&x| l.engine.allowed(x, t) == other.allowed(x, t) && l.engine.allowed(t, x) == other.allowed(t, x))
+            nodes.iter().all(|&x| {
+                l.engine.allowed(x, t) == other.allowed(x, t)
+                    && l.engine.allowed(t, x) == other.allowed(t, x)
+            })
         });
         if same {
             l.push("W005", policy.origin.to_string(), policy.id(),
@@ -323,17 +446,30 @@ fn redundant_policies(l: &mut Linter, outside: &[IpAddr]) {
     }
 }
 
+/// Every pod of the namespace, no rules: the baseline of a namespace, never redundant.
+fn is_default_deny(p: &weir_model::Policy) -> bool {
+    p.pod_selector.is_empty() && p.ingress.is_empty() && p.egress.is_empty()
+}
+
 /// Endpoints isolated for egress that can resolve no name: no UDP/53 and no TCP/53 anywhere.
 fn egress_dns(l: &mut Linter, outside: &[IpAddr]) {
     let n = l.cluster.endpoints.len();
     for i in 0..n {
-        let isolating: Vec<&weir_model::Policy> = l.cluster.policies.iter()
+        let isolating: Vec<&weir_model::Policy> = l
+            .cluster
+            .policies
+            .iter()
             .filter(|p| p.isolates_egress && l.engine.selects(p, i))
             .collect();
-        let Some(first) = isolating.first() else { continue };
+        let Some(first) = isolating.first() else {
+            continue;
+        };
         let src = Node::Endpoint(i);
         let dns = |proto| {
-            (0..n).filter(|&d| d != i).map(Node::Endpoint).chain(outside.iter().map(|&ip| Node::Address(ip)))
+            (0..n)
+                .filter(|&d| d != i)
+                .map(Node::Endpoint)
+                .chain(outside.iter().map(|&ip| Node::Address(ip)))
                 .any(|d| l.engine.allowed(src, d).contains(proto, 53))
         };
         for (proto, name) in [(Protocol::Udp, "UDP"), (Protocol::Tcp, "TCP")] {
@@ -351,9 +487,16 @@ fn egress_dns(l: &mut Linter, outside: &[IpAddr]) {
 /// no rules (the default-deny baseline).
 fn default_deny(l: &mut Linter) {
     for ns in &l.cluster.namespaces {
-        let has_endpoints = l.cluster.endpoints.iter().any(|e| e.namespace == ns.name && !e.host_network);
+        let has_endpoints = l
+            .cluster
+            .endpoints
+            .iter()
+            .any(|e| e.namespace == ns.name && !e.host_network);
         let deny = l.cluster.policies.iter().any(|p| {
-            p.namespace == ns.name && p.pod_selector.is_empty() && p.isolates_ingress && p.ingress.is_empty()
+            p.namespace == ns.name
+                && p.pod_selector.is_empty()
+                && p.isolates_ingress
+                && p.ingress.is_empty()
         });
         if has_endpoints && !deny {
             l.push("I001", String::new(), ns.name.clone(),
@@ -362,6 +505,3 @@ fn default_deny(l: &mut Linter) {
         }
     }
 }
-
-#[allow(dead_code)]
-fn _net(_: IpNet) {}

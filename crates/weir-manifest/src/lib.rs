@@ -8,6 +8,7 @@
 
 mod build;
 mod decode;
+pub mod intents;
 pub mod path;
 mod validate;
 pub mod yaml;

@@ -340,3 +340,78 @@ impl Cluster {
             .position(|e| e.namespace == ns && e.name == name)
     }
 }
+
+/// Which endpoints an intent speaks about: `namespace` and `name` globs (`*` matches any
+/// run of characters) and labels the endpoint must carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EndpointPattern {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+}
+
+impl EndpointPattern {
+    pub fn matches(&self, ep: &Endpoint) -> bool {
+        glob(&self.namespace, &ep.namespace)
+            && glob(&self.name, &ep.name)
+            && self.labels.iter().all(|(k, v)| ep.labels.get(k) == Some(v))
+    }
+}
+
+impl fmt::Display for EndpointPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)?;
+        if !self.labels.is_empty() {
+            let l: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            write!(f, " labelled {}", l.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(tail) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+        }
+    }
+}
+
+/// What must hold between the `from` and `to` endpoints of an intent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Expectation {
+    /// Every pair allows every listed port.
+    Allowed(Vec<(Protocol, u16)>),
+    /// Every pair denies every listed port (`None`: denies everything).
+    Denied(Option<Vec<(Protocol, u16)>>),
+    /// Every pair allows nothing beyond the listed ports.
+    Only(Vec<(Protocol, u16)>),
+    /// `to` accepts exactly the listed ports from endpoints matching `from`, and nothing
+    /// from any other endpoint (the intent's own `from` is ignored).
+    AcceptsOnlyFrom {
+        from: EndpointPattern,
+        ports: Vec<(Protocol, u16)>,
+    },
+    /// Every namespace matched by `to` has a default-deny ingress policy, and every
+    /// endpoint in it is isolated for ingress.
+    DefaultDeny,
+}
+
+/// One intent of a `weir test` file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Intent {
+    pub name: String,
+    pub from: EndpointPattern,
+    pub to: EndpointPattern,
+    pub expect: Expectation,
+    pub origin: Origin,
+}

@@ -3,6 +3,8 @@
 
 mod analyze;
 mod explain;
+mod html;
+mod hygiene;
 mod matrix;
 
 use std::fmt;
@@ -10,6 +12,8 @@ use std::str::FromStr;
 
 pub use analyze::{connections, render_analyze, render_summary, Connection};
 pub use explain::render_explain;
+pub use html::render_html;
+pub use hygiene::{render_diff, render_findings, render_intents};
 pub use matrix::{
     engine_verdicts, parse_probe, parse_probes, render_matrix, Disagreement, Probe, Verdicts,
 };

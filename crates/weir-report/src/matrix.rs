@@ -184,3 +184,32 @@ impl Verdicts {
         Ok(())
     }
 }
+
+/// Observed traffic as a connectivity view for intents: only the probed ports are known.
+impl weir_engine::intents::Connectivity for Verdicts {
+    fn allows(
+        &self,
+        src: usize,
+        dst: usize,
+        protocol: weir_model::Protocol,
+        port: u16,
+    ) -> Option<bool> {
+        let k = self
+            .probes
+            .iter()
+            .position(|p| p.protocol == protocol && p.port == port)?;
+        self.get(src, dst, k)
+    }
+    fn beyond(&self, src: usize, dst: usize, listed: &weir_engine::PortSet) -> Option<String> {
+        let extra: Vec<String> = self
+            .probes
+            .iter()
+            .enumerate()
+            .filter(|(k, p)| {
+                !listed.contains(p.protocol, p.port) && self.get(src, dst, *k) == Some(true)
+            })
+            .map(|(_, p)| p.to_string())
+            .collect();
+        (!extra.is_empty()).then(|| format!("allows {} (probed)", extra.join(",")))
+    }
+}

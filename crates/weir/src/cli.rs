@@ -26,7 +26,8 @@ const EXIT_CODES: &str = "Exit codes:
   0  success (explain: the connection is allowed)
   1  failure while running (IO, internal error)
   2  invalid input: manifests that fail validation (file:line:col, field, message), bad arguments
-  3  explain: the connection is denied
+  3  the answer is no: explain: denied; lint --deny: findings at that level; diff:
+     connectivity changed; test: an intent failed
   4  probe --compare: observed traffic disagrees with the engine, or a probe failed";
 
 #[derive(Parser)]
@@ -99,6 +100,18 @@ enum Command {
     /// The lesson for real: the todos API on Redis in a lab, secured by the three policies,
     /// checked by real clients (needs root; exit 0 only when every check passed).
     Demo(crate::demo::DemoArgs),
+    /// Findings about the policy set: severity, stable code, location, fix hint.
+    #[command(after_help = EXIT_CODES)]
+    Lint(crate::hygiene::LintArgs),
+    /// Connections added, removed and changed between two policy sets (exit 3 if any).
+    #[command(after_help = EXIT_CODES)]
+    Diff(crate::hygiene::DiffArgs),
+    /// Checks an intents file against the policy (and with --probe, real traffic); exit 3 on failure.
+    #[command(after_help = EXIT_CODES)]
+    Test(crate::hygiene::TestArgs),
+    /// One self-contained HTML page: heatmap, flow graph, policies, lint findings.
+    #[command(after_help = EXIT_CODES)]
+    Report(crate::hygiene::ReportArgs),
     /// A lab of real pods: one network namespace per endpoint, routed like a CNI.
     #[command(subcommand)]
     Lab(crate::lab::LabCommand),
@@ -138,6 +151,17 @@ pub(crate) fn load(input: &Input) -> Result<weir_manifest::Loaded, Failure> {
             )))
         }
         Err(e) => Err(Failure::Other(anyhow!(e))),
+    }
+}
+
+impl Input {
+    /// The input paths, for titles.
+    pub(crate) fn describe(&self) -> String {
+        self.paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -229,6 +253,10 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Demo(args) => crate::demo::demo(args, &mut out)?,
+        Command::Lint(args) => crate::hygiene::lint_cmd(args, &mut out)?,
+        Command::Diff(args) => crate::hygiene::diff_cmd(args, &mut out)?,
+        Command::Test(args) => crate::hygiene::test_cmd(args, &mut out)?,
+        Command::Report(args) => crate::hygiene::report_cmd(args, &mut out)?,
         Command::Lab(cmd) => crate::lab::lab(cmd, &mut out)?,
         Command::Enforce(args) => crate::lab::enforce(args, &mut out)?,
         Command::Probe(args) => crate::lab::probe(args, &mut out)?,

@@ -317,3 +317,59 @@ fn run_probe(args: &ProbeArgs, lab: &Lab, out: &mut dyn Write) -> Result<u8, Fai
         exit::DISAGREE
     })
 }
+
+/// Checks intents with real traffic: a lab of the cluster, weir's dataplane, probes on every
+/// port the intents name plus every containerPort.
+pub(crate) fn probe_intents(
+    cluster: &weir_model::Cluster,
+    intents: &[weir_model::Intent],
+    options: weir_engine::Options,
+) -> Result<Vec<weir_engine::intents::IntentResult>, Failure> {
+    use weir_model::Expectation;
+    let mut ports: Vec<(weir_model::Protocol, u16)> = cluster
+        .endpoints
+        .iter()
+        .flat_map(|e| e.ports.iter().map(|c| (c.protocol, c.port)))
+        .collect();
+    for i in intents {
+        match &i.expect {
+            Expectation::Allowed(p) | Expectation::Only(p) | Expectation::Denied(Some(p)) => {
+                ports.extend(p)
+            }
+            Expectation::AcceptsOnlyFrom { ports: p, .. } => ports.extend(p),
+            _ => {}
+        }
+    }
+    ports.sort();
+    ports.dedup();
+    let probes: Vec<Probe> = ports
+        .iter()
+        .map(|&(protocol, port)| Probe { protocol, port })
+        .collect();
+    let name = format!("it{}", std::process::id() % 1_000_000);
+    let lab = up(
+        cluster,
+        &LabArgs {
+            name: name.clone(),
+            nodes: 2,
+        },
+        &probes,
+    )?;
+    let result = (|| {
+        let engine = Engine::with_options(&lab.deployed, options);
+        Lab::enforcers(&lab.state)
+            .apply(&engine)
+            .map_err(|e| anyhow!(e))?;
+        let (observed, problems) =
+            weir_lab::verify::probe_matrix(&lab.state, &probes, ProbeOptions::default(), &|_| {})
+                .context("probing")?;
+        for p in &problems {
+            eprintln!("probe problem: {p}");
+        }
+        Ok(weir_engine::intents::check_intents(
+            &engine, &observed, intents,
+        ))
+    })();
+    Lab::down(&name, &RealHost).map_err(|e| anyhow!(e))?;
+    result
+}

@@ -5,6 +5,7 @@ mod bench;
 mod bench_enforce;
 mod cli;
 mod demo;
+mod hygiene;
 mod lab;
 
 pub use cli::run;

@@ -429,3 +429,48 @@ fn replacing_the_table_never_exposes_a_third_verdict() {
         "probes ran during the replacements ({rounds} rounds)"
     );
 }
+
+#[test]
+fn intents_hold_on_real_traffic() {
+    let Some(_lock) = privileged("intents_hold_on_real_traffic") else {
+        return;
+    };
+    let run = |paths: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .current_dir(repo(""))
+            .args(["test", "examples/todos/intents.yaml", "--probe", "-q"])
+            .args(paths)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["examples/todos"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(text.ends_with("5 passed, 0 failed\n"), "{text}");
+    // Without the data-tier policy, Redis is open: the probes see it too.
+    let dir = std::env::temp_dir().join(format!("weir-intents-probe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    for f in [
+        "namespaces.yaml",
+        "todos.yaml",
+        "redis.yaml",
+        "ubuntu.yaml",
+        "policies/logic-from-any-http.yaml",
+    ] {
+        std::fs::copy(repo("examples/todos").join(f), dir.join(f)).unwrap();
+    }
+    let o = run(&[dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("probed: personal/ubuntu → production/redis: allows TCP/6379"),
+        "{text}"
+    );
+}

@@ -1,0 +1,236 @@
+//! `weir lint`, `weir diff`, `weir test`, `weir report`: wiring for the hygiene tools.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use weir_engine::lint::{lint, Severity};
+use weir_engine::Engine;
+use weir_report::Format;
+
+use crate::cli::{engine_options, exit, load, Failure, Input};
+
+#[derive(Args)]
+pub struct LintArgs {
+    #[command(flatten)]
+    input: Input,
+    /// text | json
+    #[arg(short, long, default_value = "text")]
+    output: Format,
+    /// Exit 3 when a finding is at least this severe (info | warning | error), for CI.
+    #[arg(long)]
+    deny: Option<Severity>,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    /// OLD and NEW manifests (each a file or directory); with --base-ref/--head-ref, the
+    /// paths inside the git repository to compare (default: all of it).
+    paths: Vec<PathBuf>,
+    /// Git ref of the old version (the current directory's repository, or --repo).
+    #[arg(long, requires = "head_ref")]
+    base_ref: Option<String>,
+    /// Git ref of the new version.
+    #[arg(long, requires = "base_ref")]
+    head_ref: Option<String>,
+    /// The git repository for --base-ref/--head-ref.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// text | json | md (for pull-request comments)
+    #[arg(short, long, default_value = "text")]
+    output: Format,
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// The intents file.
+    intents: PathBuf,
+    #[command(flatten)]
+    input: Input,
+    /// Also check the intents with real traffic in a lab (root).
+    #[arg(long)]
+    probe: bool,
+    /// text | json | junit
+    #[arg(short, long, default_value = "text")]
+    output: String,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    input: Input,
+    /// Write the page here instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub(crate) fn lint_cmd(args: LintArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let loaded = load(&args.input)?;
+    let engine = Engine::with_options(&loaded.cluster, engine_options(&args.input));
+    let findings = lint(&engine);
+    weir_report::render_findings(&findings, args.output, out)?;
+    let failing = args
+        .deny
+        .is_some_and(|d| findings.iter().any(|f| f.severity >= d));
+    Ok(if failing { exit::DENIED } else { exit::OK })
+}
+
+/// Extracts `paths` of `reference` from a git repository into a fresh directory.
+fn checkout(repo: &Path, reference: &str, paths: &[PathBuf], into: &Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(into).context("creating a temp dir")?;
+    let archive = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["archive", "--format=tar", reference, "--"])
+        .args(paths)
+        .output()
+        .context("running git archive")?;
+    if !archive.status.success() {
+        return Err(Failure::Invalid(format!(
+            "git archive {reference}: {}",
+            String::from_utf8_lossy(&archive.stderr).trim()
+        )));
+    }
+    let mut tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(into)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running tar")?;
+    tar.stdin
+        .take()
+        .expect("piped")
+        .write_all(&archive.stdout)
+        .context("tar")?;
+    if !tar.wait().context("tar")?.success() {
+        return Err(Failure::Other(anyhow!("tar failed")));
+    }
+    Ok(())
+}
+
+fn load_side(path: &Path, quiet: bool) -> Result<weir_model::Cluster, Failure> {
+    match weir_manifest::load_paths(&[path], Default::default()) {
+        Ok(l) => {
+            if !quiet {
+                for w in &l.warnings {
+                    eprintln!("{w}");
+                }
+            }
+            Ok(l.cluster)
+        }
+        Err(weir_manifest::LoadError::Invalid(diags)) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            Err(Failure::Invalid(format!(
+                "{} error(s) in {}",
+                diags.len(),
+                path.display()
+            )))
+        }
+        Err(e) => Err(Failure::Other(anyhow!(e))),
+    }
+}
+
+pub(crate) fn diff_cmd(args: DiffArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let tmp = std::env::temp_dir().join(format!("weir-diff-{}", std::process::id()));
+    let result = (|| {
+        let (old, new) = match (&args.base_ref, &args.head_ref) {
+            (Some(base), Some(head)) => {
+                let paths = if args.paths.is_empty() {
+                    vec![PathBuf::from(".")]
+                } else {
+                    args.paths.clone()
+                };
+                let (a, b) = (tmp.join("old"), tmp.join("new"));
+                checkout(&args.repo, base, &paths, &a)?;
+                checkout(&args.repo, head, &paths, &b)?;
+                (load_side(&a, args.quiet)?, load_side(&b, args.quiet)?)
+            }
+            _ => match args.paths.as_slice() {
+                [a, b] => (load_side(a, args.quiet)?, load_side(b, args.quiet)?),
+                _ => {
+                    return Err(Failure::Invalid(
+                        "give OLD and NEW paths, or --base-ref and --head-ref".into(),
+                    ))
+                }
+            },
+        };
+        let changes = weir_engine::diff::diff(&Engine::new(&old), &Engine::new(&new));
+        weir_report::render_diff(&changes, args.output, out)?;
+        Ok(if changes.is_empty() {
+            exit::OK
+        } else {
+            exit::DENIED
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+pub(crate) fn test_cmd(args: TestArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let text = std::fs::read_to_string(&args.intents)
+        .with_context(|| format!("reading {}", args.intents.display()))?;
+    let intents =
+        match weir_manifest::intents::load_intents(&args.intents.display().to_string(), &text) {
+            Ok(i) => i,
+            Err(weir_manifest::LoadError::Invalid(diags)) => {
+                for d in &diags {
+                    eprintln!("{d}");
+                }
+                return Err(Failure::Invalid(format!(
+                    "{} error(s) in the intents",
+                    diags.len()
+                )));
+            }
+            Err(e) => return Err(Failure::Other(anyhow!(e))),
+        };
+    let (format, junit) = match args.output.as_str() {
+        "junit" => (Format::Text, true),
+        other => (other.parse::<Format>().map_err(Failure::Invalid)?, false),
+    };
+    let loaded = load(&args.input)?;
+    let options = engine_options(&args.input);
+    let mut results = {
+        let engine = Engine::with_options(&loaded.cluster, options);
+        weir_engine::intents::check_intents(&engine, &engine, &intents)
+    };
+    if args.probe {
+        let observed = crate::lab::probe_intents(&loaded.cluster, &intents, options)?;
+        for (r, o) in results.iter_mut().zip(observed) {
+            r.failures
+                .extend(o.failures.into_iter().map(|f| format!("probed: {f}")));
+            r.passed = r.passed && o.passed;
+        }
+    }
+    weir_report::render_intents(&results, format, junit, out)?;
+    Ok(if results.iter().all(|r| r.passed) {
+        exit::OK
+    } else {
+        exit::DENIED
+    })
+}
+
+pub(crate) fn report_cmd(args: ReportArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let loaded = load(&args.input)?;
+    let engine = Engine::with_options(&loaded.cluster, engine_options(&args.input));
+    let findings = lint(&engine);
+    let title = format!("weir report: {}", args.input.describe());
+    match &args.out {
+        Some(path) => {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            );
+            weir_report::render_html(&engine, &findings, &title, &mut f)?;
+            f.flush().context("writing the report")?;
+        }
+        None => weir_report::render_html(&engine, &findings, &title, out)?,
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,459 @@
+//! `weir lint`, `weir diff`, `weir test`, `weir report` on the seed and on cases built for
+//! each finding, through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A temp dir holding the seed's manifests, some files replaced or added.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn seed_with(tag: &str, files: &[(&str, &str)]) -> Dir {
+    let dir = std::env::temp_dir().join(format!("weir-hygiene-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/todos"));
+    for entry in ["namespaces.yaml", "todos.yaml", "redis.yaml", "ubuntu.yaml"] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(root.join(entry), dir.join(entry)).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    for p in std::fs::read_dir(root.join("policies")).unwrap() {
+        let p = p.unwrap().path();
+        std::fs::copy(&p, dir.join("policies").join(p.file_name().unwrap())).unwrap();
+    }
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    Dir(dir)
+}
+
+fn findings(dir: &Path) -> Vec<serde_json::Value> {
+    let o = weir(&["lint", "-q", "-o", "json", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn codes(f: &[serde_json::Value]) -> Vec<String> {
+    f.iter()
+        .map(|x| x["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn lint_on_the_seed() {
+    let o = weir(&["lint", "-q", "-o", "json", "examples/todos"]);
+    assert!(o.status.success());
+    let f: Vec<serde_json::Value> = serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    // The personal namespace has a client and no default-deny; nothing else is wrong.
+    assert_eq!(codes(&f), vec!["I001"], "{f:#?}");
+    assert_eq!(f[0]["subject"], "personal");
+    assert_eq!(
+        weir(&["lint", "-q", "--deny", "warning", "examples/todos"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        weir(&["lint", "-q", "--deny", "info", "examples/todos"])
+            .status
+            .code(),
+        Some(3)
+    );
+}
+
+const POLICY_HEAD: &str =
+    "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: production\n";
+
+#[test]
+fn each_finding_on_a_case_built_for_it() {
+    let cases: [(&str, &str, &str); 9] = [
+        ("W001", "name: nobody\nspec:\n  podSelector: {matchLabels: {app: ghost}}\n", "selects no endpoint"),
+        ("W002", "name: ghost-peer\nspec:\n  podSelector: {matchLabels: {app: redis}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: ghost}}}]}]\n", "matches no endpoint"),
+        ("W003", "name: bad-name\nspec:\n  podSelector: {matchLabels: {app: redis}}\n  ingress: [{ports: [{port: redys}]}]\n", "named \"redys\""),
+        ("W004", "name: shadow\nspec:\n  podSelector: {matchLabels: {app: redis}}\n  ingress:\n  - from: [{namespaceSelector: {}}]\n  - from: [{podSelector: {matchLabels: {app: todos}}}]\n    ports: [{port: 6379}]\n", "spec.ingress[1] adds nothing"),
+        ("W005", "name: again\nspec:\n  podSelector: {matchLabels: {app: redis}}\n  ingress: [{from: [{podSelector: {matchLabels: {networking/logic: \"true\"}}}], ports: [{port: 6379}]}]\n", "changes no connection"),
+        ("W006", "name: no-dns\nspec:\n  podSelector: {matchLabels: {app: todos}}\n  egress: [{to: [{podSelector: {matchLabels: {app: redis}}}], ports: [{port: 6379}]}]\n", "DNS lookups will fail"),
+        ("W007", "name: cidr\nspec:\n  podSelector: {matchLabels: {app: redis}}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]\n", "covers the IPs"),
+        ("W008", "name: types\nspec:\n  podSelector: {matchLabels: {app: redis}}\n  policyTypes: [Ingress]\n  egress: [{}]\n", "are ignored"),
+        ("W009", "name: open\nspec:\n  podSelector: {matchLabels: {app: redis}}\n  ingress: [{}]\n", "allows all ingress"),
+    ];
+    // W007 needs pod IPs: give the ubuntu pod one.
+    let ubuntu_ip = "apiVersion: v1\nkind: Pod\nmetadata: {name: ip, namespace: personal}\nspec: {containers: [{name: c, image: x}]}\nstatus: {podIP: 10.1.2.3}\n";
+    for (code, body, words) in cases {
+        let text = format!("{POLICY_HEAD}{}", body.replacen("name:", "  name:", 1));
+        let dir = seed_with(
+            code,
+            &[("policies/case.yaml", &text), ("ip.yaml", ubuntu_ip)],
+        );
+        let f = findings(&dir.0);
+        let hit = f
+            .iter()
+            .find(|x| x["code"] == code && x["location"].as_str().unwrap().contains("case.yaml:"))
+            .unwrap_or_else(|| panic!("{code} not found in {f:#?}\n{text}"));
+        assert!(
+            hit["message"].as_str().unwrap().contains(words),
+            "{code}: {hit:#?}"
+        );
+        assert!(
+            hit["location"].as_str().unwrap().contains("case.yaml:"),
+            "{code}: {hit:#?}"
+        );
+        assert!(!hit["hint"].as_str().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn diff_between_path_sets_and_git_refs() {
+    // Same input: no change, exit 0.
+    let o = weir(&["diff", "-q", "examples/todos", "examples/todos"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("0 connection(s) changed"));
+    // Drop logic-from-any-http: todos loses port 80 from everyone.
+    let dir = seed_with("diff", &[]);
+    std::fs::remove_file(dir.0.join("policies/logic-from-any-http.yaml")).unwrap();
+    let o = weir(&[
+        "diff",
+        "-q",
+        "-o",
+        "json",
+        "examples/todos",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let changes: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let c = changes
+        .iter()
+        .find(|c| c["from"] == "personal/ubuntu" && c["to"] == "production/todos")
+        .expect("personal → todos changed");
+    assert_eq!(
+        (
+            c["kind"].as_str(),
+            c["before"].as_str(),
+            c["after"].as_str()
+        ),
+        (Some("Removed"), Some("TCP 80"), Some("none"))
+    );
+    assert_eq!(
+        c["policies"],
+        serde_json::json!(["production/logic-from-any-http"])
+    );
+    let md = stdout(&weir(&[
+        "diff",
+        "-q",
+        "-o",
+        "md",
+        "examples/todos",
+        dir.0.to_str().unwrap(),
+    ]));
+    assert!(md.contains("| removed | `personal/ubuntu` | `production/todos` | TCP 80 | none | production/logic-from-any-http |"), "{md}");
+
+    // Git refs: a throwaway repository with two commits.
+    let repo = std::env::temp_dir().join(format!("weir-diff-git-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    let git = |args: &[&str]| {
+        let s = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            s.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&s.stderr)
+        );
+    };
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&["init", "-q"]);
+    for e in std::fs::read_dir(&dir.0).unwrap() {
+        let p = e.unwrap().path();
+        let to = repo.join(p.file_name().unwrap());
+        if p.is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            for f in std::fs::read_dir(&p).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+            }
+        } else {
+            std::fs::copy(&p, &to).unwrap();
+        }
+    }
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-qm",
+        "without http",
+    ]);
+    std::fs::copy(
+        "../../examples/todos/policies/logic-from-any-http.yaml",
+        repo.join("policies/logic-from-any-http.yaml"),
+    )
+    .or_else(|_| {
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../examples/todos/policies/logic-from-any-http.yaml"
+            ),
+            repo.join("policies/logic-from-any-http.yaml"),
+        )
+    })
+    .unwrap();
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-qm",
+        "with http",
+    ]);
+    let o = weir(&[
+        "diff",
+        "-q",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--base-ref",
+        "HEAD~1",
+        "--head-ref",
+        "HEAD",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout(&o).contains(
+            "+ personal/ubuntu → production/todos: none → TCP 80  (production/logic-from-any-http)"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    let _ = std::fs::remove_dir_all(&repo);
+}
+
+#[test]
+fn intents_hold_on_the_seed_and_a_broken_policy_fails_clearly() {
+    let o = weir(&[
+        "test",
+        "examples/todos/intents.yaml",
+        "-q",
+        "examples/todos",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).ends_with("5 passed, 0 failed\n"),
+        "{}",
+        stdout(&o)
+    );
+    let junit = stdout(&weir(&[
+        "test",
+        "examples/todos/intents.yaml",
+        "-q",
+        "-o",
+        "junit",
+        "examples/todos",
+    ]));
+    assert!(
+        junit.contains(r#"<testsuite name="weir intents" tests="5" failures="0">"#),
+        "{junit}"
+    );
+
+    // Broken: Redis open to every namespace.
+    let broken = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: data-from-logic-redis, namespace: production}\nspec:\n  podSelector: {matchLabels: {networking/data: \"true\"}}\n  ingress: [{from: [{namespaceSelector: {}}], ports: [{port: 6379}]}]\n";
+    let dir = seed_with(
+        "intents",
+        &[("policies/data-from-logic-redis.yaml", broken)],
+    );
+    let intents = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/todos/intents.yaml"
+    );
+    let o = weir(&["test", intents, "-q", dir.0.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    let text = stdout(&o);
+    assert!(
+        text.contains("✘ redis accepts only the logic tier, only on TCP 6379"),
+        "{text}"
+    );
+    assert!(text.contains("personal/ubuntu → production/redis: allows TCP 6379, but personal/ubuntu does not match production/* labelled networking/logic=true"), "{text}");
+    assert!(
+        text.contains("✘ the personal client cannot use Redis at all"),
+        "{text}"
+    );
+    // Opening Redis on 6379 also breaks "personal reaches production only on TCP 80".
+    assert!(
+        text.contains("✘ personal reaches production only on TCP 80"),
+        "{text}"
+    );
+    assert!(text.ends_with("2 passed, 3 failed\n"), "{text}");
+    let junit = stdout(&weir(&[
+        "test",
+        intents,
+        "-q",
+        "-o",
+        "junit",
+        dir.0.to_str().unwrap(),
+    ]));
+    assert!(
+        junit.contains(r#"failures="3""#) && junit.contains("<failure message="),
+        "{junit}"
+    );
+}
+
+#[test]
+fn intents_file_errors_are_located() {
+    let dir = std::env::temp_dir().join(format!("weir-intents-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "intents:\n- name: x\n  to: production/redis\n  allowed: [TCP/80, HTTP/1]\n",
+    )
+    .unwrap();
+    let o = weir(&["test", file.to_str().unwrap(), "-q", "examples/todos"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.yaml:4:")
+            && err.contains("intents[0].allowed[1]")
+            && err.contains("PROTOCOL/PORT"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn report_is_one_self_contained_page() {
+    let out = std::env::temp_dir().join(format!("weir-report-{}.html", std::process::id()));
+    let o = weir(&[
+        "report",
+        "-q",
+        "examples/todos",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let html = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    for id in [
+        r#"id="matrix""#,
+        r#"id="graph""#,
+        r#"id="policies""#,
+        r#"id="findings""#,
+    ] {
+        assert!(html.contains(id), "{id}");
+    }
+    assert_eq!(
+        html.matches(r#"<td class="c "#).count(),
+        16,
+        "4 × 4 heatmap cells"
+    );
+    assert_eq!(html.matches(r#"class="policy""#).count(), 3);
+    assert!(
+        !html.contains("http://")
+            || html.matches("http://").count()
+                == html.matches("http://www.w3.org/2000/svg").count(),
+        "no external resources"
+    );
+    assert!(!html.contains("<script"), "no scripts needed");
+}
+
+/// The page as Chromium renders it (Debian's chromium, headless): the DOM after layout has
+/// the heatmap, the graph and the tables, and a screenshot is produced.
+#[test]
+fn report_renders_in_headless_chromium() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs chromium (scripts/setup.sh)"
+        );
+        eprintln!("SKIPPED report_renders_in_headless_chromium: chromium is not installed");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("weir-chromium-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("report.html");
+    assert!(weir(&[
+        "report",
+        "-q",
+        "examples/todos",
+        "--out",
+        page.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let url = format!("file://{}", page.display());
+    let common = ["--headless", "--no-sandbox", "--disable-gpu"];
+    let profile = format!("--user-data-dir={}", dir.join("profile").display());
+    let dom = Command::new(chromium)
+        .args(common)
+        .arg(&profile)
+        .args(["--dump-dom", &url])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for id in ["matrix", "graph", "policies", "findings", "summary"] {
+        assert!(
+            dom.contains(&format!("id=\"{id}\"")),
+            "{id} missing from the rendered DOM"
+        );
+    }
+    assert_eq!(dom.matches("<circle").count(), 4, "one node per endpoint");
+    assert!(
+        dom.matches("class=\"flow\"").count() >= 8,
+        "allowed flows drawn"
+    );
+    assert!(dom.contains("production/data-from-logic-redis"));
+    let shot = dir.join("shot.png");
+    let status = Command::new(chromium)
+        .args(common)
+        .arg(&profile)
+        .args(["--hide-scrollbars", "--window-size=1200,1600"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real screenshot ({} bytes)",
+        png.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
