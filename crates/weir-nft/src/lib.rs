@@ -42,6 +42,25 @@ pub struct Set {
     pub elements: BTreeSet<String>,
 }
 
+impl Set {
+    /// `map` for verdict maps, `set` otherwise.
+    fn keyword(&self) -> &'static str {
+        if self.spec.contains(": verdict") {
+            "map"
+        } else {
+            "set"
+        }
+    }
+
+    /// `set NAME { SPEC comment "…";` — the declaration up to where elements would go.
+    fn declare(&self, out: &mut String, name: &str) {
+        let _ = write!(out, "{} {name} {{ {}", self.keyword(), self.spec);
+        if let Some(c) = &self.comment {
+            let _ = write!(out, " comment {};", quote(c));
+        }
+    }
+}
+
 /// Where a chain is rendered: chains that are jumped to come before their callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ChainKind {
@@ -108,15 +127,8 @@ impl Ruleset {
         let mut out = String::with_capacity(256 + self.size().elements * 24);
         let _ = writeln!(out, "table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{");
         for (name, set) in &self.sets {
-            let kind = if set.spec.contains(": verdict") {
-                "map"
-            } else {
-                "set"
-            };
-            let _ = write!(out, "  {kind} {name} {{ {}", set.spec);
-            if let Some(c) = &set.comment {
-                let _ = write!(out, " comment {};", quote(c));
-            }
+            out.push_str("  ");
+            set.declare(&mut out, name);
             if !set.elements.is_empty() {
                 out.push_str(" elements = {");
                 write_elements(&mut out, &set.elements);
@@ -151,15 +163,8 @@ impl Ruleset {
                 Some(o) if o.spec != set.spec || o.comment != set.comment => return None,
                 Some(_) => {}
                 None => {
-                    let kind = if set.spec.contains(": verdict") {
-                        "map"
-                    } else {
-                        "set"
-                    };
-                    let _ = write!(out, "add {kind} {TABLE} {name} {{ {}", set.spec);
-                    if let Some(c) = &set.comment {
-                        let _ = write!(out, " comment {};", quote(c));
-                    }
+                    out.push_str("add ");
+                    set.declare(&mut out, &format!("{TABLE} {name}"));
                     out.push_str(" }\n");
                 }
             }
@@ -221,12 +226,7 @@ impl Ruleset {
             let _ = writeln!(out, "delete chain {TABLE} {name}");
         }
         for name in old.sets.keys().filter(|n| !self.sets.contains_key(*n)) {
-            let kind = if old.sets[name].spec.contains(": verdict") {
-                "map"
-            } else {
-                "set"
-            };
-            let _ = writeln!(out, "delete {kind} {TABLE} {name}");
+            let _ = writeln!(out, "delete {} {TABLE} {name}", old.sets[name].keyword());
         }
         Some(out)
     }

@@ -8,6 +8,11 @@ use weir_engine::lint::Finding;
 
 use crate::Format;
 
+fn json<T: serde::Serialize + ?Sized>(value: &T, out: &mut dyn Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
 fn unsupported(what: &str, format: Format) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -21,10 +26,7 @@ pub fn render_findings(
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, findings)?;
-            writeln!(out)
-        }
+        Format::Json => json(findings, out),
         Format::Text | Format::Table => {
             for f in findings {
                 let at = if f.location.is_empty() {
@@ -61,10 +63,7 @@ pub fn render_diff(changes: &[Change], format: Format, out: &mut dyn Write) -> i
         }
     };
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, changes)?;
-            writeln!(out)
-        }
+        Format::Json => json(changes, out),
         Format::Text | Format::Table => {
             for c in changes {
                 let sign = match c.kind {
@@ -149,10 +148,7 @@ pub fn render_intents(
         return writeln!(out, "</testsuite>");
     }
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, results)?;
-            writeln!(out)
-        }
+        Format::Json => json(results, out),
         Format::Text | Format::Table => {
             for r in results {
                 let mark = if r.passed { "✔" } else { "✘" };

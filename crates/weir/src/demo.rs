@@ -360,13 +360,7 @@ fn run(
     let engine = Engine::new(&lab.deployed);
     let applied = enforcer.apply(&engine).map_err(|e| anyhow!(e))?;
     for ((netns, _, _), a) in enforcer.nodes.iter().zip(&applied) {
-        checks.say(&format!(
-            "   {netns}: {} rules, {} sets ({:?}, {:.0} ms)",
-            a.size.rules,
-            a.size.sets,
-            a.mode,
-            a.elapsed.as_secs_f64() * 1e3
-        ))?;
+        checks.say(&format!("   {netns}: {a}"))?;
     }
     show_matrix(checks, &lab, &engine, &probes)?;
 

@@ -178,16 +178,7 @@ pub(crate) fn enforce(args: EnforceArgs, out: &mut dyn Write) -> Result<u8, Fail
         let mut enforcer = Lab::enforcers(&state);
         let applied = enforcer.apply(&engine).map_err(|e| anyhow!(e))?;
         for ((netns, _, _), a) in enforcer.nodes.iter().zip(applied) {
-            writeln!(
-                out,
-                "{netns}: {:?} {} sets, {} elements, {} chains, {} rules in {:.1} ms",
-                a.mode,
-                a.size.sets,
-                a.size.elements,
-                a.size.chains,
-                a.size.rules,
-                a.elapsed.as_secs_f64() * 1e3
-            )?;
+            writeln!(out, "{netns}: {a}")?;
         }
         return Ok(exit::OK);
     }
@@ -209,15 +200,7 @@ pub(crate) fn enforce(args: EnforceArgs, out: &mut dyn Write) -> Result<u8, Fail
     let a = enforcer
         .apply(ruleset)
         .map_err(|e| anyhow!("{netns}: {e}"))?;
-    writeln!(
-        out,
-        "{netns}: {} sets, {} elements, {} chains, {} rules in {:.1} ms",
-        a.size.sets,
-        a.size.elements,
-        a.size.chains,
-        a.size.rules,
-        a.elapsed.as_secs_f64() * 1e3
-    )?;
+    writeln!(out, "{netns}: {a}")?;
     Ok(exit::OK)
 }
 

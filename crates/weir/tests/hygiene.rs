@@ -418,14 +418,16 @@ fn report_renders_in_headless_chromium() {
     .status
     .success());
     let url = format!("file://{}", page.display());
-    let common = ["--headless", "--no-sandbox", "--disable-gpu"];
     let profile = format!("--user-data-dir={}", dir.join("profile").display());
-    let dom = Command::new(chromium)
-        .args(common)
-        .arg(&profile)
-        .args(["--dump-dom", &url])
-        .output()
-        .unwrap();
+    let chrome = |args: &[&str]| {
+        Command::new(chromium)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", &profile])
+            .args(args)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let dom = chrome(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);
     for id in ["matrix", "graph", "policies", "findings", "summary"] {
         assert!(
@@ -440,14 +442,8 @@ fn report_renders_in_headless_chromium() {
     );
     assert!(dom.contains("production/data-from-logic-redis"));
     let shot = dir.join("shot.png");
-    let status = Command::new(chromium)
-        .args(common)
-        .arg(&profile)
-        .args(["--hide-scrollbars", "--window-size=1200,1600"])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(&url)
-        .output()
-        .unwrap();
+    let shot_arg = format!("--screenshot={}", shot.display());
+    let status = chrome(&["--hide-scrollbars", "--window-size=1200,1600", &shot_arg]);
     assert!(status.status.success());
     let png = std::fs::read(&shot).unwrap();
     assert!(
