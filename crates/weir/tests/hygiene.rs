@@ -203,40 +203,28 @@ fn diff_between_path_sets_and_git_refs() {
             std::fs::copy(&p, &to).unwrap();
         }
     }
-    git(&["add", "."]);
-    git(&[
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-qm",
-        "without http",
-    ]);
+    let commit = |message: &str| {
+        git(&["add", "."]);
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            message,
+        ]);
+    };
+    commit("without http");
     std::fs::copy(
-        "../../examples/todos/policies/logic-from-any-http.yaml",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/todos/policies/logic-from-any-http.yaml"
+        ),
         repo.join("policies/logic-from-any-http.yaml"),
     )
-    .or_else(|_| {
-        std::fs::copy(
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../examples/todos/policies/logic-from-any-http.yaml"
-            ),
-            repo.join("policies/logic-from-any-http.yaml"),
-        )
-    })
     .unwrap();
-    git(&["add", "."]);
-    git(&[
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-qm",
-        "with http",
-    ]);
+    commit("with http");
     let o = weir(&[
         "diff",
         "-q",
