@@ -22,8 +22,23 @@ pub enum Scope<'a> {
     Endpoints(&'a [usize]),
 }
 
+/// Choices about the table beyond the policy itself.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Fail closed for local pods weir does not know yet: traffic from or to an interface
+    /// matching this nft pattern (e.g. `wp*`, `cali*`) whose pod address is not one of the
+    /// scope's endpoints is dropped. The rule lives in the kernel, so it holds while the
+    /// agent is down: a new pod gets no traffic before its policy exists.
+    pub fail_closed_interfaces: Option<String>,
+}
+
 /// Compiles the policy of the endpoints in `scope` into one table.
 pub fn compile(engine: &Engine, scope: Scope) -> Ruleset {
+    compile_with(engine, scope, &CompileOptions::default())
+}
+
+/// [`compile`] with options.
+pub fn compile_with(engine: &Engine, scope: Scope, options: &CompileOptions) -> Ruleset {
     let cluster = engine.cluster();
     let mut local = vec![matches!(scope, Scope::All); cluster.endpoints.len()];
     if let Scope::Endpoints(list) = scope {
@@ -34,7 +49,7 @@ pub fn compile(engine: &Engine, scope: Scope) -> Ruleset {
         }
     }
     let mut c = Compiler::new(engine, local);
-    c.base_chains();
+    c.base_chains(options.fail_closed_interfaces.as_deref());
     c.dispatch();
     c.rs
 }
@@ -173,15 +188,46 @@ impl<'e, 'c> Compiler<'e, 'c> {
         }
     }
 
-    fn base_chains(&mut self) {
-        for (dir, name, priority, key) in [
-            (Direction::Egress, "egress", -1, "saddr"),
-            (Direction::Ingress, "ingress", 0, "daddr"),
+    fn base_chains(&mut self, fail_closed: Option<&str>) {
+        if fail_closed.is_some() {
+            for f in FAMILIES {
+                let elements = self
+                    .cluster
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, e)| self.local[*i] && !e.host_network)
+                    .flat_map(|(_, e)| e.ips.iter().filter(|ip| Family::of(ip) == f))
+                    .map(|ip| ip.to_string())
+                    .collect();
+                self.rs.sets.insert(
+                    format!("local{}", f.suffix()),
+                    Set {
+                        spec: format!("type {};", f.addr_type()),
+                        comment: Some("pods this node knows".into()),
+                        elements,
+                    },
+                );
+            }
+        }
+        for (dir, name, priority, key, iface) in [
+            (Direction::Egress, "egress", -1, "saddr", "iifname"),
+            (Direction::Ingress, "ingress", 0, "daddr", "oifname"),
         ] {
             let mut rules = vec![
                 "ct state established,related accept".to_string(),
                 "ct state invalid drop".to_string(),
             ];
+            if let Some(pattern) = fail_closed {
+                for f in FAMILIES {
+                    rules.push(format!(
+                        "{iface} {} {} {key} != @local{} counter drop comment \"unknown local pod\"",
+                        quote(pattern),
+                        f.kw(),
+                        f.suffix()
+                    ));
+                }
+            }
             for f in FAMILIES {
                 let map = format!("{dir}{}", f.suffix());
                 rules.push(format!("{} {key} vmap @{map}", f.kw()));

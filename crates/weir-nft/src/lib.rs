@@ -26,7 +26,7 @@ mod compile;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-pub use compile::{compile, Scope};
+pub use compile::{compile, compile_with, CompileOptions, Scope};
 
 /// The table weir owns; nothing outside it is ever touched.
 pub const TABLE: &str = "inet weir";

@@ -112,6 +112,9 @@ enum Command {
     /// One self-contained HTML page: heatmap, flow graph, policies, lint findings.
     #[command(after_help = EXIT_CODES)]
     Report(crate::hygiene::ReportArgs),
+    /// The node agent: watch a manifest directory, keep nftables equal to it, fail closed,
+    /// serve /metrics, /healthz, /readyz.
+    Agent(crate::agent::AgentArgs),
     /// A lab of real pods: one network namespace per endpoint, routed like a CNI.
     #[command(subcommand)]
     Lab(crate::lab::LabCommand),
@@ -253,6 +256,7 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Demo(args) => crate::demo::demo(args, &mut out)?,
+        Command::Agent(args) => crate::agent::agent(args)?,
         Command::Lint(args) => crate::hygiene::lint_cmd(args, &mut out)?,
         Command::Diff(args) => crate::hygiene::diff_cmd(args, &mut out)?,
         Command::Test(args) => crate::hygiene::test_cmd(args, &mut out)?,

@@ -441,3 +441,14 @@ fn report_renders_in_headless_chromium() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn deploy_manifests_load_cleanly() {
+    let o = weir(&["lint", "-o", "json", "deploy/weir-agent.yaml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).is_empty(),
+        "no warnings (unknown fields): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

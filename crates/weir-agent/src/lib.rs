@@ -1,0 +1,229 @@
+//! weir's node agent (what Calico's Felix is in the lesson): keeps one node's nftables equal
+//! to the policies, pods and namespaces of its source, level-triggered.
+//!
+//! - Events (inotify) only mark the state dirty; after a short debounce the whole source is
+//!   re-read, recompiled, and the *difference* to what was programmed is applied
+//!   ([`weir_nft::apply::Enforcer`]): set elements or single chains, one transaction.
+//! - No kernel writes until the source has been read successfully once; the first write is
+//!   a full atomic replace of weir's own table (adopting or replacing what a previous agent
+//!   left), never anything else.
+//! - Fail closed: a catch-all in the table drops traffic of local pod interfaces whose
+//!   address the agent does not know; it stays in the kernel when the agent is not running.
+//! - Established connections are kept when a policy starts denying them (conntrack accepts
+//!   them first, as Calico and Antrea do).
+//! - `/metrics` (Prometheus text), `/healthz`, `/readyz` on a small HTTP listener.
+
+pub mod metrics;
+pub mod source;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_engine::{Engine, Options};
+use weir_nft::apply::{Enforcer, NftCli};
+use weir_nft::{compile_with, CompileOptions, Scope};
+
+use metrics::Metrics;
+use source::DirSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Where the agent's endpoints are and which of them are local.
+#[derive(Clone, Debug)]
+pub enum Node {
+    /// The namespace the agent runs in (a real node).
+    Host,
+    /// A network namespace by name; every endpoint is local.
+    Netns(String),
+    /// Node `index` of a lab: its pods are local, and endpoints get the lab's addresses.
+    Lab { name: String, index: usize },
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub node: Node,
+    /// `/metrics`, `/healthz`, `/readyz` listen here.
+    pub listen: Option<SocketAddr>,
+    /// nft interface pattern of local pods for the fail-closed catch-all (`wp*` in a lab).
+    pub pod_interfaces: Option<String>,
+    pub debounce: Duration,
+    pub engine: Options,
+    pub load: weir_manifest::LoadOptions,
+}
+
+fn nft_for(node: &Node) -> Result<NftCli, AgentError> {
+    Ok(match node {
+        Node::Host => NftCli::default(),
+        Node::Netns(ns) => NftCli {
+            netns: Some(ns.clone()),
+        },
+        Node::Lab { name, index } => {
+            let state =
+                weir_lab::Lab::load_state(name).map_err(|e| AgentError::Config(e.to_string()))?;
+            let node = state
+                .nodes
+                .get(*index)
+                .ok_or_else(|| AgentError::Config(format!("lab {name} has no node {index}")))?;
+            NftCli {
+                netns: Some(node.netns.clone()),
+            }
+        }
+    })
+}
+
+/// One reconcile: read the source, compile, apply the difference. Returns what was applied.
+fn reconcile(
+    config: &Config,
+    source: &mut DirSource,
+    enforcer: &mut Enforcer<NftCli>,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    let start = Instant::now();
+    let cluster = source.load().map_err(|e| format!("source: {e}"))?;
+    metrics.source(source.invalid.len());
+    for (file, why) in &source.invalid {
+        tracing::warn!(file = %file.display(), error = %why, "invalid manifest: keeping its last good version");
+    }
+    let (cluster, local): (weir_model::Cluster, Option<Vec<usize>>) = match &config.node {
+        Node::Lab { name, index } => {
+            let state = weir_lab::Lab::load_state(name).map_err(|e| e.to_string())?;
+            let deployed = weir_lab::Lab::deploy(&cluster, &state);
+            let here: HashSet<&str> = state
+                .pods
+                .iter()
+                .filter(|p| p.node == Some(*index))
+                .map(|p| p.id.as_str())
+                .collect();
+            let local = deployed
+                .endpoints
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| here.contains(e.id().as_str()))
+                .map(|(i, _)| i)
+                .collect();
+            (deployed, Some(local))
+        }
+        _ => (cluster, None),
+    };
+    let engine = Engine::with_options(&cluster, config.engine);
+    let scope = match &local {
+        Some(l) => Scope::Endpoints(l),
+        None => Scope::All,
+    };
+    let options = CompileOptions {
+        fail_closed_interfaces: config.pod_interfaces.clone(),
+    };
+    let applied = enforcer
+        .apply(compile_with(&engine, scope, &options))
+        .map_err(|e| e.to_string())?;
+    let took = start.elapsed();
+    metrics.synced(took, applied.size);
+    tracing::info!(mode = ?applied.mode, rules = applied.size.rules, sets = applied.size.sets, elements = applied.size.elements,
+        script_bytes = applied.script_bytes, took_ms = took.as_secs_f64() * 1e3, "synced");
+    Ok(())
+}
+
+fn serve_http(listener: TcpListener, metrics: Arc<Metrics>, nft: NftCli, stop: Arc<AtomicBool>) {
+    listener.set_nonblocking(true).ok();
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((mut conn, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        conn.set_nonblocking(false).ok();
+        conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let mut line = String::new();
+        if BufReader::new(&conn).read_line(&mut line).is_err() {
+            continue;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/");
+        let (status, body) = match path {
+            "/healthz" => ("200 OK", "ok\n".to_string()),
+            "/readyz" if metrics.ready() => ("200 OK", "ready\n".to_string()),
+            "/readyz" => ("503 Service Unavailable", "not synced yet\n".to_string()),
+            "/metrics" => {
+                let listing = nft_json(&nft);
+                (
+                    "200 OK",
+                    metrics.render(&metrics::denied_from_listing(&listing)),
+                )
+            }
+            _ => ("404 Not Found", "not found\n".to_string()),
+        };
+        let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    }
+}
+
+/// `nft -j list table inet weir`, for drop counters (on scrape only: listing is not cheap).
+fn nft_json(nft: &NftCli) -> String {
+    let mut cmd = match &nft.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft"]);
+            c
+        }
+        None => Command::new("nft"),
+    };
+    cmd.args(["-j", "list", "table", "inet", "weir"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Runs until `stop` is set. Persistent failures are logged and retried; the kernel keeps
+/// the last good table meanwhile.
+pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
+    let nft = nft_for(&config.node)?;
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = config.listen {
+        let listener = TcpListener::bind(addr)?;
+        let (m, n, s) = (metrics.clone(), nft.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("weir-http".into())
+            .spawn(move || serve_http(listener, m, n, s))?;
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    }
+    let (tx, rx) = mpsc::channel();
+    source::watch(&config.dir, tx)?;
+    let mut source = DirSource::new(config.dir.clone(), config.load);
+    let mut enforcer = Enforcer::new(nft);
+    let mut dirty = true;
+    while !stop.load(Ordering::Relaxed) {
+        if dirty {
+            // Debounce: let a burst of writes (an editor, a git checkout) settle.
+            std::thread::sleep(config.debounce);
+            while rx.try_recv().is_ok() {}
+            match reconcile(&config, &mut source, &mut enforcer, &metrics) {
+                Ok(()) => dirty = false,
+                Err(e) => {
+                    metrics.sync_failed();
+                    tracing::error!(error = %e, "sync failed; the kernel keeps the last good table, retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+            }
+        }
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(()) => dirty = true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(AgentError::Config("the watcher stopped".into()))
+            }
+        }
+    }
+    Ok(())
+}

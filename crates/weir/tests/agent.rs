@@ -1,0 +1,300 @@
+//! The node agent in a lab (root): it follows its directory, keeps the last good version of
+//! an invalid file, fails closed for pods it does not know, and enforcement does not lapse
+//! when it is killed with SIGKILL.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weir_engine::Engine;
+use weir_lab::host::RealHost;
+use weir_lab::probe::ProbeOptions;
+use weir_lab::{netns, Lab, LabOptions};
+use weir_report::{engine_verdicts, parse_probes, Verdicts};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+struct Cleanup {
+    lab: String,
+    dir: PathBuf,
+    agent: Option<Child>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(a) = &mut self.agent {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        let _ = Lab::down(&self.lab, &RealHost);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const NEWCOMER: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: newcomer, namespace: personal}\nspec: {containers: [{name: c, image: x}]}\n";
+
+fn start_agent(dir: &Path, lab: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "agent",
+            "--source",
+            &format!("dir:{}", dir.display()),
+            "--lab",
+            lab,
+            "--node",
+            "0",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--debounce-ms",
+            "10",
+            "--log-json",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        text.split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_string()),
+    ))
+}
+
+fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The engine's verdicts for the agent's directory, over the lab's pods: pods the
+/// directory does not know are denied everything (fail closed), except to themselves.
+fn expected(dir: &Path, lab: &Lab, probes: &[weir_report::Probe]) -> Verdicts {
+    let cluster = weir_manifest::load_paths(&[dir], Default::default())
+        .unwrap()
+        .cluster;
+    let deployed = Lab::deploy(&cluster, &lab.state);
+    let engine = Engine::new(&deployed);
+    let known = engine_verdicts(&engine, probes);
+    let ids: Vec<String> = lab.state.pods.iter().map(|p| p.id.clone()).collect();
+    let mut cells = Vec::new();
+    for a in &ids {
+        for b in &ids {
+            for k in 0..probes.len() {
+                let ia = known.endpoints.iter().position(|e| e == a);
+                let ib = known.endpoints.iter().position(|e| e == b);
+                cells.push(match (ia, ib) {
+                    _ if a == b => Some(true),
+                    (Some(x), Some(y)) => known.get(x, y, k),
+                    _ => Some(false),
+                });
+            }
+        }
+    }
+    Verdicts {
+        endpoints: ids,
+        probes: probes.to_vec(),
+        cells,
+    }
+}
+
+fn observe(lab: &Lab, probes: &[weir_report::Probe]) -> Verdicts {
+    let (v, problems) =
+        weir_lab::verify::probe_matrix(&lab.state, probes, ProbeOptions::default(), &|_| {})
+            .unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    v
+}
+
+fn assert_matrix(context: &str, dir: &Path, lab: &Lab, probes: &[weir_report::Probe]) {
+    let diff = expected(dir, lab, probes).disagreements(&observe(lab, probes));
+    assert!(diff.is_empty(), "{context}: {diff:#?}");
+}
+
+/// One TCP connect from `src`'s namespace, short timeout: true when it got through.
+fn connects(lab: &Lab, src: &str, dst: &str, port: u16) -> bool {
+    let pod = |id: &str| lab.state.pods.iter().find(|p| p.id == id).unwrap().clone();
+    let (s, d) = (pod(src), pod(dst));
+    netns::run_in(&s.netns, move || {
+        Ok(
+            TcpStream::connect_timeout(&SocketAddr::new(d.ips[0], port), Duration::from_millis(40))
+                .is_ok(),
+        )
+    })
+    .unwrap()
+}
+
+#[test]
+fn agent_follows_its_directory_fails_closed_and_survives_sigkill() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the agent test as root"
+        );
+        eprintln!("SKIPPED agent test: needs root");
+        return;
+    }
+    let name = format!("ag{}", std::process::id() % 1_000_000);
+    let dir = std::env::temp_dir().join(format!("weir-agent-{name}"));
+    let mut guard = Cleanup {
+        lab: name.clone(),
+        dir: dir.clone(),
+        agent: None,
+    };
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    for f in [
+        "namespaces.yaml",
+        "todos.yaml",
+        "redis.yaml",
+        "ubuntu.yaml",
+        "policies/any-from-any-none.yaml",
+        "policies/data-from-logic-redis.yaml",
+        "policies/logic-from-any-http.yaml",
+    ] {
+        std::fs::copy(repo("examples/todos").join(f), dir.join(f)).unwrap();
+    }
+    // The lab also holds a pod the directory does not know (yet).
+    let mut all = weir_manifest::load_paths(&[&dir], Default::default())
+        .unwrap()
+        .cluster;
+    all.endpoints.extend(
+        weir_manifest::load_str("n.yaml", NEWCOMER, Default::default())
+            .unwrap()
+            .cluster
+            .endpoints,
+    );
+    let probes = parse_probes("TCP/80,TCP/6379").unwrap();
+    let lab = Lab::up(
+        &all,
+        &LabOptions {
+            name: name.clone(),
+            nodes: 1,
+            listen: probes.iter().map(|p| (p.protocol, p.port)).collect(),
+            exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
+            no_listen: vec![],
+        },
+        &RealHost,
+    )
+    .unwrap();
+    let port = 19000 + (std::process::id() % 1000) as u16;
+    guard.agent = Some(start_agent(&dir, &name, port));
+    wait_until("/readyz", Duration::from_secs(15), || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    assert_matrix("first sync", &dir, &lab, &probes);
+    assert!(
+        !connects(&lab, "personal/newcomer", "production/todos", 80),
+        "unknown pod: fail closed"
+    );
+    assert!(
+        !connects(&lab, "personal/ubuntu", "personal/newcomer", 80),
+        "unknown pod: fail closed both ways"
+    );
+
+    // Remove a policy file: the matrix follows.
+    let http = dir.join("policies/logic-from-any-http.yaml");
+    let http_text = std::fs::read_to_string(&http).unwrap();
+    std::fs::remove_file(&http).unwrap();
+    wait_until("todos:80 closed", Duration::from_secs(5), || {
+        !connects(&lab, "personal/ubuntu", "production/todos", 80)
+    });
+    assert_matrix("policy removed", &dir, &lab, &probes);
+
+    // An invalid file: reported, the rest unchanged.
+    let before = expected(&dir, &lab, &probes);
+    std::fs::write(dir.join("policies/broken.yaml"), "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b, namespace: production}\nspec: {podSelector: {}, ingress: [{ports: [{port: 70000}]}]}\n").unwrap();
+    wait_until("invalid file reported", Duration::from_secs(5), || {
+        get(port, "/metrics").is_some_and(|(_, b)| b.contains("weir_invalid_files 1"))
+    });
+    let diff = before.disagreements(&observe(&lab, &probes));
+    assert!(
+        diff.is_empty(),
+        "an invalid file changed enforcement: {diff:#?}"
+    );
+    std::fs::remove_file(dir.join("policies/broken.yaml")).unwrap();
+
+    // Change → enforced latency: 50 file changes, each timed until a probe sees it.
+    let mut latencies = Vec::new();
+    for k in 0..50 {
+        let open = k % 2 == 0;
+        let t = Instant::now();
+        if open {
+            std::fs::write(&http, &http_text).unwrap();
+        } else {
+            std::fs::remove_file(&http).unwrap();
+        }
+        wait_until("flip", Duration::from_secs(5), || {
+            connects(&lab, "personal/ubuntu", "production/todos", 80) == open
+        });
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "agent change → enforced over 50 changes: p50 {:?}, p99 {:?}, max {:?}",
+        latencies[25], latencies[49], latencies[49]
+    );
+    std::fs::write(&http, &http_text).unwrap();
+    wait_until("http policy back", Duration::from_secs(5), || {
+        connects(&lab, "personal/ubuntu", "production/todos", 80)
+    });
+    let metrics = get(port, "/metrics").unwrap().1;
+    assert!(
+        metrics.contains("weir_sync_duration_seconds_count")
+            && metrics.contains("weir_denied_packets_total{chain=\"ig-"),
+        "{metrics}"
+    );
+
+    // SIGKILL: the table stays; verdicts never lapse while the agent is gone, and a pod
+    // added meanwhile stays closed until the agent is back.
+    std::fs::write(dir.join("newcomer.yaml"), NEWCOMER).unwrap();
+    let mut agent = guard.agent.take().unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    for _ in 0..10 {
+        assert!(
+            !connects(&lab, "personal/ubuntu", "production/redis", 6379),
+            "denied stays denied"
+        );
+        assert!(
+            connects(&lab, "production/ubuntu", "production/redis", 6379),
+            "allowed stays allowed"
+        );
+        assert!(
+            !connects(&lab, "personal/newcomer", "personal/ubuntu", 80),
+            "new pod closed while the agent is down"
+        );
+        assert!(
+            !connects(&lab, "personal/ubuntu", "personal/newcomer", 80),
+            "new pod closed while the agent is down"
+        );
+    }
+    guard.agent = Some(start_agent(&dir, &name, port));
+    wait_until(
+        "newcomer admitted after restart",
+        Duration::from_secs(15),
+        || connects(&lab, "personal/newcomer", "personal/ubuntu", 80),
+    );
+    assert_matrix("after restart", &dir, &lab, &probes);
+}
