@@ -14,16 +14,19 @@
 //! - `/metrics` (Prometheus text), `/healthz`, `/readyz` on a small HTTP listener.
 
 pub mod metrics;
+pub mod nflog;
 pub mod source;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use weir_engine::{Engine, Options};
@@ -63,6 +66,67 @@ pub struct Config {
     pub debounce: Duration,
     pub engine: Options,
     pub load: weir_manifest::LoadOptions,
+    /// NFLOG group for dropped packets (`None`: no drop log).
+    pub log_group: Option<u16>,
+}
+
+/// What the drop log needs to name things: addresses → endpoints, group chains → the
+/// policies that isolate their endpoints. Refreshed on every sync.
+#[derive(Default)]
+pub struct Attribution {
+    endpoints: HashMap<IpAddr, String>,
+    chains: HashMap<String, String>,
+    /// Live `/drops` subscribers.
+    subscribers: Vec<mpsc::Sender<String>>,
+}
+
+impl Attribution {
+    fn refresh(&mut self, cluster: &weir_model::Cluster, ruleset: &weir_nft::Ruleset) {
+        self.endpoints = cluster
+            .endpoints
+            .iter()
+            .flat_map(|e| e.ips.iter().map(move |ip| (*ip, e.id())))
+            .collect();
+        self.chains = ruleset
+            .chains
+            .iter()
+            .filter_map(|(name, c)| {
+                let last = c.rules.last()?;
+                let comment = last.split_once("comment \"")?.1.trim_end_matches('"');
+                Some((name.clone(), comment.to_string()))
+            })
+            .collect();
+    }
+
+    /// One line per dropped packet: who, to whom, on what, and why.
+    pub fn describe(&self, l: &nflog::Logged) -> String {
+        let name = |ip: &IpAddr| {
+            self.endpoints
+                .get(ip)
+                .cloned()
+                .unwrap_or_else(|| ip.to_string())
+        };
+        let proto = match l.protocol {
+            6 => "TCP".to_string(),
+            17 => "UDP".to_string(),
+            132 => "SCTP".to_string(),
+            n => format!("protocol {n}"),
+        };
+        let port = l.dport.map_or(String::new(), |p| format!(" {p}"));
+        let chain = l.prefix.trim_start_matches("weir ");
+        let why = match self.chains.get(chain) {
+            Some(reason) => reason.clone(),
+            None if chain == "unknown-local-pod" => {
+                "a local pod the agent does not know yet (fail closed)".into()
+            }
+            None => format!("chain {chain}"),
+        };
+        format!(
+            "dropped {} → {} {proto}{port}: {why}",
+            name(&l.src),
+            name(&l.dst)
+        )
+    }
 }
 
 fn nft_for(node: &Node) -> Result<NftCli, AgentError> {
@@ -91,6 +155,7 @@ fn reconcile(
     source: &mut DirSource,
     enforcer: &mut Enforcer<NftCli>,
     metrics: &Metrics,
+    attribution: &Mutex<Attribution>,
 ) -> Result<(), String> {
     let start = Instant::now();
     let cluster = source.load().map_err(|e| format!("source: {e}"))?;
@@ -126,10 +191,14 @@ fn reconcile(
     };
     let options = CompileOptions {
         fail_closed_interfaces: config.pod_interfaces.clone(),
+        log_group: config.log_group,
     };
-    let applied = enforcer
-        .apply(compile_with(&engine, scope, &options))
-        .map_err(|e| e.to_string())?;
+    let ruleset = compile_with(&engine, scope, &options);
+    attribution
+        .lock()
+        .expect("attribution")
+        .refresh(&cluster, &ruleset);
+    let applied = enforcer.apply(ruleset).map_err(|e| e.to_string())?;
     let took = start.elapsed();
     metrics.synced(took, applied.size);
     tracing::info!(mode = ?applied.mode, rules = applied.size.rules, sets = applied.size.sets, elements = applied.size.elements,
@@ -137,7 +206,36 @@ fn reconcile(
     Ok(())
 }
 
-fn serve_http(listener: TcpListener, metrics: Arc<Metrics>, nft: NftCli, stop: Arc<AtomicBool>) {
+/// Streams drop lines to one `/drops` client until it goes away.
+fn stream_drops(mut conn: std::net::TcpStream, attribution: Arc<Mutex<Attribution>>) {
+    let (tx, rx) = mpsc::channel();
+    attribution
+        .lock()
+        .expect("attribution")
+        .subscribers
+        .push(tx);
+    if write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return;
+    }
+    for line in rx {
+        if writeln!(conn, "{line}").and_then(|_| conn.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+fn serve_http(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    nft: NftCli,
+    attribution: Arc<Mutex<Attribution>>,
+    stop: Arc<AtomicBool>,
+) {
     listener.set_nonblocking(true).ok();
     while !stop.load(Ordering::Relaxed) {
         let Ok((mut conn, _)) = listener.accept() else {
@@ -151,6 +249,11 @@ fn serve_http(listener: TcpListener, metrics: Arc<Metrics>, nft: NftCli, stop: A
             continue;
         }
         let path = line.split_whitespace().nth(1).unwrap_or("/");
+        if path == "/drops" {
+            let a = attribution.clone();
+            std::thread::spawn(move || stream_drops(conn, a));
+            continue;
+        }
         let (status, body) = match path {
             "/healthz" => ("200 OK", "ok\n".to_string()),
             "/readyz" if metrics.ready() => ("200 OK", "ready\n".to_string()),
@@ -184,17 +287,51 @@ fn nft_json(nft: &NftCli) -> String {
         .unwrap_or_default()
 }
 
+/// Reads NFLOG in the node's namespace and turns each dropped packet into a log line and a
+/// `/drops` line (the rule's rate limit bounds how many arrive).
+fn start_drop_log(
+    nft: &NftCli,
+    group: u16,
+    attribution: Arc<Mutex<Attribution>>,
+) -> Result<(), AgentError> {
+    let socket = match &nft.netns {
+        Some(ns) => weir_lab::netns::run_in(ns, || nflog::NflogSocket::bind(group))?,
+        None => nflog::NflogSocket::bind(group)?,
+    };
+    std::thread::Builder::new()
+        .name("weir-nflog".into())
+        .spawn(move || loop {
+            let Ok(packets) = socket.recv() else { continue };
+            let mut a = attribution.lock().expect("attribution");
+            for p in &packets {
+                let line = a.describe(p);
+                tracing::warn!(target: "drops", "{line}");
+                a.subscribers.retain(|tx| tx.send(line.clone()).is_ok());
+            }
+        })?;
+    Ok(())
+}
+
 /// Runs until `stop` is set. Persistent failures are logged and retried; the kernel keeps
 /// the last good table meanwhile.
 pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
     let nft = nft_for(&config.node)?;
     let metrics = Arc::new(Metrics::default());
+    let attribution = Arc::new(Mutex::new(Attribution::default()));
+    if let Some(group) = config.log_group {
+        start_drop_log(&nft, group, attribution.clone())?;
+    }
     if let Some(addr) = config.listen {
         let listener = TcpListener::bind(addr)?;
-        let (m, n, s) = (metrics.clone(), nft.clone(), stop.clone());
+        let (m, n, a, s) = (
+            metrics.clone(),
+            nft.clone(),
+            attribution.clone(),
+            stop.clone(),
+        );
         std::thread::Builder::new()
             .name("weir-http".into())
-            .spawn(move || serve_http(listener, m, n, s))?;
+            .spawn(move || serve_http(listener, m, n, a, s))?;
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     }
     let (tx, rx) = mpsc::channel();
@@ -207,7 +344,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
             // Debounce: let a burst of writes (an editor, a git checkout) settle.
             std::thread::sleep(config.debounce);
             while rx.try_recv().is_ok() {}
-            match reconcile(&config, &mut source, &mut enforcer, &metrics) {
+            match reconcile(&config, &mut source, &mut enforcer, &metrics, &attribution) {
                 Ok(()) => dirty = false,
                 Err(e) => {
                     metrics.sync_failed();

@@ -30,6 +30,14 @@ pub struct CompileOptions {
     /// scope's endpoints is dropped. The rule lives in the kernel, so it holds while the
     /// agent is down: a new pod gets no traffic before its policy exists.
     pub fail_closed_interfaces: Option<String>,
+    /// Log dropped packets (rate limited) to this NFLOG group with the prefix `weir CHAIN`,
+    /// so an agent can say which policy isolated the endpoint.
+    pub log_group: Option<u16>,
+}
+
+/// Log statement for a drop, rate limited so a flood cannot swamp the reader.
+fn log_rule(group: u16, tag: &str) -> String {
+    format!("limit rate 50/second burst 20 packets log prefix \"weir {tag}\" group {group}")
 }
 
 /// Compiles the policy of the endpoints in `scope` into one table.
@@ -49,6 +57,7 @@ pub fn compile_with(engine: &Engine, scope: Scope, options: &CompileOptions) -> 
         }
     }
     let mut c = Compiler::new(engine, local);
+    c.log_group = options.log_group;
     c.base_chains(options.fail_closed_interfaces.as_deref());
     c.dispatch();
     c.rs
@@ -143,6 +152,7 @@ struct Compiler<'e, 'c> {
     groups: Vec<(&'c str, &'c Labels, Vec<usize>)>,
     /// Policies by namespace, in input order.
     by_namespace: FxHashMap<&'c str, Vec<usize>>,
+    log_group: Option<u16>,
     rs: Ruleset,
 }
 
@@ -184,6 +194,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
             families,
             groups,
             by_namespace,
+            log_group: None,
             rs: Ruleset::default(),
         }
     }
@@ -220,6 +231,18 @@ impl<'e, 'c> Compiler<'e, 'c> {
             ];
             if let Some(pattern) = fail_closed {
                 for f in FAMILIES {
+                    let unknown = format!(
+                        "{iface} {} {} {key} != @local{}",
+                        quote(pattern),
+                        f.kw(),
+                        f.suffix()
+                    );
+                    if let Some(group) = self.log_group {
+                        rules.push(format!(
+                            "{unknown} {}",
+                            log_rule(group, "unknown-local-pod")
+                        ));
+                    }
                     rules.push(format!(
                         "{iface} {} {} {key} != @local{} counter drop comment \"unknown local pod\"",
                         quote(pattern),
@@ -310,6 +333,9 @@ impl<'e, 'c> Compiler<'e, 'c> {
         for &p in policies {
             rules.push(format!("jump {}", self.policy_chain(dir, p)));
             ids.push(self.cluster.policies[p].id());
+        }
+        if let Some(group) = self.log_group {
+            rules.push(log_rule(group, &name));
         }
         rules.push(format!(
             "counter drop comment {}",

@@ -142,3 +142,45 @@ fn rules_grow_with_groups_and_policy_rules_not_their_product() {
     assert!(size.rules < 5_000, "{size:?}");
     assert!(size.elements >= 300, "{size:?}");
 }
+
+#[test]
+fn fail_closed_and_drop_log_options() {
+    use weir_nft::{compile_with, CompileOptions};
+    let cluster = todos();
+    let engine = Engine::new(&cluster);
+    let options = CompileOptions {
+        fail_closed_interfaces: Some("wp*".into()),
+        log_group: Some(7),
+    };
+    let rs = compile_with(&engine, Scope::All, &options);
+    let egress = rs.chains["egress"].rules.join("\n");
+    assert!(
+        egress.contains(r#"iifname "wp*" ip saddr != @local4 counter drop"#),
+        "{egress}"
+    );
+    assert!(
+        egress.contains(r#"log prefix "weir unknown-local-pod" group 7"#),
+        "{egress}"
+    );
+    assert!(rs.chains["ingress"]
+        .rules
+        .iter()
+        .any(|r| r.starts_with(r#"oifname "wp*" ip6 daddr != @local6"#)));
+    assert_eq!(rs.sets["local4"].elements.len(), cluster.endpoints.len());
+    // Each group chain logs (rate limited) before its drop, prefixed with its own name.
+    for (name, chain) in rs.chains.iter().filter(|(n, _)| n.starts_with("ig-")) {
+        let n = chain.rules.len();
+        assert!(
+            chain.rules[n - 2].starts_with("limit rate 50/second"),
+            "{name}"
+        );
+        assert!(
+            chain.rules[n - 2].contains(&format!("prefix \"weir {name}\" group 7")),
+            "{name}"
+        );
+        assert!(chain.rules[n - 1].starts_with("counter drop"), "{name}");
+    }
+    // Without options, none of it.
+    let plain = compile(&engine, Scope::All).render();
+    assert!(!plain.contains("local4") && !plain.contains("log prefix"));
+}

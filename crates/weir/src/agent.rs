@@ -40,6 +40,50 @@ pub struct AgentArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// NFLOG group for dropped packets (0 disables the drop log).
+    #[arg(long, default_value_t = 7)]
+    log_group: u16,
+}
+
+#[derive(Args)]
+pub struct DropsArgs {
+    /// The agent's listen address.
+    #[arg(long, default_value = "127.0.0.1:9595")]
+    agent: SocketAddr,
+    /// Stop after this many drops.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    timeout_s: Option<u64>,
+}
+
+/// `weir drops`: follows the agent's stream of dropped packets, one line each.
+pub(crate) fn drops(args: DropsArgs, out: &mut dyn std::io::Write) -> Result<u8, Failure> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(&args.agent, Duration::from_secs(2))
+        .map_err(|e| anyhow!("connecting to the agent at {}: {e}", args.agent))?;
+    if let Some(t) = args.timeout_s {
+        conn.set_read_timeout(Some(Duration::from_secs(t)))
+            .map_err(|e| anyhow!(e))?;
+    }
+    write!(conn, "GET /drops HTTP/1.1\r\nHost: weir\r\n\r\n").map_err(|e| anyhow!(e))?;
+    let mut seen = 0;
+    let mut body = false;
+    for line in BufReader::new(conn).lines() {
+        let Ok(line) = line else { break };
+        if !body {
+            body = line.is_empty();
+            continue;
+        }
+        writeln!(out, "{line}").map_err(|e| anyhow!(e))?;
+        out.flush().map_err(|e| anyhow!(e))?;
+        seen += 1;
+        if args.count.is_some_and(|c| seen >= c) {
+            break;
+        }
+    }
+    Ok(exit::OK)
 }
 
 pub(crate) fn agent(args: AgentArgs) -> Result<u8, Failure> {
@@ -84,6 +128,7 @@ pub(crate) fn agent(args: AgentArgs) -> Result<u8, Failure> {
         debounce: Duration::from_millis(args.debounce_ms),
         engine: Default::default(),
         load: Default::default(),
+        log_group: (args.log_group != 0).then_some(args.log_group),
     };
     let stop = Arc::new(AtomicBool::new(false));
     {

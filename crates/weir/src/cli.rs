@@ -115,6 +115,8 @@ enum Command {
     /// The node agent: watch a manifest directory, keep nftables equal to it, fail closed,
     /// serve /metrics, /healthz, /readyz.
     Agent(crate::agent::AgentArgs),
+    /// Follows the agent's dropped packets: who, to whom, on what, and which policies isolated it.
+    Drops(crate::agent::DropsArgs),
     /// A lab of real pods: one network namespace per endpoint, routed like a CNI.
     #[command(subcommand)]
     Lab(crate::lab::LabCommand),
@@ -257,6 +259,7 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Demo(args) => crate::demo::demo(args, &mut out)?,
         Command::Agent(args) => crate::agent::agent(args)?,
+        Command::Drops(args) => crate::agent::drops(args, &mut out)?,
         Command::Lint(args) => crate::hygiene::lint_cmd(args, &mut out)?,
         Command::Diff(args) => crate::hygiene::diff_cmd(args, &mut out)?,
         Command::Test(args) => crate::hygiene::test_cmd(args, &mut out)?,
