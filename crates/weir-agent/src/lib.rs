@@ -1,7 +1,8 @@
 //! weir's node agent (what Calico's Felix is in the lesson): keeps one node's nftables equal
 //! to the policies, pods and namespaces of its source, level-triggered.
 //!
-//! - Events (inotify) only mark the state dirty; after a short debounce the whole source is
+//! - Sources: a manifest directory (inotify) or the Kubernetes API (kube-rs watchers).
+//! - Events only mark the state dirty; after a short debounce the whole source is
 //!   re-read, recompiled, and the *difference* to what was programmed is applied
 //!   ([`weir_nft::apply::Enforcer`]): set elements or single chains, one transaction.
 //! - No kernel writes until the source has been read successfully once; the first write is
@@ -13,6 +14,7 @@
 //!   them first, as Calico and Antrea do).
 //! - `/metrics` (Prometheus text), `/healthz`, `/readyz` on a small HTTP listener.
 
+pub mod kube_source;
 pub mod metrics;
 pub mod nflog;
 pub mod source;
@@ -34,7 +36,7 @@ use weir_nft::apply::{Enforcer, NftCli};
 use weir_nft::{compile_with, CompileOptions, Scope};
 
 use metrics::Metrics;
-use source::DirSource;
+use source::{DirSource, Items};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -55,9 +57,39 @@ pub enum Node {
     Lab { name: String, index: usize },
 }
 
+/// Where policies, pods and namespaces come from.
+#[derive(Clone, Debug)]
+pub enum SourceSpec {
+    /// A directory of manifests, watched with inotify.
+    Dir(PathBuf),
+    /// The Kubernetes API (kubeconfig or in-cluster), watched with kube-rs.
+    Kubernetes,
+}
+
+/// A running source.
+enum Source {
+    Dir(DirSource),
+    Kube(kube_source::KubeSource),
+}
+
+impl Source {
+    fn load(&mut self) -> Result<weir_model::Cluster, weir_manifest::LoadError> {
+        match self {
+            Source::Dir(d) => d.load(),
+            Source::Kube(k) => k.load(),
+        }
+    }
+    fn items(&self) -> &Items {
+        match self {
+            Source::Dir(d) => &d.items,
+            Source::Kube(k) => &k.items,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub dir: PathBuf,
+    pub source: SourceSpec,
     pub node: Node,
     /// `/metrics`, `/healthz`, `/readyz` listen here.
     pub listen: Option<SocketAddr>,
@@ -152,16 +184,16 @@ fn nft_for(node: &Node) -> Result<NftCli, AgentError> {
 /// One reconcile: read the source, compile, apply the difference. Returns what was applied.
 fn reconcile(
     config: &Config,
-    source: &mut DirSource,
+    source: &mut Source,
     enforcer: &mut Enforcer<NftCli>,
     metrics: &Metrics,
     attribution: &Mutex<Attribution>,
 ) -> Result<(), String> {
     let start = Instant::now();
     let cluster = source.load().map_err(|e| format!("source: {e}"))?;
-    metrics.source(source.invalid.len());
-    for (file, why) in &source.invalid {
-        tracing::warn!(file = %file.display(), error = %why, "invalid manifest: keeping its last good version");
+    metrics.source(source.items().invalid.len());
+    for (item, why) in &source.items().invalid {
+        tracing::warn!(item = %item, error = %why, "invalid manifest: keeping its last good version");
     }
     let (cluster, local): (weir_model::Cluster, Option<Vec<usize>>) = match &config.node {
         Node::Lab { name, index } => {
@@ -335,8 +367,13 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     }
     let (tx, rx) = mpsc::channel();
-    source::watch(&config.dir, tx)?;
-    let mut source = DirSource::new(config.dir.clone(), config.load);
+    let mut source = match &config.source {
+        SourceSpec::Dir(dir) => {
+            source::watch(dir, tx)?;
+            Source::Dir(DirSource::new(dir.clone(), config.load))
+        }
+        SourceSpec::Kubernetes => Source::Kube(kube_source::KubeSource::start(config.load, tx)?),
+    };
     let mut enforcer = Enforcer::new(nft);
     let mut dirty = true;
     while !stop.load(Ordering::Relaxed) {

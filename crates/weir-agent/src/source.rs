@@ -10,14 +10,64 @@ use std::sync::mpsc::Sender;
 use weir_manifest::{LoadError, LoadOptions, Source};
 use weir_model::Cluster;
 
+/// Items (files, or API objects as JSON) validated one by one: an item's last version that
+/// loaded on its own is kept when its current one is invalid, so one bad object never
+/// changes what is enforced for the others.
+#[derive(Default)]
+pub struct Items {
+    options: LoadOptions,
+    good: BTreeMap<String, String>,
+    /// Items whose current version is invalid, with the first error.
+    pub invalid: BTreeMap<String, String>,
+}
+
+impl Items {
+    pub fn new(options: LoadOptions) -> Self {
+        Items {
+            options,
+            ..Default::default()
+        }
+    }
+
+    /// Replaces the item set with `current` (name → text) and loads the good versions together.
+    pub fn update(&mut self, current: BTreeMap<String, String>) -> Result<Cluster, LoadError> {
+        self.good.retain(|k, _| current.contains_key(k));
+        self.invalid.clear();
+        for (name, text) in current {
+            if self.good.get(&name) == Some(&text) {
+                continue;
+            }
+            match weir_manifest::load_str(&name, &text, self.options) {
+                Ok(_) => {
+                    self.good.insert(name, text);
+                }
+                Err(e) => {
+                    let first = match &e {
+                        LoadError::Invalid(d) => {
+                            d.first().map(|d| d.to_string()).unwrap_or_default()
+                        }
+                        other => other.to_string(),
+                    };
+                    self.invalid.insert(name, first);
+                }
+            }
+        }
+        let sources: Vec<Source> = self
+            .good
+            .iter()
+            .map(|(n, t)| Source {
+                name: n.clone(),
+                text: t.clone(),
+            })
+            .collect();
+        Ok(weir_manifest::load(&sources, self.options)?.cluster)
+    }
+}
+
 /// A directory of manifests and what was last read from it.
 pub struct DirSource {
     root: PathBuf,
-    options: LoadOptions,
-    /// The last version of each file that loaded on its own.
-    good: BTreeMap<PathBuf, String>,
-    /// Files whose current version is invalid, with the first error.
-    pub invalid: BTreeMap<PathBuf, String>,
+    pub items: Items,
 }
 
 fn manifest_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -41,56 +91,29 @@ impl DirSource {
     pub fn new(root: PathBuf, options: LoadOptions) -> Self {
         DirSource {
             root,
-            options,
-            good: BTreeMap::new(),
-            invalid: BTreeMap::new(),
+            items: Items::new(options),
         }
     }
 
     /// Re-reads the directory: valid files replace their last good version, invalid ones
-    /// keep it (and are listed in `invalid`), deleted files are dropped. The result is the
-    /// cluster of all good versions together.
+    /// keep it (and are listed in `items.invalid`), deleted files are dropped.
     pub fn load(&mut self) -> Result<Cluster, LoadError> {
         let mut files = Vec::new();
         manifest_files(&self.root, &mut files);
-        files.sort();
-        self.good.retain(|p, _| files.contains(p));
-        self.invalid.clear();
+        let mut current = BTreeMap::new();
+        let mut unreadable = Vec::new();
         for f in files {
-            let text = match std::fs::read_to_string(&f) {
-                Ok(t) => t,
-                Err(e) => {
-                    self.invalid.insert(f, e.to_string());
-                    continue;
+            let name = f.display().to_string();
+            match std::fs::read_to_string(&f) {
+                Ok(t) => {
+                    current.insert(name, t);
                 }
-            };
-            if self.good.get(&f) == Some(&text) {
-                continue;
-            }
-            match weir_manifest::load_str(&f.display().to_string(), &text, self.options) {
-                Ok(_) => {
-                    self.good.insert(f, text);
-                }
-                Err(e) => {
-                    let first = match &e {
-                        LoadError::Invalid(d) => {
-                            d.first().map(|d| d.to_string()).unwrap_or_default()
-                        }
-                        other => other.to_string(),
-                    };
-                    self.invalid.insert(f, first);
-                }
+                Err(e) => unreadable.push((name, e.to_string())),
             }
         }
-        let sources: Vec<Source> = self
-            .good
-            .iter()
-            .map(|(p, t)| Source {
-                name: p.display().to_string(),
-                text: t.clone(),
-            })
-            .collect();
-        Ok(weir_manifest::load(&sources, self.options)?.cluster)
+        let cluster = self.items.update(current);
+        self.items.invalid.extend(unreadable);
+        cluster
     }
 }
 

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
-use weir_agent::{Config, Node};
+use weir_agent::{Config, Node, SourceSpec};
 
 use crate::cli::{exit, Failure};
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// `dir:PATH` — a directory of manifests, watched with inotify. (`kubernetes` is not
-    /// built yet.)
+    /// `dir:PATH` — a directory of manifests, watched with inotify; `kubernetes` — the API
+    /// server of the kubeconfig (KUBECONFIG, ~/.kube/config) or the in-cluster account.
     #[arg(long)]
     source: String,
     /// Program this network namespace instead of the node the agent runs on.
@@ -95,33 +95,24 @@ pub(crate) fn agent(args: AgentArgs) -> Result<u8, Failure> {
     } else {
         builder.init();
     }
-    let dir = match args.source.split_once(':') {
-        Some(("dir", path)) => PathBuf::from(path),
-        _ if args.source == "kubernetes" => {
-            return Err(Failure::Invalid(
-                "--source kubernetes is not built yet; use dir:PATH".into(),
-            ))
-        }
+    let source = match args.source.split_once(':') {
+        Some(("dir", path)) if PathBuf::from(path).is_dir() => SourceSpec::Dir(PathBuf::from(path)),
+        Some(("dir", path)) => return Err(Failure::Invalid(format!("{path}: not a directory"))),
+        _ if args.source == "kubernetes" => SourceSpec::Kubernetes,
         _ => {
             return Err(Failure::Invalid(format!(
-                "--source {:?}: expected dir:PATH",
+                "--source {:?}: expected dir:PATH or kubernetes",
                 args.source
             )))
         }
     };
-    if !dir.is_dir() {
-        return Err(Failure::Invalid(format!(
-            "{}: not a directory",
-            dir.display()
-        )));
-    }
     let node = match (args.lab, args.node, args.netns) {
         (Some(name), Some(index), _) => Node::Lab { name, index },
         (_, _, Some(ns)) => Node::Netns(ns),
         _ => Node::Host,
     };
     let config = Config {
-        dir,
+        source,
         node,
         listen: Some(args.listen),
         pod_interfaces: (args.pod_interfaces != "none").then_some(args.pod_interfaces),

@@ -1,0 +1,147 @@
+//! The Kubernetes source: kube-rs watchers (list, then watch; relist on errors, with
+//! backoff) for Pods, Namespaces and NetworkPolicies in all namespaces, since selectors
+//! reach everywhere. Objects are kept untyped and validated one by one like files, so an
+//! object that fails to decode is skipped and reported and never stops the watch.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::watcher::{self, Event};
+use weir_manifest::{LoadError, LoadOptions};
+use weir_model::Cluster;
+
+use crate::source::Items;
+
+/// The last state of every watched object, as JSON, keyed `Kind/namespace/name`.
+#[derive(Default)]
+struct Shared {
+    objects: BTreeMap<String, String>,
+}
+
+pub struct KubeSource {
+    shared: Arc<Mutex<Shared>>,
+    /// Resources whose initial list has completed.
+    synced: Arc<AtomicUsize>,
+    pub items: Items,
+}
+
+const RESOURCES: usize = 3;
+
+fn resources() -> [ApiResource; RESOURCES] {
+    [
+        ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()),
+        ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
+        ApiResource::erase::<k8s_openapi::api::networking::v1::NetworkPolicy>(&()),
+    ]
+}
+
+fn key(ar: &ApiResource, o: &DynamicObject) -> String {
+    format!(
+        "{}/{}/{}",
+        ar.kind,
+        o.metadata.namespace.as_deref().unwrap_or(""),
+        o.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// The object as a manifest: list items come without apiVersion and kind.
+fn manifest(ar: &ApiResource, o: &DynamicObject) -> String {
+    let mut v = serde_json::to_value(o).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), ar.api_version.clone().into());
+        m.insert("kind".into(), ar.kind.clone().into());
+    }
+    v.to_string()
+}
+
+impl KubeSource {
+    /// Connects (kubeconfig, or the in-cluster service account) and starts the watchers on a
+    /// thread of their own; `tx` hears of every change.
+    pub fn start(options: LoadOptions, tx: Sender<()>) -> std::io::Result<KubeSource> {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let synced = Arc::new(AtomicUsize::new(0));
+        let (s, n) = (shared.clone(), synced.clone());
+        std::thread::Builder::new().name("weir-kube".into()).spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            rt.block_on(async move {
+                let client = loop {
+                    match kube::Client::try_default().await {
+                        Ok(c) => break c,
+                        Err(e) => {
+                            tracing::error!(error = %e, "connecting to Kubernetes; retrying");
+                            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                        }
+                    }
+                };
+                let tasks = resources().into_iter().map(|ar| {
+                    let (s, n, tx, client) = (s.clone(), n.clone(), tx.clone(), client.clone());
+                    async move {
+                        let api: Api<DynamicObject> = Api::all_with(client, &ar);
+                        let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+                        let mut fresh: Option<BTreeMap<String, String>> = None;
+                        let mut done = false;
+                        while let Some(event) = stream.next().await {
+                            match event {
+                                Ok(Event::Init) => fresh = Some(BTreeMap::new()),
+                                Ok(Event::InitApply(o)) => {
+                                    if let Some(f) = fresh.as_mut() {
+                                        f.insert(key(&ar, &o), manifest(&ar, &o));
+                                    }
+                                }
+                                Ok(Event::InitDone) => {
+                                    let list = fresh.take().unwrap_or_default();
+                                    let prefix = format!("{}/", ar.kind);
+                                    let mut g = s.lock().expect("kube objects");
+                                    g.objects.retain(|k, _| !k.starts_with(&prefix));
+                                    g.objects.extend(list);
+                                    drop(g);
+                                    if !done {
+                                        done = true;
+                                        n.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                    tracing::info!(kind = %ar.kind, "listed");
+                                }
+                                Ok(Event::Apply(o)) => {
+                                    s.lock().expect("kube objects").objects.insert(key(&ar, &o), manifest(&ar, &o));
+                                }
+                                Ok(Event::Delete(o)) => {
+                                    s.lock().expect("kube objects").objects.remove(&key(&ar, &o));
+                                }
+                                Err(e) => {
+                                    tracing::warn!(kind = %ar.kind, error = %e, "watch error; the watcher relists");
+                                    continue;
+                                }
+                            }
+                            if tx.send(()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+                futures::future::join_all(tasks).await;
+            });
+        })?;
+        Ok(KubeSource {
+            shared,
+            synced,
+            items: Items::new(options),
+        })
+    }
+
+    /// The cluster from every object's last good version; an error until every resource has
+    /// been listed once (so nothing reaches the kernel before the source is in sync).
+    pub fn load(&mut self) -> Result<Cluster, LoadError> {
+        if self.synced.load(Ordering::SeqCst) < RESOURCES {
+            return Err(LoadError::Io {
+                path: "kubernetes".into(),
+                source: std::io::Error::other("not every resource has been listed yet"),
+            });
+        }
+        let objects = self.shared.lock().expect("kube objects").objects.clone();
+        self.items.update(objects)
+    }
+}
