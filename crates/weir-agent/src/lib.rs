@@ -100,6 +100,10 @@ pub struct Config {
     pub load: weir_manifest::LoadOptions,
     /// NFLOG group for dropped packets (`None`: no drop log).
     pub log_group: Option<u16>,
+    /// Cut established connections a change may now deny (Cilium's choice) instead of
+    /// keeping them (Calico's, the default): conntrack is flushed after each change, so every
+    /// packet of an existing flow meets the new policy (TCP is picked up mid-stream).
+    pub cut_established: bool,
 }
 
 /// What the drop log needs to name things: addresses → endpoints, group chains → the
@@ -231,11 +235,34 @@ fn reconcile(
         .expect("attribution")
         .refresh(&cluster, &ruleset);
     let applied = enforcer.apply(ruleset).map_err(|e| e.to_string())?;
+    if config.cut_established && applied.mode == weir_nft::apply::Mode::Delta {
+        flush_conntrack(enforcer.nft()).map_err(|e| format!("conntrack flush: {e}"))?;
+    }
     let took = start.elapsed();
     metrics.synced(took, applied.size);
     tracing::info!(mode = ?applied.mode, rules = applied.size.rules, sets = applied.size.sets, elements = applied.size.elements,
         script_bytes = applied.script_bytes, took_ms = took.as_secs_f64() * 1e3, "synced");
     Ok(())
+}
+
+/// `conntrack -F` in the node's namespace (the conntrack tool, Debian package `conntrack`).
+fn flush_conntrack(nft: &NftCli) -> std::io::Result<()> {
+    let mut cmd = match &nft.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "conntrack"]);
+            c
+        }
+        None => Command::new("conntrack"),
+    };
+    let out = cmd.arg("-F").output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
 }
 
 /// Streams drop lines to one `/drops` client until it goes away.

@@ -40,6 +40,10 @@ pub struct AgentArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Cut established connections a policy change now denies (flush conntrack after each
+    /// change), instead of keeping them (the default, like Calico).
+    #[arg(long)]
+    cut_established: bool,
     /// NFLOG group for dropped packets (0 disables the drop log).
     #[arg(long, default_value_t = 7)]
     log_group: u16,
@@ -120,6 +124,7 @@ pub(crate) fn agent(args: AgentArgs) -> Result<u8, Failure> {
         engine: Default::default(),
         load: Default::default(),
         log_group: (args.log_group != 0).then_some(args.log_group),
+        cut_established: args.cut_established,
     };
     let stop = Arc::new(AtomicBool::new(false));
     {

@@ -40,6 +40,10 @@ impl Drop for Cleanup {
 const NEWCOMER: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: newcomer, namespace: personal}\nspec: {containers: [{name: c, image: x}]}\n";
 
 fn start_agent(dir: &Path, lab: &str, port: u16) -> Child {
+    start_agent_with(dir, lab, port, &[])
+}
+
+fn start_agent_with(dir: &Path, lab: &str, port: u16, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
             "agent",
@@ -50,6 +54,7 @@ fn start_agent(dir: &Path, lab: &str, port: u16) -> Child {
             "--node",
             "0",
         ])
+        .args(extra)
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -297,4 +302,112 @@ fn agent_follows_its_directory_fails_closed_and_survives_sigkill() {
         || connects(&lab, "personal/newcomer", "personal/ubuntu", 80),
     );
     assert_matrix("after restart", &dir, &lab, &probes);
+}
+
+/// Established connections when a policy starts denying them: kept by default (conntrack
+/// accepts them first, like Calico), cut with `--cut-established` (like Cilium).
+#[test]
+fn established_connections_kept_by_default_cut_with_the_flag() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the agent test as root"
+        );
+        eprintln!("SKIPPED established-connections test: needs root");
+        return;
+    }
+    for cut in [false, true] {
+        let name = format!("ec{}x{}", std::process::id() % 100_000, u8::from(cut));
+        let dir = std::env::temp_dir().join(format!("weir-agent-{name}"));
+        let mut guard = Cleanup {
+            lab: name.clone(),
+            dir: dir.clone(),
+            agent: None,
+        };
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        for f in ["namespaces.yaml", "todos.yaml", "redis.yaml", "ubuntu.yaml"] {
+            std::fs::copy(repo("examples/todos").join(f), dir.join(f)).unwrap();
+        }
+        let cluster = weir_manifest::load_paths(&[&dir], Default::default())
+            .unwrap()
+            .cluster;
+        let lab = Lab::up(
+            &cluster,
+            &LabOptions {
+                name: name.clone(),
+                nodes: 1,
+                listen: vec![(weir_model::Protocol::Tcp, 80)],
+                exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
+                no_listen: vec![],
+            },
+            &RealHost,
+        )
+        .unwrap();
+        let port = 21000 + (std::process::id() % 1000) as u16 + u16::from(cut);
+        let extra: &[&str] = if cut { &["--cut-established"] } else { &[] };
+        guard.agent = Some(start_agent_with(&dir, &name, port, extra));
+        wait_until("/readyz", Duration::from_secs(15), || {
+            get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+        });
+        // An echo server in the todos pod, on a port no policy will allow.
+        let todos = lab
+            .state
+            .pods
+            .iter()
+            .find(|p| p.id == "production/todos")
+            .unwrap()
+            .clone();
+        let ns = std::fs::File::open(netns::path(&todos.netns)).unwrap();
+        std::thread::spawn(move || {
+            netns::enter(&ns).unwrap();
+            let l = std::net::TcpListener::bind("[::]:7000").unwrap();
+            for mut c in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut b = [0u8; 16];
+                    while let Ok(n) = c.read(&mut b) {
+                        if n == 0 || c.write_all(&b[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let client = lab
+            .state
+            .pods
+            .iter()
+            .find(|p| p.id == "personal/ubuntu")
+            .unwrap()
+            .clone();
+        let addr = SocketAddr::new(todos.ips[0], 7000);
+        let mut conn = netns::run_in(&client.netns, move || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        })
+        .unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let mut echo = |msg: &[u8]| -> bool {
+            let mut b = [0u8; 16];
+            conn.write_all(msg).is_ok() && conn.read(&mut b).is_ok_and(|n| &b[..n] == msg)
+        };
+        assert!(echo(b"before"), "allowed before any policy");
+        std::fs::copy(
+            repo("examples/todos/policies/any-from-any-none.yaml"),
+            dir.join("policies/deny.yaml"),
+        )
+        .unwrap();
+        wait_until("new connections denied", Duration::from_secs(5), || {
+            !connects(&lab, "personal/ubuntu", "production/todos", 7000)
+        });
+        if cut {
+            assert!(
+                !echo(b"after"),
+                "--cut-established: the existing connection is cut"
+            );
+        } else {
+            assert!(echo(b"after"), "default: the existing connection is kept");
+        }
+    }
 }
