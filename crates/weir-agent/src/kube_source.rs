@@ -132,6 +132,29 @@ impl KubeSource {
         })
     }
 
+    /// Addresses of the pods scheduled on `node` (`spec.nodeName`), hostNetwork pods aside.
+    pub fn local_addresses(&self, node: &str) -> std::collections::HashSet<std::net::IpAddr> {
+        let objects = self.shared.lock().expect("kube objects");
+        objects
+            .objects
+            .iter()
+            .filter(|(k, _)| k.starts_with("Pod/"))
+            .filter_map(|(_, text)| serde_json::from_str::<serde_json::Value>(text).ok())
+            .filter(|p| p["spec"]["nodeName"] == node && p["spec"]["hostNetwork"] != true)
+            .flat_map(|p| {
+                let mut ips: Vec<String> = p["status"]["podIPs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x["ip"].as_str().map(str::to_string))
+                    .collect();
+                ips.extend(p["status"]["podIP"].as_str().map(str::to_string));
+                ips
+            })
+            .filter_map(|ip| ip.parse().ok())
+            .collect()
+    }
+
     /// The cluster from every object's last good version; an error until every resource has
     /// been listed once (so nothing reaches the kernel before the source is in sync).
     pub fn load(&mut self) -> Result<Cluster, LoadError> {

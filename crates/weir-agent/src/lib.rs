@@ -104,6 +104,9 @@ pub struct Config {
     /// keeping them (Calico's, the default): conntrack is flushed after each change, so every
     /// packet of an existing flow meets the new policy (TCP is picked up mid-stream).
     pub cut_established: bool,
+    /// With the Kubernetes source on a real node (or `--netns`): this node's name; only pods
+    /// with this `spec.nodeName` are dispatched here. `None`: every pod.
+    pub node_name: Option<String>,
 }
 
 /// What the drop log needs to name things: addresses → endpoints, group chains → the
@@ -221,9 +224,14 @@ fn reconcile(
         _ => (cluster, None),
     };
     let engine = Engine::with_options(&cluster, config.engine);
-    let scope = match &local {
-        Some(l) => Scope::Endpoints(l),
-        None => Scope::All,
+    let node_addresses = match (source, &config.node_name) {
+        (Source::Kube(k), Some(node)) if local.is_none() => Some(k.local_addresses(node)),
+        _ => None,
+    };
+    let scope = match (&local, &node_addresses) {
+        (Some(l), _) => Scope::Endpoints(l),
+        (None, Some(ips)) => Scope::Addresses(ips),
+        (None, None) => Scope::All,
     };
     let options = CompileOptions {
         fail_closed_interfaces: config.pod_interfaces.clone(),

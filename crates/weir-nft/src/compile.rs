@@ -20,6 +20,9 @@ pub enum Scope<'a> {
     All,
     /// Indexes into `cluster.endpoints`.
     Endpoints(&'a [usize]),
+    /// Pod addresses on this node (a workload's replicas spread over nodes: only its
+    /// local replicas' addresses are dispatched here).
+    Addresses(&'a std::collections::HashSet<IpAddr>),
 }
 
 /// Choices about the table beyond the policy itself.
@@ -49,14 +52,25 @@ pub fn compile(engine: &Engine, scope: Scope) -> Ruleset {
 pub fn compile_with(engine: &Engine, scope: Scope, options: &CompileOptions) -> Ruleset {
     let cluster = engine.cluster();
     let mut local = vec![matches!(scope, Scope::All); cluster.endpoints.len()];
-    if let Scope::Endpoints(list) = scope {
-        for &i in list {
-            if let Some(slot) = local.get_mut(i) {
-                *slot = true;
+    match scope {
+        Scope::Endpoints(list) => {
+            for &i in list {
+                if let Some(slot) = local.get_mut(i) {
+                    *slot = true;
+                }
             }
         }
+        Scope::Addresses(ips) => {
+            for (slot, e) in local.iter_mut().zip(&cluster.endpoints) {
+                *slot = e.ips.iter().any(|ip| ips.contains(ip));
+            }
+        }
+        Scope::All => {}
     }
     let mut c = Compiler::new(engine, local);
+    if let Scope::Addresses(ips) = scope {
+        c.local_addresses = Some(ips.clone());
+    }
     c.log_group = options.log_group;
     c.base_chains(options.fail_closed_interfaces.as_deref());
     c.dispatch();
@@ -153,6 +167,8 @@ struct Compiler<'e, 'c> {
     /// Policies by namespace, in input order.
     by_namespace: FxHashMap<&'c str, Vec<usize>>,
     log_group: Option<u16>,
+    /// With [`Scope::Addresses`]: only these addresses of local endpoints are dispatched.
+    local_addresses: Option<std::collections::HashSet<IpAddr>>,
     rs: Ruleset,
 }
 
@@ -195,8 +211,15 @@ impl<'e, 'c> Compiler<'e, 'c> {
             groups,
             by_namespace,
             log_group: None,
+            local_addresses: None,
             rs: Ruleset::default(),
         }
+    }
+
+    fn is_local_address(&self, ip: &IpAddr) -> bool {
+        self.local_addresses
+            .as_ref()
+            .is_none_or(|set| set.contains(ip))
     }
 
     fn base_chains(&mut self, fail_closed: Option<&str>) {
@@ -208,7 +231,11 @@ impl<'e, 'c> Compiler<'e, 'c> {
                     .iter()
                     .enumerate()
                     .filter(|(i, e)| self.local[*i] && !e.host_network)
-                    .flat_map(|(_, e)| e.ips.iter().filter(|ip| Family::of(ip) == f))
+                    .flat_map(|(_, e)| {
+                        e.ips
+                            .iter()
+                            .filter(|ip| Family::of(ip) == f && self.is_local_address(ip))
+                    })
                     .map(|ip| ip.to_string())
                     .collect();
                 self.rs.sets.insert(
@@ -304,8 +331,14 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 }
                 let group = self.group_chain(dir, &policies);
                 for &i in &local {
-                    for ip in &self.cluster.endpoints[i].ips {
-                        let map = format!("{dir}{}", Family::of(ip).suffix());
+                    let ips: Vec<IpAddr> = self.cluster.endpoints[i]
+                        .ips
+                        .iter()
+                        .copied()
+                        .filter(|ip| self.is_local_address(ip))
+                        .collect();
+                    for ip in ips {
+                        let map = format!("{dir}{}", Family::of(&ip).suffix());
                         self.rs
                             .sets
                             .get_mut(&map)

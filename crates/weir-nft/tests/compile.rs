@@ -184,3 +184,23 @@ fn fail_closed_and_drop_log_options() {
     let plain = compile(&engine, Scope::All).render();
     assert!(!plain.contains("local4") && !plain.contains("log prefix"));
 }
+
+#[test]
+fn address_scope_dispatches_only_local_replicas() {
+    let mut cluster = todos();
+    let redis = cluster.endpoint_index("production/redis").unwrap();
+    // Two replicas of redis, one on this node.
+    cluster.endpoints[redis].ips =
+        vec!["10.244.1.1".parse().unwrap(), "10.244.2.1".parse().unwrap()];
+    let engine = Engine::new(&cluster);
+    let here: std::collections::HashSet<std::net::IpAddr> = ["10.244.1.1".parse().unwrap()].into();
+    let rs = weir_nft::compile(&engine, Scope::Addresses(&here));
+    let ingress: Vec<&String> = rs.sets["ingress4"].elements.iter().collect();
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    assert!(ingress[0].starts_with("10.244.1.1 : jump ig-"));
+    // The other replica is still a peer everywhere it is selected.
+    assert!(
+        !rs.chains.contains_key("in/production/logic-from-any-http"),
+        "todos is not local"
+    );
+}

@@ -44,6 +44,10 @@ pub struct AgentArgs {
     /// change), instead of keeping them (the default, like Calico).
     #[arg(long)]
     cut_established: bool,
+    /// With --source kubernetes: this node's name (the DaemonSet passes spec.nodeName);
+    /// only pods scheduled here are dispatched. Default: every pod.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
     /// NFLOG group for dropped packets (0 disables the drop log).
     #[arg(long, default_value_t = 7)]
     log_group: u16,
@@ -125,6 +129,7 @@ pub(crate) fn agent(args: AgentArgs) -> Result<u8, Failure> {
         load: Default::default(),
         log_group: (args.log_group != 0).then_some(args.log_group),
         cut_established: args.cut_established,
+        node_name: args.node_name,
     };
     let stop = Arc::new(AtomicBool::new(false));
     {

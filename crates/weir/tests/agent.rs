@@ -14,6 +14,9 @@ use weir_lab::probe::ProbeOptions;
 use weir_lab::{netns, Lab, LabOptions};
 use weir_report::{engine_verdicts, parse_probes, Verdicts};
 
+/// Privileged tests of this file run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -161,6 +164,7 @@ fn agent_follows_its_directory_fails_closed_and_survives_sigkill() {
         eprintln!("SKIPPED agent test: needs root");
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("ag{}", std::process::id() % 1_000_000);
     let dir = std::env::temp_dir().join(format!("weir-agent-{name}"));
     let mut guard = Cleanup {
@@ -317,6 +321,7 @@ fn established_connections_kept_by_default_cut_with_the_flag() {
         eprintln!("SKIPPED established-connections test: needs root");
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for cut in [false, true] {
         let name = format!("ec{}x{}", std::process::id() % 100_000, u8::from(cut));
         let dir = std::env::temp_dir().join(format!("weir-agent-{name}"));

@@ -182,6 +182,9 @@ impl Server {
     }
 }
 
+/// Privileged tests of this file run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -275,6 +278,7 @@ fn agent_watches_kubernetes_list_watch_api() {
         eprintln!("SKIPPED agent_watches_kubernetes_list_watch_api: needs root");
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let server = Server::default();
     let objects = seed_objects();
     for o in &objects {
@@ -382,4 +386,121 @@ fn agent_watches_kubernetes_list_watch_api() {
         Duration::from_secs(20),
         || connects(&lab, "personal/ubuntu", "production/todos", 80),
     );
+}
+
+/// On a node (`--netns` + `--node-name`), only pods scheduled there are dispatched; their
+/// addresses come from the API objects' status.
+#[test]
+fn agent_scopes_to_its_node_by_node_name() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the agent test as root"
+        );
+        eprintln!("SKIPPED agent_scopes_to_its_node_by_node_name: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let objects = seed_objects();
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string();
+    let cluster = weir_manifest::load_str("seed.json", &list, Default::default())
+        .unwrap()
+        .cluster;
+    let name = format!("kn{}", std::process::id() % 1_000_000);
+    let lab = Lab::up(
+        &cluster,
+        &LabOptions {
+            name: name.clone(),
+            nodes: 1,
+            listen: vec![(weir_model::Protocol::Tcp, 6379)],
+            exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
+            no_listen: vec![],
+        },
+        &RealHost,
+    )
+    .unwrap();
+    let server = Server::default();
+    for mut o in objects {
+        if o["kind"] == "Pod" {
+            let id = format!(
+                "{}/{}",
+                o["metadata"]["namespace"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            );
+            let ip = lab.state.pods.iter().find(|p| p.id == id).unwrap().ips[0];
+            o["spec"]["nodeName"] = json!("node-a");
+            o["status"] = json!({"podIP": ip.to_string()});
+        }
+        server.put(o);
+    }
+    // A replica of redis on another node: a peer here, never dispatched here.
+    server.put(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "redis-elsewhere", "namespace": "production", "labels": {"app": "redis", "networking/data": "true"}},
+        "spec": {"nodeName": "node-b", "containers": [{"name": "r", "image": "redis"}]},
+        "status": {"podIP": "10.250.0.9"}}));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = listener.local_addr().unwrap();
+    {
+        let s = server.clone();
+        std::thread::spawn(move || s.serve(listener));
+    }
+    let kubeconfig = std::env::temp_dir().join(format!("weir-kubeconfig-{name}"));
+    std::fs::write(&kubeconfig, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster: {{server: \"http://{api}\"}}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t}}\ncurrent-context: t\nusers:\n- name: t\n  user: {{}}\n")).unwrap();
+    let node = lab.state.nodes[0].netns.clone();
+    let port = 22000 + (std::process::id() % 1000) as u16;
+    let agent = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .env("KUBECONFIG", &kubeconfig)
+        .args([
+            "agent",
+            "--source",
+            "kubernetes",
+            "--netns",
+            &node,
+            "--node-name",
+            "node-a",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Cleanup(
+        name.clone(),
+        Some(agent),
+        server.clone(),
+        kubeconfig.clone(),
+    );
+    wait_until("first sync", Duration::from_secs(30), || {
+        metrics(port).contains("weir_syncs_total{result=\"ok\"} 1")
+    });
+    let map = Command::new("ip")
+        .args([
+            "netns", "exec", &node, "nft", "list", "map", "inet", "weir", "ingress4",
+        ])
+        .output()
+        .unwrap();
+    let map = String::from_utf8_lossy(&map.stdout);
+    let redis_ip = lab
+        .state
+        .pods
+        .iter()
+        .find(|p| p.id == "production/redis")
+        .unwrap()
+        .ips[0];
+    assert!(
+        map.contains(&format!("{redis_ip} : jump")),
+        "local redis dispatched: {map}"
+    );
+    assert!(
+        !map.contains("10.250.0.9"),
+        "a pod on another node is not dispatched here: {map}"
+    );
+    assert!(!connects(&lab, "personal/ubuntu", "production/redis", 6379));
+    assert!(connects(
+        &lab,
+        "production/ubuntu",
+        "production/redis",
+        6379
+    ));
 }
