@@ -12,8 +12,8 @@ fi
 # Debian packages the tests and the demo use: nft and ip for the lab and the dataplane,
 # redis-server for the todos demo, iperf3 for the throughput benchmark, chromium to render
 # the HTML report in a test, git for `weir diff --base-ref`, conntrack for the agent's
-# --cut-established.
-packages=(nftables iproute2 conntrack redis-server iperf3 chromium git)
+# --cut-established, curl and openssl for the real kube-apiserver test.
+packages=(nftables iproute2 conntrack redis-server iperf3 chromium git curl openssl)
 need=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

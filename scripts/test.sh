@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# A real kube-apiserver and etcd for the agent's Kubernetes test (built once per machine).
+bash scripts/kube-apiserver.sh
 # Dependencies build once per machine: keep the target dir outside the clone.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 cargo fmt --all -- --check
