@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 out="${WEIR_KUBE_DIR:-/var/tmp/weir-kube}"
 mkdir -p "$out"
 build() { # name dir
-  if [ -x "$out/$1" ] && [ "$out/$1" -nt "tools/kube/$2/go.sum" ]; then return; fi
+  # Cached by the pinned module set: rebuilt only when go.sum changes.
+  if [ -x "$out/$1" ] && cmp -s "$out/$1.go.sum" "tools/kube/$2/go.sum"; then return; fi
   echo "kube-apiserver.sh: building $1 (once per machine)" >&2
   (cd "tools/kube/$2" && GOFLAGS=-mod=mod go build -trimpath -o "$out/$1.tmp" . && mv "$out/$1.tmp" "$out/$1")
+  cp "tools/kube/$2/go.sum" "$out/$1.go.sum"
 }
 build etcd etcd
 build kube-apiserver apiserver
