@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weir_engine::Engine;
+mod common;
+
+use common::{connects, repo, root_or_skip, wait_until};
 use weir_lab::host::RealHost;
 use weir_lab::probe::ProbeOptions;
 use weir_lab::{netns, Lab, LabOptions};
@@ -16,12 +19,6 @@ use weir_report::{engine_verdicts, parse_probes, Verdicts};
 
 /// Privileged tests of this file run one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
 
 struct Cleanup {
     lab: String,
@@ -88,14 +85,6 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     ))
 }
 
-fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The engine's verdicts for the agent's directory, over the lab's pods: pods the
 /// directory does not know are denied everything (fail closed), except to themselves.
 fn expected(dir: &Path, lab: &Lab, probes: &[weir_report::Probe]) -> Verdicts {
@@ -140,28 +129,9 @@ fn assert_matrix(context: &str, dir: &Path, lab: &Lab, probes: &[weir_report::Pr
     assert!(diff.is_empty(), "{context}: {diff:#?}");
 }
 
-/// One TCP connect from `src`'s namespace, short timeout: true when it got through.
-fn connects(lab: &Lab, src: &str, dst: &str, port: u16) -> bool {
-    let pod = |id: &str| lab.state.pods.iter().find(|p| p.id == id).unwrap().clone();
-    let (s, d) = (pod(src), pod(dst));
-    netns::run_in(&s.netns, move || {
-        Ok(
-            TcpStream::connect_timeout(&SocketAddr::new(d.ips[0], port), Duration::from_millis(40))
-                .is_ok(),
-        )
-    })
-    .unwrap()
-}
-
 #[test]
 fn agent_follows_its_directory_fails_closed_and_survives_sigkill() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the agent test as root"
-        );
-        eprintln!("SKIPPED agent test: needs root");
+    if !root_or_skip("agent_follows_its_directory_fails_closed_and_survives_sigkill") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -312,13 +282,7 @@ fn agent_follows_its_directory_fails_closed_and_survives_sigkill() {
 /// accepts them first, like Calico), cut with `--cut-established` (like Cilium).
 #[test]
 fn established_connections_kept_by_default_cut_with_the_flag() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the agent test as root"
-        );
-        eprintln!("SKIPPED established-connections test: needs root");
+    if !root_or_skip("established_connections_kept_by_default_cut_with_the_flag") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,16 +7,19 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+mod common;
+
+use common::{connects, repo, root_or_skip, wait_until};
 use weir_lab::host::RealHost;
-use weir_lab::{netns, Lab, LabOptions};
+use weir_lab::{Lab, LabOptions};
 
 /// Objects by resource path, and a log of watch events with resource versions.
 #[derive(Default)]
@@ -185,12 +188,6 @@ impl Server {
 /// Privileged tests of this file run one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
 /// The seed as API objects: its namespaces, policies, and a Pod for each workload.
 fn seed_objects() -> Vec<Value> {
     let mut out = Vec::new();
@@ -222,26 +219,6 @@ fn seed_objects() -> Vec<Value> {
     out
 }
 
-fn connects(lab: &Lab, src: &str, dst: &str, port: u16) -> bool {
-    let pod = |id: &str| lab.state.pods.iter().find(|p| p.id == id).unwrap().clone();
-    let (s, d) = (pod(src), pod(dst));
-    netns::run_in(&s.netns, move || {
-        Ok(
-            TcpStream::connect_timeout(&SocketAddr::new(d.ips[0], port), Duration::from_millis(40))
-                .is_ok(),
-        )
-    })
-    .unwrap()
-}
-
-fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn metrics(port: u16) -> String {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
@@ -269,13 +246,7 @@ impl Drop for Cleanup {
 
 #[test]
 fn agent_watches_kubernetes_list_watch_api() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the agent test as root"
-        );
-        eprintln!("SKIPPED agent_watches_kubernetes_list_watch_api: needs root");
+    if !root_or_skip("agent_watches_kubernetes_list_watch_api") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -392,13 +363,7 @@ fn agent_watches_kubernetes_list_watch_api() {
 /// addresses come from the API objects' status.
 #[test]
 fn agent_scopes_to_its_node_by_node_name() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the agent test as root"
-        );
-        eprintln!("SKIPPED agent_scopes_to_its_node_by_node_name: needs root");
+    if !root_or_skip("agent_scopes_to_its_node_by_node_name") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -554,13 +519,7 @@ fn kubectl(api: &str, method: &str, path: &str, body: Option<&Value>) {
 /// by scripts/kube-apiserver.sh (CI builds them; elsewhere the test says it was skipped).
 #[test]
 fn agent_against_a_real_kube_apiserver() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the agent test as root"
-        );
-        eprintln!("SKIPPED agent_against_a_real_kube_apiserver: needs root");
+    if !root_or_skip("agent_against_a_real_kube_apiserver") {
         return;
     }
     let bin = PathBuf::from(
