@@ -132,7 +132,7 @@ pub fn check_intents(
                     for ns in namespaces {
                         checked += 1;
                         let has = cluster.policies.iter().any(|p| {
-                            p.namespace == ns && p.pod_selector.is_empty() && p.isolates_ingress && p.ingress.is_empty()
+                            p.namespace == ns && p.is_default_deny_ingress()
                         });
                         if !has {
                             fail(format!("namespace {ns} has no default-deny ingress policy (podSelector {{}}, policyTypes [Ingress], no rules)"));

@@ -492,12 +492,11 @@ fn default_deny(l: &mut Linter) {
             .endpoints
             .iter()
             .any(|e| e.namespace == ns.name && !e.host_network);
-        let deny = l.cluster.policies.iter().any(|p| {
-            p.namespace == ns.name
-                && p.pod_selector.is_empty()
-                && p.isolates_ingress
-                && p.ingress.is_empty()
-        });
+        let deny = l
+            .cluster
+            .policies
+            .iter()
+            .any(|p| p.namespace == ns.name && p.is_default_deny_ingress());
         if has_endpoints && !deny {
             l.push("I001", String::new(), ns.name.clone(),
                 format!("namespace {} has endpoints but no default-deny ingress policy: anything not isolated by another policy accepts all traffic", ns.name),

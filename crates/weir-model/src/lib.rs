@@ -284,6 +284,12 @@ impl Policy {
         }
     }
 
+    /// The default-deny ingress baseline: every pod of the namespace, isolated for ingress,
+    /// no ingress rules.
+    pub fn is_default_deny_ingress(&self) -> bool {
+        self.pod_selector.is_empty() && self.isolates_ingress && self.ingress.is_empty()
+    }
+
     pub fn rules(&self, direction: Direction) -> &[Rule] {
         match direction {
             Direction::Ingress => &self.ingress,
