@@ -24,7 +24,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -255,15 +254,7 @@ fn reconcile(
 
 /// `conntrack -F` in the node's namespace (the conntrack tool, Debian package `conntrack`).
 fn flush_conntrack(nft: &NftCli) -> std::io::Result<()> {
-    let mut cmd = match &nft.netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, "conntrack"]);
-            c
-        }
-        None => Command::new("conntrack"),
-    };
-    let out = cmd.arg("-F").output()?;
+    let out = nft.tool("conntrack").arg("-F").output()?;
     if out.status.success() {
         Ok(())
     } else {
@@ -340,15 +331,8 @@ fn serve_http(
 
 /// `nft -j list table inet weir`, for drop counters (on scrape only: listing is not cheap).
 fn nft_json(nft: &NftCli) -> String {
-    let mut cmd = match &nft.netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, "nft"]);
-            c
-        }
-        None => Command::new("nft"),
-    };
-    cmd.args(["-j", "list", "table", "inet", "weir"])
+    nft.tool("nft")
+        .args(["-j", "list", "table", "inet", "weir"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()

@@ -68,15 +68,14 @@ impl Host for RealHost {
     }
 
     fn sysctl(&self, netns: &str, settings: &[String]) -> Result<(), LabError> {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", netns, "sysctl", "-q", "-w"])
-            .args(settings);
+        let mut cmd = weir_nft::apply::command_in(Some(netns), "sysctl");
+        cmd.args(["-q", "-w"]).args(settings);
         run(cmd, None, &format!("sysctl in {netns}"))
     }
 
     fn nft(&self, netns: &str, script: &str) -> Result<(), LabError> {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", netns, "nft", "-f", "-"]);
+        let mut cmd = weir_nft::apply::command_in(Some(netns), "nft");
+        cmd.args(["-f", "-"]);
         run(cmd, Some(script), &format!("nft in {netns}"))
     }
 

@@ -34,16 +34,27 @@ pub struct NftCli {
     pub netns: Option<String>,
 }
 
-impl NftCli {
-    fn command(&self) -> Command {
-        match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "nft"]);
-                c
-            }
-            None => Command::new("nft"),
+/// `program`, run inside network namespace `netns` (through `ip netns exec`) or, with
+/// `None`, in the caller's.
+pub fn command_in(netns: Option<&str>, program: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
         }
+        None => Command::new(program),
+    }
+}
+
+impl NftCli {
+    /// `program` (nft, conntrack, …) in this enforcer's namespace.
+    pub fn tool(&self, program: &str) -> Command {
+        command_in(self.netns.as_deref(), program)
+    }
+
+    fn command(&self) -> Command {
+        self.tool("nft")
     }
 }
 

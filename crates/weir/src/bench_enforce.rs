@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -13,7 +13,7 @@ use weir_engine::Engine;
 use weir_lab::host::RealHost;
 use weir_lab::{Lab, LabOptions};
 use weir_model::{Cluster, Protocol};
-use weir_nft::apply::{Enforcer, NftCli};
+use weir_nft::apply::{command_in, Enforcer, NftCli};
 use weir_nft::{compile, Scope};
 use weir_synth::dump::{write_dump, DumpSpec};
 
@@ -335,19 +335,15 @@ fn iperf(
     server_ip: IpAddr,
     seconds: u32,
 ) -> Result<f64, Failure> {
-    let mut server = Command::new("ip")
-        .args([
-            "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p", "5201",
-        ])
+    let mut server = command_in(Some(server_ns), "iperf3")
+        .args(["-s", "-1", "-p", "5201"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("starting iperf3 -s (is iperf3 installed?)")?;
     std::thread::sleep(Duration::from_millis(300));
-    let output = Command::new("ip")
-        .args([
-            "netns", "exec", client_ns, "iperf3", "-J", "-p", "5201", "-t",
-        ])
+    let output = command_in(Some(client_ns), "iperf3")
+        .args(["-J", "-p", "5201", "-t"])
         .arg(seconds.to_string())
         .args(["-c", &server_ip.to_string()])
         .output()
