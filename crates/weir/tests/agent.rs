@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use weir_engine::Engine;
 mod common;
 
-use common::{connects, repo, root_or_skip, wait_until};
+use common::{connects, get, lab_up, repo, root_or_skip, wait_until};
 use weir_lab::host::RealHost;
 use weir_lab::probe::ProbeOptions;
-use weir_lab::{netns, Lab, LabOptions};
+use weir_lab::{netns, Lab};
 use weir_report::{engine_verdicts, parse_probes, Verdicts};
 
 /// Privileged tests of this file run one at a time.
@@ -65,24 +65,6 @@ fn start_agent_with(dir: &Path, lab: &str, port: u16, extra: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(200),
-    )
-    .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((
-        status,
-        text.split_once("\r\n\r\n")
-            .map_or(String::new(), |(_, b)| b.to_string()),
-    ))
 }
 
 /// The engine's verdicts for the agent's directory, over the lab's pods: pods the
@@ -165,18 +147,7 @@ fn agent_follows_its_directory_fails_closed_and_survives_sigkill() {
             .endpoints,
     );
     let probes = parse_probes("TCP/80,TCP/6379").unwrap();
-    let lab = Lab::up(
-        &all,
-        &LabOptions {
-            name: name.clone(),
-            nodes: 1,
-            listen: probes.iter().map(|p| (p.protocol, p.port)).collect(),
-            exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
-            no_listen: vec![],
-        },
-        &RealHost,
-    )
-    .unwrap();
+    let lab = lab_up(&all, &name, 1, &[80, 6379]);
     let port = 19000 + (std::process::id() % 1000) as u16;
     guard.agent = Some(start_agent(&dir, &name, port));
     wait_until("/readyz", Duration::from_secs(15), || {
@@ -301,18 +272,7 @@ fn established_connections_kept_by_default_cut_with_the_flag() {
         let cluster = weir_manifest::load_paths(&[&dir], Default::default())
             .unwrap()
             .cluster;
-        let lab = Lab::up(
-            &cluster,
-            &LabOptions {
-                name: name.clone(),
-                nodes: 1,
-                listen: vec![(weir_model::Protocol::Tcp, 80)],
-                exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
-                no_listen: vec![],
-            },
-            &RealHost,
-        )
-        .unwrap();
+        let lab = lab_up(&cluster, &name, 1, &[80]);
         let port = 21000 + (std::process::id() % 1000) as u16 + u16::from(cut);
         let extra: &[&str] = if cut { &["--cut-established"] } else { &[] };
         guard.agent = Some(start_agent_with(&dir, &name, port, extra));

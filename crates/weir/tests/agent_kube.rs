@@ -6,7 +6,7 @@
 //! README.)
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 mod common;
 
-use common::{connects, repo, root_or_skip, wait_until};
+use common::{connects, get, lab_up, repo, root_or_skip, wait_until};
 use weir_lab::host::RealHost;
-use weir_lab::{Lab, LabOptions};
+use weir_lab::Lab;
 
 /// Objects by resource path, and a log of watch events with resource versions.
 #[derive(Default)]
@@ -220,13 +220,48 @@ fn seed_objects() -> Vec<Value> {
 }
 
 fn metrics(port: u16) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut t = String::new();
-    let _ = s.read_to_string(&mut t);
-    t
+    get(port, "/metrics").map_or(String::new(), |(_, body)| body)
+}
+
+/// A kubeconfig for `server` with a token (or none), trusting any serving certificate.
+fn write_kubeconfig(path: &std::path::Path, server: &str, token: Option<&str>) {
+    let user = token.map_or("{}".to_string(), |t| format!("{{token: {t}}}"));
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: t
+  cluster: {{server: \"{server}\", insecure-skip-tls-verify: true}}
+contexts:
+- name: t
+  context: {{cluster: t, user: t}}
+current-context: t
+users:
+- name: t
+  user: {user}
+"
+        ),
+    )
+    .unwrap();
+}
+
+/// `weir agent --source kubernetes` with this kubeconfig and node selection.
+fn spawn_kube_agent(kubeconfig: &std::path::Path, node: &[&str], port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .env("KUBECONFIG", kubeconfig)
+        .args(["agent", "--source", "kubernetes"])
+        .args(node)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--debounce-ms",
+            "10",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 struct Cleanup(String, Option<Child>, Server, PathBuf);
@@ -263,45 +298,14 @@ fn agent_watches_kubernetes_list_watch_api() {
     }
     let name = format!("kb{}", std::process::id() % 1_000_000);
     let kubeconfig = std::env::temp_dir().join(format!("weir-kubeconfig-{name}"));
-    std::fs::write(&kubeconfig, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster: {{server: \"http://{api}\"}}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t}}\ncurrent-context: t\nusers:\n- name: t\n  user: {{}}\n")).unwrap();
+    write_kubeconfig(&kubeconfig, &format!("http://{api}"), None);
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string();
     let cluster = weir_manifest::load_str("seed.json", &list, Default::default())
         .unwrap()
         .cluster;
-    let lab = Lab::up(
-        &cluster,
-        &LabOptions {
-            name: name.clone(),
-            nodes: 1,
-            listen: vec![
-                (weir_model::Protocol::Tcp, 80),
-                (weir_model::Protocol::Tcp, 6379),
-            ],
-            exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
-            no_listen: vec![],
-        },
-        &RealHost,
-    )
-    .unwrap();
+    let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
     let port = 20000 + (std::process::id() % 1000) as u16;
-    let agent = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .env("KUBECONFIG", &kubeconfig)
-        .args([
-            "agent",
-            "--source",
-            "kubernetes",
-            "--lab",
-            &name,
-            "--node",
-            "0",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--debounce-ms",
-            "10",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let agent = spawn_kube_agent(&kubeconfig, &["--lab", &name, "--node", "0"], port);
     let _guard = Cleanup(
         name.clone(),
         Some(agent),
@@ -373,18 +377,7 @@ fn agent_scopes_to_its_node_by_node_name() {
         .unwrap()
         .cluster;
     let name = format!("kn{}", std::process::id() % 1_000_000);
-    let lab = Lab::up(
-        &cluster,
-        &LabOptions {
-            name: name.clone(),
-            nodes: 1,
-            listen: vec![(weir_model::Protocol::Tcp, 6379)],
-            exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
-            no_listen: vec![],
-        },
-        &RealHost,
-    )
-    .unwrap();
+    let lab = lab_up(&cluster, &name, 1, &[6379]);
     let server = Server::default();
     for mut o in objects {
         if o["kind"] == "Pod" {
@@ -411,25 +404,14 @@ fn agent_scopes_to_its_node_by_node_name() {
         std::thread::spawn(move || s.serve(listener));
     }
     let kubeconfig = std::env::temp_dir().join(format!("weir-kubeconfig-{name}"));
-    std::fs::write(&kubeconfig, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster: {{server: \"http://{api}\"}}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t}}\ncurrent-context: t\nusers:\n- name: t\n  user: {{}}\n")).unwrap();
+    write_kubeconfig(&kubeconfig, &format!("http://{api}"), None);
     let node = lab.state.nodes[0].netns.clone();
     let port = 22000 + (std::process::id() % 1000) as u16;
-    let agent = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .env("KUBECONFIG", &kubeconfig)
-        .args([
-            "agent",
-            "--source",
-            "kubernetes",
-            "--netns",
-            &node,
-            "--node-name",
-            "node-a",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let agent = spawn_kube_agent(
+        &kubeconfig,
+        &["--netns", &node, "--node-name", "node-a"],
+        port,
+    );
     let _guard = Cleanup(
         name.clone(),
         Some(agent),
@@ -633,42 +615,11 @@ fn agent_against_a_real_kube_apiserver() {
         .unwrap()
         .cluster;
     let name = format!("ka{}", std::process::id() % 1_000_000);
-    let lab = Lab::up(
-        &cluster,
-        &LabOptions {
-            name: name.clone(),
-            nodes: 1,
-            listen: vec![
-                (weir_model::Protocol::Tcp, 80),
-                (weir_model::Protocol::Tcp, 6379),
-            ],
-            exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
-            no_listen: vec![],
-        },
-        &RealHost,
-    )
-    .unwrap();
+    let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
     let kubeconfig = work.join("kubeconfig");
-    std::fs::write(&kubeconfig, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster: {{server: \"{api}\", insecure-skip-tls-verify: true}}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t}}\ncurrent-context: t\nusers:\n- name: t\n  user: {{token: weir-test-token}}\n")).unwrap();
+    write_kubeconfig(&kubeconfig, &api, Some("weir-test-token"));
     let port = free_port();
-    let agent = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .env("KUBECONFIG", &kubeconfig)
-        .args([
-            "agent",
-            "--source",
-            "kubernetes",
-            "--lab",
-            &name,
-            "--node",
-            "0",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--debounce-ms",
-            "10",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let agent = spawn_kube_agent(&kubeconfig, &["--lab", &name, "--node", "0"], port);
     let _guard = Cleanup(
         name.clone(),
         Some(agent),

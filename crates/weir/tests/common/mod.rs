@@ -1,11 +1,14 @@
 //! Helpers shared by the privileged agent tests.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use weir_lab::{netns, Lab};
+use weir_lab::host::RealHost;
+use weir_lab::{netns, Lab, LabOptions};
+use weir_model::{Cluster, Protocol};
 
 /// A path in the repository.
 pub fn repo(path: &str) -> PathBuf {
@@ -49,4 +52,35 @@ pub fn root_or_skip(test: &str) -> bool {
     );
     eprintln!("SKIPPED {test}: needs root");
     false
+}
+
+/// A lab of `cluster` named `name` on `nodes` nodes, listening on these TCP ports.
+pub fn lab_up(cluster: &Cluster, name: &str, nodes: usize, tcp_ports: &[u16]) -> Lab {
+    let options = LabOptions {
+        name: name.to_string(),
+        nodes,
+        listen: tcp_ports.iter().map(|&p| (Protocol::Tcp, p)).collect(),
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
+        no_listen: vec![],
+    };
+    Lab::up(cluster, &options, &RealHost).expect("lab up")
+}
+
+/// `GET path` on the agent's loopback listener: status and body.
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        text.split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_string()),
+    ))
 }
