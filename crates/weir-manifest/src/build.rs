@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use weir_model::{Cluster, Endpoint, EndpointKind, Labels, Namespace, NAMESPACE_NAME_LABEL};
+use weir_model::{
+    Cluster, Endpoint, EndpointKind, Labels, Namespace, Origin, NAMESPACE_NAME_LABEL,
+};
 
 use crate::decode::{Meta, Object, Template};
 use crate::{Diagnostic, Severity};
@@ -39,15 +41,63 @@ struct Workload {
 
 type Key = (String, String, String); // namespace, kind, name
 
+/// Objects the API server could never hold twice (same kind, namespace and name): an error
+/// naming both places, for every repeat.
+fn duplicates(objects: &[Object]) -> Vec<Diagnostic> {
+    let mut seen: HashMap<(String, &str, &str), &Origin> = HashMap::new();
+    let mut out = Vec::new();
+    for o in objects {
+        let (kind, namespace, name, origin) = match o {
+            Object::Namespace { name, origin, .. } => ("Namespace".to_string(), "", name, origin),
+            Object::Pod { meta, .. } => (
+                "Pod".to_string(),
+                &*meta.namespace,
+                &meta.name,
+                &meta.origin,
+            ),
+            Object::Workload { kind, meta, .. } => (
+                format!("{kind:?}"),
+                &*meta.namespace,
+                &meta.name,
+                &meta.origin,
+            ),
+            Object::Service(s) => ("Service".to_string(), &*s.namespace, &s.name, &s.origin),
+            Object::Policy(p) => (
+                "NetworkPolicy".to_string(),
+                &*p.namespace,
+                &p.name,
+                &p.origin,
+            ),
+        };
+        let id = if namespace.is_empty() {
+            name.clone()
+        } else {
+            format!("{namespace}/{name}")
+        };
+        if let Some(first) = seen.insert((kind.clone(), namespace, name), origin) {
+            out.push(Diagnostic {
+                severity: Severity::Error,
+                file: origin.file.clone(),
+                line: origin.line,
+                col: origin.col,
+                field: "metadata.name".into(),
+                message: format!("duplicate {kind} {id}: also defined at {first}"),
+            });
+        }
+    }
+    out
+}
+
+/// Builds the model. Errors (duplicate objects) and warnings come back as diagnostics.
 pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
-    let mut warnings = Vec::new();
+    let mut warnings = duplicates(&objects);
     let mut namespaces: BTreeMap<String, Labels> = BTreeMap::new();
     let mut pods = Vec::new();
     let mut workloads: Vec<Workload> = Vec::new();
     let mut cluster = Cluster::default();
     for o in objects {
         match o {
-            Object::Namespace { name, labels } => {
+            Object::Namespace { name, labels, .. } => {
                 namespaces.insert(name, labels);
             }
             Object::Pod {

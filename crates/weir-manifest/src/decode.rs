@@ -17,7 +17,7 @@ use weir_model::{
 };
 
 use crate::path::FieldPath;
-use crate::validate::{self, Problems};
+use crate::validate::{self, NameRule, Problems};
 use crate::yaml::{self, Body, Position};
 use crate::{Diagnostic, LoadOptions, Severity, Source};
 
@@ -45,6 +45,7 @@ pub enum Object {
     Namespace {
         name: String,
         labels: Labels,
+        origin: Origin,
     },
     Pod {
         meta: Meta,
@@ -79,7 +80,23 @@ struct ListProbe<'a> {
     items: Option<Vec<&'a RawValue>>,
 }
 
+#[derive(serde::Deserialize)]
+struct StatusProbe {
+    status: Option<Value>,
+}
+
 impl Item<'_> {
+    /// `status: {}`.
+    fn has_empty_status(&self) -> bool {
+        let status = match self {
+            Item::Tree(v) => v.get("status").cloned(),
+            Item::Json(text) => serde_json::from_str::<StatusProbe>(text)
+                .ok()
+                .and_then(|p| p.status),
+        };
+        matches!(status, Some(Value::Object(m)) if m.is_empty())
+    }
+
     fn kind(&self) -> Option<String> {
         match self {
             Item::Tree(v) => v.get("kind").and_then(Value::as_str).map(str::to_string),
@@ -98,6 +115,17 @@ struct Unit<'a> {
     locate_at: usize,
     locate_prefix: FieldPath,
     origin: Origin,
+    /// The kind of a typed list's items (`PodList` → `Pod`), which API list endpoints
+    /// leave out of each item.
+    implied_kind: Option<String>,
+}
+
+/// `PodList` → `Pod`; `List` (mixed kinds) → none.
+fn item_kind_of(list_kind: &str) -> Option<String> {
+    list_kind
+        .strip_suffix("List")
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
 }
 
 enum Decoded {
@@ -153,7 +181,7 @@ fn units_of<'a>(
     let items_path = |i: usize| FieldPath::root().key("items").index(i);
     match doc.body {
         Body::Tree(value) => match list_items(value) {
-            Ok(items) => items
+            Ok((implied_kind, items)) => items
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| Unit {
@@ -162,6 +190,7 @@ fn units_of<'a>(
                     locate_at: doc.offset,
                     locate_prefix: items_path(i),
                     origin: doc_origin.clone(),
+                    implied_kind: implied_kind.clone(),
                 })
                 .collect(),
             Err(value) => vec![Unit {
@@ -170,37 +199,43 @@ fn units_of<'a>(
                 locate_at: doc.offset,
                 locate_prefix: FieldPath::root(),
                 origin: doc_origin,
+                implied_kind: None,
             }],
         },
         Body::Json(raw) => match serde_json::from_str::<ListProbe>(raw.get()) {
             Ok(ListProbe {
                 kind: Some(kind),
                 items: Some(items),
-            }) if kind.ends_with("List") => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, raw)| {
-                    let at = yaml::offset_in(&source.text, raw.get());
-                    let pos = lines.position(at);
-                    Unit {
-                        item: Item::Json(raw.get()),
-                        outer: items_path(i),
-                        locate_at: at,
-                        locate_prefix: FieldPath::root(),
-                        origin: Origin {
-                            file: source.name.clone(),
-                            line: pos.line,
-                            col: pos.col,
-                        },
-                    }
-                })
-                .collect(),
+            }) if kind.ends_with("List") => {
+                let implied_kind = item_kind_of(&kind);
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, raw)| {
+                        let at = yaml::offset_in(&source.text, raw.get());
+                        let pos = lines.position(at);
+                        Unit {
+                            item: Item::Json(raw.get()),
+                            outer: items_path(i),
+                            locate_at: at,
+                            locate_prefix: FieldPath::root(),
+                            origin: Origin {
+                                file: source.name.clone(),
+                                line: pos.line,
+                                col: pos.col,
+                            },
+                            implied_kind: implied_kind.clone(),
+                        }
+                    })
+                    .collect()
+            }
             _ => vec![Unit {
                 item: Item::Json(raw.get()),
                 outer: FieldPath::root(),
                 locate_at: doc.offset,
                 locate_prefix: FieldPath::root(),
                 origin: doc_origin,
+                implied_kind: None,
             }],
         },
     }
@@ -239,7 +274,7 @@ pub fn decode_source(
             col: u.origin.col,
         };
         let place = (u.outer, u.locate_at, u.locate_prefix, start);
-        let decoded = decode_object(u.item, u.origin, options, &mut problems);
+        let decoded = decode_object(u.item, u.implied_kind, u.origin, options, &mut problems);
         (decoded, problems, place)
     });
     // Fields are located only now, and only in texts that have something to report.
@@ -279,8 +314,9 @@ pub fn decode_source(
     }
 }
 
-/// `kind: List` (or `FooList`) with `items` → its items; anything else → itself.
-fn list_items(value: Value) -> Result<Vec<Value>, Value> {
+/// `kind: List` (or `FooList`) with `items` → the items' implied kind and the items;
+/// anything else → itself.
+fn list_items(value: Value) -> Result<(Option<String>, Vec<Value>), Value> {
     let is_list = value
         .get("kind")
         .and_then(Value::as_str)
@@ -289,10 +325,14 @@ fn list_items(value: Value) -> Result<Vec<Value>, Value> {
     if !is_list {
         return Err(value);
     }
+    let implied = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(item_kind_of);
     match value {
         Value::Object(mut m) => match m.remove("items") {
-            Some(Value::Array(items)) => Ok(items),
-            _ => Ok(Vec::new()),
+            Some(Value::Array(items)) => Ok((implied, items)),
+            _ => Ok((implied, Vec::new())),
         },
         other => Err(other),
     }
@@ -368,11 +408,12 @@ fn with_unknown_fields<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'
 
 fn decode_object(
     item: Item<'_>,
+    implied_kind: Option<String>,
     origin: Origin,
     options: LoadOptions,
     problems: &mut Problems,
 ) -> Decoded {
-    let Some(kind) = item.kind() else {
+    let Some(kind) = item.kind().or(implied_kind) else {
         problems.error(FieldPath::root().key("kind"), "missing kind");
         return Decoded::Failed;
     };
@@ -395,15 +436,16 @@ fn decode_kind(
     let object = match kind {
         "Namespace" => {
             let ns: core::Namespace = typed(value, options, problems)?;
-            let meta = meta(&ns.metadata, false, origin, problems)?;
+            let meta = meta(&ns.metadata, NameRule::Dns1123Label, origin, problems)?;
             Some(Object::Namespace {
                 name: meta.name,
                 labels: meta.labels,
+                origin: meta.origin,
             })
         }
         "Pod" => {
             let pod: core::Pod = typed(value, options, problems)?;
-            let meta = meta(&pod.metadata, true, origin, problems)?;
+            let meta = meta(&pod.metadata, NameRule::Dns1123Subdomain, origin, problems)?;
             let spec = pod.spec.as_ref();
             let template = template(spec, &meta.labels, &root.key("spec"), problems);
             let ips = pod_ips(pod.status.as_ref(), problems);
@@ -424,12 +466,20 @@ fn decode_kind(
         "CronJob" => workload::<batch::CronJob>(value, options, origin, problems),
         "Service" => {
             let svc: core::Service = typed(value, options, problems)?;
-            let meta = meta(&svc.metadata, true, origin, problems)?;
+            let meta = meta(&svc.metadata, NameRule::Dns1035Label, origin, problems)?;
             Some(Object::Service(service(&svc, meta, problems)))
         }
         "NetworkPolicy" => {
+            // networking/v1 dropped NetworkPolicy's status, but servers and dumps still
+            // carry an empty one.
+            let empty_status = value.has_empty_status();
             let np: net::NetworkPolicy = typed(value, options, problems)?;
-            let meta = meta(&np.metadata, true, origin, problems)?;
+            if empty_status {
+                let status = FieldPath::root().key("status");
+                problems.errors.retain(|(p, _)| *p != status);
+                problems.warnings.retain(|(p, _)| *p != status);
+            }
+            let meta = meta(&np.metadata, NameRule::Dns1123Subdomain, origin, problems)?;
             Some(Object::Policy(policy(&np, meta, problems)))
         }
         _ => return Some(None),
@@ -481,7 +531,7 @@ fn workload<T: Workload>(
     problems: &mut Problems,
 ) -> Option<Object> {
     let obj: T = typed(value, options, problems)?;
-    let meta = meta(obj.metadata(), true, origin, problems)?;
+    let meta = meta(obj.metadata(), NameRule::Dns1123Subdomain, origin, problems)?;
     let Some(tpl) = obj.template() else {
         problems.error(
             FieldPath::root().key("spec"),
@@ -506,8 +556,11 @@ fn workload<T: Workload>(
     })
 }
 
-fn meta(m: &ObjectMeta, namespaced: bool, origin: Origin, problems: &mut Problems) -> Option<Meta> {
+/// Checks identity and labels. `rule` is the name rule of the kind; namespaced kinds get
+/// their namespace (default `default`) checked as an RFC 1123 label.
+fn meta(m: &ObjectMeta, rule: NameRule, origin: Origin, problems: &mut Problems) -> Option<Meta> {
     let path = FieldPath::root().key("metadata");
+    let namespaced = rule != NameRule::Dns1123Label;
     let Some(name) = m.name.clone().filter(|n| !n.is_empty()) else {
         problems.error(path.key("name"), "missing name");
         return None;
@@ -520,14 +573,14 @@ fn meta(m: &ObjectMeta, namespaced: bool, origin: Origin, problems: &mut Problem
     if namespaced && !validate::is_dns_label(&namespace) {
         problems.error(
             path.key("namespace"),
-            format!("namespace {namespace:?} is not a valid RFC 1123 label"),
+            format!(
+                "namespace {} is not a valid RFC 1123 label",
+                validate::shown(&namespace)
+            ),
         );
     }
-    if !namespaced && !validate::is_dns_label(&name) {
-        problems.error(
-            path.key("name"),
-            format!("namespace name {name:?} is not a valid RFC 1123 label"),
-        );
+    if let Some(why) = rule.problem(&name) {
+        problems.error(path.key("name"), why);
     }
     let labels = m.labels.clone().unwrap_or_default();
     validate::check_labels(&labels, &path.key("labels"), problems);

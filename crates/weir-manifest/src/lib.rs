@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use weir_model::Cluster;
 
-pub use validate::{is_dns_label, is_port_name, label_key_problem, label_value_problem};
+pub use validate::{
+    is_dns_label, is_port_name, label_key_problem, label_value_problem, shown, NameRule,
+};
 
 /// A named text: a file's contents or stdin (`-`).
 #[derive(Clone, Debug)]
@@ -107,6 +109,12 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
             .collect::<Result<_, _>>()
             .map_err(io)?;
         entries.sort();
+        // Hidden entries are editors' and atomic writers' temporary files, and the `..data`
+        // directories of ConfigMap mounts, whose files are also linked at the top.
+        entries.retain(|e| {
+            e.file_name()
+                .is_none_or(|n| !n.to_string_lossy().starts_with('.'))
+        });
         for entry in entries {
             if entry.is_dir() {
                 collect_files(&entry, out)?;
@@ -171,13 +179,13 @@ pub fn load(sources: &[Source], options: LoadOptions) -> Result<Loaded, LoadErro
             &mut diagnostics,
         );
     }
-    let (cluster, mut warnings) = build::assemble(objects);
-    warnings.extend(
-        diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Warning)
-            .cloned(),
-    );
+    let (cluster, built) = build::assemble(objects);
+    diagnostics.extend(built);
+    let warnings: Vec<Diagnostic> = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .cloned()
+        .collect();
     let errors: Vec<Diagnostic> = diagnostics
         .into_iter()
         .filter(|d| d.severity == Severity::Error)

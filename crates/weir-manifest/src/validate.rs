@@ -60,6 +60,57 @@ pub fn is_dns_label(s: &str) -> bool {
     })
 }
 
+/// RFC 1035 label (Service names): an RFC 1123 label that starts with a letter.
+pub fn is_dns1035_label(s: &str) -> bool {
+    is_dns_label(s) && s.as_bytes()[0].is_ascii_lowercase()
+}
+
+/// The rule an object's name must follow, as the API server applies it per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// Namespaces.
+    Dns1123Label,
+    /// Pods, NetworkPolicies, workloads.
+    Dns1123Subdomain,
+    /// Services.
+    Dns1035Label,
+}
+
+impl NameRule {
+    /// `None` when `name` is valid, else why not.
+    pub fn problem(self, name: &str) -> Option<String> {
+        let (ok, what) = match self {
+            NameRule::Dns1123Label => (
+                is_dns_label(name),
+                "an RFC 1123 label (at most 63 lower-case alphanumerics or '-', starting and ending with an alphanumeric)",
+            ),
+            NameRule::Dns1123Subdomain => (
+                is_dns_subdomain(name),
+                "an RFC 1123 subdomain (at most 253 characters: lower-case alphanumerics, '-' and '.', each part starting and ending with an alphanumeric)",
+            ),
+            NameRule::Dns1035Label => (
+                is_dns1035_label(name),
+                "an RFC 1035 label (at most 63 lower-case alphanumerics or '-', starting with a letter and ending with an alphanumeric)",
+            ),
+        };
+        (!ok).then(|| format!("name {} is not {what}", shown(name)))
+    }
+}
+
+/// A user-supplied string in a message: quoted and escaped, and cut when long, so a hostile
+/// value cannot flood logs or terminals.
+pub fn shown(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.len() <= MAX {
+        return format!("{s:?}");
+    }
+    let mut cut = MAX;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{:?}… ({} bytes)", &s[..cut], s.len())
+}
+
 /// A label key: `[prefix/]name` (Kubernetes' IsQualifiedName).
 pub fn label_key_problem(key: &str) -> Option<String> {
     let (prefix, name) = match key.split_once('/') {
@@ -69,13 +120,15 @@ pub fn label_key_problem(key: &str) -> Option<String> {
     if let Some(p) = prefix {
         if !is_dns_subdomain(p) {
             return Some(format!(
-                "label key {key:?}: prefix must be a lower-case DNS subdomain"
+                "label key {}: prefix must be a lower-case DNS subdomain",
+                shown(key)
             ));
         }
     }
     if !is_name_part(name) {
         return Some(format!(
-            "label key {key:?}: name part must be 1-63 characters, alphanumeric, '-', '_' or '.', starting and ending with an alphanumeric"
+            "label key {}: name part must be 1-63 characters, alphanumeric, '-', '_' or '.', starting and ending with an alphanumeric",
+            shown(key)
         ));
     }
     None
@@ -86,7 +139,8 @@ pub fn label_value_problem(value: &str) -> Option<String> {
         None
     } else {
         Some(format!(
-            "label value {value:?} must be at most 63 characters, alphanumeric, '-', '_' or '.', starting and ending with an alphanumeric"
+            "label value {} must be at most 63 characters, alphanumeric, '-', '_' or '.', starting and ending with an alphanumeric",
+            shown(value)
         ))
     }
 }

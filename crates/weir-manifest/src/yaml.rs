@@ -68,6 +68,11 @@ pub struct SyntaxError {
     pub at: Position,
 }
 
+/// A `---` line: the text is a YAML stream of several documents.
+fn has_document_marker(text: &str) -> bool {
+    text.lines().any(|l| l == "---" || l.starts_with("--- "))
+}
+
 fn looks_like_json(text: &str) -> bool {
     matches!(
         text.trim_start().as_bytes().first(),
@@ -75,10 +80,27 @@ fn looks_like_json(text: &str) -> bool {
     )
 }
 
-/// Splits a text into documents.
+/// Deepest nesting of mappings and sequences a document may have: far beyond any
+/// Kubernetes object, and shallow enough that nothing recursive can exhaust the stack.
+pub const MAX_DEPTH: usize = 128;
+/// Nodes that aliases may add to a text by expansion, beyond [`ALIAS_RATIO`] times the
+/// nodes written out: bounds "billion laughs" in time and memory (the Go YAML decoder the
+/// API server's clients use applies a similar ratio).
+pub const MAX_ALIAS_NODES: usize = 100_000;
+pub const ALIAS_RATIO: usize = 10;
+
+/// Splits a text into documents. A text that starts like JSON is read as a JSON stream;
+/// when it is not one but has YAML document markers (a JSON document, `---`, more YAML),
+/// as YAML. A broken JSON text keeps its JSON error.
 pub fn parse_documents(text: &str) -> Result<Vec<Document<'_>>, SyntaxError> {
     if looks_like_json(text) {
-        return parse_json(text);
+        return match parse_json(text) {
+            Ok(docs) => Ok(docs),
+            Err(json_error) if has_document_marker(text) => {
+                Builder::new(text, None).documents().map_err(|_| json_error)
+            }
+            Err(json_error) => Err(json_error),
+        };
     }
     let mut builder = Builder::new(text, None);
     builder.documents()
@@ -164,6 +186,17 @@ struct Builder<'a, 'r> {
     path: Vec<Segment>,
     /// Saphyr reports character indices; byte offsets are needed to slice the text.
     ascii: bool,
+    /// The last (character index, byte offset) converted: offsets are asked in increasing
+    /// order, so converting costs the distance walked, not the distance from the start.
+    cursor: (usize, usize),
+    /// Characters walked converting offsets (a test checks it stays linear).
+    steps: usize,
+    depth: usize,
+    /// Nodes written out in the text, and nodes added by expanding aliases.
+    nodes: usize,
+    alias_nodes: usize,
+    /// Node count of each anchored value.
+    anchor_sizes: HashMap<usize, usize>,
 }
 
 fn pos(span: &Span) -> Position {
@@ -192,6 +225,12 @@ impl<'a, 'r> Builder<'a, 'r> {
             record,
             path: Vec::new(),
             ascii: text.is_ascii(),
+            cursor: (0, 0),
+            steps: 0,
+            depth: 0,
+            nodes: 0,
+            alias_nodes: 0,
+            anchor_sizes: HashMap::new(),
         }
     }
 
@@ -206,16 +245,29 @@ impl<'a, 'r> Builder<'a, 'r> {
         }
     }
 
-    fn byte_offset(&self, span: &Span) -> usize {
+    fn byte_offset(&mut self, span: &Span) -> usize {
         let chars = span.start.index();
         if self.ascii {
-            chars
-        } else {
-            self.text
-                .char_indices()
-                .nth(chars)
-                .map_or(self.text.len(), |(b, _)| b)
+            return chars;
         }
+        let (mut at_char, mut at_byte) = if chars >= self.cursor.0 {
+            self.cursor
+        } else {
+            (0, 0)
+        };
+        let mut rest = self.text[at_byte..].chars();
+        while at_char < chars {
+            match rest.next() {
+                Some(c) => {
+                    at_byte += c.len_utf8();
+                    at_char += 1;
+                    self.steps += 1;
+                }
+                None => break,
+            }
+        }
+        self.cursor = (at_char, at_byte);
+        at_byte
     }
 
     fn documents(&mut self) -> Result<Vec<Document<'a>>, SyntaxError> {
@@ -237,6 +289,7 @@ impl<'a, 'r> Builder<'a, 'r> {
                 Event::StreamEnd => return Ok(None),
                 Event::DocumentStart(_) => {
                     self.anchors.clear();
+                    self.anchor_sizes.clear();
                     let (ev, vspan) = self.next()?;
                     let offset = self.byte_offset(&vspan);
                     let value = self.node(ev, vspan)?;
@@ -265,6 +318,58 @@ impl<'a, 'r> Builder<'a, 'r> {
     fn node(&mut self, ev: Event<'a>, span: Span) -> Result<Value, SyntaxError> {
         let at = pos(&span);
         self.remember(at);
+        let before = self.nodes + self.alias_nodes;
+        let nested = matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..));
+        if nested {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(SyntaxError {
+                    message: format!("nesting deeper than {MAX_DEPTH} levels"),
+                    at,
+                });
+            }
+        }
+        if !matches!(ev, Event::Alias(_)) {
+            self.nodes += 1;
+        }
+        let anchor = match &ev {
+            Event::Scalar(_, _, a, _) | Event::SequenceStart(a, _) | Event::MappingStart(a, _) => {
+                *a
+            }
+            _ => 0,
+        };
+        let value = self.node_inner(ev, at);
+        if nested {
+            self.depth -= 1;
+        }
+        if anchor > 0 {
+            let size = self.nodes + self.alias_nodes - before;
+            self.anchor_sizes.insert(anchor, size);
+        }
+        value
+    }
+
+    /// Counts an alias's expansion against the budget before copying it.
+    fn expand(&mut self, id: usize, at: Position) -> Result<Value, SyntaxError> {
+        let size = self.anchor_sizes.get(&id).copied().unwrap_or(1);
+        self.alias_nodes = self.alias_nodes.saturating_add(size);
+        if self.alias_nodes > MAX_ALIAS_NODES + ALIAS_RATIO * self.nodes {
+            return Err(SyntaxError {
+                message: format!(
+                    "aliases expand to more than {} nodes ({} written out): refusing an alias bomb",
+                    MAX_ALIAS_NODES + ALIAS_RATIO * self.nodes,
+                    self.nodes
+                ),
+                at,
+            });
+        }
+        self.anchors.get(&id).cloned().ok_or(SyntaxError {
+            message: "alias to an unknown anchor".into(),
+            at,
+        })
+    }
+
+    fn node_inner(&mut self, ev: Event<'a>, at: Position) -> Result<Value, SyntaxError> {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
@@ -278,10 +383,7 @@ impl<'a, 'r> Builder<'a, 'r> {
                 }
                 Ok(v)
             }
-            Event::Alias(id) => self.anchors.get(&id).cloned().ok_or(SyntaxError {
-                message: "alias to an unknown anchor".into(),
-                at,
-            }),
+            Event::Alias(id) => self.expand(id, at),
             Event::SequenceStart(anchor, _) => {
                 let mut items = Vec::new();
                 loop {
@@ -455,6 +557,57 @@ mod tests {
         let err = parse_documents("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.at.line, 3);
         assert!(err.message.contains("duplicate key"));
+    }
+
+    #[test]
+    fn non_ascii_offsets_are_found_in_linear_time() {
+        let doc = "kind: Namespace\nmetadata:\n  name: a # déjà vu\n---\n";
+        let text = doc.repeat(2000);
+        let mut b = Builder::new(&text, None);
+        let docs = b.documents().unwrap();
+        assert_eq!(docs.len(), 2000);
+        for d in &docs {
+            assert!(text[d.offset..].starts_with("kind: Namespace"));
+        }
+        // Walking from the start for each document would take ~2000²/2 × 40 steps.
+        assert!(b.steps <= text.chars().count(), "{} steps", b.steps);
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_fail_with_a_location() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                [prev.as_str(); 10].join(", ")
+            ));
+        }
+        let err = parse_documents(&bomb).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{}", err.message);
+        assert!(err.at.line > 1 && err.at.line <= 10, "{:?}", err.at);
+        // A few aliases of a small anchor stay fine.
+        parse_documents("a: &x {k: v}\nb: *x\nc: *x\n").unwrap();
+        // Flow and JSON nesting: an error (serde_json's own limit or ours), not a crash.
+        for deep in ["[".repeat(10_000), "a: ".to_string() + &"[".repeat(10_000)] {
+            assert!(parse_documents(&deep).is_err());
+        }
+        let err = parse_documents(&("- ".repeat(10_000) + "x\n")).unwrap_err();
+        assert!(
+            err.message.contains("nesting deeper than 128"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.at.line, 1);
+    }
+
+    #[test]
+    fn json_followed_by_yaml_is_read_as_yaml() {
+        let docs = parse_documents("{\"kind\": \"Namespace\"}\n---\nkind: Pod\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        // A broken JSON text still gets the JSON error.
+        let err = parse_documents("{\"kind\": }").unwrap_err();
+        assert!(err.message.contains("invalid JSON"), "{}", err.message);
     }
 
     #[test]

@@ -379,17 +379,28 @@ impl fmt::Display for EndpointPattern {
     }
 }
 
-/// `*` matches any run of characters; everything else matches itself.
+/// `*` matches any run of characters; everything else matches itself. Linear in the text
+/// for each literal piece (greedy, no backtracking across pieces), so a pattern of many `*`
+/// cannot take exponential time.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(tail) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty(); // no `*`: the whole text was the first piece
+    };
+    // Each middle piece at its leftmost match: leaving the most text for what follows is
+    // always at least as good as any later match.
+    for piece in middle {
+        match rest.find(piece) {
+            Some(i) => rest = &rest[i + piece.len()..],
+            None => return false,
         }
     }
+    rest.ends_with(last)
 }
 
 /// What must hold between the `from` and `to` endpoints of an intent.
@@ -420,4 +431,38 @@ pub struct Intent {
     pub to: EndpointPattern,
     pub expect: Expectation,
     pub origin: Origin,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs_match_like_shell_stars() {
+        for (p, t, want) in [
+            ("production/*", "production/redis", true),
+            ("*/redis", "production/redis", true),
+            ("*", "", true),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "acb", false),
+            ("*ab", "aab", true),
+            ("a*a", "a", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("pro*", "per", false),
+        ] {
+            assert_eq!(glob(p, t), want, "{p} ~ {t}");
+        }
+    }
+
+    #[test]
+    fn many_stars_take_linear_time() {
+        // With backtracking this is 2^30-ish steps; it must answer at once (the test would
+        // not finish otherwise).
+        let pattern = "a*".repeat(30) + "b";
+        let text = "a".repeat(200);
+        assert!(!glob(&pattern, &text));
+        assert!(glob(&pattern, &(text + "b")));
+    }
 }
