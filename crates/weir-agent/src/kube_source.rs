@@ -4,17 +4,58 @@
 //! object that fails to decode is skipped and reported and never stops the watch.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
-use weir_manifest::{LoadError, LoadOptions};
+use kube::runtime::WatchStreamExt;
 use weir_model::Cluster;
 
-use crate::source::Items;
+use crate::source::{Current, Items, SourceError};
+
+/// Logs a repeating error at most once per [`QUIET`], with how many were held back: an
+/// unreachable API server must not flood the logs.
+pub struct Throttle {
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+/// The least time between two log lines of one repeating error.
+pub const QUIET: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Throttle {
+    pub const fn new() -> Self {
+        Throttle {
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// `Some(n)`: log now, `n` earlier ones were held back; `None`: stay quiet.
+    pub fn admit(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < QUIET) {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
+
+    pub fn reset(&mut self) {
+        self.last = None;
+        self.held = 0;
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::new()
+    }
+}
 
 /// The last state of every watched object, as JSON, keyed `Kind/namespace/name`.
 #[derive(Default)]
@@ -26,6 +67,8 @@ pub struct KubeSource {
     shared: Arc<Mutex<Shared>>,
     /// Resources whose initial list has completed.
     synced: Arc<AtomicUsize>,
+    /// Whether some watch is failing now (the API unreachable, access refused).
+    failing: Arc<AtomicBool>,
     pub items: Items,
 }
 
@@ -61,30 +104,46 @@ fn manifest(ar: &ApiResource, o: &DynamicObject) -> String {
 impl KubeSource {
     /// Connects (kubeconfig, or the in-cluster service account) and starts the watchers on a
     /// thread of their own; `tx` hears of every change.
-    pub fn start(options: LoadOptions, tx: Sender<()>) -> std::io::Result<KubeSource> {
+    pub fn start(items: Items, tx: Sender<()>) -> std::io::Result<KubeSource> {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let synced = Arc::new(AtomicUsize::new(0));
-        let (s, n) = (shared.clone(), synced.clone());
+        let failing = Arc::new(AtomicBool::new(false));
+        let (s, n, f) = (shared.clone(), synced.clone(), failing.clone());
         std::thread::Builder::new().name("weir-kube".into()).spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             rt.block_on(async move {
+                let mut throttle = Throttle::new();
+                let mut pause = std::time::Duration::from_millis(500);
                 let client = loop {
                     match kube::Client::try_default().await {
                         Ok(c) => break c,
                         Err(e) => {
-                            tracing::error!(error = %e, "connecting to Kubernetes; retrying");
-                            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                            f.store(true, Ordering::SeqCst);
+                            if let Some(held) = throttle.admit() {
+                                tracing::error!(error = %e, held_back = held, "connecting to Kubernetes; retrying with backoff");
+                            }
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(std::time::Duration::from_secs(30));
                         }
                     }
                 };
                 let tasks = resources().into_iter().map(|ar| {
-                    let (s, n, tx, client) = (s.clone(), n.clone(), tx.clone(), client.clone());
+                    let (s, n, f, tx, client) = (s.clone(), n.clone(), f.clone(), tx.clone(), client.clone());
                     async move {
                         let api: Api<DynamicObject> = Api::all_with(client, &ar);
-                        let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+                        // Exponential backoff with jitter (0.8 s doubling to 30 s) between
+                        // failed lists and watches, reset after two quiet minutes.
+                        let mut stream = watcher::watcher(api, watcher::Config::default())
+                            .default_backoff()
+                            .boxed();
                         let mut fresh: Option<BTreeMap<String, String>> = None;
                         let mut done = false;
+                        let mut throttle = Throttle::new();
                         while let Some(event) = stream.next().await {
+                            if event.is_ok() && f.swap(false, Ordering::SeqCst) {
+                                tracing::info!(kind = %ar.kind, "watching again");
+                                throttle.reset();
+                            }
                             match event {
                                 Ok(Event::Init) => fresh = Some(BTreeMap::new()),
                                 Ok(Event::InitApply(o)) => {
@@ -112,7 +171,10 @@ impl KubeSource {
                                     s.lock().expect("kube objects").objects.remove(&key(&ar, &o));
                                 }
                                 Err(e) => {
-                                    tracing::warn!(kind = %ar.kind, error = %e, "watch error; the watcher relists");
+                                    f.store(true, Ordering::SeqCst);
+                                    if let Some(held) = throttle.admit() {
+                                        tracing::warn!(kind = %ar.kind, error = %e, held_back = held, "watch error; retrying with backoff, enforcing the last state meanwhile");
+                                    }
                                     continue;
                                 }
                             }
@@ -128,7 +190,8 @@ impl KubeSource {
         Ok(KubeSource {
             shared,
             synced,
-            items: Items::new(options),
+            failing,
+            items,
         })
     }
 
@@ -157,14 +220,23 @@ impl KubeSource {
 
     /// The cluster from every object's last good version; an error until every resource has
     /// been listed once (so nothing reaches the kernel before the source is in sync).
-    pub fn load(&mut self) -> Result<Cluster, LoadError> {
+    pub fn load(&mut self) -> Result<Cluster, SourceError> {
         if self.synced.load(Ordering::SeqCst) < RESOURCES {
-            return Err(LoadError::Io {
-                path: "kubernetes".into(),
-                source: std::io::Error::other("not every resource has been listed yet"),
-            });
+            return Err(SourceError::NotYet);
         }
         let objects = self.shared.lock().expect("kube objects").objects.clone();
-        self.items.update(objects)
+        self.items.update(
+            objects
+                .into_iter()
+                .map(|(k, v)| (k, Current::Text(v)))
+                .collect(),
+        )
+    }
+
+    /// `Some(why)` while the API cannot be watched (the last state stays enforced).
+    pub fn trouble(&self) -> Option<String> {
+        self.failing
+            .load(Ordering::SeqCst)
+            .then(|| "the Kubernetes API cannot be watched; enforcing the last state".into())
     }
 }

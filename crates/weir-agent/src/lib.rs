@@ -9,18 +9,24 @@
 //!   a full atomic replace of weir's own table (adopting or replacing what a previous agent
 //!   left), never anything else.
 //! - Fail closed: a catch-all in the table drops traffic of local pod interfaces whose
-//!   address the agent does not know; it stays in the kernel when the agent is not running.
+//!   address the agent does not know, and packets whose source address is not their pod
+//!   interface's; both stay in the kernel when the agent is not running.
+//! - The last good state holds: an invalid, unreadable or half-written source item keeps
+//!   its last good version (persisted with `--state-dir`); a missing source, or an invalid
+//!   item with no known last good version, programs nothing new. Each is reported in logs,
+//!   metrics and `/readyz`.
+//! - Drift: the table is read back periodically and replaced whole when someone changed it.
 //! - Established connections are kept when a policy starts denying them (conntrack accepts
 //!   them first, as Calico and Antrea do).
-//! - `/metrics` (Prometheus text), `/healthz`, `/readyz` on a small HTTP listener.
+//! - `/metrics` (Prometheus text), `/healthz`, `/readyz`, and optionally `/drops` ([`http`]).
 
+pub mod http;
 pub mod kube_source;
 pub mod metrics;
 pub mod nflog;
 pub mod source;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -34,8 +40,9 @@ use weir_engine::{Engine, Options};
 use weir_nft::apply::{Enforcer, NftCli};
 use weir_nft::{compile_with, CompileOptions, Scope};
 
+use kube_source::Throttle;
 use metrics::Metrics;
-use source::{DirSource, Items};
+use source::{DirSource, Items, SourceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -72,7 +79,7 @@ enum Source {
 }
 
 impl Source {
-    fn load(&mut self) -> Result<weir_model::Cluster, weir_manifest::LoadError> {
+    fn load(&mut self) -> Result<weir_model::Cluster, SourceError> {
         match self {
             Source::Dir(d) => d.load(),
             Source::Kube(k) => k.load(),
@@ -106,6 +113,34 @@ pub struct Config {
     /// With the Kubernetes source on a real node (or `--netns`): this node's name; only pods
     /// with this `spec.nodeName` are dispatched here. `None`: every pod.
     pub node_name: Option<String>,
+    /// Where the last good version of every source item is persisted, so it survives
+    /// restarts. `None`: kept in memory; at start, an invalid item blocks programming.
+    pub state_dir: Option<PathBuf>,
+    /// How often the kernel's table is read back and compared (`None`: never).
+    pub drift_interval: Option<Duration>,
+    /// Serve `/drops` (off by default: it tells who talks to whom).
+    pub serve_drops: bool,
+}
+
+impl Config {
+    /// Defaults for everything but where to read and what to program.
+    pub fn new(source: SourceSpec, node: Node) -> Config {
+        Config {
+            source,
+            node,
+            listen: None,
+            pod_interfaces: None,
+            debounce: Duration::from_millis(20),
+            engine: Options::default(),
+            load: weir_manifest::LoadOptions::default(),
+            log_group: None,
+            cut_established: false,
+            node_name: None,
+            state_dir: None,
+            drift_interval: Some(Duration::from_secs(10)),
+            serve_drops: false,
+        }
+    }
 }
 
 /// What the drop log needs to name things: addresses → endpoints, group chains → the
@@ -114,8 +149,8 @@ pub struct Config {
 pub struct Attribution {
     endpoints: HashMap<IpAddr, String>,
     chains: HashMap<String, String>,
-    /// Live `/drops` subscribers.
-    subscribers: Vec<mpsc::Sender<String>>,
+    /// Live `/drops` subscribers (bounded: a slow one loses lines, never memory).
+    subscribers: Vec<mpsc::SyncSender<String>>,
 }
 
 impl Attribution {
@@ -157,6 +192,9 @@ impl Attribution {
             None if chain == "unknown-local-pod" => {
                 "a local pod the agent does not know yet (fail closed)".into()
             }
+            None if chain == "spoofed-source" => {
+                "source address not of the sending pod's interface (spoofed)".into()
+            }
             None => format!("chain {chain}"),
         };
         format!(
@@ -187,23 +225,35 @@ fn nft_for(node: &Node) -> Result<NftCli, AgentError> {
     })
 }
 
-/// One reconcile: read the source, compile, apply the difference. Returns what was applied.
+/// Why a reconcile did not reach the kernel.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One reconcile: read the source, compile, apply the difference.
 fn reconcile(
     config: &Config,
     source: &mut Source,
     enforcer: &mut Enforcer<NftCli>,
     metrics: &Metrics,
     attribution: &Mutex<Attribution>,
-) -> Result<(), String> {
+) -> Result<(), SyncError> {
     let start = Instant::now();
-    let cluster = source.load().map_err(|e| format!("source: {e}"))?;
+    let loaded = source.load();
     metrics.source(source.items().invalid.len());
-    for (item, why) in &source.items().invalid {
-        tracing::warn!(item = %item, error = %why, "invalid manifest: keeping its last good version");
+    for item in &source.items().newly_invalid {
+        let why = &source.items().invalid[item];
+        tracing::warn!(item = %item, error = %why, "invalid source item: keeping its last good version");
     }
+    let cluster = loaded?;
     let (cluster, local): (weir_model::Cluster, Option<Vec<usize>>) = match &config.node {
         Node::Lab { name, index } => {
-            let state = weir_lab::Lab::load_state(name).map_err(|e| e.to_string())?;
+            let state =
+                weir_lab::Lab::load_state(name).map_err(|e| SyncError::Other(e.to_string()))?;
             let deployed = weir_lab::Lab::deploy(&cluster, &state);
             let here: HashSet<&str> = state
                 .pods
@@ -233,7 +283,7 @@ fn reconcile(
         (None, None) => Scope::All,
     };
     let options = CompileOptions {
-        fail_closed_interfaces: config.pod_interfaces.clone(),
+        pod_interfaces: config.pod_interfaces.clone(),
         log_group: config.log_group,
     };
     let ruleset = compile_with(&engine, scope, &options);
@@ -241,9 +291,16 @@ fn reconcile(
         .lock()
         .expect("attribution")
         .refresh(&cluster, &ruleset);
-    let applied = enforcer.apply(ruleset).map_err(|e| e.to_string())?;
+    let applied = enforcer
+        .apply(ruleset)
+        .map_err(|e| SyncError::Other(e.to_string()))?;
+    if let Some(why) = &applied.delta_refused {
+        metrics.delta_refused();
+        tracing::warn!(error = %why, "the kernel refused a delta (was the table changed behind weir's back?); replaced the whole table instead");
+    }
     if config.cut_established && applied.mode == weir_nft::apply::Mode::Delta {
-        flush_conntrack(enforcer.nft()).map_err(|e| format!("conntrack flush: {e}"))?;
+        flush_conntrack(enforcer.nft())
+            .map_err(|e| SyncError::Other(format!("conntrack flush: {e}")))?;
     }
     let took = start.elapsed();
     metrics.synced(took, applied.size);
@@ -252,90 +309,42 @@ fn reconcile(
     Ok(())
 }
 
+/// Reads the table back; when it is not what was programmed, says what differs and
+/// replaces it whole.
+fn check_drift(enforcer: &mut Enforcer<NftCli>, metrics: &Metrics) {
+    match enforcer.drift() {
+        Ok(None) => {}
+        Ok(Some(what)) => {
+            tracing::error!(found = %what, "the kernel's table differs from what weir programmed; replacing it");
+            match enforcer.repair() {
+                Ok(applied) => {
+                    metrics.drift_repaired();
+                    tracing::warn!(%applied, "drift repaired");
+                }
+                Err(e) => {
+                    metrics.sync_failed(&format!("drift repair: {e}"));
+                    tracing::error!(error = %e, "drift repair failed; retrying at the next check");
+                }
+            }
+        }
+        Err(e) => {
+            metrics.drift_check_failed();
+            tracing::error!(error = %e, "could not read the table back to check for drift");
+        }
+    }
+}
+
 /// `conntrack -F` in the node's namespace (the conntrack tool, Debian package `conntrack`).
-fn flush_conntrack(nft: &NftCli) -> std::io::Result<()> {
-    let out = nft.tool("conntrack").arg("-F").output()?;
+fn flush_conntrack(nft: &NftCli) -> Result<(), String> {
+    let mut cmd = nft.tool("conntrack");
+    cmd.arg("-F");
+    let out = weir_nft::apply::run_bounded(cmd, None, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(std::io::Error::other(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
-}
-
-/// Streams drop lines to one `/drops` client until it goes away.
-fn stream_drops(mut conn: std::net::TcpStream, attribution: Arc<Mutex<Attribution>>) {
-    let (tx, rx) = mpsc::channel();
-    attribution
-        .lock()
-        .expect("attribution")
-        .subscribers
-        .push(tx);
-    if write!(
-        conn,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return;
-    }
-    for line in rx {
-        if writeln!(conn, "{line}").and_then(|_| conn.flush()).is_err() {
-            return;
-        }
-    }
-}
-
-fn serve_http(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    nft: NftCli,
-    attribution: Arc<Mutex<Attribution>>,
-    stop: Arc<AtomicBool>,
-) {
-    listener.set_nonblocking(true).ok();
-    while !stop.load(Ordering::Relaxed) {
-        let Ok((mut conn, _)) = listener.accept() else {
-            std::thread::sleep(Duration::from_millis(20));
-            continue;
-        };
-        conn.set_nonblocking(false).ok();
-        conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
-        let mut line = String::new();
-        if BufReader::new(&conn).read_line(&mut line).is_err() {
-            continue;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("/");
-        if path == "/drops" {
-            let a = attribution.clone();
-            std::thread::spawn(move || stream_drops(conn, a));
-            continue;
-        }
-        let (status, body) = match path {
-            "/healthz" => ("200 OK", "ok\n".to_string()),
-            "/readyz" if metrics.ready() => ("200 OK", "ready\n".to_string()),
-            "/readyz" => ("503 Service Unavailable", "not synced yet\n".to_string()),
-            "/metrics" => {
-                let listing = nft_json(&nft);
-                (
-                    "200 OK",
-                    metrics.render(&metrics::denied_from_listing(&listing)),
-                )
-            }
-            _ => ("404 Not Found", "not found\n".to_string()),
-        };
-        let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    }
-}
-
-/// `nft -j list table inet weir`, for drop counters (on scrape only: listing is not cheap).
-fn nft_json(nft: &NftCli) -> String {
-    nft.tool("nft")
-        .args(["-j", "list", "table", "inet", "weir"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
 }
 
 /// Reads NFLOG in the node's namespace and turns each dropped packet into a log line and a
@@ -357,61 +366,133 @@ fn start_drop_log(
             for p in &packets {
                 let line = a.describe(p);
                 tracing::warn!(target: "drops", "{line}");
-                a.subscribers.retain(|tx| tx.send(line.clone()).is_ok());
+                a.subscribers.retain(|tx| {
+                    !matches!(
+                        tx.try_send(line.clone()),
+                        Err(mpsc::TrySendError::Disconnected(_))
+                    )
+                });
             }
         })?;
     Ok(())
 }
 
-/// Runs until `stop` is set. Persistent failures are logged and retried; the kernel keeps
-/// the last good table meanwhile.
+/// Runs until `stop` is set. Persistent failures are logged (throttled) and retried with
+/// backoff; the kernel keeps the last good table meanwhile.
 pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
+    if let Some(p) = &config.pod_interfaces {
+        if !weir_nft::is_interface_pattern(p) {
+            return Err(AgentError::Config(format!(
+                "pod interface pattern {p:?}: expected 1-15 of [A-Za-z0-9_.-], optionally ending in '*'"
+            )));
+        }
+    }
     let nft = nft_for(&config.node)?;
     let metrics = Arc::new(Metrics::default());
     let attribution = Arc::new(Mutex::new(Attribution::default()));
     if let Some(group) = config.log_group {
-        start_drop_log(&nft, group, attribution.clone())?;
+        // A drop log that cannot bind is loud (log, metric, /readyz), never fatal.
+        match start_drop_log(&nft, group, attribution.clone()) {
+            Ok(()) => metrics.drop_log(Some(Ok(()))),
+            Err(e) => {
+                tracing::error!(group, error = %e, "cannot read NFLOG: dropped packets will not be attributed");
+                metrics.drop_log(Some(Err(e.to_string())));
+            }
+        }
     }
     if let Some(addr) = config.listen {
         let listener = TcpListener::bind(addr)?;
-        let (m, n, a, s) = (
+        let state = Arc::new(http::Http::new(
             metrics.clone(),
             nft.clone(),
             attribution.clone(),
-            stop.clone(),
-        );
-        std::thread::Builder::new()
-            .name("weir-http".into())
-            .spawn(move || serve_http(listener, m, n, a, s))?;
-        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+            config.serve_drops,
+        ));
+        let addr = http::serve(listener, state, stop.clone())?;
+        tracing::info!(%addr, drops = config.serve_drops, "serving /metrics, /healthz, /readyz");
     }
+    let items = |name: &str| -> Result<Items, AgentError> {
+        Ok(match &config.state_dir {
+            Some(dir) => Items::with_state(config.load, dir, name)?,
+            None => Items::new(config.load),
+        })
+    };
     let (tx, rx) = mpsc::channel();
     let mut source = match &config.source {
         SourceSpec::Dir(dir) => {
-            source::watch(dir, tx)?;
-            Source::Dir(DirSource::new(dir.clone(), config.load))
+            let d = DirSource::new(dir.clone(), items("dir.json")?);
+            source::watch(dir, d.in_progress.clone(), tx)?;
+            Source::Dir(d)
         }
-        SourceSpec::Kubernetes => Source::Kube(kube_source::KubeSource::start(config.load, tx)?),
+        SourceSpec::Kubernetes => Source::Kube(kube_source::KubeSource::start(
+            items("kubernetes.json")?,
+            tx,
+        )?),
     };
     let mut enforcer = Enforcer::new(nft);
+    enforcer.track_drift = config.drift_interval.is_some();
     let mut dirty = true;
+    let mut retry_at: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(250);
+    let mut throttle = Throttle::new();
+    let mut last_error = String::new();
+    let mut next_drift = Instant::now() + config.drift_interval.unwrap_or(Duration::MAX / 4);
     while !stop.load(Ordering::Relaxed) {
-        if dirty {
+        if let Source::Kube(k) = &source {
+            metrics.source_trouble(k.trouble());
+        }
+        if dirty && retry_at.is_none_or(|t| Instant::now() >= t) {
             // Debounce: let a burst of writes (an editor, a git checkout) settle.
             std::thread::sleep(config.debounce);
             while rx.try_recv().is_ok() {}
             match reconcile(&config, &mut source, &mut enforcer, &metrics, &attribution) {
-                Ok(()) => dirty = false,
+                Ok(()) => {
+                    dirty = false;
+                    retry_at = None;
+                    backoff = Duration::from_millis(250);
+                    throttle.reset();
+                    last_error.clear();
+                    if let Source::Dir(_) = &source {
+                        metrics.source_trouble(None);
+                    }
+                }
+                Err(SyncError::Source(SourceError::NotYet)) => {
+                    // Waiting for the first list is not a failure; a list event wakes us.
+                    dirty = false;
+                }
                 Err(e) => {
-                    metrics.sync_failed();
-                    tracing::error!(error = %e, "sync failed; the kernel keeps the last good table, retrying");
-                    std::thread::sleep(Duration::from_millis(500));
-                    continue;
+                    let why = e.to_string();
+                    match &e {
+                        SyncError::Source(
+                            SourceError::Unavailable(_) | SourceError::NoLastGood { .. },
+                        ) => metrics.source_trouble(Some(why.clone())),
+                        _ => metrics.sync_failed(&why),
+                    }
+                    if why != last_error {
+                        throttle.reset();
+                    }
+                    if let Some(held) = throttle.admit() {
+                        tracing::error!(error = %why, held_back = held, retry_in_ms = backoff.as_millis() as u64,
+                            "sync failed; the kernel keeps the last good table");
+                    }
+                    last_error = why;
+                    retry_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(()) => dirty = true,
+        if let Some(every) = config.drift_interval {
+            if Instant::now() >= next_drift {
+                check_drift(&mut enforcer, &metrics);
+                next_drift = Instant::now() + every;
+            }
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            // Something changed: try again now, whatever the backoff said.
+            Ok(()) => {
+                dirty = true;
+                retry_at = None;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(AgentError::Config("the watcher stopped".into()))

@@ -1,4 +1,5 @@
-//! Prometheus text metrics, kept by hand (a handful of series; no registry needed).
+//! Prometheus text metrics, kept by hand (a handful of series; no registry needed), and the
+//! agent's health: what `/readyz` says and why.
 
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -20,8 +21,21 @@ struct State {
     elements: usize,
     chains: usize,
     last_sync: f64,
-    ready: bool,
+    /// At least one sync reached the kernel.
+    synced_once: bool,
+    /// The last sync attempt failed (why).
+    sync_error: Option<String>,
+    /// What is wrong with the source now (unavailable, API unreachable, blocked).
+    source_trouble: Option<String>,
+    /// The drop log: `None` when disabled, else whether its NFLOG socket is bound.
+    drop_log: Option<Result<(), String>>,
+    drift_repairs: u64,
+    deltas_refused: u64,
+    drift_checks_failed: u64,
 }
+
+/// The states of the source, for `weir_source_state`.
+const SOURCE_STATES: [&str; 3] = ["waiting", "ok", "error"];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -47,11 +61,14 @@ impl Metrics {
         s.last_sync = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        s.ready = true;
+        s.synced_once = true;
+        s.sync_error = None;
     }
 
-    pub fn sync_failed(&self) {
-        self.state.lock().expect("metrics").syncs_failed += 1;
+    pub fn sync_failed(&self, why: &str) {
+        let mut s = self.state.lock().expect("metrics");
+        s.syncs_failed += 1;
+        s.sync_error = Some(why.to_string());
     }
 
     pub fn source(&self, invalid_files: usize) {
@@ -62,8 +79,40 @@ impl Metrics {
         s.invalid_files = invalid_files;
     }
 
+    /// What is wrong with the source now (`None`: nothing).
+    pub fn source_trouble(&self, trouble: Option<String>) {
+        self.state.lock().expect("metrics").source_trouble = trouble;
+    }
+
+    pub fn drop_log(&self, state: Option<Result<(), String>>) {
+        self.state.lock().expect("metrics").drop_log = state;
+    }
+
+    pub fn drift_repaired(&self) {
+        self.state.lock().expect("metrics").drift_repairs += 1;
+    }
+
+    pub fn delta_refused(&self) {
+        self.state.lock().expect("metrics").deltas_refused += 1;
+    }
+
+    pub fn drift_check_failed(&self) {
+        self.state.lock().expect("metrics").drift_checks_failed += 1;
+    }
+
+    /// `Ok` when the node enforces the source's current state; else every reason it may
+    /// not (the kernel keeps the last good table meanwhile).
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        let why = why_not_ready(&self.state.lock().expect("metrics"));
+        if why.is_empty() {
+            Ok(())
+        } else {
+            Err(why)
+        }
+    }
+
     pub fn ready(&self) -> bool {
-        self.state.lock().expect("metrics").ready
+        self.readiness().is_ok()
     }
 
     /// The exposition text; `denied` are (labels, packets) of weir's drop rules.
@@ -95,6 +144,28 @@ impl Metrics {
             "# TYPE weir_last_sync_timestamp_seconds gauge\nweir_last_sync_timestamp_seconds {}",
             s.last_sync
         );
+        let state = if s.source_trouble.is_some() || s.sync_error.is_some() {
+            "error"
+        } else if s.synced_once {
+            "ok"
+        } else {
+            "waiting"
+        };
+        let _ = writeln!(o, "# HELP weir_source_state The source's state (1 for the current one).\n# TYPE weir_source_state gauge");
+        for st in SOURCE_STATES {
+            let _ = writeln!(
+                o,
+                "weir_source_state{{state=\"{st}\"}} {}",
+                u8::from(st == state)
+            );
+        }
+        let _ = writeln!(o, "# HELP weir_ready Whether /readyz answers 200.\n# TYPE weir_ready gauge\nweir_ready {}", u8::from(why_not_ready(&s).is_empty()));
+        if let Some(log) = &s.drop_log {
+            let _ = writeln!(o, "# HELP weir_drop_log_up Whether the NFLOG drop log is bound.\n# TYPE weir_drop_log_up gauge\nweir_drop_log_up {}", u8::from(log.is_ok()));
+        }
+        let _ = writeln!(o, "# HELP weir_drift_repairs_total Times the kernel's table differed from what weir programmed and was replaced.\n# TYPE weir_drift_repairs_total counter\nweir_drift_repairs_total {}", s.drift_repairs);
+        let _ = writeln!(o, "# HELP weir_drift_checks_failed_total Drift checks that could not read the table.\n# TYPE weir_drift_checks_failed_total counter\nweir_drift_checks_failed_total {}", s.drift_checks_failed);
+        let _ = writeln!(o, "# HELP weir_deltas_refused_total Deltas the kernel refused (a full replace followed).\n# TYPE weir_deltas_refused_total counter\nweir_deltas_refused_total {}", s.deltas_refused);
         let _ = writeln!(o, "# HELP weir_denied_packets_total Packets dropped by weir, by what isolated the endpoint.\n# TYPE weir_denied_packets_total counter");
         for (labels, packets) in denied {
             let _ = writeln!(o, "weir_denied_packets_total{{{labels}}} {packets}");
@@ -103,12 +174,35 @@ impl Metrics {
     }
 }
 
+fn why_not_ready(s: &State) -> Vec<String> {
+    let mut why = Vec::new();
+    if !s.synced_once {
+        why.push("not synced yet".to_string());
+    }
+    if let Some(e) = &s.sync_error {
+        why.push(format!("last sync failed: {e}"));
+    }
+    if let Some(t) = &s.source_trouble {
+        why.push(t.clone());
+    }
+    if s.invalid_files > 0 {
+        why.push(format!(
+            "{} invalid source item(s): their last good versions are enforced",
+            s.invalid_files
+        ));
+    }
+    if let Some(Err(e)) = &s.drop_log {
+        why.push(format!("drop log unavailable: {e}"));
+    }
+    why
+}
+
 /// (labels, packets) for every drop rule with a counter in a `nft -j list table inet weir`.
 pub fn denied_from_listing(json: &str) -> Vec<(String, u64)> {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let mut out = std::collections::BTreeMap::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
         let rule = &item["rule"];
         let Some(expr) = rule["expr"].as_array() else {
@@ -117,15 +211,21 @@ pub fn denied_from_listing(json: &str) -> Vec<(String, u64)> {
         let drops = expr.iter().any(|e| e.get("drop").is_some());
         let packets = expr.iter().find_map(|e| e["counter"]["packets"].as_u64());
         if let (true, Some(p)) = (drops, packets) {
-            let reason = rule["comment"].as_str().unwrap_or("").replace('"', "'");
-            out.push((
-                format!(
-                    "chain=\"{}\",reason=\"{reason}\"",
-                    rule["chain"].as_str().unwrap_or("")
-                ),
-                p,
-            ));
+            let labels = format!(
+                "chain=\"{}\",reason=\"{}\"",
+                label_value(rule["chain"].as_str().unwrap_or("")),
+                label_value(rule["comment"].as_str().unwrap_or(""))
+            );
+            // One series per label set: rules of both families share one reason.
+            *out.entry(labels).or_insert(0) += p;
         }
     }
-    out
+    out.into_iter().collect()
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -1,14 +1,67 @@
 //! The directory source: every manifest file read on its own, the last good version of a
-//! file kept when a new one is invalid, and an inotify watcher that says when to look again.
+//! file kept when a new one is invalid or unreadable, and an inotify watcher that says when
+//! to look again.
+//!
+//! What the directory may hold (it is input, so every part of it may be hostile):
+//! - `*.yaml`, `*.yml`, `*.json` regular files (symlinks to them are followed; a file
+//!   reached twice is read once). Anything else named so (a FIFO, a device, a dangling
+//!   link) is reported and its last good version kept; nothing blocks on it.
+//! - Entries whose name starts with `.` are skipped: editors' and atomic writers' temporary
+//!   files, and Kubernetes ConfigMap/Secret mounts' `..data` / `..2024_…` directories, whose
+//!   files the mount also links at the top level.
+//! - Directories are walked once each (symlink loops end there).
+//! - The write convention: write a new version elsewhere (or under a dot-name) and
+//!   `rename(2)` it into place. A file still open for writing (seen modified and not yet
+//!   closed, for at most [`IN_PROGRESS_LIMIT`]) keeps its last good version until closed, so
+//!   a half-written file (`- from:` cut short means "from everywhere") is never enforced.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CString;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use weir_manifest::{LoadError, LoadOptions, Source};
 use weir_model::Cluster;
+
+/// Largest manifest file read; a bigger one is reported and its last good version kept.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// How long a file seen being written (modified, not yet closed) is left alone.
+pub const IN_PROGRESS_LIMIT: Duration = Duration::from_secs(10);
+/// Longest error kept per item (a hostile file can make very long messages).
+const MAX_ERROR_BYTES: usize = 1024;
+
+/// Why the source cannot be used now. The kernel keeps what it has meanwhile.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Not every resource has been listed yet (the Kubernetes source at start): not a failure.
+    #[error("waiting for the first list of every resource")]
+    NotYet,
+    /// The source itself is gone or unreadable (a deleted or unreadable directory).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Some item is invalid and no last good version of it is known (a restart without a
+    /// state directory): programming without it could open what it closed.
+    #[error("refusing to program: {item} is invalid ({why}) and no last good version of it is known; fix it, or run with --state-dir so the last good state survives restarts")]
+    NoLastGood { item: String, why: String },
+    /// The good versions together do not load (e.g. the same object in two files).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+/// An item's current state as read from the source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Current {
+    Text(String),
+    /// Present but not readable as a manifest (why): its last good version is kept.
+    Unreadable(String),
+    /// Being written: its last good version is kept, and a new item waits.
+    InProgress,
+}
 
 /// Items (files, or API objects as JSON) validated one by one: an item's last version that
 /// loaded on its own is kept when its current one is invalid, so one bad object never
@@ -17,8 +70,35 @@ use weir_model::Cluster;
 pub struct Items {
     options: LoadOptions,
     good: BTreeMap<String, String>,
+    /// Whether `good` is the last good state: after a successful update, or as loaded from
+    /// the state directory. Before that, an invalid item's last good version is unknown.
+    known: bool,
+    /// Where the last good state is persisted (`--state-dir`), if anywhere.
+    state_file: Option<PathBuf>,
     /// Items whose current version is invalid, with the first error.
     pub invalid: BTreeMap<String, String>,
+    /// Items that became invalid (or changed error) in the last update: logged once each.
+    pub newly_invalid: Vec<String>,
+}
+
+/// The state file's format.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Persisted {
+    version: u32,
+    items: BTreeMap<String, String>,
+}
+
+fn shorten(mut s: String) -> String {
+    if s.len() > MAX_ERROR_BYTES {
+        let mut cut = MAX_ERROR_BYTES;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let total = s.len();
+        s.truncate(cut);
+        s.push_str(&format!("… ({total} bytes)"));
+    }
+    s
 }
 
 impl Items {
@@ -29,11 +109,50 @@ impl Items {
         }
     }
 
-    /// Replaces the item set with `current` (name → text) and loads the good versions together.
-    pub fn update(&mut self, current: BTreeMap<String, String>) -> Result<Cluster, LoadError> {
+    /// Persists the last good state in `dir/name` and starts from what is there: the
+    /// last good state survives restarts (a file invalid at restart keeps the version
+    /// enforced before). A missing file means a first start: nothing was good before.
+    pub fn with_state(
+        options: LoadOptions,
+        dir: &Path,
+        name: &str,
+    ) -> Result<Self, std::io::Error> {
+        std::fs::create_dir_all(dir)?;
+        let file = dir.join(name);
+        let mut items = Items::new(options);
+        match std::fs::read(&file) {
+            Ok(bytes) => {
+                let p: Persisted = serde_json::from_slice(&bytes).map_err(|e| {
+                    std::io::Error::other(format!("{}: corrupt state file: {e}", file.display()))
+                })?;
+                items.good = p.items;
+                items.known = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => items.known = true,
+            Err(e) => return Err(e),
+        }
+        items.state_file = Some(file);
+        Ok(items)
+    }
+
+    /// The names of the items in the last good state.
+    pub fn good_names(&self) -> impl Iterator<Item = &str> {
+        self.good.keys().map(String::as_str)
+    }
+
+    /// Replaces the item set with `current` and loads the good versions together.
+    pub fn update(&mut self, current: BTreeMap<String, Current>) -> Result<Cluster, SourceError> {
         self.good.retain(|k, _| current.contains_key(k));
-        self.invalid.clear();
-        for (name, text) in current {
+        let before = std::mem::take(&mut self.invalid);
+        for (name, now) in current {
+            let text = match now {
+                Current::InProgress => continue,
+                Current::Unreadable(why) => {
+                    self.invalid.insert(name, shorten(why));
+                    continue;
+                }
+                Current::Text(text) => text,
+            };
             if self.good.get(&name) == Some(&text) {
                 continue;
             }
@@ -48,8 +167,26 @@ impl Items {
                         }
                         other => other.to_string(),
                     };
-                    self.invalid.insert(name, first);
+                    self.invalid.insert(name, shorten(first));
                 }
+            }
+        }
+        self.newly_invalid = self
+            .invalid
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !self.known {
+            if let Some((item, why)) = self
+                .invalid
+                .iter()
+                .find(|(k, _)| !self.good.contains_key(*k))
+            {
+                return Err(SourceError::NoLastGood {
+                    item: item.clone(),
+                    why: why.clone(),
+                });
             }
         }
         let sources: Vec<Source> = self
@@ -60,66 +197,199 @@ impl Items {
                 text: t.clone(),
             })
             .collect();
-        Ok(weir_manifest::load(&sources, self.options)?.cluster)
+        let cluster = weir_manifest::load(&sources, self.options)?.cluster;
+        self.known = true;
+        self.persist();
+        Ok(cluster)
+    }
+
+    /// Writes the good state atomically (temporary file, then rename), owner-only.
+    fn persist(&self) {
+        let Some(file) = &self.state_file else { return };
+        let p = Persisted {
+            version: 1,
+            items: self.good.clone(),
+        };
+        let tmp = file.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            serde_json::to_writer(&mut f, &p)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, file)
+        };
+        if let Err(e) = write() {
+            tracing::error!(file = %file.display(), error = %e, "could not persist the last good state");
+        }
     }
 }
+
+/// Files being written, as the watcher sees them: path → when first seen modified.
+pub type InProgress = Arc<Mutex<HashMap<PathBuf, Instant>>>;
 
 /// A directory of manifests and what was last read from it.
 pub struct DirSource {
     root: PathBuf,
     pub items: Items,
+    pub in_progress: InProgress,
 }
 
-fn manifest_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            manifest_files(&p, out);
-        } else if matches!(
-            p.extension().and_then(|x| x.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
-            out.push(p);
+fn is_manifest_name(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|x| x.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.as_bytes().first() == Some(&b'.'))
+}
+
+/// What a walk of the directory found.
+#[derive(Default, Debug)]
+pub struct Walk {
+    pub dirs: Vec<PathBuf>,
+    /// Manifest-named entries, each once per file (by device and inode), in path order.
+    pub files: Vec<PathBuf>,
+    /// Manifest-named entries whose target cannot be examined (dangling links).
+    pub broken: Vec<(PathBuf, String)>,
+}
+
+/// Walks `root`: every directory once (by device and inode, so symlink loops end), hidden
+/// entries skipped. `Err` when `root` itself is not a readable directory.
+pub fn walk(root: &Path) -> std::io::Result<Walk> {
+    let meta = std::fs::metadata(root)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::other("not a directory"));
+    }
+    std::fs::read_dir(root)?;
+    let mut out = Walk::default();
+    let mut seen_dirs = HashSet::new();
+    let mut seen_files = HashSet::new();
+    let mut queue = vec![root.to_path_buf()];
+    seen_dirs.insert((meta.dev(), meta.ino()));
+    while let Some(dir) = queue.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut entries: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        out.dirs.push(dir);
+        for p in entries {
+            if is_hidden(&p) {
+                continue;
+            }
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => {
+                    if seen_dirs.insert((m.dev(), m.ino())) {
+                        queue.push(p);
+                    }
+                }
+                Ok(m) if is_manifest_name(&p) => {
+                    if seen_files.insert((m.dev(), m.ino())) {
+                        out.files.push(p);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if is_manifest_name(&p) => out.broken.push((p, e.to_string())),
+                Err(_) => {}
+            }
         }
+    }
+    out.files.sort();
+    Ok(out)
+}
+
+/// Reads one manifest file without ever blocking on it (a FIFO), and only if it is a
+/// regular file of bounded size in UTF-8.
+fn read_manifest(path: &Path) -> Current {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) => return Current::Unreadable(format!("cannot open: {e}")),
+    };
+    match file.metadata() {
+        Ok(m) if !m.is_file() => {
+            return Current::Unreadable("not a regular file; skipped".into());
+        }
+        Ok(m) if m.len() > MAX_FILE_BYTES => {
+            return Current::Unreadable(format!(
+                "{} bytes: larger than the {MAX_FILE_BYTES}-byte limit",
+                m.len()
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Current::Unreadable(format!("cannot stat: {e}")),
+    }
+    let mut bytes = Vec::new();
+    if let Err(e) = (&mut file).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
+        return Current::Unreadable(format!("cannot read: {e}"));
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Current::Unreadable("grew past the size limit while being read".into());
+    }
+    match String::from_utf8(bytes) {
+        Ok(t) => Current::Text(t),
+        Err(e) => Current::Unreadable(format!("not UTF-8 text: {}", e.utf8_error())),
     }
 }
 
 impl DirSource {
-    pub fn new(root: PathBuf, options: LoadOptions) -> Self {
+    pub fn new(root: PathBuf, items: Items) -> Self {
         DirSource {
             root,
-            items: Items::new(options),
+            items,
+            in_progress: InProgress::default(),
         }
     }
 
-    /// Re-reads the directory: valid files replace their last good version, invalid ones
-    /// keep it (and are listed in `items.invalid`), deleted files are dropped.
-    pub fn load(&mut self) -> Result<Cluster, LoadError> {
-        let mut files = Vec::new();
-        manifest_files(&self.root, &mut files);
+    /// Re-reads the directory: valid files replace their last good version; invalid,
+    /// unreadable and half-written ones keep it; deleted files are dropped. A missing or
+    /// unreadable directory is an error, never an empty cluster.
+    pub fn load(&mut self) -> Result<Cluster, SourceError> {
+        let found = walk(&self.root).map_err(|e| {
+            SourceError::Unavailable(format!(
+                "directory {}: {e}; keeping what is enforced",
+                self.root.display()
+            ))
+        })?;
+        let writing: HashSet<PathBuf> = {
+            let mut w = self.in_progress.lock().expect("in progress");
+            w.retain(|_, since| since.elapsed() < IN_PROGRESS_LIMIT);
+            w.keys().cloned().collect()
+        };
         let mut current = BTreeMap::new();
-        let mut unreadable = Vec::new();
-        for f in files {
-            let name = f.display().to_string();
-            match std::fs::read_to_string(&f) {
-                Ok(t) => {
-                    current.insert(name, t);
-                }
-                Err(e) => unreadable.push((name, e.to_string())),
-            }
+        for f in found.files {
+            let now = if writing.contains(&f) {
+                Current::InProgress
+            } else {
+                read_manifest(&f)
+            };
+            current.insert(f.display().to_string(), now);
         }
-        let cluster = self.items.update(current);
-        self.items.invalid.extend(unreadable);
-        cluster
+        for (f, why) in found.broken {
+            current.insert(
+                f.display().to_string(),
+                Current::Unreadable(format!("cannot follow: {why}")),
+            );
+        }
+        self.items.update(current)
     }
 }
 
 /// Watches `root` (and its subdirectories) with inotify on a thread of its own; every
-/// batch of events sends one message. Directories created later are watched on the next event.
-pub fn watch(root: &Path, tx: Sender<()>) -> std::io::Result<()> {
+/// batch of events sends one message. Files opened for writing are recorded in
+/// `in_progress` until closed. Once a second the watch is re-established from `root`, so
+/// a deleted, recreated or re-pointed (symlink) directory is picked up again.
+pub fn watch(root: &Path, in_progress: InProgress, tx: Sender<()>) -> std::io::Result<()> {
     // SAFETY: plain inotify calls on an fd we own.
     let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
     if fd < 0 {
@@ -130,43 +400,188 @@ pub fn watch(root: &Path, tx: Sender<()>) -> std::io::Result<()> {
         | libc::IN_MODIFY
         | libc::IN_CLOSE_WRITE
         | libc::IN_MOVED_FROM
-        | libc::IN_MOVED_TO;
-    let add_all = move |root: &Path| {
-        let mut dirs = vec![root.to_path_buf()];
-        let mut i = 0;
-        while i < dirs.len() {
-            if let Ok(entries) = std::fs::read_dir(&dirs[i]) {
-                dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-            }
-            i += 1;
-        }
-        for d in dirs {
+        | libc::IN_MOVED_TO
+        | libc::IN_ATTRIB
+        | libc::IN_DELETE_SELF
+        | libc::IN_MOVE_SELF;
+    let root = root.to_path_buf();
+    let mut dirs: HashMap<i32, PathBuf> = HashMap::new();
+    let add_all = move |dirs: &mut HashMap<i32, PathBuf>| -> Option<(u64, u64)> {
+        let found = walk(&root).ok()?;
+        for d in found.dirs {
             if let Ok(c) = CString::new(d.as_os_str().as_bytes()) {
                 // SAFETY: valid fd and NUL-terminated path.
-                unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) };
+                let wd = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) };
+                if wd >= 0 {
+                    dirs.insert(wd, d);
+                }
             }
         }
+        std::fs::metadata(&root).ok().map(|m| (m.dev(), m.ino()))
     };
-    add_all(root);
-    let root = root.to_path_buf();
+    let mut identity = add_all(&mut dirs);
     std::thread::Builder::new()
         .name("weir-inotify".into())
         .spawn(move || {
-            let mut buf = [0u8; 8192];
+            let mut buf = [0u8; 16384];
             loop {
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd we own.
+                let ready = unsafe { libc::poll(&mut pfd, 1, 1000) };
+                if ready == 0 {
+                    // Quiet second: has the directory gone, come back or been re-pointed?
+                    let now = add_all(&mut dirs);
+                    if now != identity {
+                        identity = now;
+                        if tx.send(()).is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 // SAFETY: reading into our buffer from our fd.
                 let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
                 if n <= 0 {
-                    if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    let e = std::io::Error::last_os_error().kind();
+                    if matches!(
+                        e,
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                    ) || ready < 0
+                    {
                         continue;
                     }
                     return;
                 }
-                add_all(&root);
+                note_writes(&buf[..n as usize], &dirs, &in_progress);
+                identity = add_all(&mut dirs);
                 if tx.send(()).is_err() {
                     return;
                 }
             }
         })?;
     Ok(())
+}
+
+/// Records files modified and not yet closed, from a buffer of inotify events.
+fn note_writes(mut buf: &[u8], dirs: &HashMap<i32, PathBuf>, in_progress: &InProgress) {
+    const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
+    let mut w = in_progress.lock().expect("in progress");
+    while buf.len() >= HEADER {
+        let wd = i32::from_ne_bytes(buf[0..4].try_into().expect("4 bytes"));
+        let mask = u32::from_ne_bytes(buf[4..8].try_into().expect("4 bytes"));
+        let len = u32::from_ne_bytes(buf[12..16].try_into().expect("4 bytes")) as usize;
+        let Some(name) = buf.get(HEADER..HEADER + len) else {
+            break;
+        };
+        buf = &buf[HEADER + len..];
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+        if name.is_empty() || mask & libc::IN_ISDIR != 0 {
+            continue;
+        }
+        let Some(dir) = dirs.get(&wd) else { continue };
+        let path = dir.join(std::ffi::OsStr::from_bytes(name));
+        if mask & (libc::IN_MODIFY | libc::IN_CREATE) != 0 {
+            w.entry(path).or_insert_with(Instant::now);
+        } else if mask & (libc::IN_CLOSE_WRITE | libc::IN_DELETE | libc::IN_MOVED_FROM) != 0 {
+            w.remove(&path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: &str = "kind: Namespace\napiVersion: v1\nmetadata:\n  name: a\n";
+
+    fn current(items: &[(&str, Current)]) -> BTreeMap<String, Current> {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn unreadable_items_keep_their_last_good_version() {
+        let mut items = Items::new(LoadOptions::default());
+        let c = items
+            .update(current(&[("a.yaml", Current::Text(NS.into()))]))
+            .unwrap();
+        assert_eq!(c.namespaces.len(), 1);
+        for now in [
+            Current::Unreadable("not UTF-8".into()),
+            Current::Text("kind: [".into()),
+            Current::InProgress,
+        ] {
+            let c = items.update(current(&[("a.yaml", now.clone())])).unwrap();
+            assert_eq!(c.namespaces.len(), 1, "{now:?}");
+        }
+        // Deleted: gone.
+        let c = items.update(BTreeMap::new()).unwrap();
+        assert!(c.namespaces.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_item_without_a_known_last_good_version_blocks() {
+        let mut items = Items::new(LoadOptions::default());
+        let err = items
+            .update(current(&[
+                ("a.yaml", Current::Text(NS.into())),
+                ("b.yaml", Current::Text("kind: [".into())),
+            ]))
+            .unwrap_err();
+        assert!(matches!(err, SourceError::NoLastGood { ref item, .. } if item == "b.yaml"));
+        // Once a state is known, a new invalid item is simply left out.
+        let ok = current(&[("a.yaml", Current::Text(NS.into()))]);
+        items.update(ok).unwrap();
+        items
+            .update(current(&[
+                ("a.yaml", Current::Text(NS.into())),
+                ("b.yaml", Current::Text("kind: [".into())),
+            ]))
+            .unwrap();
+        assert_eq!(items.newly_invalid, ["b.yaml"]);
+        // The same error again is not news.
+        items
+            .update(current(&[
+                ("a.yaml", Current::Text(NS.into())),
+                ("b.yaml", Current::Text("kind: [".into())),
+            ]))
+            .unwrap();
+        assert!(items.newly_invalid.is_empty());
+    }
+
+    #[test]
+    fn the_last_good_state_survives_a_restart_in_the_state_dir() {
+        let dir = std::env::temp_dir().join(format!("weir-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut items = Items::with_state(LoadOptions::default(), &dir, "dir.json").unwrap();
+        items
+            .update(current(&[("a.yaml", Current::Text(NS.into()))]))
+            .unwrap();
+        // A restart while a.yaml is broken: its persisted version is used.
+        let mut again = Items::with_state(LoadOptions::default(), &dir, "dir.json").unwrap();
+        let c = again
+            .update(current(&[("a.yaml", Current::Unreadable("EACCES".into()))]))
+            .unwrap();
+        assert_eq!(c.namespaces.len(), 1);
+        let mode = std::fs::metadata(dir.join("dir.json")).unwrap().mode();
+        assert_eq!(mode & 0o077, 0, "state is owner-only");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn long_errors_are_cut() {
+        let mut items = Items::new(LoadOptions::default());
+        items.known = true;
+        let huge = "x".repeat(10 << 20);
+        items
+            .update(current(&[("a.yaml", Current::Unreadable(huge))]))
+            .unwrap();
+        assert!(items.invalid["a.yaml"].len() < 2 * MAX_ERROR_BYTES);
+    }
 }

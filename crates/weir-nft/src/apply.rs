@@ -18,6 +18,78 @@ pub enum NftError {
     Rejected(String),
     #[error("read back differs from what was applied: {0}")]
     Verify(String),
+    #[error("nft did not finish within {0:?}; killed")]
+    Timeout(Duration),
+}
+
+/// How long one `nft` (or tool) run may take before it is killed: a hung nft must never
+/// hang the agent. Generous: a cold 10k-pod table takes seconds.
+pub const NFT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `cmd` with `input` on stdin (written from a thread of its own, so a child that
+/// never reads cannot block us), killing it after `timeout`. Returns its output.
+pub fn run_bounded(
+    mut cmd: Command,
+    input: Option<&str>,
+    timeout: Duration,
+) -> Result<std::process::Output, NftError> {
+    let mut child = cmd
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let writer = match (input, child.stdin.take()) {
+        (Some(text), Some(mut stdin)) => {
+            let text = text.to_string();
+            Some(std::thread::spawn(move || {
+                let _ = stdin.write_all(text.as_bytes());
+            }))
+        }
+        _ => None,
+    };
+    // Read stdout/stderr on threads so a chatty child cannot fill a pipe and stall.
+    let mut out_pipe = child.stdout.take();
+    let mut err_pipe = child.stderr.take();
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(p) = out_pipe.as_mut() {
+            let _ = std::io::Read::read_to_end(p, &mut buf);
+        }
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(p) = err_pipe.as_mut() {
+            let _ = std::io::Read::read_to_end(p, &mut buf);
+        }
+        buf
+    });
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(200);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(NftError::Timeout(timeout));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    Ok(std::process::Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    })
 }
 
 /// Runs nft scripts. One call = one `nft -f -` transaction (all or nothing).
@@ -64,18 +136,8 @@ impl Nft for NftCli {
         if check_only {
             cmd.arg("-c");
         }
-        let mut child = cmd
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .expect("stdin is piped")
-            .write_all(script.as_bytes())?;
-        let out = child.wait_with_output()?;
+        cmd.args(["-f", "-"]);
+        let out = run_bounded(cmd, Some(script), NFT_TIMEOUT)?;
         if out.status.success() {
             Ok(())
         } else {
@@ -86,21 +148,21 @@ impl Nft for NftCli {
     }
 
     fn list(&self) -> Result<String, NftError> {
-        let out = self
-            .command()
-            .args(["list", "table", "inet", "weir"])
-            .stderr(Stdio::null())
-            .output()?;
+        let mut cmd = self.command();
+        cmd.args(["list", "table", "inet", "weir"]);
+        let out = run_bounded(cmd, None, NFT_TIMEOUT)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
-/// Records every script; fails the ones a test asks it to.
+/// Records every script; fails the ones a test asks it to; lists what a test sets.
 #[derive(Default)]
 pub struct FakeNft {
     pub scripts: Mutex<Vec<(String, bool)>>,
     /// Scripts containing this text are rejected.
     pub reject_containing: Option<String>,
+    /// What `list` returns.
+    pub listing: Mutex<String>,
 }
 
 impl Nft for FakeNft {
@@ -115,7 +177,7 @@ impl Nft for FakeNft {
         }
     }
     fn list(&self) -> Result<String, NftError> {
-        Ok(String::new())
+        Ok(self.listing.lock().unwrap().clone())
     }
 }
 
@@ -130,13 +192,16 @@ pub enum Mode {
     Unchanged,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Applied {
     pub mode: Mode,
     pub size: Size,
     /// Bytes of nft script sent.
     pub script_bytes: usize,
     pub elapsed: Duration,
+    /// A delta the kernel refused before the full replace that followed (the table was
+    /// probably changed behind weir's back): worth a counter and a log line.
+    pub delta_refused: Option<String>,
 }
 
 impl std::fmt::Display for Applied {
@@ -162,6 +227,9 @@ pub struct Enforcer<N: Nft> {
     current: Option<Ruleset>,
     /// Read the table back after a full replace and compare object names.
     pub verify: bool,
+    /// Keep a normalised listing of the table after every apply, for [`Enforcer::drift`].
+    pub track_drift: bool,
+    baseline: Option<String>,
 }
 
 impl<N: Nft> Enforcer<N> {
@@ -170,7 +238,59 @@ impl<N: Nft> Enforcer<N> {
             nft,
             current: None,
             verify: false,
+            track_drift: false,
+            baseline: None,
         }
+    }
+
+    /// After a successful apply: remember how the kernel lists the table now.
+    fn remember_listing(&mut self) -> Result<(), NftError> {
+        self.baseline = if self.track_drift {
+            Some(normalise_listing(&self.nft.list()?))
+        } else {
+            None
+        };
+        Ok(())
+    }
+
+    /// Whether the kernel's table still is what weir programmed: `Some(what differs)` when
+    /// someone deleted it, flushed it, or changed a rule, set or element in it. Counters
+    /// are the only thing allowed to change. `None` also when nothing was applied yet.
+    pub fn drift(&self) -> Result<Option<String>, NftError> {
+        let (Some(current), Some(baseline)) = (&self.current, &self.baseline) else {
+            return Ok(None);
+        };
+        let listing = self.nft.list()?;
+        if listing.trim().is_empty() {
+            return Ok(Some(format!("table {TABLE} is missing")));
+        }
+        let now = normalise_listing(&listing);
+        if &now == baseline {
+            return Ok(None);
+        }
+        if let Err(NftError::Verify(shape)) = verify(current, &listing) {
+            return Ok(Some(shape));
+        }
+        let changed = now
+            .lines()
+            .zip(baseline.lines())
+            .find(|(a, b)| a != b)
+            .map(|(now, was)| format!("{:?} where {:?} was programmed", now.trim(), was.trim()))
+            .unwrap_or_else(|| "lines added or removed".into());
+        Ok(Some(changed))
+    }
+
+    /// Replaces the whole table with what was last applied (after drift).
+    pub fn repair(&mut self) -> Result<Applied, NftError> {
+        let Some(rs) = self.current.take() else {
+            return Err(NftError::Verify("nothing was applied yet".into()));
+        };
+        let applied = self.apply(rs.clone());
+        if applied.is_err() {
+            // Keep knowing what should be there, so the next check tries again.
+            self.current = Some(rs);
+        }
+        applied
     }
 
     pub fn nft(&self) -> &N {
@@ -188,6 +308,7 @@ impl<N: Nft> Enforcer<N> {
     pub fn apply(&mut self, new: Ruleset) -> Result<Applied, NftError> {
         let start = Instant::now();
         let size = new.size();
+        let mut delta_refused = None;
         if let Some(old) = &self.current {
             if let Some(delta) = new.delta(old) {
                 if delta.is_empty() {
@@ -196,18 +317,24 @@ impl<N: Nft> Enforcer<N> {
                         size,
                         script_bytes: 0,
                         elapsed: start.elapsed(),
+                        delta_refused: None,
                     });
                 }
-                if self.nft.run(&delta, false).is_ok() {
-                    self.current = Some(new);
-                    return Ok(Applied {
-                        mode: Mode::Delta,
-                        size,
-                        script_bytes: delta.len(),
-                        elapsed: start.elapsed(),
-                    });
+                match self.nft.run(&delta, false) {
+                    Ok(()) => {
+                        self.current = Some(new);
+                        self.remember_listing()?;
+                        return Ok(Applied {
+                            mode: Mode::Delta,
+                            size,
+                            script_bytes: delta.len(),
+                            elapsed: start.elapsed(),
+                            delta_refused: None,
+                        });
+                    }
+                    // The kernel may have been changed behind our back: rebuild it all.
+                    Err(e) => delta_refused = Some(e.to_string()),
                 }
-                // The kernel may have been changed behind our back: rebuild it all.
             }
         }
         let script = new.render();
@@ -217,11 +344,13 @@ impl<N: Nft> Enforcer<N> {
             verify(&new, &self.nft.list()?)?;
         }
         self.current = Some(new);
+        self.remember_listing()?;
         Ok(Applied {
             mode: Mode::Full,
             size,
             script_bytes: script.len(),
             elapsed: start.elapsed(),
+            delta_refused,
         })
     }
 
@@ -230,8 +359,33 @@ impl<N: Nft> Enforcer<N> {
         self.nft
             .run(&format!("table {TABLE}\ndelete table {TABLE}\n"), false)?;
         self.current = None;
+        self.baseline = None;
         Ok(())
     }
+}
+
+/// A listing with what legitimately changes (counter values) taken out.
+pub fn normalise_listing(listing: &str) -> String {
+    let mut out = String::with_capacity(listing.len());
+    for line in listing.lines() {
+        let mut words = line.split(' ').peekable();
+        let mut first = true;
+        while let Some(w) = words.next() {
+            if !first {
+                out.push(' ');
+            }
+            first = false;
+            out.push_str(w);
+            if w == "counter" && words.peek() == Some(&"packets") {
+                // `counter packets N bytes M`
+                for _ in 0..4 {
+                    words.next();
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Checks that a listing of the table declares exactly the ruleset's sets, maps and

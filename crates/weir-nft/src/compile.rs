@@ -28,14 +28,29 @@ pub enum Scope<'a> {
 /// Choices about the table beyond the policy itself.
 #[derive(Clone, Debug, Default)]
 pub struct CompileOptions {
-    /// Fail closed for local pods weir does not know yet: traffic from or to an interface
-    /// matching this nft pattern (e.g. `wp*`, `cali*`) whose pod address is not one of the
-    /// scope's endpoints is dropped. The rule lives in the kernel, so it holds while the
-    /// agent is down: a new pod gets no traffic before its policy exists.
-    pub fail_closed_interfaces: Option<String>,
+    /// The interfaces of local pods, as an nft pattern (e.g. `wp*`, `cali*`; see
+    /// [`is_interface_pattern`]). With it the table
+    /// - drops packets from such an interface whose source address is not routed back
+    ///   through that same interface (anti-spoofing: a pod cannot borrow another pod's
+    ///   address), before anything is accepted;
+    /// - fails closed for local pods weir does not know yet: traffic from or to such an
+    ///   interface whose pod address is not one of the scope's endpoints is dropped. The
+    ///   rules live in the kernel, so they hold while the agent is down.
+    pub pod_interfaces: Option<String>,
     /// Log dropped packets (rate limited) to this NFLOG group with the prefix `weir CHAIN`,
     /// so an agent can say which policy isolated the endpoint.
     pub log_group: Option<u16>,
+}
+
+/// An interface pattern nft can take safely: 1–15 of `[A-Za-z0-9_.-]`, optionally ending in
+/// `*` (a prefix match). It is the operator's text, so it is checked, never trusted.
+pub fn is_interface_pattern(p: &str) -> bool {
+    let name = p.strip_suffix('*').unwrap_or(p);
+    !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Log statement for a drop, rate limited so a flood cannot swamp the reader.
@@ -72,7 +87,13 @@ pub fn compile_with(engine: &Engine, scope: Scope, options: &CompileOptions) -> 
         c.local_addresses = Some(ips.clone());
     }
     c.log_group = options.log_group;
-    c.base_chains(options.fail_closed_interfaces.as_deref());
+    // An unsafe pattern never reaches nft; callers validate it first (the agent refuses to
+    // start), so this only guards direct library use.
+    let pod_interfaces = options
+        .pod_interfaces
+        .as_deref()
+        .filter(|p| is_interface_pattern(p));
+    c.base_chains(pod_interfaces);
     c.dispatch();
     c.rs
 }
@@ -137,13 +158,33 @@ fn hash_of(value: &impl Hash) -> u64 {
     h.finish()
 }
 
-/// A chain or set name nft accepts: policy names are DNS subdomains, which fit nft's
-/// identifier syntax once prefixed with a letter; overlong ones are shortened by hash.
-fn ident(name: String) -> String {
-    if name.len() <= 200 {
-        name
-    } else {
-        format!("{}-{:016x}", &name[..180], hash_of(&name))
+/// Names of chains and sets are generated, never user text: `prefix-<hash of key>`, where
+/// `key` is what the object stands for (a policy's namespace and name, a selector). Two
+/// keys with one hash get distinct names (`-1`, `-2`, … in compile order), so a crafted
+/// collision can never merge two policies' rules.
+#[derive(Default)]
+struct Names {
+    taken: FxHashMap<String, String>,
+}
+
+impl Names {
+    fn name(&mut self, prefix: &str, key: &str) -> String {
+        let base = format!("{prefix}-{:016x}", hash_of(&key));
+        let mut name = base.clone();
+        let mut n = 0;
+        loop {
+            match self.taken.get(&name) {
+                Some(k) if k == key => return name,
+                Some(_) => {
+                    n += 1;
+                    name = format!("{base}-{n}");
+                }
+                None => {
+                    self.taken.insert(name.clone(), key.to_string());
+                    return name;
+                }
+            }
+        }
     }
 }
 
@@ -169,6 +210,7 @@ struct Compiler<'e, 'c> {
     log_group: Option<u16>,
     /// With [`Scope::Addresses`]: only these addresses of local endpoints are dispatched.
     local_addresses: Option<std::collections::HashSet<IpAddr>>,
+    names: Names,
     rs: Ruleset,
 }
 
@@ -212,6 +254,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
             by_namespace,
             log_group: None,
             local_addresses: None,
+            names: Names::default(),
             rs: Ruleset::default(),
         }
     }
@@ -252,10 +295,22 @@ impl<'e, 'c> Compiler<'e, 'c> {
             (Direction::Egress, "egress", -1, "saddr", "iifname"),
             (Direction::Ingress, "ingress", 0, "daddr", "oifname"),
         ] {
-            let mut rules = vec![
-                "ct state established,related accept".to_string(),
-                "ct state invalid drop".to_string(),
-            ];
+            let mut rules = Vec::new();
+            if let (Some(pattern), Direction::Egress) = (fail_closed, dir) {
+                // Before any accept (a spoofed packet may claim to belong to a connection):
+                // the source must be routed back through the interface it came in on. The
+                // node routes each pod address to that pod's interface, so another local
+                // pod's address fails; both families.
+                let spoofed = format!("iifname {} fib saddr . iif oif missing", quote(pattern));
+                if let Some(group) = self.log_group {
+                    rules.push(format!("{spoofed} {}", log_rule(group, "spoofed-source")));
+                }
+                rules.push(format!(
+                    "{spoofed} counter drop comment \"source address not of this pod interface\""
+                ));
+            }
+            rules.push("ct state established,related accept".to_string());
+            rules.push("ct state invalid drop".to_string());
             if let Some(pattern) = fail_closed {
                 for f in FAMILIES {
                     let unknown = format!(
@@ -364,8 +419,11 @@ impl<'e, 'c> Compiler<'e, 'c> {
         let mut rules = Vec::with_capacity(policies.len() + 1);
         let mut ids = Vec::new();
         for &p in policies {
-            rules.push(format!("jump {}", self.policy_chain(dir, p)));
-            ids.push(self.cluster.policies[p].id());
+            // Chain names are generated; the comment says which policy each one is.
+            let chain = self.policy_chain(dir, p);
+            let id = self.cluster.policies[p].id();
+            rules.push(format!("jump {chain} comment {}", quote(&id)));
+            ids.push(id);
         }
         if let Some(group) = self.log_group {
             rules.push(log_rule(group, &name));
@@ -392,7 +450,8 @@ impl<'e, 'c> Compiler<'e, 'c> {
             Direction::Ingress => "in",
             Direction::Egress => "eg",
         };
-        let name = ident(format!("{prefix}/{}/{}", policy.namespace, policy.name));
+        let key = format!("{}\0{}", policy.namespace, policy.name);
+        let name = self.names.name(&format!("p{prefix}"), &key);
         if self.rs.chains.contains_key(&name) {
             return name;
         }
@@ -435,7 +494,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
             if named.is_empty() {
                 continue;
             }
-            let set_base = ident(format!("np/{}/{n}", &name[..]));
+            let set_base = format!("np{}-{n}", &name[1..]);
             match dir {
                 // The destination is the selected (local) endpoint: one set per rule,
                 // with each peer's address matched as for numbered ports.
@@ -488,7 +547,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                                 })
                             })
                             .collect();
-                        let base = format!("{set_base}/{k}");
+                        let base = format!("{set_base}-{k}");
                         self.named_port_set(&base, &dsts, &named);
                         for f in self.families.clone() {
                             let dport = format!(
@@ -551,7 +610,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                     weir_model::NamespaceScope::PolicyNamespace => policy_ns,
                     weir_model::NamespaceScope::Selector(_) => "",
                 };
-                let base = format!("sel-{:016x}", hash_of(&(scope_ns, peer)));
+                let base = self.names.name("sel", &format!("{scope_ns}\0{peer:?}"));
                 let families = self.families.clone();
                 if !self.rs.sets.contains_key(&format!("{base}-4"))
                     && !self.rs.sets.contains_key(&format!("{base}-6"))
@@ -589,7 +648,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 } else {
                     Family::V4
                 };
-                let base = format!("blk-{:016x}", hash_of(peer));
+                let base = self.names.name("blk", &format!("{peer:?}"));
                 let name = format!("{base}-{}", f.suffix());
                 if !self.rs.sets.contains_key(&name) {
                     let mut ranges = vec![net_range(cidr)];

@@ -26,7 +26,7 @@ mod compile;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-pub use compile::{compile, compile_with, CompileOptions, Scope};
+pub use compile::{compile, compile_with, is_interface_pattern, CompileOptions, Scope};
 
 /// The table weir owns; nothing outside it is ever touched.
 pub const TABLE: &str = "inet weir";
@@ -232,13 +232,19 @@ impl Ruleset {
     }
 }
 
-/// An nft string literal. Comments come from policy names (DNS names) and selector text,
-/// so only quotes and backslashes need care; they are replaced rather than escaped
-/// because nft 1.0 has no escape syntax in strings. nft caps comments at 128 bytes.
-fn quote(s: &str) -> String {
+/// An nft string literal: the only place user text (policy names, label keys and values)
+/// reaches nft, so it is made safe whatever it holds. nft strings have no escape syntax,
+/// so every character but printable ASCII other than `"` and `\` is replaced (`'` for
+/// quotes, `?` for the rest: control characters, newlines, non-ASCII); nft caps comments
+/// at 128 bytes, so long text is cut.
+pub(crate) fn quote(s: &str) -> String {
     let mut clean: String = s
         .chars()
-        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            ' '..='~' => c,
+            _ => '?',
+        })
         .collect();
     if clean.len() > 120 {
         let mut cut = 117;

@@ -39,10 +39,16 @@ fn scope_limits_dispatch_to_local_endpoints() {
         .unwrap()
         .starts_with(&format!("{ip} : jump ig-")));
     // Only the policies selecting redis get chains.
-    assert!(rs
-        .chains
-        .contains_key("in/production/data-from-logic-redis"));
-    assert!(!rs.chains.contains_key("in/production/logic-from-any-http"));
+    assert!(policy_chain(&rs, "production/data-from-logic-redis ingress").is_some());
+    assert!(policy_chain(&rs, "production/logic-from-any-http ingress").is_none());
+}
+
+/// The generated name of the chain whose rules carry this comment prefix.
+fn policy_chain(rs: &weir_nft::Ruleset, comment: &str) -> Option<String> {
+    rs.chains
+        .iter()
+        .find(|(_, c)| c.rules.iter().any(|r| r.contains(&format!("\"{comment}["))))
+        .map(|(n, _)| n.clone())
 }
 
 #[test]
@@ -84,19 +90,20 @@ fn failed_delta_falls_back_to_a_full_replace_and_failed_full_keeps_state() {
     let engine = Engine::new(&cluster);
     let rs = compile(&engine, Scope::All);
     let mut changed = rs.clone();
-    changed
-        .chains
-        .get_mut("in/production/data-from-logic-redis")
-        .unwrap()
-        .rules
-        .pop();
+    let data = policy_chain(&rs, "production/data-from-logic-redis ingress").unwrap();
+    changed.chains.get_mut(&data).unwrap().rules.pop();
     let nft = FakeNft {
         reject_containing: Some("flush chain".into()),
         ..Default::default()
     };
     let mut enforcer = Enforcer::new(nft);
     enforcer.apply(rs.clone()).unwrap();
-    assert_eq!(enforcer.apply(changed.clone()).unwrap().mode, Mode::Full);
+    let applied = enforcer.apply(changed.clone()).unwrap();
+    assert_eq!(applied.mode, Mode::Full);
+    assert!(
+        applied.delta_refused.is_some(),
+        "the refused delta is reported"
+    );
     assert_eq!(enforcer.current(), Some(&changed));
 
     let nft = FakeNft {
@@ -149,7 +156,7 @@ fn fail_closed_and_drop_log_options() {
     let cluster = todos();
     let engine = Engine::new(&cluster);
     let options = CompileOptions {
-        fail_closed_interfaces: Some("wp*".into()),
+        pod_interfaces: Some("wp*".into()),
         log_group: Some(7),
     };
     let rs = compile_with(&engine, Scope::All, &options);
@@ -180,9 +187,120 @@ fn fail_closed_and_drop_log_options() {
         );
         assert!(chain.rules[n - 1].starts_with("counter drop"), "{name}");
     }
+    // Anti-spoofing comes first in egress, before anything is accepted.
+    assert!(
+        rs.chains["egress"].rules[0].starts_with(r#"iifname "wp*" fib saddr . iif oif missing"#),
+        "{egress}"
+    );
+    let spoof = |rules: &[String]| rules.iter().position(|r| r.contains("fib saddr"));
+    let accept = |rules: &[String]| rules.iter().position(|r| r.contains("accept"));
+    assert!(spoof(&rs.chains["egress"].rules) < accept(&rs.chains["egress"].rules));
     // Without options, none of it.
     let plain = compile(&engine, Scope::All).render();
-    assert!(!plain.contains("local4") && !plain.contains("log prefix"));
+    assert!(!plain.contains("local4") && !plain.contains("log prefix") && !plain.contains("fib"));
+    // An interface pattern that is not one never reaches nft.
+    let bad = CompileOptions {
+        pod_interfaces: Some("wp*\" accept; #".into()),
+        log_group: None,
+    };
+    let rs = compile_with(&engine, Scope::All, &bad).render();
+    assert!(!rs.contains("iifname") && !rs.contains("; #"), "{rs}");
+}
+
+/// Names and labels as an attacker would write them, straight into the compiler (no
+/// validation): in the rendered table and in deltas, every one of them is inside a quoted
+/// comment, and no quote, newline or brace of theirs survives there.
+#[test]
+fn hostile_text_only_reaches_nft_inside_comments() {
+    use weir_model::*;
+    let hostile = [
+        "z;insert rule inet weir ingress accept",
+        "x;add table ip injected",
+        "q\"; add table ip injected2 #",
+        "nl\nadd table ip injected3\n",
+        "brace} chain x { accept",
+        "back\\slash",
+        "ünï ☃",
+    ];
+    let mut cluster = todos();
+    for (i, n) in hostile.iter().enumerate() {
+        let n = n.to_string();
+        cluster.endpoints.push(Endpoint {
+            namespace: n.clone(),
+            name: n.clone(),
+            kind: EndpointKind::Pod,
+            labels: [(n.clone(), n.clone())].into(),
+            ports: vec![ContainerPort {
+                name: Some(n.clone()),
+                protocol: Protocol::Tcp,
+                port: 80,
+            }],
+            ips: vec![format!("10.9.0.{}", i + 1).parse().unwrap()],
+            host_network: false,
+            origin: Origin::default(),
+        });
+        let sel = LabelSelector {
+            match_labels: [(n.clone(), n.clone())].into(),
+            match_expressions: vec![],
+        };
+        let rule = Rule {
+            peers: vec![Peer::Pods {
+                namespaces: NamespaceScope::Selector(sel.clone()),
+                pods: Some(sel),
+            }],
+            ports: vec![PortRule {
+                protocol: Protocol::Tcp,
+                port: Some(PortRef::Named(n.clone())),
+            }],
+            origin: Origin::default(),
+        };
+        cluster.policies.push(Policy {
+            namespace: n.clone(),
+            name: n.clone(),
+            pod_selector: LabelSelector::default(),
+            isolates_ingress: true,
+            isolates_egress: true,
+            ingress: vec![rule.clone()],
+            egress: vec![rule],
+            origin: Origin::default(),
+        });
+    }
+    let engine = Engine::new(&cluster);
+    let rs = compile(&engine, Scope::All);
+    let before = compile(&Engine::new(&todos()), Scope::All);
+    for script in [rs.render(), rs.delta(&before).unwrap()] {
+        // Take out every quoted string: what is left is weir's own syntax.
+        let mut outside = String::new();
+        let mut quoted = false;
+        for c in script.chars() {
+            if c == '"' {
+                quoted = !quoted;
+            } else if !quoted {
+                outside.push(c);
+            } else {
+                assert!(
+                    c == ' ' || c.is_ascii_graphic() && c != '\\',
+                    "{c:?} inside a comment"
+                );
+            }
+        }
+        assert!(!quoted, "an unbalanced quote");
+        for marker in ["inject", "insert", "brace", "back", "ünï", "z;", "q'"] {
+            assert!(!outside.contains(marker), "{marker:?} outside a comment");
+        }
+    }
+    // 7 hostile policies, two directions each, each its own chain.
+    let policy_chains = rs
+        .chains
+        .keys()
+        .filter(|c| c.starts_with("pin-") || c.starts_with("peg-"))
+        .count();
+    assert_eq!(
+        policy_chains,
+        3 + 14,
+        "{:?}",
+        rs.chains.keys().collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -200,7 +318,10 @@ fn address_scope_dispatches_only_local_replicas() {
     assert!(ingress[0].starts_with("10.244.1.1 : jump ig-"));
     // The other replica is still a peer everywhere it is selected.
     assert!(
-        !rs.chains.contains_key("in/production/logic-from-any-http"),
+        !rs.chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .any(|r| r.contains("production/logic-from-any-http ingress")),
         "todos is not local"
     );
 }

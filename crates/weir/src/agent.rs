@@ -27,13 +27,25 @@ pub struct AgentArgs {
     /// The lab node index, with --lab.
     #[arg(long)]
     node: Option<usize>,
-    /// Serve /metrics, /healthz and /readyz here.
+    /// Serve /metrics, /healthz and /readyz here (loopback by default: scraping from
+    /// elsewhere is an explicit choice of address).
     #[arg(long, default_value = "127.0.0.1:9595")]
     listen: SocketAddr,
-    /// nft pattern of local pod interfaces for the fail-closed catch-all (`wp*` in a lab,
-    /// `cali*` on Calico-style nodes); `none` disables it.
+    /// Also serve /drops (who was dropped talking to whom): off by default.
+    #[arg(long)]
+    serve_drops: bool,
+    /// nft pattern of local pod interfaces (`wp*` in a lab, `cali*` on Calico-style nodes):
+    /// anti-spoofing and the fail-closed catch-all apply to them; `none` disables both.
     #[arg(long, default_value = "wp*")]
     pod_interfaces: String,
+    /// Persist the last good version of every source item here (owner-only files), so a
+    /// restart with an invalid item keeps enforcing it. Without it, an item invalid at
+    /// start blocks programming (the kernel keeps its table) until it is fixed.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Seconds between read-backs of the table to detect and repair drift (0: never).
+    #[arg(long, default_value_t = 10.0)]
+    drift_interval_s: f64,
     /// Quiet time after a change before re-reading the source.
     #[arg(long, default_value_t = 20)]
     debounce_ms: u64,
@@ -104,8 +116,9 @@ pub(crate) fn agent(args: AgentArgs) -> Result<u8, Failure> {
         builder.init();
     }
     let source = match args.source.split_once(':') {
-        Some(("dir", path)) if PathBuf::from(path).is_dir() => SourceSpec::Dir(PathBuf::from(path)),
-        Some(("dir", path)) => return Err(Failure::Invalid(format!("{path}: not a directory"))),
+        // A missing directory is a source error the agent waits out (not ready), not a
+        // reason to refuse to start: the kernel keeps enforcing meanwhile.
+        Some(("dir", path)) if !path.is_empty() => SourceSpec::Dir(PathBuf::from(path)),
         _ if args.source == "kubernetes" => SourceSpec::Kubernetes,
         _ => {
             return Err(Failure::Invalid(format!(
@@ -119,18 +132,30 @@ pub(crate) fn agent(args: AgentArgs) -> Result<u8, Failure> {
         (_, _, Some(ns)) => Node::Netns(ns),
         _ => Node::Host,
     };
-    let config = Config {
-        source,
-        node,
-        listen: Some(args.listen),
-        pod_interfaces: (args.pod_interfaces != "none").then_some(args.pod_interfaces),
-        debounce: Duration::from_millis(args.debounce_ms),
-        engine: Default::default(),
-        load: Default::default(),
-        log_group: (args.log_group != 0).then_some(args.log_group),
-        cut_established: args.cut_established,
-        node_name: args.node_name,
-    };
+    let pod_interfaces = (args.pod_interfaces != "none").then_some(args.pod_interfaces);
+    if let Some(p) = pod_interfaces.as_deref() {
+        if !weir_nft::is_interface_pattern(p) {
+            return Err(Failure::Invalid(format!(
+                "--pod-interfaces {p:?}: expected 1-15 of [A-Za-z0-9_.-], optionally ending in '*'"
+            )));
+        }
+    }
+    if !(args.drift_interval_s >= 0.0 && args.drift_interval_s <= 86_400.0) {
+        return Err(Failure::Invalid(
+            "--drift-interval-s: expected 0 to 86400 seconds".into(),
+        ));
+    }
+    let mut config = Config::new(source, node);
+    config.listen = Some(args.listen);
+    config.pod_interfaces = pod_interfaces;
+    config.debounce = Duration::from_millis(args.debounce_ms);
+    config.log_group = (args.log_group != 0).then_some(args.log_group);
+    config.cut_established = args.cut_established;
+    config.node_name = args.node_name;
+    config.state_dir = args.state_dir;
+    config.drift_interval =
+        (args.drift_interval_s > 0.0).then(|| Duration::from_secs_f64(args.drift_interval_s));
+    config.serve_drops = args.serve_drops;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();

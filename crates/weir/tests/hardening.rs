@@ -1,0 +1,630 @@
+//! weir under attack and under faults (root): hostile names never become nft syntax, a pod
+//! cannot borrow another pod's address, a changed or deleted table is repaired, and the
+//! agent keeps enforcing its last good state whatever happens to its directory.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+mod common;
+
+use common::{connects, get, lab_up, repo, root_or_skip, wait_until};
+use weir_engine::Engine;
+use weir_lab::host::RealHost;
+use weir_lab::{netns, Lab};
+use weir_model::{
+    Cluster, Endpoint, EndpointKind, LabelSelector, Namespace, NamespaceScope, Origin, Peer,
+    Policy, PortRef, PortRule, Protocol, Requirement, Rule,
+};
+use weir_nft::apply::{Enforcer, NftCli};
+use weir_nft::{compile_with, CompileOptions, Scope};
+
+/// Privileged tests of this file run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `nft ARGS` inside `ns`: stdout.
+fn nft(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "nft"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Hostile strings: nft syntax, quotes, newlines, braces, comments, unicode, 10 KB.
+fn hostile() -> Vec<String> {
+    vec![
+        "z;insert rule inet weir ingress accept".into(),
+        "x;add table ip injected".into(),
+        "q\"; add table ip injected2; #".into(),
+        "nl\nadd table ip injected3\n".into(),
+        "brace} chain x { accept".into(),
+        "hash # comment".into(),
+        "back\\slash\\\"".into(),
+        "ünïcødé ☃ \u{202e}".into(),
+        "long-".repeat(2000),
+    ]
+}
+
+/// A cluster whose every name and label is hostile (never validated: straight into the
+/// compiler), with selector peers, ipBlocks and named ports so every kind of object exists.
+fn hostile_cluster() -> Cluster {
+    let names = hostile();
+    let origin = Origin {
+        file: "x".into(),
+        line: 1,
+        col: 1,
+    };
+    let mut c = Cluster::default();
+    for (i, n) in names.iter().enumerate() {
+        c.namespaces.push(Namespace {
+            name: n.clone(),
+            labels: [("kubernetes.io/metadata.name".to_string(), n.clone())].into(),
+        });
+        c.endpoints.push(Endpoint {
+            namespace: n.clone(),
+            name: n.clone(),
+            kind: EndpointKind::Pod,
+            labels: [(n.clone(), n.clone())].into(),
+            ports: vec![weir_model::ContainerPort {
+                name: Some(n.clone()),
+                protocol: Protocol::Tcp,
+                port: 80,
+            }],
+            ips: vec![
+                format!("10.9.0.{}", i + 1).parse().unwrap(),
+                format!("fd00:9::{}", i + 1).parse().unwrap(),
+            ],
+            host_network: false,
+            origin: origin.clone(),
+        });
+        let selector = LabelSelector {
+            match_labels: [(n.clone(), n.clone())].into(),
+            match_expressions: vec![Requirement {
+                key: n.clone(),
+                operator: weir_model::Operator::In,
+                values: vec![n.clone()],
+            }],
+        };
+        let rule = Rule {
+            peers: vec![
+                Peer::Pods {
+                    namespaces: NamespaceScope::Selector(selector.clone()),
+                    pods: Some(selector.clone()),
+                },
+                Peer::IpBlock {
+                    cidr: "192.0.2.0/24".parse().unwrap(),
+                    except: vec![],
+                },
+            ],
+            ports: vec![
+                PortRule {
+                    protocol: Protocol::Tcp,
+                    port: Some(PortRef::Named(n.clone())),
+                },
+                PortRule {
+                    protocol: Protocol::Udp,
+                    port: Some(PortRef::Number { port: 53, end: 53 }),
+                },
+            ],
+            ..Default::default()
+        };
+        c.policies.push(Policy {
+            namespace: n.clone(),
+            name: n.clone(),
+            pod_selector: LabelSelector::default(),
+            isolates_ingress: true,
+            isolates_egress: true,
+            ingress: vec![rule.clone()],
+            egress: vec![rule],
+            origin: origin.clone(),
+        });
+    }
+    c
+}
+
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Chains and sets the table must hold: exactly the compiler's, and no other table.
+#[test]
+fn hostile_names_and_labels_stay_inside_comments() {
+    if !root_or_skip("hostile_names_and_labels_stay_inside_comments") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Netns(format!("wl-inj{}", std::process::id() % 1_000_000));
+    let _ = Command::new("ip").args(["netns", "del", &ns.0]).status();
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    let cluster = hostile_cluster();
+    let engine = Engine::new(&cluster);
+    let options = CompileOptions {
+        pod_interfaces: Some("wp*".into()),
+        log_group: Some(7),
+    };
+    let hostile_rs = compile_with(&engine, Scope::All, &options);
+    // First a policy-free table, then the hostile one as a delta (the path that once put
+    // names raw into chain names), then a full replace; each read back exactly.
+    let empty = Cluster {
+        policies: vec![],
+        ..cluster.clone()
+    };
+    let empty_rs = compile_with(&Engine::new(&empty), Scope::All, &options);
+    let mut enforcer = Enforcer::new(NftCli {
+        netns: Some(ns.0.clone()),
+    });
+    enforcer.verify = true;
+    enforcer.apply(empty_rs).unwrap();
+    let delta = hostile_rs.delta(enforcer.current().unwrap()).unwrap();
+    assert!(!delta.is_empty());
+    let applied = enforcer.apply(hostile_rs.clone()).unwrap();
+    assert_eq!(applied.mode, weir_nft::apply::Mode::Delta);
+    weir_nft::apply::verify(&hostile_rs, &nft(&ns.0, &["list", "table", "inet", "weir"])).unwrap();
+    enforcer.remove().unwrap();
+    enforcer.apply(hostile_rs.clone()).unwrap();
+    weir_nft::apply::verify(&hostile_rs, &nft(&ns.0, &["list", "table", "inet", "weir"])).unwrap();
+    assert_eq!(nft(&ns.0, &["list", "tables"]).trim(), "table inet weir");
+    let listing = nft(&ns.0, &["list", "ruleset"]);
+    for line in listing.lines() {
+        let t = line.trim();
+        assert!(
+            !(t.starts_with("accept") || t == "drop"),
+            "a bare verdict rule: {t}"
+        );
+    }
+    // Every policy and every hostile name has its own chains: 9 policies × 2 directions.
+    let policy_chains = hostile_rs
+        .chains
+        .keys()
+        .filter(|c| c.starts_with("pin-") || c.starts_with("peg-"))
+        .count();
+    assert_eq!(policy_chains, 18);
+}
+
+struct AgentLab {
+    lab: String,
+    dir: PathBuf,
+    agent: Option<Child>,
+}
+
+impl Drop for AgentLab {
+    fn drop(&mut self) {
+        if let Some(a) = &mut self.agent {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        let _ = Lab::down(&self.lab, &RealHost);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn seed_dir(dir: &Path) {
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    for f in [
+        "namespaces.yaml",
+        "todos.yaml",
+        "redis.yaml",
+        "ubuntu.yaml",
+        "policies/any-from-any-none.yaml",
+        "policies/data-from-logic-redis.yaml",
+        "policies/logic-from-any-http.yaml",
+    ] {
+        std::fs::copy(repo("examples/todos").join(f), dir.join(f)).unwrap();
+    }
+}
+
+fn spawn_agent(dir: &Path, lab: &str, port: u16, extra: &[&str], log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["agent", "--source", &format!("dir:{}", dir.display())])
+        .args(["--lab", lab, "--node", "0"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--debounce-ms",
+            "10",
+        ])
+        .args(extra)
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn ready(port: u16) -> Option<(u16, String)> {
+    get(port, "/readyz")
+}
+
+fn pod(lab: &Lab, id: &str) -> weir_lab::PodState {
+    lab.state.pods.iter().find(|p| p.id == id).unwrap().clone()
+}
+
+const UDP_FROM_LOGIC: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: udp-from-logic, namespace: production}
+spec:
+  podSelector: {matchLabels: {networking/data: \"true\"}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {networking/logic: \"true\"}}}]
+    ports: [{protocol: UDP, port: 5353}]
+";
+
+/// Sends one datagram from `from`'s namespace with source `src` to `dst`:5353; true when
+/// the receiver got it.
+fn udp_arrives(from: &str, src: IpAddr, dst: IpAddr, receiver: &UdpSocket, tag: &str) -> bool {
+    let tag_owned = tag.to_string();
+    netns::run_in(from, move || {
+        let s = UdpSocket::bind(SocketAddr::new(src, 0))?;
+        for _ in 0..3 {
+            s.send_to(tag_owned.as_bytes(), SocketAddr::new(dst, 5353))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let deadline = std::time::Instant::now() + Duration::from_millis(400);
+    while std::time::Instant::now() < deadline {
+        if let Ok((n, _)) = receiver.recv_from(&mut buf) {
+            if &buf[..n] == tag.as_bytes() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn a_pod_cannot_borrow_another_pods_address() {
+    if !root_or_skip("a_pod_cannot_borrow_another_pods_address") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("sp{}", std::process::id() % 1_000_000);
+    let dir = std::env::temp_dir().join(format!("weir-spoof-{name}"));
+    let mut g = AgentLab {
+        lab: name.clone(),
+        dir: dir.clone(),
+        agent: None,
+    };
+    seed_dir(&dir);
+    std::fs::write(dir.join("policies/udp-from-logic.yaml"), UDP_FROM_LOGIC).unwrap();
+    let cluster = weir_manifest::load_paths(&[&dir], Default::default())
+        .unwrap()
+        .cluster;
+    let lab = lab_up(&cluster, &name, 1, &[80]);
+    let port = 23000 + (std::process::id() % 1000) as u16;
+    g.agent = Some(spawn_agent(
+        &dir,
+        &name,
+        port,
+        &[],
+        &dir.with_extension("log"),
+    ));
+    wait_until("/readyz", Duration::from_secs(15), || {
+        ready(port).is_some_and(|(s, _)| s == 200)
+    });
+    let (redis, logic, outsider) = (
+        pod(&lab, "production/redis"),
+        pod(&lab, "production/ubuntu"),
+        pod(&lab, "personal/ubuntu"),
+    );
+    for family in [false, true] {
+        let of = |p: &weir_lab::PodState| *p.ips.iter().find(|ip| ip.is_ipv6() == family).unwrap();
+        let dst = of(&redis);
+        let receiver = netns::run_in(&redis.netns, move || {
+            let s = UdpSocket::bind(SocketAddr::new(dst, 5353))?;
+            s.set_read_timeout(Some(Duration::from_millis(50)))?;
+            Ok(s)
+        })
+        .unwrap();
+        // Legitimate: the logic tier's own address.
+        assert!(
+            udp_arrives(&logic.netns, of(&logic), dst, &receiver, "legit"),
+            "IPv{}: the logic tier reaches redis on UDP 5353",
+            if family { 6 } else { 4 }
+        );
+        assert!(!udp_arrives(
+            &outsider.netns,
+            of(&outsider),
+            dst,
+            &receiver,
+            "own"
+        ));
+        // The outsider takes the logic pod's address as a second address on its eth0.
+        let borrowed = of(&logic);
+        let prefix = if family { "128" } else { "32" };
+        let mut add = Command::new("ip");
+        add.args(["netns", "exec", &outsider.netns, "ip", "addr", "add"])
+            .arg(format!("{borrowed}/{prefix}"))
+            .args(["dev", "eth0"]);
+        if family {
+            add.arg("nodad");
+        }
+        assert!(add.status().unwrap().success());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !udp_arrives(&outsider.netns, borrowed, dst, &receiver, "spoofed"),
+            "IPv{}: a spoofed source crossed the policy",
+            if family { 6 } else { 4 }
+        );
+        // Legitimate traffic is unaffected.
+        assert!(udp_arrives(
+            &logic.netns,
+            of(&logic),
+            dst,
+            &receiver,
+            "legit2"
+        ));
+    }
+    let node = &lab.state.nodes[0].netns;
+    let listing = nft(node, &["list", "chain", "inet", "weir", "egress"]);
+    let spoof_rule = listing
+        .lines()
+        .find(|l| l.contains("fib saddr . iif oif missing") && l.contains("drop"))
+        .unwrap_or_else(|| panic!("no anti-spoofing rule:\n{listing}"));
+    assert!(
+        !spoof_rule.contains("packets 0 "),
+        "the spoofed packets were counted: {spoof_rule}"
+    );
+    assert!(connects(
+        &lab,
+        "production/ubuntu",
+        "production/redis",
+        6379
+    ));
+}
+
+#[test]
+fn the_agent_repairs_drift_and_holds_its_last_good_state() {
+    if !root_or_skip("the_agent_repairs_drift_and_holds_its_last_good_state") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("lg{}", std::process::id() % 1_000_000);
+    let base = std::env::temp_dir().join(format!("weir-lastgood-{name}"));
+    let dir = base.join("manifests");
+    let state = base.join("state");
+    let log = base.join("agent.log");
+    let mut g = AgentLab {
+        lab: name.clone(),
+        dir: base.clone(),
+        agent: None,
+    };
+    seed_dir(&dir);
+    let cluster = weir_manifest::load_paths(&[&dir], Default::default())
+        .unwrap()
+        .cluster;
+    let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
+    let port = 24000 + (std::process::id() % 1000) as u16;
+    let state_arg = format!("--state-dir={}", state.display());
+    let args = ["--drift-interval-s", "0.3", state_arg.as_str()];
+    g.agent = Some(spawn_agent(&dir, &name, port, &args, &log));
+    let is_ready = || ready(port).is_some_and(|(s, _)| s == 200);
+    wait_until("/readyz", Duration::from_secs(15), is_ready);
+    let node = lab.state.nodes[0].netns.clone();
+    // The seed's verdicts, checked after every fault.
+    let holds = |context: &str| {
+        assert!(
+            !connects(&lab, "personal/ubuntu", "production/redis", 6379),
+            "{context}: personal → redis must stay denied"
+        );
+        assert!(
+            connects(&lab, "production/ubuntu", "production/redis", 6379),
+            "{context}: logic → redis must stay allowed"
+        );
+        assert!(
+            connects(&lab, "personal/ubuntu", "production/todos", 80),
+            "{context}: anyone → todos:80 must stay allowed"
+        );
+    };
+    holds("first sync");
+    let metric = |name: &str| -> u64 {
+        get(port, "/metrics")
+            .and_then(|(_, b)| {
+                b.lines()
+                    .find(|l| l.starts_with(&format!("{name} ")))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+
+    // 1. Drift: the table deleted (a firewall reload), then a foreign accept inserted.
+    nft(&node, &["delete", "table", "inet", "weir"]);
+    wait_until("table deleted → repaired", Duration::from_secs(5), || {
+        metric("weir_drift_repairs_total") >= 1
+    });
+    holds("after the table was deleted and repaired");
+    nft(
+        &node,
+        &["insert", "rule", "inet", "weir", "ingress", "accept"],
+    );
+    wait_until("foreign rule → repaired", Duration::from_secs(5), || {
+        metric("weir_drift_repairs_total") >= 2
+    });
+    holds("after a foreign accept rule was repaired");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("is missing") && logged.contains("replacing it"),
+        "drift named in the log:\n{logged}"
+    );
+
+    // 2. A file that cannot be decoded (invalid UTF-8) keeps its last good version.
+    let data = dir.join("policies/data-from-logic-redis.yaml");
+    let data_text = std::fs::read(&data).unwrap();
+    std::fs::write(&data, [&data_text[..], b"\xff\xfe"].concat()).unwrap();
+    wait_until(
+        "not ready while a file is unreadable",
+        Duration::from_secs(5),
+        || ready(port).is_some_and(|(s, b)| s == 503 && b.contains("invalid source item")),
+    );
+    holds("a policy file became invalid UTF-8");
+
+    // 3. Restart while it is invalid: with the state directory, its persisted version.
+    let mut a = g.agent.take().unwrap();
+    a.kill().unwrap();
+    a.wait().unwrap();
+    nft(&node, &["delete", "table", "inet", "weir"]); // a reboot: nothing in the kernel
+    g.agent = Some(spawn_agent(&dir, &name, port, &args, &log));
+    wait_until("synced after restart", Duration::from_secs(15), || {
+        metric("weir_syncs_total{result=\"ok\"}") >= 1
+    });
+    holds("restart with an invalid file and a state directory");
+    // Without a state directory the agent refuses to program; the kernel keeps its table.
+    let mut a = g.agent.take().unwrap();
+    a.kill().unwrap();
+    a.wait().unwrap();
+    g.agent = Some(spawn_agent(
+        &dir,
+        &name,
+        port,
+        &["--drift-interval-s", "0.3"],
+        &log,
+    ));
+    wait_until("refusing, not ready", Duration::from_secs(15), || {
+        ready(port).is_some_and(|(s, b)| s == 503 && b.contains("refusing to program"))
+    });
+    holds("restart with an invalid file and no state");
+    std::fs::write(&data, &data_text).unwrap();
+    wait_until("ready once fixed", Duration::from_secs(10), is_ready);
+    let mut a = g.agent.take().unwrap();
+    a.kill().unwrap();
+    a.wait().unwrap();
+    g.agent = Some(spawn_agent(&dir, &name, port, &args, &log));
+    wait_until("/readyz", Duration::from_secs(15), is_ready);
+
+    // 4. The watched directory deleted: enforcement unchanged, not ready; recreated as a
+    //    symlink: recovered, and changes are followed again.
+    let moved = base.join("moved");
+    std::fs::rename(&dir, &moved).unwrap();
+    wait_until(
+        "not ready without the directory",
+        Duration::from_secs(5),
+        || ready(port).is_some_and(|(s, b)| s == 503 && b.contains("keeping what is enforced")),
+    );
+    holds("directory deleted");
+    std::os::unix::fs::symlink(&moved, &dir).unwrap();
+    wait_until(
+        "ready with the directory back",
+        Duration::from_secs(10),
+        is_ready,
+    );
+    let http = dir.join("policies/logic-from-any-http.yaml");
+    let http_text = std::fs::read_to_string(&http).unwrap();
+    std::fs::remove_file(&http).unwrap();
+    wait_until(
+        "a change followed after recovery",
+        Duration::from_secs(5),
+        || !connects(&lab, "personal/ubuntu", "production/todos", 80),
+    );
+    std::fs::write(&http, &http_text).unwrap();
+    wait_until("restored", Duration::from_secs(5), || {
+        connects(&lab, "personal/ubuntu", "production/todos", 80)
+    });
+
+    // 5. A FIFO named like a manifest, a symlink loop and a ConfigMap-style `..data`
+    //    layout: no hang, every object loaded once (no duplicates), the agent ready.
+    let fifo = dir.join("pipe.yaml");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink(".", dir.join("loop")).unwrap();
+    let cm = dir.join("cm");
+    std::fs::create_dir_all(cm.join("..2026_11_26_10_00_00.1")).unwrap();
+    std::fs::write(
+        cm.join("..2026_11_26_10_00_00.1/extra.yaml"),
+        UDP_FROM_LOGIC,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_10_00_00.1", cm.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/extra.yaml", cm.join("extra.yaml")).unwrap();
+    wait_until("FIFO reported", Duration::from_secs(5), || {
+        ready(port).is_some_and(|(s, b)| s == 503 && b.contains("1 invalid source item"))
+    });
+    std::fs::remove_file(&fifo).unwrap();
+    wait_until(
+        "ready: loop and ..data loaded once",
+        Duration::from_secs(10),
+        is_ready,
+    );
+    holds("FIFO, loop and ConfigMap layout");
+
+    // 6. A half-written file: `- from:` cut short would admit every peer to redis.
+    let half = dir.join("policies/redis-open.yaml");
+    let full = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: redis-open, namespace: production}\nspec:\n  podSelector: {matchLabels: {networking/data: \"true\"}}\n  ingress:\n  - from:\n    - podSelector: {matchLabels: {networking/logic: \"true\"}}\n";
+    let cut = full.find("    - podSelector").unwrap();
+    let mut f = std::fs::File::create(&half).unwrap();
+    f.write_all(&full.as_bytes()[..cut]).unwrap();
+    f.flush().unwrap();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !connects(&lab, "personal/ubuntu", "production/redis", 6379),
+            "a half-written file was enforced"
+        );
+    }
+    f.write_all(&full.as_bytes()[cut..]).unwrap();
+    drop(f);
+    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        "the finished file is loaded",
+        Duration::from_secs(10),
+        is_ready,
+    );
+    holds("a half-written file");
+
+    // 7. The same object twice: rejected naming both files, enforcement unchanged.
+    std::fs::copy(
+        dir.join("policies/logic-from-any-http.yaml"),
+        dir.join("dup.yaml"),
+    )
+    .unwrap();
+    wait_until("duplicate reported", Duration::from_secs(5), || {
+        ready(port).is_some_and(|(s, b)| s == 503 && b.contains("duplicate NetworkPolicy"))
+    });
+    holds("a duplicate object");
+    std::fs::remove_file(dir.join("dup.yaml")).unwrap();
+    wait_until(
+        "ready without the duplicate",
+        Duration::from_secs(10),
+        is_ready,
+    );
+
+    // 8. An injection attempt through the directory: rejected by validation, no foreign
+    //    table, no bare accept in weir's chains.
+    std::fs::write(
+        dir.join("inject.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: \"z;insert rule inet weir ingress accept\", namespace: production}\nspec: {podSelector: {}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: \"x;add table ip injected\", namespace: production}\nspec: {podSelector: {}}\n",
+    )
+    .unwrap();
+    wait_until("injection rejected", Duration::from_secs(5), || {
+        ready(port).is_some_and(|(s, b)| s == 503 && b.contains("invalid source item"))
+    });
+    assert_eq!(nft(&node, &["list", "tables"]).trim(), "table inet weir");
+    holds("an injection attempt");
+    // The log says it once, not on every sync.
+    std::fs::remove_file(dir.join("inject.yaml")).unwrap();
+    wait_until("ready", Duration::from_secs(10), is_ready);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        logged.lines().filter(|l| l.contains("inject.yaml")).count(),
+        1,
+        "an invalid item is logged once"
+    );
+}
