@@ -48,11 +48,27 @@ pub struct Explanation {
 }
 
 impl Engine<'_> {
-    /// Why a connection is allowed or denied, policy by policy.
+    /// Why a connection is allowed or denied, policy by policy, in the family a connection
+    /// to `dst` uses (its primary address's).
     pub fn explain(&self, src: Node, dst: Node, protocol: Protocol, port: u16) -> Explanation {
+        let v6 = family_of(self.cluster(), dst);
+        self.explain_in_family(src, dst, protocol, port, v6)
+    }
+
+    /// [`Engine::explain`] for a connection in one address family: to a dual-stack pod's
+    /// second address, ipBlocks are matched against addresses of that family, as the
+    /// dataplane matches the packet.
+    pub fn explain_in_family(
+        &self,
+        src: Node,
+        dst: Node,
+        protocol: Protocol,
+        port: u16,
+        v6: bool,
+    ) -> Explanation {
         let self_traffic = src == dst && matches!(src, Node::Endpoint(_));
-        let egress = self.direction(Direction::Egress, src, dst, protocol, port);
-        let ingress = self.direction(Direction::Ingress, dst, src, protocol, port);
+        let egress = self.direction(Direction::Egress, src, dst, protocol, port, v6);
+        let ingress = self.direction(Direction::Ingress, dst, src, protocol, port, v6);
         Explanation {
             from: self.name(src),
             to: self.name(dst),
@@ -73,13 +89,12 @@ impl Engine<'_> {
         other: Node,
         protocol: Protocol,
         port: u16,
+        v6: bool,
     ) -> DirectionReport {
-        let cluster = self.cluster();
         let dst = match direction {
             Direction::Egress => other,
             Direction::Ingress => at,
         };
-        let v6 = family_of(cluster, dst);
         let mut report = DirectionReport {
             direction,
             endpoint: None,

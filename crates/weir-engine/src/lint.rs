@@ -249,7 +249,7 @@ fn lint_rule(
     if rule.peers.is_empty() && rule.ports.is_empty() {
         l.push("W009", loc.clone(), id.clone(),
             format!("{path} is `{{}}`: it allows all {direction} traffic, from every peer on every port"),
-            "`{direction}: [{{}}]` is allow-all; `{direction}: []` (or no rules) is deny-all — pick the one you mean");
+            &format!("`{direction}: [{{}}]` is allow-all; `{direction}: []` (or no rules) is deny-all — pick the one you mean"));
     }
     for (j, peer) in rule.peers.iter().enumerate() {
         let members: Vec<usize> = (0..l.cluster.endpoints.len())

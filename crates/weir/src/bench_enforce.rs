@@ -25,9 +25,9 @@ pub struct EnforceBench {
     /// Cold-program sizes as PODS:POLICIES.
     #[arg(long, default_value = "1000:500,10000:5000")]
     sizes: String,
-    /// Policy changes timed at 1,000 pods / 500 policies.
-    #[arg(long, default_value_t = 50)]
-    changes: usize,
+    /// Policy changes timed at 1,000 pods / 500 policies (at least 1).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    changes: u64,
     /// Policy counts for the first-packet latency series.
     #[arg(long, default_value = "10,100,1000,5000")]
     latency_policies: String,
@@ -196,7 +196,7 @@ fn measure(args: &EnforceBench, lab: &Lab, out: &mut dyn Write) -> Result<(), Fa
             .apply(compile(&first, Scope::All))
             .map_err(std::io::Error::other)?;
         let (mut to_allow, mut to_deny, mut applies) = (Vec::new(), Vec::new(), Vec::new());
-        for k in 0..changes * 2 {
+        for k in 0..changes as usize * 2 {
             let allow = k % 2 == 0;
             let cluster = &variants[usize::from(allow)];
             let t0 = Instant::now();

@@ -143,6 +143,17 @@ pub(crate) fn load(input: &Input) -> Result<weir_manifest::Loaded, Failure> {
                 for w in &loaded.warnings {
                     eprintln!("{w}");
                 }
+                if !loaded.skipped.is_empty() {
+                    let kinds: Vec<String> = loaded
+                        .skipped
+                        .iter()
+                        .map(|(kind, n)| format!("{n} {}", weir_manifest::shown(kind)))
+                        .collect();
+                    eprintln!(
+                        "note: skipped kinds weir does not model: {}",
+                        kinds.join(", ")
+                    );
+                }
             }
             Ok(loaded)
         }
@@ -249,7 +260,16 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             let loaded = load(&input)?;
             let engine = Engine::with_options(&loaded.cluster, engine_options(&input));
             let (src, dst) = (resolve(&engine, &from)?, resolve(&engine, &to)?);
-            let e = engine.explain(src, dst, port.protocol, port.port);
+            // An address named on the command line fixes the family (a dual-stack pod's
+            // second address is matched as the dataplane matches it); else the primary one.
+            let named_family = [&to, &from]
+                .into_iter()
+                .find_map(|t| t.parse::<std::net::IpAddr>().ok())
+                .map(|ip| ip.is_ipv6());
+            let e = match named_family {
+                Some(v6) => engine.explain_in_family(src, dst, port.protocol, port.port, v6),
+                None => engine.explain(src, dst, port.protocol, port.port),
+            };
             weir_report::render_explain(&e, output, &mut out)?;
             if e.allowed {
                 exit::OK
