@@ -484,7 +484,9 @@ fn note_writes(mut buf: &[u8], dirs: &HashMap<i32, PathBuf>, in_progress: &InPro
         }
         let Some(dir) = dirs.get(&wd) else { continue };
         let path = dir.join(std::ffi::OsStr::from_bytes(name));
-        if mask & (libc::IN_MODIFY | libc::IN_CREATE) != 0 {
+        // Data written and not yet closed. (A bare create — a symlink, a FIFO, an empty
+        // file — writes nothing: it is read as it is.)
+        if mask & libc::IN_MODIFY != 0 {
             w.entry(path).or_insert_with(Instant::now);
         } else if mask & (libc::IN_CLOSE_WRITE | libc::IN_DELETE | libc::IN_MOVED_FROM) != 0 {
             w.remove(&path);

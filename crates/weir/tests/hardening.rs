@@ -250,6 +250,26 @@ fn ready(port: u16) -> Option<(u16, String)> {
     get(port, "/readyz")
 }
 
+/// Waits until `/readyz` answers `status` with a body containing `needle`; on timeout the
+/// failure shows the last answer.
+fn wait_readyz(port: u16, status: u16, needle: &str, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let last = ready(port);
+        if last
+            .as_ref()
+            .is_some_and(|(s, b)| *s == status && b.contains(needle))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never answered {status} with {needle:?}; last: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn pod(lab: &Lab, id: &str) -> weir_lab::PodState {
     lab.state.pods.iter().find(|p| p.id == id).unwrap().clone()
 }
@@ -495,9 +515,7 @@ fn the_agent_repairs_drift_and_holds_its_last_good_state() {
         &["--drift-interval-s", "0.3"],
         &log,
     ));
-    wait_until("refusing, not ready", Duration::from_secs(15), || {
-        ready(port).is_some_and(|(s, b)| s == 503 && b.contains("refusing to program"))
-    });
+    wait_readyz(port, 503, "refusing to program", Duration::from_secs(15));
     holds("restart with an invalid file and no state");
     std::fs::write(&data, &data_text).unwrap();
     wait_until("ready once fixed", Duration::from_secs(10), is_ready);
@@ -554,9 +572,7 @@ fn the_agent_repairs_drift_and_holds_its_last_good_state() {
     .unwrap();
     std::os::unix::fs::symlink("..2026_11_26_10_00_00.1", cm.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/extra.yaml", cm.join("extra.yaml")).unwrap();
-    wait_until("FIFO reported", Duration::from_secs(5), || {
-        ready(port).is_some_and(|(s, b)| s == 503 && b.contains("1 invalid source item"))
-    });
+    wait_readyz(port, 503, "1 invalid source item", Duration::from_secs(5));
     std::fs::remove_file(&fifo).unwrap();
     wait_until(
         "ready: loop and ..data loaded once",
@@ -595,9 +611,7 @@ fn the_agent_repairs_drift_and_holds_its_last_good_state() {
         dir.join("dup.yaml"),
     )
     .unwrap();
-    wait_until("duplicate reported", Duration::from_secs(5), || {
-        ready(port).is_some_and(|(s, b)| s == 503 && b.contains("duplicate NetworkPolicy"))
-    });
+    wait_readyz(port, 503, "duplicate NetworkPolicy", Duration::from_secs(5));
     holds("a duplicate object");
     std::fs::remove_file(dir.join("dup.yaml")).unwrap();
     wait_until(
@@ -613,10 +627,15 @@ fn the_agent_repairs_drift_and_holds_its_last_good_state() {
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: \"z;insert rule inet weir ingress accept\", namespace: production}\nspec: {podSelector: {}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: \"x;add table ip injected\", namespace: production}\nspec: {podSelector: {}}\n",
     )
     .unwrap();
-    wait_until("injection rejected", Duration::from_secs(5), || {
-        ready(port).is_some_and(|(s, b)| s == 503 && b.contains("invalid source item"))
-    });
-    assert_eq!(nft(&node, &["list", "tables"]).trim(), "table inet weir");
+    wait_readyz(port, 503, "invalid source item", Duration::from_secs(5));
+    // weir's table and the lab's own Service table (kube-proxy's part), nothing else.
+    let tables = nft(&node, &["list", "tables"]);
+    assert!(
+        tables
+            .lines()
+            .all(|t| t == "table inet weir" || t == "table ip weir-lab-svc"),
+        "{tables}"
+    );
     holds("an injection attempt");
     // The log says it once, not on every sync.
     std::fs::remove_file(dir.join("inject.yaml")).unwrap();
