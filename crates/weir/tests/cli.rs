@@ -217,4 +217,50 @@ fn usage_errors_exit_2() {
         Some(2)
     );
     assert_eq!(weir(&["analyze", "does/not/exist"]).status.code(), Some(1));
+    // `bench enforce --changes 0` once panicked; now it is a usage error.
+    assert_eq!(
+        weir(&["bench", "enforce", "--changes", "0"]).status.code(),
+        Some(2)
+    );
+}
+
+/// A dual-stack pod's second address: explain matches ipBlocks in that family, as the
+/// dataplane matches the packet (it once used the primary family whatever was asked).
+#[test]
+fn explain_uses_the_family_of_a_named_address() {
+    let dir = std::env::temp_dir().join(format!("weir-dual-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("dual.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: a}\nstatus: {podIPs: [{ip: 10.0.0.1}, {ip: 'fd00::1'}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: server, namespace: a}\nstatus: {podIPs: [{ip: 10.0.0.2}, {ip: 'fd00::2'}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: v6-only, namespace: a}\nspec:\n  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 'fd00::/64'}}]}]\n",
+    )
+    .unwrap();
+    let explain = |from: &str, to: &str| {
+        weir(&[
+            "explain",
+            file.to_str().unwrap(),
+            "--from",
+            from,
+            "--to",
+            to,
+            "--port",
+            "TCP/80",
+        ])
+        .status
+        .code()
+    };
+    assert_eq!(explain("a/client", "fd00::2"), Some(0), "IPv6: allowed");
+    assert_eq!(
+        explain("fd00::1", "a/server"),
+        Some(0),
+        "IPv6 source: allowed"
+    );
+    assert_eq!(explain("a/client", "10.0.0.2"), Some(3), "IPv4: denied");
+    assert_eq!(
+        explain("a/client", "a/server"),
+        Some(3),
+        "primary (IPv4): denied"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -123,7 +123,15 @@ fn each_finding_on_a_case_built_for_it() {
             hit["location"].as_str().unwrap().contains("case.yaml:"),
             "{code}: {hit:#?}"
         );
-        assert!(!hit["hint"].as_str().unwrap().is_empty());
+        let hint = hit["hint"].as_str().unwrap();
+        assert!(!hint.is_empty());
+        assert!(
+            !hint.contains("{direction}"),
+            "{code}: a hint with a placeholder: {hint}"
+        );
+        if code == "W009" {
+            assert!(hint.contains("`ingress: [{}]` is allow-all"), "{hint}");
+        }
     }
 }
 
@@ -446,9 +454,29 @@ fn report_renders_in_headless_chromium() {
 fn deploy_manifests_load_cleanly() {
     let o = weir(&["lint", "-o", "json", "deploy/weir-agent.yaml"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).is_empty(),
-        "no warnings (unknown fields): {}",
-        String::from_utf8_lossy(&o.stderr)
+    // No warnings (unknown fields); the kinds weir does not model are named, with counts.
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim(),
+        "note: skipped kinds weir does not model: 1 \"ClusterRole\", 1 \"ClusterRoleBinding\", 1 \"ServiceAccount\""
     );
+}
+
+#[test]
+fn admin_network_policies_are_named_when_skipped() {
+    let dir = std::env::temp_dir().join(format!("weir-anp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("banp.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata: {name: default}\nspec: {subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}\n---\napiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: a}\nspec: {priority: 1, subject: {namespaces: {}}}\n",
+    )
+    .unwrap();
+    let o = weir(&["analyze", "-o", "json", file.to_str().unwrap()]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("1 \"AdminNetworkPolicy\", 1 \"BaselineAdminNetworkPolicy\""),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
