@@ -229,3 +229,60 @@ fn label_value(s: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_counters_are_one_series_per_label_set() {
+        // The unknown-local-pod drop exists once per family with one comment: one series.
+        let listing = r#"{"nftables": [
+          {"rule": {"chain": "egress", "comment": "unknown local pod", "expr": [{"counter": {"packets": 2, "bytes": 1}}, {"drop": null}]}},
+          {"rule": {"chain": "egress", "comment": "unknown local pod", "expr": [{"counter": {"packets": 3, "bytes": 1}}, {"drop": null}]}},
+          {"rule": {"chain": "ig-1", "comment": "a \"b\"\nc", "expr": [{"counter": {"packets": 1, "bytes": 1}}, {"drop": null}]}},
+          {"rule": {"chain": "ig-1", "expr": [{"counter": {"packets": 9, "bytes": 1}}, {"accept": null}]}}
+        ]}"#;
+        let denied = denied_from_listing(listing);
+        assert_eq!(
+            denied,
+            vec![
+                (
+                    "chain=\"egress\",reason=\"unknown local pod\"".to_string(),
+                    5
+                ),
+                ("chain=\"ig-1\",reason=\"a \\\"b\\\"\\nc\"".to_string(), 1),
+            ]
+        );
+        let text = Metrics::default().render(&denied);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("weir_denied_packets_total{"))
+            .collect();
+        assert_eq!(series.len(), 2, "{text}");
+    }
+
+    #[test]
+    fn readiness_names_every_reason() {
+        let m = Metrics::default();
+        assert_eq!(m.readiness().unwrap_err(), vec!["not synced yet"]);
+        m.synced(Duration::from_millis(1), weir_nft::Size::default());
+        assert!(m.ready());
+        m.drop_log(Some(Err("bind: permission denied".into())));
+        m.source(2);
+        let why = m.readiness().unwrap_err().join("; ");
+        assert!(why.contains("drop log unavailable: bind"), "{why}");
+        assert!(why.contains("2 invalid source item(s)"), "{why}");
+        let text = m.render(&[]);
+        assert!(text.contains("weir_drop_log_up 0") && text.contains("weir_ready 0"));
+        m.drop_log(Some(Ok(())));
+        m.source(0);
+        m.source_trouble(Some("the Kubernetes API cannot be watched".into()));
+        assert!(m
+            .render(&[])
+            .contains("weir_source_state{state=\"error\"} 1"));
+        m.source_trouble(None);
+        assert!(m.ready());
+        assert!(m.render(&[]).contains("weir_source_state{state=\"ok\"} 1"));
+    }
+}

@@ -268,16 +268,16 @@ impl<N: Nft> Enforcer<N> {
         if &now == baseline {
             return Ok(None);
         }
-        if let Err(NftError::Verify(shape)) = verify(current, &listing) {
-            return Ok(Some(shape));
-        }
         let changed = now
             .lines()
             .zip(baseline.lines())
             .find(|(a, b)| a != b)
             .map(|(now, was)| format!("{:?} where {:?} was programmed", now.trim(), was.trim()))
             .unwrap_or_else(|| "lines added or removed".into());
-        Ok(Some(changed))
+        Ok(Some(match verify(current, &listing) {
+            Err(NftError::Verify(shape)) => format!("{changed}; objects: {shape}"),
+            _ => changed,
+        }))
     }
 
     /// Replaces the whole table with what was last applied (after drift).

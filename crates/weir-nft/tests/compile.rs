@@ -325,3 +325,40 @@ fn address_scope_dispatches_only_local_replicas() {
         "todos is not local"
     );
 }
+
+#[test]
+fn drift_is_any_change_but_counters() {
+    let cluster = todos();
+    let engine = Engine::new(&cluster);
+    let rs = compile(&engine, Scope::All);
+    let nft = FakeNft::default();
+    let listing = "table inet weir {\n\tchain ingress {\n\t\tip daddr @s counter packets 0 bytes 0 accept\n\t}\n}\n";
+    *nft.listing.lock().unwrap() = listing.into();
+    let mut enforcer = Enforcer::new(nft);
+    enforcer.track_drift = true;
+    assert_eq!(enforcer.drift().unwrap(), None, "nothing applied yet");
+    enforcer.apply(rs.clone()).unwrap();
+    assert_eq!(enforcer.drift().unwrap(), None);
+    // Counters move: no drift.
+    *enforcer.nft().listing.lock().unwrap() =
+        listing.replace("packets 0 bytes 0", "packets 7 bytes 420");
+    assert_eq!(enforcer.drift().unwrap(), None);
+    // A rule changed, the table gone: drift, said plainly.
+    *enforcer.nft().listing.lock().unwrap() = listing.replace("@s", "@t");
+    let what = enforcer.drift().unwrap().expect("a changed rule is drift");
+    assert!(what.contains("@t"), "{what}");
+    enforcer.nft().listing.lock().unwrap().clear();
+    assert_eq!(
+        enforcer.drift().unwrap().as_deref(),
+        Some("table inet weir is missing")
+    );
+    // Repair is a full replace of what was last applied.
+    let before = enforcer.nft().scripts.lock().unwrap().len();
+    *enforcer.nft().listing.lock().unwrap() = listing.into();
+    let applied = enforcer.repair().unwrap();
+    assert_eq!(applied.mode, Mode::Full);
+    let scripts = enforcer.nft().scripts.lock().unwrap();
+    assert!(scripts[before..]
+        .iter()
+        .all(|(s, _)| s.starts_with("table inet weir\ndelete table")));
+}

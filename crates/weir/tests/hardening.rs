@@ -328,16 +328,25 @@ fn a_pod_cannot_borrow_another_pods_address() {
         .cluster;
     let lab = lab_up(&cluster, &name, 1, &[80]);
     let port = 23000 + (std::process::id() % 1000) as u16;
-    g.agent = Some(spawn_agent(
-        &dir,
-        &name,
-        port,
-        &[],
-        &dir.with_extension("log"),
-    ));
+    let log = dir.with_extension("log");
+    g.agent = Some(spawn_agent(&dir, &name, port, &["--serve-drops"], &log));
     wait_until("/readyz", Duration::from_secs(15), || {
         ready(port).is_some_and(|(s, _)| s == 200)
     });
+    // `weir drops` follows the agent's attributed drops meanwhile.
+    let mut drops = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "drops",
+            "--agent",
+            &format!("127.0.0.1:{port}"),
+            "--timeout-s",
+            "30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!connects(&lab, "personal/ubuntu", "production/redis", 6379));
     let (redis, logic, outsider) = (
         pod(&lab, "production/redis"),
         pod(&lab, "production/ubuntu"),
@@ -407,6 +416,19 @@ fn a_pod_cannot_borrow_another_pods_address() {
         "production/redis",
         6379
     ));
+    let _ = std::fs::remove_file(&log);
+    let _ = drops.kill();
+    let mut seen = String::new();
+    std::io::Read::read_to_string(&mut drops.stdout.take().unwrap(), &mut seen).unwrap();
+    let _ = drops.wait();
+    assert!(
+        seen.contains("dropped personal/ubuntu → production/redis TCP 6379: ingress isolated by production/any-from-any-none, production/data-from-logic-redis"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("UDP 5353: source address not of the sending pod's interface (spoofed)"),
+        "{seen}"
+    );
 }
 
 #[test]
