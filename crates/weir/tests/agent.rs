@@ -4,38 +4,22 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weir_engine::Engine;
 mod common;
 
-use common::{connects, get, lab_up, repo, root_or_skip, wait_until};
-use weir_lab::host::RealHost;
+use common::{
+    connects, copy_seed, get, lab_up, repo, root_or_skip, wait_until, AgentLab, SEED_FILES,
+};
 use weir_lab::probe::ProbeOptions;
 use weir_lab::{netns, Lab};
 use weir_report::{engine_verdicts, parse_probes, Verdicts};
 
 /// Privileged tests of this file run one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct Cleanup {
-    lab: String,
-    dir: PathBuf,
-    agent: Option<Child>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(a) = &mut self.agent {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
-        let _ = Lab::down(&self.lab, &RealHost);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 const NEWCOMER: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: newcomer, namespace: personal}\nspec: {containers: [{name: c, image: x}]}\n";
 
@@ -119,23 +103,12 @@ fn agent_follows_its_directory_fails_closed_and_survives_sigkill() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("ag{}", std::process::id() % 1_000_000);
     let dir = std::env::temp_dir().join(format!("weir-agent-{name}"));
-    let mut guard = Cleanup {
+    let mut guard = AgentLab {
         lab: name.clone(),
         dir: dir.clone(),
         agent: None,
     };
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    for f in [
-        "namespaces.yaml",
-        "todos.yaml",
-        "redis.yaml",
-        "ubuntu.yaml",
-        "policies/any-from-any-none.yaml",
-        "policies/data-from-logic-redis.yaml",
-        "policies/logic-from-any-http.yaml",
-    ] {
-        std::fs::copy(repo("examples/todos").join(f), dir.join(f)).unwrap();
-    }
+    copy_seed(&dir, &SEED_FILES);
     // The lab also holds a pod the directory does not know (yet).
     let mut all = weir_manifest::load_paths(&[&dir], Default::default())
         .unwrap()
@@ -260,15 +233,12 @@ fn established_connections_kept_by_default_cut_with_the_flag() {
     for cut in [false, true] {
         let name = format!("ec{}x{}", std::process::id() % 100_000, u8::from(cut));
         let dir = std::env::temp_dir().join(format!("weir-agent-{name}"));
-        let mut guard = Cleanup {
+        let mut guard = AgentLab {
             lab: name.clone(),
             dir: dir.clone(),
             agent: None,
         };
-        std::fs::create_dir_all(dir.join("policies")).unwrap();
-        for f in ["namespaces.yaml", "todos.yaml", "redis.yaml", "ubuntu.yaml"] {
-            std::fs::copy(repo("examples/todos").join(f), dir.join(f)).unwrap();
-        }
+        copy_seed(&dir, &SEED_FILES[..4]);
         let cluster = weir_manifest::load_paths(&[&dir], Default::default())
             .unwrap()
             .cluster;

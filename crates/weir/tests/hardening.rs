@@ -4,15 +4,14 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
 mod common;
 
-use common::{connects, get, lab_up, repo, root_or_skip, wait_until};
+use common::{connects, copy_seed, get, lab_up, root_or_skip, wait_until, AgentLab, SEED_FILES};
 use weir_engine::Engine;
-use weir_lab::host::RealHost;
 use weir_lab::{netns, Lab};
 use weir_model::{
     Cluster, Endpoint, EndpointKind, LabelSelector, Namespace, NamespaceScope, Origin, Peer,
@@ -198,38 +197,6 @@ fn hostile_names_and_labels_stay_inside_comments() {
     assert_eq!(policy_chains, 18);
 }
 
-struct AgentLab {
-    lab: String,
-    dir: PathBuf,
-    agent: Option<Child>,
-}
-
-impl Drop for AgentLab {
-    fn drop(&mut self) {
-        if let Some(a) = &mut self.agent {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
-        let _ = Lab::down(&self.lab, &RealHost);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn seed_dir(dir: &Path) {
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    for f in [
-        "namespaces.yaml",
-        "todos.yaml",
-        "redis.yaml",
-        "ubuntu.yaml",
-        "policies/any-from-any-none.yaml",
-        "policies/data-from-logic-redis.yaml",
-        "policies/logic-from-any-http.yaml",
-    ] {
-        std::fs::copy(repo("examples/todos").join(f), dir.join(f)).unwrap();
-    }
-}
-
 fn spawn_agent(dir: &Path, lab: &str, port: u16, extra: &[&str], log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["agent", "--source", &format!("dir:{}", dir.display())])
@@ -321,7 +288,7 @@ fn a_pod_cannot_borrow_another_pods_address() {
         dir: dir.clone(),
         agent: None,
     };
-    seed_dir(&dir);
+    copy_seed(&dir, &SEED_FILES);
     std::fs::write(dir.join("policies/udp-from-logic.yaml"), UDP_FROM_LOGIC).unwrap();
     let cluster = weir_manifest::load_paths(&[&dir], Default::default())
         .unwrap()
@@ -447,7 +414,7 @@ fn the_agent_repairs_drift_and_holds_its_last_good_state() {
         dir: base.clone(),
         agent: None,
     };
-    seed_dir(&dir);
+    copy_seed(&dir, &SEED_FILES);
     let cluster = weir_manifest::load_paths(&[&dir], Default::default())
         .unwrap()
         .cluster;

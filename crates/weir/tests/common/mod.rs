@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use weir_lab::host::RealHost;
@@ -83,4 +84,41 @@ pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
         text.split_once("\r\n\r\n")
             .map_or(String::new(), |(_, b)| b.to_string()),
     ))
+}
+
+/// The seed's manifests, relative to `examples/todos`.
+pub const SEED_FILES: [&str; 7] = [
+    "namespaces.yaml",
+    "todos.yaml",
+    "redis.yaml",
+    "ubuntu.yaml",
+    "policies/any-from-any-none.yaml",
+    "policies/data-from-logic-redis.yaml",
+    "policies/logic-from-any-http.yaml",
+];
+
+/// Copies these seed files into `dir` (created, with `policies/`).
+pub fn copy_seed(dir: &Path, files: &[&str]) {
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    for f in files {
+        std::fs::copy(repo("examples/todos").join(f), dir.join(f)).unwrap();
+    }
+}
+
+/// A lab, an agent directory and the agent: all gone when dropped.
+pub struct AgentLab {
+    pub lab: String,
+    pub dir: PathBuf,
+    pub agent: Option<Child>,
+}
+
+impl Drop for AgentLab {
+    fn drop(&mut self) {
+        if let Some(a) = &mut self.agent {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        let _ = Lab::down(&self.lab, &RealHost);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
