@@ -78,9 +78,13 @@ impl Http {
                 return v.clone();
             }
         }
-        let mut cmd = self.nft.tool("nft");
-        cmd.args(["-j", "list", "table", "inet", "weir"]);
-        let listing = weir_nft::apply::run_bounded(cmd, None, Duration::from_secs(10))
+        let listing = self
+            .nft
+            .run_tool(
+                "nft",
+                &["-j", "list", "table", "inet", "weir"],
+                Duration::from_secs(10),
+            )
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         let v = metrics::denied_from_listing(&listing);

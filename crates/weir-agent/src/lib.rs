@@ -336,9 +336,8 @@ fn check_drift(enforcer: &mut Enforcer<NftCli>, metrics: &Metrics) {
 
 /// `conntrack -F` in the node's namespace (the conntrack tool, Debian package `conntrack`).
 fn flush_conntrack(nft: &NftCli) -> Result<(), String> {
-    let mut cmd = nft.tool("conntrack");
-    cmd.arg("-F");
-    let out = weir_nft::apply::run_bounded(cmd, None, Duration::from_secs(10))
+    let out = nft
+        .run_tool("conntrack", &["-F"], Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(())
@@ -355,7 +354,7 @@ fn start_drop_log(
     attribution: Arc<Mutex<Attribution>>,
 ) -> Result<(), AgentError> {
     let socket = match &nft.netns {
-        Some(ns) => weir_lab::netns::run_in(ns, || nflog::NflogSocket::bind(group))?,
+        Some(ns) => weir_netns::netns::run_in(ns, || nflog::NflogSocket::bind(group))?,
         None => nflog::NflogSocket::bind(group)?,
     };
     std::thread::Builder::new()

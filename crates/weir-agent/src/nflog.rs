@@ -4,9 +4,9 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-const NETLINK_NETFILTER: i32 = 12;
+use weir_netns::netlink::{NetlinkSocket, NETLINK_NETFILTER};
+
 const NFNL_SUBSYS_ULOG: u16 = 4;
 const NFULNL_MSG_PACKET: u16 = 0;
 const NFULNL_MSG_CONFIG: u16 = 1;
@@ -130,76 +130,28 @@ fn config_message(group: u16, attr_type: u16, payload: &[u8]) -> Vec<u8> {
 
 /// A socket bound to one NFLOG group in the namespace it was created in.
 pub struct NflogSocket {
-    fd: OwnedFd,
+    socket: NetlinkSocket,
 }
 
 impl NflogSocket {
     /// Must be called on a thread inside the node's network namespace.
     pub fn bind(group: u16) -> io::Result<NflogSocket> {
-        // SAFETY: plain socket/bind/send calls with valid arguments; the fd is owned below.
-        unsafe {
-            let raw = libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                NETLINK_NETFILTER,
-            );
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let fd = OwnedFd::from_raw_fd(raw);
-            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-            addr.nl_family = libc::AF_NETLINK as u16;
-            if libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            ) < 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            let s = NflogSocket { fd };
-            s.send(&config_message(
-                group,
-                NFULA_CFG_CMD,
-                &[NFULNL_CFG_CMD_BIND, 0, 0, 0],
-            ))?;
-            let mut mode = 256u32.to_be_bytes().to_vec();
-            mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
-            s.send(&config_message(group, NFULA_CFG_MODE, &mode))?;
-            Ok(s)
-        }
-    }
-
-    fn send(&self, m: &[u8]) -> io::Result<()> {
-        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        to.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: sending our buffer to the kernel (pid 0).
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                m.as_ptr().cast(),
-                m.len(),
-                0,
-                (&to as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        let socket = NetlinkSocket::bind(NETLINK_NETFILTER)?;
+        socket.send(&config_message(
+            group,
+            NFULA_CFG_CMD,
+            &[NFULNL_CFG_CMD_BIND, 0, 0, 0],
+        ))?;
+        let mut mode = 256u32.to_be_bytes().to_vec();
+        mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
+        socket.send(&config_message(group, NFULA_CFG_MODE, &mode))?;
+        Ok(NflogSocket { socket })
     }
 
     /// Blocks until the kernel sends logged packets.
     pub fn recv(&self) -> io::Result<Vec<Logged>> {
         let mut buf = vec![0u8; 65536];
-        // SAFETY: receiving into our buffer.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(parse(&buf[..n as usize]))
+        Ok(parse(self.socket.recv(&mut buf)?))
     }
 }
 

@@ -16,8 +16,8 @@
 //!   a half-written file (`- from:` cut short means "from everywhere") is never enforced.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::CString;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -390,51 +390,43 @@ impl DirSource {
 /// `in_progress` until closed. Once a second the watch is re-established from `root`, so
 /// a deleted, recreated or re-pointed (symlink) directory is picked up again.
 pub fn watch(root: &Path, in_progress: InProgress, tx: Sender<()>) -> std::io::Result<()> {
-    // SAFETY: plain inotify calls on an fd we own.
-    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mask = libc::IN_CREATE
-        | libc::IN_DELETE
-        | libc::IN_MODIFY
-        | libc::IN_CLOSE_WRITE
-        | libc::IN_MOVED_FROM
-        | libc::IN_MOVED_TO
-        | libc::IN_ATTRIB
-        | libc::IN_DELETE_SELF
-        | libc::IN_MOVE_SELF;
+    use weir_netns::inotify::*;
+    let inotify = Inotify::new()?;
+    let mask = IN_CREATE
+        | IN_DELETE
+        | IN_MODIFY
+        | IN_CLOSE_WRITE
+        | IN_MOVED_FROM
+        | IN_MOVED_TO
+        | IN_ATTRIB
+        | IN_DELETE_SELF
+        | IN_MOVE_SELF;
     let root = root.to_path_buf();
     let mut dirs: HashMap<i32, PathBuf> = HashMap::new();
-    let add_all = move |dirs: &mut HashMap<i32, PathBuf>| -> Option<(u64, u64)> {
-        let found = walk(&root).ok()?;
-        for d in found.dirs {
-            if let Ok(c) = CString::new(d.as_os_str().as_bytes()) {
-                // SAFETY: valid fd and NUL-terminated path.
-                let wd = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) };
-                if wd >= 0 {
+    // Watches every directory under the root; the root's identity (device, inode) or None.
+    let add_all =
+        move |inotify: &Inotify, dirs: &mut HashMap<i32, PathBuf>| -> Option<(u64, u64)> {
+            let found = walk(&root).ok()?;
+            for d in found.dirs {
+                if let Ok(wd) = inotify.add_watch(&d, mask) {
                     dirs.insert(wd, d);
                 }
             }
-        }
-        std::fs::metadata(&root).ok().map(|m| (m.dev(), m.ino()))
-    };
-    let mut identity = add_all(&mut dirs);
+            std::fs::metadata(&root).ok().map(|m| (m.dev(), m.ino()))
+        };
+    let mut identity = add_all(&inotify, &mut dirs);
     std::thread::Builder::new()
         .name("weir-inotify".into())
         .spawn(move || {
             let mut buf = [0u8; 16384];
             loop {
-                let mut pfd = libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
+                let ready = match weir_netns::poll_readable(&[inotify.as_fd()], 1000) {
+                    Ok(r) => r[0],
+                    Err(_) => return,
                 };
-                // SAFETY: one pollfd we own.
-                let ready = unsafe { libc::poll(&mut pfd, 1, 1000) };
-                if ready == 0 {
+                if !ready {
                     // Quiet second: has the directory gone, come back or been re-pointed?
-                    let now = add_all(&mut dirs);
+                    let now = add_all(&inotify, &mut dirs);
                     if now != identity {
                         identity = now;
                         if tx.send(()).is_err() {
@@ -443,21 +435,12 @@ pub fn watch(root: &Path, in_progress: InProgress, tx: Sender<()>) -> std::io::R
                     }
                     continue;
                 }
-                // SAFETY: reading into our buffer from our fd.
-                let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-                if n <= 0 {
-                    let e = std::io::Error::last_os_error().kind();
-                    if matches!(
-                        e,
-                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
-                    ) || ready < 0
-                    {
-                        continue;
-                    }
-                    return;
+                match inotify.read(&mut buf) {
+                    Ok(events) => note_writes(&events, &dirs, &in_progress),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => return,
                 }
-                note_writes(&buf[..n as usize], &dirs, &in_progress);
-                identity = add_all(&mut dirs);
+                identity = add_all(&inotify, &mut dirs);
                 if tx.send(()).is_err() {
                     return;
                 }
@@ -466,29 +449,27 @@ pub fn watch(root: &Path, in_progress: InProgress, tx: Sender<()>) -> std::io::R
     Ok(())
 }
 
-/// Records files modified and not yet closed, from a buffer of inotify events.
-fn note_writes(mut buf: &[u8], dirs: &HashMap<i32, PathBuf>, in_progress: &InProgress) {
-    const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
+/// Records files with data written and not yet closed, from a batch of inotify events.
+fn note_writes(
+    events: &[weir_netns::inotify::Event<'_>],
+    dirs: &HashMap<i32, PathBuf>,
+    in_progress: &InProgress,
+) {
+    use weir_netns::inotify::*;
     let mut w = in_progress.lock().expect("in progress");
-    while buf.len() >= HEADER {
-        let wd = i32::from_ne_bytes(buf[0..4].try_into().expect("4 bytes"));
-        let mask = u32::from_ne_bytes(buf[4..8].try_into().expect("4 bytes"));
-        let len = u32::from_ne_bytes(buf[12..16].try_into().expect("4 bytes")) as usize;
-        let Some(name) = buf.get(HEADER..HEADER + len) else {
-            break;
-        };
-        buf = &buf[HEADER + len..];
-        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-        if name.is_empty() || mask & libc::IN_ISDIR != 0 {
+    for e in events {
+        if e.name.is_empty() || e.mask & IN_ISDIR != 0 {
             continue;
         }
-        let Some(dir) = dirs.get(&wd) else { continue };
-        let path = dir.join(std::ffi::OsStr::from_bytes(name));
+        let Some(dir) = dirs.get(&e.watch) else {
+            continue;
+        };
+        let path = dir.join(std::ffi::OsStr::from_bytes(e.name));
         // Data written and not yet closed. (A bare create — a symlink, a FIFO, an empty
         // file — writes nothing: it is read as it is.)
-        if mask & libc::IN_MODIFY != 0 {
+        if e.mask & IN_MODIFY != 0 {
             w.entry(path).or_insert_with(Instant::now);
-        } else if mask & (libc::IN_CLOSE_WRITE | libc::IN_DELETE | libc::IN_MOVED_FROM) != 0 {
+        } else if e.mask & (IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM) != 0 {
             w.remove(&path);
         }
     }

@@ -68,13 +68,13 @@ impl Host for RealHost {
     }
 
     fn sysctl(&self, netns: &str, settings: &[String]) -> Result<(), LabError> {
-        let mut cmd = weir_nft::apply::command_in(Some(netns), "sysctl");
+        let mut cmd = weir_netns::netns::command_in(Some(netns), "sysctl");
         cmd.args(["-q", "-w"]).args(settings);
         run(cmd, None, &format!("sysctl in {netns}"))
     }
 
     fn nft(&self, netns: &str, script: &str) -> Result<(), LabError> {
-        let mut cmd = weir_nft::apply::command_in(Some(netns), "nft");
+        let mut cmd = weir_netns::netns::command_in(Some(netns), "nft");
         cmd.args(["-f", "-"]);
         run(cmd, Some(script), &format!("nft in {netns}"))
     }
@@ -99,14 +99,12 @@ impl Host for RealHost {
                 .filter_map(|p| p.parse().ok())
                 .collect();
             for &pid in &pids {
-                // SAFETY: kill(2) on a process inside a namespace this lab created.
-                unsafe {
-                    libc::kill(pid, signal);
-                }
+                // A process inside a namespace this lab created.
+                let _ = weir_netns::process::kill(pid, signal);
             }
             pids.len()
         };
-        if pids(libc::SIGTERM) == 0 {
+        if pids(weir_netns::process::SIGTERM) == 0 {
             return;
         }
         for _ in 0..50 {
@@ -115,7 +113,7 @@ impl Host for RealHost {
                 return;
             }
         }
-        pids(libc::SIGKILL);
+        pids(weir_netns::process::SIGKILL);
     }
 
     fn namespaces(&self) -> Vec<String> {

@@ -8,7 +8,6 @@
 //! every namespace with the lab's prefix even when the saved state is missing.
 
 pub mod host;
-pub mod netns;
 pub mod plan;
 pub mod probe;
 pub mod sctp;
@@ -316,23 +315,14 @@ fn stop_process(pid: u32, expected_args: &str) {
     if !cmdline.contains(expected_args) {
         return;
     }
-    // SAFETY: plain kill(2) on a pid we verified.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
-    }
+    let pid = pid as i32;
+    let _ = weir_netns::process::kill(pid, weir_netns::process::SIGTERM);
     for _ in 0..50 {
         if !Path::new(&format!("/proc/{pid}")).exists() {
             return;
         }
-        // reap if it is our child; harmless otherwise
-        // SAFETY: waitpid with WNOHANG on a pid.
-        unsafe {
-            libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG);
-        }
+        weir_netns::process::try_reap(pid); // if it is our child
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    // SAFETY: as above.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
+    let _ = weir_netns::process::kill(pid, weir_netns::process::SIGKILL);
 }

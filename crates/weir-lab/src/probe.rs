@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
 use weir_model::Protocol;
 
-use crate::netns::{self, Handles};
 use crate::plan::LabState;
 use crate::sctp;
+use weir_netns::netns::{self, Handles};
 
 /// One connection to try: from pod `src` to pod `dst`'s primary address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,14 +93,9 @@ fn udp(dst: SocketAddr, timeout: Duration) -> Outcome {
         s.connect(&dst.into())?;
         s.set_read_timeout(Some(timeout))?;
         s.send(b"probe")?;
-        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
-        let n = s.recv(&mut buf)?;
-        // SAFETY: recv initialised the first n bytes.
-        let bytes: Vec<u8> = buf[..n]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        Ok(String::from_utf8_lossy(&bytes).trim().to_string())
+        let mut buf = [0u8; 512];
+        let n = io::Read::read(&mut &s, &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
     };
     classify(attempt())
 }
@@ -169,33 +164,19 @@ fn sctp_collector(
 }
 
 fn collect(sockets: &[(usize, IpAddr, Socket)], arrivals: &Arrivals, stop: &AtomicBool) {
-    let mut fds: Vec<libc::pollfd> = sockets
-        .iter()
-        .map(|(_, _, s)| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    let fds: Vec<_> = sockets.iter().map(|(_, _, s)| s.as_fd()).collect();
+    let mut buf = [0u8; 2048];
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: valid pollfd array.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
-        if n <= 0 {
+        let Ok(ready) = weir_netns::poll_readable(&fds, 50) else {
             continue;
-        }
-        for (pfd, (d, family, s)) in fds.iter_mut().zip(sockets) {
-            if pfd.revents == 0 {
+        };
+        for (ready, (d, family, s)) in ready.into_iter().zip(sockets) {
+            if !ready {
                 continue;
             }
-            pfd.revents = 0;
-            while let Ok(n) = s.recv(&mut buf) {
-                // SAFETY: recv initialised the first n bytes.
-                let bytes: Vec<u8> = buf[..n]
-                    .iter()
-                    .map(|b| unsafe { b.assume_init() })
-                    .collect();
-                if let Some((port, tag)) = sctp::parse_init(&bytes, *family) {
+            while let Ok(n) = io::Read::read(&mut &*s, &mut buf) {
+                let bytes = &buf[..n];
+                if let Some((port, tag)) = sctp::parse_init(bytes, *family) {
                     arrivals
                         .seen
                         .lock()

@@ -4,13 +4,13 @@
 
 use std::io::{self, Write};
 use std::net::{Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 
 use socket2::{Domain, Socket, Type};
 use weir_model::Protocol;
 
-use crate::netns;
 use crate::plan::LabState;
+use weir_netns::netns;
 
 struct Listener {
     socket: Socket,
@@ -60,30 +60,14 @@ fn open(state: &LabState) -> io::Result<Vec<Listener>> {
 pub fn serve(state: &LabState, ready: impl FnOnce()) -> io::Result<()> {
     let listeners = open(state)?;
     ready();
-    let mut fds: Vec<libc::pollfd> = listeners
-        .iter()
-        .map(|l| libc::pollfd {
-            fd: l.socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let fds: Vec<_> = listeners.iter().map(|l| l.socket.as_fd()).collect();
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
     loop {
-        // SAFETY: fds is a valid array of pollfd for its length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
+        let ready = weir_netns::poll_readable(&fds, 1000)?;
+        for (ready, l) in ready.into_iter().zip(&listeners) {
+            if !ready {
                 continue;
             }
-            return Err(e);
-        }
-        for (pfd, l) in fds.iter_mut().zip(&listeners) {
-            if pfd.revents == 0 {
-                continue;
-            }
-            pfd.revents = 0;
             match l.protocol {
                 Protocol::Udp => {
                     while let Ok((_, from)) = l.socket.recv_from(&mut buf) {

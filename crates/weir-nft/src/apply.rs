@@ -3,8 +3,7 @@
 //! [`Nft`] is the only OS effect: [`NftCli`] runs the real `nft` (inside a network
 //! namespace when asked), [`FakeNft`] records scripts for tests without root.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,70 +25,13 @@ pub enum NftError {
 /// hang the agent. Generous: a cold 10k-pod table takes seconds.
 pub const NFT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs `cmd` with `input` on stdin (written from a thread of its own, so a child that
-/// never reads cannot block us), killing it after `timeout`. Returns its output.
-pub fn run_bounded(
-    mut cmd: Command,
-    input: Option<&str>,
-    timeout: Duration,
-) -> Result<std::process::Output, NftError> {
-    let mut child = cmd
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let writer = match (input, child.stdin.take()) {
-        (Some(text), Some(mut stdin)) => {
-            let text = text.to_string();
-            Some(std::thread::spawn(move || {
-                let _ = stdin.write_all(text.as_bytes());
-            }))
+impl From<weir_netns::process::RunError> for NftError {
+    fn from(e: weir_netns::process::RunError) -> Self {
+        match e {
+            weir_netns::process::RunError::Spawn(e) => NftError::Spawn(e),
+            weir_netns::process::RunError::Timeout(t) => NftError::Timeout(t),
         }
-        _ => None,
-    };
-    // Read stdout/stderr on threads so a chatty child cannot fill a pipe and stall.
-    let mut out_pipe = child.stdout.take();
-    let mut err_pipe = child.stderr.take();
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(p) = out_pipe.as_mut() {
-            let _ = std::io::Read::read_to_end(p, &mut buf);
-        }
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(p) = err_pipe.as_mut() {
-            let _ = std::io::Read::read_to_end(p, &mut buf);
-        }
-        buf
-    });
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_micros(200);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(NftError::Timeout(timeout));
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    };
-    if let Some(w) = writer {
-        let _ = w.join();
     }
-    Ok(std::process::Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    })
 }
 
 /// Runs nft scripts. One call = one `nft -f -` transaction (all or nothing).
@@ -106,23 +48,22 @@ pub struct NftCli {
     pub netns: Option<String>,
 }
 
-/// `program`, run inside network namespace `netns` (through `ip netns exec`) or, with
-/// `None`, in the caller's.
-pub fn command_in(netns: Option<&str>, program: &str) -> Command {
-    match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, program]);
-            c
-        }
-        None => Command::new(program),
-    }
-}
-
 impl NftCli {
     /// `program` (nft, conntrack, …) in this enforcer's namespace.
     pub fn tool(&self, program: &str) -> Command {
-        command_in(self.netns.as_deref(), program)
+        weir_netns::netns::command_in(self.netns.as_deref(), program)
+    }
+
+    /// [`NftCli::tool`] run to completion, killed after `timeout`.
+    pub fn run_tool(
+        &self,
+        program: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<std::process::Output, NftError> {
+        let mut cmd = self.tool(program);
+        cmd.args(args);
+        Ok(weir_netns::process::run_bounded(cmd, None, timeout)?)
     }
 
     fn command(&self) -> Command {
@@ -137,7 +78,7 @@ impl Nft for NftCli {
             cmd.arg("-c");
         }
         cmd.args(["-f", "-"]);
-        let out = run_bounded(cmd, Some(script), NFT_TIMEOUT)?;
+        let out = weir_netns::process::run_bounded(cmd, Some(script), NFT_TIMEOUT)?;
         if out.status.success() {
             Ok(())
         } else {
@@ -148,9 +89,7 @@ impl Nft for NftCli {
     }
 
     fn list(&self) -> Result<String, NftError> {
-        let mut cmd = self.command();
-        cmd.args(["list", "table", "inet", "weir"]);
-        let out = run_bounded(cmd, None, NFT_TIMEOUT)?;
+        let out = self.run_tool("nft", &["list", "table", "inet", "weir"], NFT_TIMEOUT)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }

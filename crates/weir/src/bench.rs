@@ -64,18 +64,6 @@ pub enum BenchCommand {
     Enforce(crate::bench_enforce::EnforceBench),
 }
 
-/// Peak resident set of the largest child waited for so far, in bytes.
-fn children_peak_rss() -> u64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    if rc == 0 {
-        usage.ru_maxrss as u64 * 1024
-    } else {
-        0
-    }
-}
-
 pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -160,7 +148,7 @@ fn analyze(
             "end to end `weir analyze DUMP -o json`: median {}, best {} over {runs} runs; peak RSS {:.0} MiB",
             ms(walls[walls.len() / 2]),
             ms(walls[0]),
-            children_peak_rss() as f64 / 1048576.0
+            weir_netns::process::children_peak_rss() as f64 / 1048576.0
         )?;
 
         // In process: where the time goes.

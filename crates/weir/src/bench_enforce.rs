@@ -13,7 +13,8 @@ use weir_engine::Engine;
 use weir_lab::host::RealHost;
 use weir_lab::{Lab, LabOptions};
 use weir_model::{Cluster, Protocol};
-use weir_nft::apply::{command_in, Enforcer, NftCli};
+use weir_netns::netns::command_in;
+use weir_nft::apply::{Enforcer, NftCli};
 use weir_nft::{compile, Scope};
 use weir_synth::dump::{write_dump, DumpSpec};
 
@@ -187,7 +188,7 @@ fn measure(args: &EnforceBench, lab: &Lab, out: &mut dyn Write) -> Result<(), Fa
     let changes = args.changes;
     let node_for_thread = node.clone();
     let client_ns = client.netns.clone();
-    let (to_allow, to_deny, applies) = weir_lab::netns::run_in(&client_ns, move || {
+    let (to_allow, to_deny, applies) = weir_netns::netns::run_in(&client_ns, move || {
         let mut enforcer = Enforcer::new(NftCli {
             netns: Some(node_for_thread),
         });
@@ -279,7 +280,7 @@ fn measure(args: &EnforceBench, lab: &Lab, out: &mut dyn Write) -> Result<(), Fa
     for point in std::iter::once(None).chain(counts.iter().map(|&n| Some(n))) {
         table_for(point)?;
         let connects = args.connects;
-        let mut v = weir_lab::netns::run_in(&client_ns, move || {
+        let mut v = weir_netns::netns::run_in(&client_ns, move || {
             let mut v = Vec::with_capacity(connects);
             for _ in 0..connects {
                 let t = Instant::now();

@@ -11,8 +11,9 @@ use clap::Args;
 use weir_engine::Engine;
 use weir_lab::host::RealHost;
 use weir_lab::probe::ProbeOptions;
-use weir_lab::{netns, Lab, LabOptions};
+use weir_lab::{Lab, LabOptions};
 use weir_model::{Cluster, Protocol};
+use weir_netns::netns;
 use weir_report::{engine_verdicts, Format, Probe};
 
 use crate::cli::{exit, Failure};

@@ -107,15 +107,8 @@ pub(crate) fn lab(cmd: LabCommand, out: &mut dyn Write) -> Result<u8, Failure> {
         }
         LabCommand::Serve { name } => {
             let state = Lab::load_state(&name).map_err(|e| anyhow!(e))?;
-            weir_lab::serve::serve(&state, || {
-                println!("ready");
-                // stdout is the parent's pipe: close it so the parent stops reading.
-                // SAFETY: closing our own stdout fd once.
-                unsafe {
-                    libc::close(1);
-                }
-            })
-            .context("serving")?;
+            // The parent reads this one line and then lets go of the pipe.
+            weir_lab::serve::serve(&state, || println!("ready")).context("serving")?;
         }
     }
     Ok(exit::OK)

@@ -15,7 +15,8 @@ use common::{
     connects, copy_seed, get, lab_up, repo, root_or_skip, wait_until, AgentLab, SEED_FILES,
 };
 use weir_lab::probe::ProbeOptions;
-use weir_lab::{netns, Lab};
+use weir_lab::Lab;
+use weir_netns::netns;
 use weir_report::{engine_verdicts, parse_probes, Verdicts};
 
 /// Privileged tests of this file run one at a time.

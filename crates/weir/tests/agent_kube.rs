@@ -698,7 +698,8 @@ fn agent_against_a_real_kube_apiserver() {
         assert!(!connects(&lab, "personal/ubuntu", "production/todos", 80));
         std::thread::sleep(Duration::from_millis(500));
     }
-    let cpu = (cpu_ticks(agent_pid) - cpu_before) as f64 / clock_ticks() as f64;
+    let cpu =
+        (cpu_ticks(agent_pid) - cpu_before) as f64 / weir_netns::process::clock_ticks() as f64;
     // Lines about the source (the probes' own drops are logged too, and not counted).
     let lines = std::fs::read_to_string(&log)
         .unwrap()
@@ -758,9 +759,4 @@ fn cpu_ticks(pid: u32) -> u64 {
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as u64 }
 }

@@ -12,11 +12,12 @@ mod common;
 
 use common::{connects, copy_seed, get, lab_up, root_or_skip, wait_until, AgentLab, SEED_FILES};
 use weir_engine::Engine;
-use weir_lab::{netns, Lab};
+use weir_lab::Lab;
 use weir_model::{
     Cluster, Endpoint, EndpointKind, LabelSelector, Namespace, NamespaceScope, Origin, Peer,
     Policy, PortRef, PortRule, Protocol, Requirement, Rule,
 };
+use weir_netns::netns;
 use weir_nft::apply::{Enforcer, NftCli};
 use weir_nft::{compile_with, CompileOptions, Scope};
 

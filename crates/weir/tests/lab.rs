@@ -22,8 +22,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    weir_netns::process::is_root()
 }
 
 /// Takes the lock, or returns None (with a loud message) when not root. In CI not being

@@ -8,8 +8,9 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use weir_lab::host::RealHost;
-use weir_lab::{netns, Lab, LabOptions};
+use weir_lab::{Lab, LabOptions};
 use weir_model::{Cluster, Protocol};
+use weir_netns::netns;
 
 /// A path in the repository.
 pub fn repo(path: &str) -> PathBuf {
@@ -43,8 +44,7 @@ pub fn connects(lab: &Lab, src: &str, dst: &str, port: u16) -> bool {
 
 /// True when the test may run (root); otherwise says it was skipped — and fails in CI.
 pub fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if weir_netns::process::is_root() {
         return true;
     }
     assert!(

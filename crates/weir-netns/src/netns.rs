@@ -54,3 +54,16 @@ impl Handles {
         Ok(f)
     }
 }
+
+/// `program`, run inside network namespace `netns` (through `ip netns exec`, which also
+/// mounts the namespace's `/etc/netns/NAME` files) or, with `None`, in the caller's.
+pub fn command_in(netns: Option<&str>, program: &str) -> std::process::Command {
+    match netns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => std::process::Command::new(program),
+    }
+}
