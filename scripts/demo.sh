@@ -8,5 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
-cargo build --release --locked -q -p weir -p todos
+if [ ! -x "$CARGO_TARGET_DIR/release/todos" ]; then
+  echo "demo: building weir (with the lab) and the todos API in release mode; on a fresh" >&2
+  echo "demo: 2-core machine the first build takes 10-30 minutes, later runs a few seconds." >&2
+fi
+cargo build --release --locked -p weir --features lab -p todos
 exec "$CARGO_TARGET_DIR/release/weir" demo --todos "$CARGO_TARGET_DIR/release/todos" "$@"

@@ -26,7 +26,7 @@ pub mod metrics;
 pub mod nflog;
 pub mod source;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -52,15 +52,28 @@ pub enum AgentError {
     Io(#[from] std::io::Error),
 }
 
-/// Where the agent's endpoints are and which of them are local.
+/// Where a harness (a lab) puts the cluster: the addresses it gives endpoints, and which of
+/// them are on this node. Asked on every sync; the agent itself knows nothing of labs.
+pub trait Placement: Send + Sync + std::fmt::Debug {
+    /// The cluster as deployed here, and the indexes of its local endpoints.
+    fn place(
+        &self,
+        cluster: weir_model::Cluster,
+    ) -> Result<(weir_model::Cluster, Vec<usize>), String>;
+}
+
+/// Which network namespace the agent programs, and how it knows its local endpoints.
 #[derive(Clone, Debug)]
-pub enum Node {
-    /// The namespace the agent runs in (a real node).
+pub enum Target {
+    /// The namespace the agent runs in (a real node); local pods by `--node-name`.
     Host,
     /// A network namespace by name; every endpoint is local.
     Netns(String),
-    /// Node `index` of a lab: its pods are local, and endpoints get the lab's addresses.
-    Lab { name: String, index: usize },
+    /// A namespace whose endpoints a [`Placement`] places (a lab node).
+    Placed {
+        netns: String,
+        placement: std::sync::Arc<dyn Placement>,
+    },
 }
 
 /// Where policies, pods and namespaces come from.
@@ -96,7 +109,7 @@ impl Source {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub source: SourceSpec,
-    pub node: Node,
+    pub target: Target,
     /// `/metrics`, `/healthz`, `/readyz` listen here.
     pub listen: Option<SocketAddr>,
     /// nft interface pattern of local pods for the fail-closed catch-all (`wp*` in a lab).
@@ -124,10 +137,10 @@ pub struct Config {
 
 impl Config {
     /// Defaults for everything but where to read and what to program.
-    pub fn new(source: SourceSpec, node: Node) -> Config {
+    pub fn new(source: SourceSpec, target: Target) -> Config {
         Config {
             source,
-            node,
+            target,
             listen: None,
             pod_interfaces: None,
             debounce: Duration::from_millis(20),
@@ -205,24 +218,13 @@ impl Attribution {
     }
 }
 
-fn nft_for(node: &Node) -> Result<NftCli, AgentError> {
-    Ok(match node {
-        Node::Host => NftCli::default(),
-        Node::Netns(ns) => NftCli {
-            netns: Some(ns.clone()),
+fn nft_for(target: &Target) -> NftCli {
+    NftCli {
+        netns: match target {
+            Target::Host => None,
+            Target::Netns(ns) | Target::Placed { netns: ns, .. } => Some(ns.clone()),
         },
-        Node::Lab { name, index } => {
-            let state =
-                weir_lab::Lab::load_state(name).map_err(|e| AgentError::Config(e.to_string()))?;
-            let node = state
-                .nodes
-                .get(*index)
-                .ok_or_else(|| AgentError::Config(format!("lab {name} has no node {index}")))?;
-            NftCli {
-                netns: Some(node.netns.clone()),
-            }
-        }
-    })
+    }
 }
 
 /// Why a reconcile did not reach the kernel.
@@ -250,25 +252,10 @@ fn reconcile(
         tracing::warn!(item = %item, error = %why, "invalid source item: keeping its last good version");
     }
     let cluster = loaded?;
-    let (cluster, local): (weir_model::Cluster, Option<Vec<usize>>) = match &config.node {
-        Node::Lab { name, index } => {
-            let state =
-                weir_lab::Lab::load_state(name).map_err(|e| SyncError::Other(e.to_string()))?;
-            let deployed = weir_lab::Lab::deploy(&cluster, &state);
-            let here: HashSet<&str> = state
-                .pods
-                .iter()
-                .filter(|p| p.node == Some(*index))
-                .map(|p| p.id.as_str())
-                .collect();
-            let local = deployed
-                .endpoints
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| here.contains(e.id().as_str()))
-                .map(|(i, _)| i)
-                .collect();
-            (deployed, Some(local))
+    let (cluster, local): (weir_model::Cluster, Option<Vec<usize>>) = match &config.target {
+        Target::Placed { placement, .. } => {
+            let (placed, local) = placement.place(cluster).map_err(SyncError::Other)?;
+            (placed, Some(local))
         }
         _ => (cluster, None),
     };
@@ -386,7 +373,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
             )));
         }
     }
-    let nft = nft_for(&config.node)?;
+    let nft = nft_for(&config.target);
     let metrics = Arc::new(Metrics::default());
     let attribution = Arc::new(Mutex::new(Attribution::default()));
     if let Some(group) = config.log_group {

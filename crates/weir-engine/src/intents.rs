@@ -2,7 +2,7 @@
 //! observed traffic (the probed ports only).
 
 use serde::Serialize;
-use weir_model::{Expectation, Intent, Protocol};
+use weir_model::{Expectation, Intent, PortKey, Protocol};
 
 use crate::ports::PortSet;
 use crate::{Engine, Node};
@@ -40,9 +40,9 @@ pub struct IntentResult {
     pub failures: Vec<String>,
 }
 
-fn port_set(ports: &[(Protocol, u16)]) -> PortSet {
-    ports.iter().fold(PortSet::none(), |acc, &(p, n)| {
-        acc.union(&PortSet::range(p, n, n))
+fn port_set(ports: &[PortKey]) -> PortSet {
+    ports.iter().fold(PortSet::none(), |acc, k| {
+        acc.union(&PortSet::range(k.protocol, k.port, k.port))
     })
 }
 
@@ -85,7 +85,7 @@ pub fn check_intents(
                     let want = matches!(intent.expect, Expectation::Allowed(_));
                     for (s, d) in pairs(&intent.from) {
                         checked += 1;
-                        for &(p, n) in ports {
+                        for &PortKey { protocol: p, port: n } in ports {
                             match view.allows(s, d, p, n) {
                                 Some(v) if v == want => {}
                                 Some(v) => fail(format!("{} → {} {}: {}", name(s), name(d), word(p, n), if v { "allowed" } else { "denied" })),
@@ -112,13 +112,13 @@ pub fn check_intents(
                     for (s, d) in pairs(&any) {
                         checked += 1;
                         if from.matches(&eps[s]) {
-                            for &(p, n) in ports {
+                            for &PortKey { protocol: p, port: n } in ports {
                                 if view.allows(s, d, p, n) != Some(true) {
                                     fail(format!("{} → {} {}: not allowed, but {} is an accepted source", name(s), name(d), word(p, n), name(s)));
                                 }
                             }
                             if let Some(what) = view.beyond(s, d, &listed) {
-                                fail(format!("{} → {}: {what}, beyond {}", name(s), name(d), ports.iter().map(|&(p, n)| word(p, n)).collect::<Vec<_>>().join(",")));
+                                fail(format!("{} → {}: {what}, beyond {}", name(s), name(d), ports.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",")));
                             }
                         } else if let Some(what) = view.beyond(s, d, &PortSet::none()) {
                             fail(format!("{} → {}: {what}, but {} does not match {from}", name(s), name(d), name(s)));

@@ -16,6 +16,7 @@ mod explain;
 pub mod intents;
 pub mod ipspace;
 pub mod lint;
+pub mod matrix;
 pub mod ports;
 pub mod selector;
 

@@ -29,7 +29,11 @@ fn check(cluster: &Cluster, options: Options) -> Result<(), TestCaseError> {
                 }
             }
             let allowed = engine.allowed(src, dst);
-            for (proto, port) in weir_synth::scenario::probes() {
+            for weir_model::PortKey {
+                protocol: proto,
+                port,
+            } in weir_synth::scenario::probes()
+            {
                 let want = if options.ipblock_matches_pods {
                     weir_oracle::allowed(cluster, osrc, odst, proto, port)
                 } else {

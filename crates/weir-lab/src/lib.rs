@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use weir_engine::Engine;
-use weir_model::{Cluster, Protocol};
+use weir_model::{Cluster, PortKey};
 use weir_nft::apply::{Applied, Enforcer, NftCli, NftError};
 use weir_nft::{compile, Scope};
 
@@ -50,7 +50,7 @@ pub struct LabOptions {
     pub name: String,
     pub nodes: usize,
     /// Ports every pod listens on besides its containerPorts (the probed ones).
-    pub listen: Vec<(Protocol, u16)>,
+    pub listen: Vec<PortKey>,
     /// The `weir` executable, whose `lab serve` runs the listeners.
     pub exe: PathBuf,
     /// Endpoints (`namespace/name`) whose ports real programs will serve: no listener there.

@@ -14,7 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
-use weir_model::{Cluster, Protocol};
+use weir_model::{Cluster, PortKey, Protocol};
 
 /// The link-local gateway every pod routes through (Calico's choice).
 const POD_GATEWAY_V4: &str = "169.254.1.1";
@@ -41,7 +41,7 @@ pub struct PodState {
     pub host_if: String,
     pub ips: Vec<IpAddr>,
     /// TCP and UDP ports the lab's listener answers on with the pod's name.
-    pub listen: Vec<(Protocol, u16)>,
+    pub listen: Vec<PortKey>,
     /// For hostNetwork endpoints: the uplink's link-local v6 address.
     pub uplink_v6: Option<Ipv6Addr>,
 }
@@ -90,7 +90,7 @@ pub fn plan(
     cluster: &Cluster,
     name: &str,
     nodes: usize,
-    extra_listen: &[(Protocol, u16)],
+    extra_listen: &[PortKey],
 ) -> (LabState, Cluster) {
     let nodes = nodes.max(1);
     let p = prefix(name);
@@ -143,17 +143,12 @@ pub fn plan(
         .iter()
         .enumerate()
         .map(|(i, ep)| {
-            let mut listen: Vec<(Protocol, u16)> = ep
+            let mut listen: Vec<PortKey> = ep
                 .ports
                 .iter()
-                .filter(|c| c.protocol != Protocol::Sctp)
-                .map(|c| (c.protocol, c.port))
-                .chain(
-                    extra_listen
-                        .iter()
-                        .copied()
-                        .filter(|(p, _)| *p != Protocol::Sctp),
-                )
+                .map(|c| PortKey::new(c.protocol, c.port))
+                .chain(extra_listen.iter().copied())
+                .filter(|k| k.protocol != Protocol::Sctp)
                 .collect();
             listen.sort();
             listen.dedup();
@@ -533,7 +528,10 @@ mod tests {
             &cluster(),
             "t",
             2,
-            &[(Protocol::Tcp, 80), (Protocol::Sctp, 80)],
+            &[
+                PortKey::new(Protocol::Tcp, 80),
+                PortKey::new(Protocol::Sctp, 80),
+            ],
         );
         let fam = |e: &weir_model::Endpoint| {
             (
@@ -554,7 +552,7 @@ mod tests {
         let nodes: Vec<_> = state.pods.iter().map(|p| p.node).collect();
         assert_eq!(nodes, vec![Some(0), Some(1), Some(0), None]);
         // SCTP is probed with raw sockets, not listened on.
-        assert_eq!(state.pods[0].listen, vec![(Protocol::Tcp, 80)]);
+        assert_eq!(state.pods[0].listen, vec![PortKey::new(Protocol::Tcp, 80)]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 
 use socket2::{Domain, Socket, Type};
-use weir_model::Protocol;
+use weir_model::{PortKey, Protocol};
 
 use crate::plan::LabState;
 use weir_netns::netns;
@@ -26,7 +26,7 @@ fn open(state: &LabState) -> io::Result<Vec<Listener>> {
         let sockets = netns::run_in(&pod.netns, move || {
             ports
                 .iter()
-                .map(|&(protocol, port)| {
+                .map(|&PortKey { protocol, port }| {
                     let ty = match protocol {
                         Protocol::Udp => Type::DGRAM,
                         _ => Type::STREAM,

@@ -1,6 +1,7 @@
 //! The probed truth table of a lab, in the same shape as the engine's.
 
-use weir_report::{Probe, Verdicts};
+use weir_engine::matrix::Verdicts;
+use weir_model::PortKey;
 
 use crate::plan::LabState;
 use crate::probe::{self, Job, Outcome, ProbeOptions};
@@ -9,7 +10,7 @@ use crate::probe::{self, Job, Outcome, ProbeOptions};
 /// the problems met (probes that could not observe a verdict, answers from the wrong pod).
 pub fn probe_matrix(
     state: &LabState,
-    probes: &[Probe],
+    probes: &[PortKey],
     options: ProbeOptions,
     progress: &(dyn Fn(usize) + Sync),
 ) -> std::io::Result<(Verdicts, Vec<String>)> {

@@ -21,7 +21,7 @@
 //! `ports`), `default-deny`.
 
 use serde_json::Value;
-use weir_model::{EndpointPattern, Expectation, Intent, Labels, Origin, Protocol};
+use weir_model::{EndpointPattern, Expectation, Intent, Labels, Origin, PortKey};
 
 use crate::path::FieldPath;
 use crate::yaml::{locate_fields, parse_documents, Body, LineIndex};
@@ -113,7 +113,7 @@ impl Reader<'_> {
         }
     }
 
-    fn ports(&mut self, v: Option<&Value>, path: &FieldPath) -> Vec<(Protocol, u16)> {
+    fn ports(&mut self, v: Option<&Value>, path: &FieldPath) -> Vec<PortKey> {
         let Some(Value::Array(items)) = v else {
             self.problem(
                 path,
@@ -123,13 +123,7 @@ impl Reader<'_> {
         };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            let parsed = item.as_str().and_then(|s| {
-                let (proto, port) = s.split_once('/')?;
-                Some((
-                    Protocol::parse(&proto.to_ascii_uppercase())?,
-                    port.parse::<u16>().ok().filter(|p| *p > 0)?,
-                ))
-            });
+            let parsed = item.as_str().and_then(|s| s.parse::<PortKey>().ok());
             match parsed {
                 Some(p) => out.push(p),
                 None => self.problem(

@@ -49,6 +49,52 @@ pub enum Protocol {
     Sctp,
 }
 
+/// A protocol and a port, written `TCP/80`: what a probe tests, a lab listener opens and an
+/// intent names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortKey {
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+impl PortKey {
+    pub fn new(protocol: Protocol, port: u16) -> PortKey {
+        PortKey { protocol, port }
+    }
+
+    /// `TCP/80,UDP/53` → keys (empty entries skipped).
+    pub fn parse_list(s: &str) -> Result<Vec<PortKey>, String> {
+        s.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| p.trim().parse())
+            .collect()
+    }
+}
+
+impl fmt::Display for PortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.protocol, self.port)
+    }
+}
+
+impl std::str::FromStr for PortKey {
+    type Err = String;
+    /// `TCP/80` (protocol in any case; port 1–65535).
+    fn from_str(s: &str) -> Result<PortKey, String> {
+        let (proto, port) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: expected PROTOCOL/PORT, e.g. TCP/80"))?;
+        let protocol = Protocol::parse(&proto.to_ascii_uppercase())
+            .ok_or_else(|| format!("{s:?}: protocol must be TCP, UDP or SCTP"))?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{s:?}: port must be a number from 1 to 65535"))?;
+        Ok(PortKey { protocol, port })
+    }
+}
+
 impl Protocol {
     pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
 
@@ -407,16 +453,16 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Expectation {
     /// Every pair allows every listed port.
-    Allowed(Vec<(Protocol, u16)>),
+    Allowed(Vec<PortKey>),
     /// Every pair denies every listed port (`None`: denies everything).
-    Denied(Option<Vec<(Protocol, u16)>>),
+    Denied(Option<Vec<PortKey>>),
     /// Every pair allows nothing beyond the listed ports.
-    Only(Vec<(Protocol, u16)>),
+    Only(Vec<PortKey>),
     /// `to` accepts exactly the listed ports from endpoints matching `from`, and nothing
     /// from any other endpoint (the intent's own `from` is ignored).
     AcceptsOnlyFrom {
         from: EndpointPattern,
-        ports: Vec<(Protocol, u16)>,
+        ports: Vec<PortKey>,
     },
     /// Every namespace matched by `to` has a default-deny ingress policy, and every
     /// endpoint in it is isolated for ingress.

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use weir_engine::{ClassId, Engine, Flows, PortSet, PortSetId};
 
-use crate::{csv_field, table, Format};
+use crate::{csv_field, table, AnalyzeFormat as Format};
 
 /// One allowed connection between two named peers.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -209,12 +209,6 @@ pub fn render_analyze(
             }
         }
         Format::Dot | Format::Mermaid => render_graph(engine, flows, format == Format::Dot, out)?,
-        Format::Text => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "analyze supports -o table|json|csv|md|dot|mermaid",
-            ))
-        }
     }
     Ok(())
 }

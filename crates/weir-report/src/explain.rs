@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use weir_engine::{DirectionReport, Explanation, RuleCheck};
 
-use crate::Format;
+use crate::ExplainFormat as Format;
 
 fn rule_line(c: &RuleCheck) -> String {
     format!("{} {}: {} ({})", c.policy, c.rule, c.admits, c.origin)
@@ -59,7 +59,7 @@ pub fn render_explain(e: &Explanation, format: Format, out: &mut dyn Write) -> i
             serde_json::to_writer_pretty(&mut *out, e)?;
             writeln!(out)
         }
-        Format::Text | Format::Table => {
+        Format::Text => {
             let verdict = if e.allowed { "ALLOWED" } else { "DENIED" };
             writeln!(
                 out,
@@ -75,9 +75,5 @@ pub fn render_explain(e: &Explanation, format: Format, out: &mut dyn Write) -> i
             direction(out, &e.egress)?;
             direction(out, &e.ingress)
         }
-        other => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("explain supports -o text|json, not {other}"),
-        )),
     }
 }

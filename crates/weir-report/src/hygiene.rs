@@ -6,28 +6,21 @@ use weir_engine::diff::{Change, ChangeKind};
 use weir_engine::intents::IntentResult;
 use weir_engine::lint::Finding;
 
-use crate::Format;
+use crate::{DiffFormat, LintFormat, TestFormat};
 
 fn json<T: serde::Serialize + ?Sized>(value: &T, out: &mut dyn Write) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)
 }
 
-fn unsupported(what: &str, format: Format) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{what} does not support -o {format}"),
-    )
-}
-
 pub fn render_findings(
     findings: &[Finding],
-    format: Format,
+    format: LintFormat,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match format {
-        Format::Json => json(findings, out),
-        Format::Text | Format::Table => {
+        LintFormat::Json => json(findings, out),
+        LintFormat::Text => {
             for f in findings {
                 let at = if f.location.is_empty() {
                     f.subject.clone()
@@ -42,7 +35,6 @@ pub fn render_findings(
             }
             writeln!(out, "{} finding(s)", findings.len())
         }
-        other => Err(unsupported("lint", other)),
     }
 }
 
@@ -54,7 +46,7 @@ fn kind_word(k: &ChangeKind) -> &'static str {
     }
 }
 
-pub fn render_diff(changes: &[Change], format: Format, out: &mut dyn Write) -> io::Result<()> {
+pub fn render_diff(changes: &[Change], format: DiffFormat, out: &mut dyn Write) -> io::Result<()> {
     let by = |c: &Change| {
         if c.policies.is_empty() {
             "endpoints changed".to_string()
@@ -63,8 +55,8 @@ pub fn render_diff(changes: &[Change], format: Format, out: &mut dyn Write) -> i
         }
     };
     match format {
-        Format::Json => json(changes, out),
-        Format::Text | Format::Table => {
+        DiffFormat::Json => json(changes, out),
+        DiffFormat::Text => {
             for c in changes {
                 let sign = match c.kind {
                     ChangeKind::Added => '+',
@@ -83,7 +75,7 @@ pub fn render_diff(changes: &[Change], format: Format, out: &mut dyn Write) -> i
             }
             writeln!(out, "{} connection(s) changed", changes.len())
         }
-        Format::Md => {
+        DiffFormat::Md => {
             if changes.is_empty() {
                 return writeln!(out, "**Connectivity unchanged.**");
             }
@@ -102,7 +94,6 @@ pub fn render_diff(changes: &[Change], format: Format, out: &mut dyn Write) -> i
             }
             Ok(())
         }
-        other => Err(unsupported("diff", other)),
     }
 }
 
@@ -115,12 +106,11 @@ fn xml(s: &str) -> String {
 
 pub fn render_intents(
     results: &[IntentResult],
-    format: Format,
-    junit: bool,
+    format: TestFormat,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     let failed = results.iter().filter(|r| !r.passed).count();
-    if junit {
+    if format == TestFormat::Junit {
         writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
         writeln!(
             out,
@@ -148,8 +138,8 @@ pub fn render_intents(
         return writeln!(out, "</testsuite>");
     }
     match format {
-        Format::Json => json(results, out),
-        Format::Text | Format::Table => {
+        TestFormat::Json => json(results, out),
+        TestFormat::Text | TestFormat::Junit => {
             for r in results {
                 let mark = if r.passed { "✔" } else { "✘" };
                 writeln!(
@@ -163,6 +153,5 @@ pub fn render_intents(
             }
             writeln!(out, "{} passed, {failed} failed", results.len() - failed)
         }
-        other => Err(unsupported("test", other)),
     }
 }

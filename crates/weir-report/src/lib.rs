@@ -7,57 +7,47 @@ mod html;
 mod hygiene;
 mod matrix;
 
-use std::fmt;
-use std::str::FromStr;
-
 pub use analyze::{connections, render_analyze, render_summary, Connection};
 pub use explain::render_explain;
 pub use html::render_html;
 pub use hygiene::{render_diff, render_findings, render_intents};
-pub use matrix::{
-    engine_verdicts, parse_probe, parse_probes, render_matrix, Disagreement, Probe, Verdicts,
-};
+pub use matrix::{render_matrix, render_verdicts};
 
-/// Output formats; each command accepts the subset that makes sense for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
-    Md,
-    Dot,
-    Mermaid,
-    Text,
+/// Declares one command's output formats: each command accepts exactly the formats its
+/// renderer writes (a clap `ValueEnum` with the `clap` feature), so an unsupported `-o`
+/// is a usage error before anything runs.
+macro_rules! formats {
+    ($($(#[$doc:meta])* $name:ident { $($variant:ident = $word:literal),+ $(,)? })+) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+        pub enum $name {
+            $(#[cfg_attr(feature = "clap", value(name = $word))] $variant),+
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $($name::$variant => $word),+
+                })
+            }
+        }
+    )+};
 }
 
-impl FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "table" => Format::Table,
-            "json" => Format::Json,
-            "csv" => Format::Csv,
-            "md" | "markdown" => Format::Md,
-            "dot" => Format::Dot,
-            "mermaid" => Format::Mermaid,
-            "text" => Format::Text,
-            other => return Err(format!("unknown output format {other:?}")),
-        })
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Format::Table => "table",
-            Format::Json => "json",
-            Format::Csv => "csv",
-            Format::Md => "md",
-            Format::Dot => "dot",
-            Format::Mermaid => "mermaid",
-            Format::Text => "text",
-        })
-    }
+formats! {
+    /// `weir analyze -o`.
+    AnalyzeFormat { Table = "table", Json = "json", Csv = "csv", Md = "md", Dot = "dot", Mermaid = "mermaid" }
+    /// `weir matrix -o`, `weir probe -o`: the CSV contract or a table.
+    MatrixFormat { Csv = "csv", Table = "table" }
+    /// `weir explain -o`.
+    ExplainFormat { Text = "text", Json = "json" }
+    /// `weir lint -o`.
+    LintFormat { Text = "text", Json = "json" }
+    /// `weir diff -o` (`md` for pull-request comments).
+    DiffFormat { Text = "text", Json = "json", Md = "md" }
+    /// `weir test -o`.
+    TestFormat { Text = "text", Json = "json", Junit = "junit" }
 }
 
 /// A CSV field, quoted when it must be.

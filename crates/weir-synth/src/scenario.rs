@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use weir_model::{
     Cluster, ContainerPort, Endpoint, EndpointKind, LabelSelector, Labels, Namespace,
-    NamespaceScope, Operator, Peer, Policy, PortRef, PortRule, Protocol, Requirement, Rule,
-    NAMESPACE_NAME_LABEL,
+    NamespaceScope, Operator, Peer, Policy, PortKey, PortRef, PortRule, Protocol, Requirement,
+    Rule, NAMESPACE_NAME_LABEL,
 };
 
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
@@ -19,11 +19,11 @@ const PORT_NAMES: [&str; 3] = ["http", "dns", "metrics"];
 const PORTS: [u16; 5] = [53, 80, 81, 443, 9090];
 
 /// The probes worth asking about in generated scenarios: every port the generator uses.
-pub fn probes() -> Vec<(Protocol, u16)> {
+pub fn probes() -> Vec<PortKey> {
     let mut out = Vec::new();
     for p in Protocol::ALL {
         for port in PORTS {
-            out.push((p, port));
+            out.push(PortKey::new(p, port));
         }
     }
     out

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
-use weir_agent::{Config, Node, SourceSpec};
+use weir_agent::{Config, SourceSpec, Target};
 
-use crate::cli::{exit, Failure};
+use crate::exit::{self, Failure};
 
 #[derive(Args)]
 pub struct AgentArgs {
@@ -19,14 +19,16 @@ pub struct AgentArgs {
     #[arg(long)]
     source: String,
     /// Program this network namespace instead of the node the agent runs on.
-    #[arg(long, conflicts_with = "lab")]
+    #[arg(long)]
     netns: Option<String>,
     /// Program node NODE of this lab (its pods are the local ones; addresses come from the lab).
-    #[arg(long, requires = "node")]
-    lab: Option<String>,
+    #[cfg(feature = "lab")]
+    #[arg(long, requires = "node", conflicts_with = "netns")]
+    pub lab: Option<String>,
     /// The lab node index, with --lab.
+    #[cfg(feature = "lab")]
     #[arg(long)]
-    node: Option<usize>,
+    pub node: Option<usize>,
     /// Serve /metrics, /healthz and /readyz here (loopback by default: scraping from
     /// elsewhere is an explicit choice of address).
     #[arg(long, default_value = "127.0.0.1:9595")]
@@ -79,7 +81,7 @@ pub struct DropsArgs {
 }
 
 /// `weir drops`: follows the agent's stream of dropped packets, one line each.
-pub(crate) fn drops(args: DropsArgs, out: &mut dyn std::io::Write) -> Result<u8, Failure> {
+pub fn drops(args: DropsArgs, out: &mut dyn std::io::Write) -> Result<u8, Failure> {
     use std::io::{BufRead, BufReader, Write};
     let mut conn = std::net::TcpStream::connect_timeout(&args.agent, Duration::from_secs(2))
         .map_err(|e| anyhow!("connecting to the agent at {}: {e}", args.agent))?;
@@ -106,7 +108,9 @@ pub(crate) fn drops(args: DropsArgs, out: &mut dyn std::io::Write) -> Result<u8,
     Ok(exit::OK)
 }
 
-pub(crate) fn agent(args: AgentArgs) -> Result<u8, Failure> {
+/// Runs the agent. `target` overrides where it programs (a lab node); else `--netns` or the
+/// namespace it runs in.
+pub fn agent(args: AgentArgs, target: Option<Target>) -> Result<u8, Failure> {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false);
@@ -127,10 +131,10 @@ pub(crate) fn agent(args: AgentArgs) -> Result<u8, Failure> {
             )))
         }
     };
-    let node = match (args.lab, args.node, args.netns) {
-        (Some(name), Some(index), _) => Node::Lab { name, index },
-        (_, _, Some(ns)) => Node::Netns(ns),
-        _ => Node::Host,
+    let target = match (target, args.netns) {
+        (Some(t), _) => t,
+        (None, Some(ns)) => Target::Netns(ns),
+        (None, None) => Target::Host,
     };
     let pod_interfaces = (args.pod_interfaces != "none").then_some(args.pod_interfaces);
     if let Some(p) = pod_interfaces.as_deref() {
@@ -145,7 +149,7 @@ pub(crate) fn agent(args: AgentArgs) -> Result<u8, Failure> {
             "--drift-interval-s: expected 0 to 86400 seconds".into(),
         ));
     }
-    let mut config = Config::new(source, node);
+    let mut config = Config::new(source, target);
     config.listen = Some(args.listen);
     config.pod_interfaces = pod_interfaces;
     config.debounce = Duration::from_millis(args.debounce_ms);

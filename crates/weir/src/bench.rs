@@ -12,7 +12,7 @@ use weir_engine::{Engine, Node};
 use weir_model::Protocol;
 use weir_synth::dump::{write_dump, DumpSpec};
 
-use crate::cli::Failure;
+use crate::exit::Failure;
 
 #[derive(Args, Clone)]
 pub struct SpecArgs {
@@ -166,7 +166,7 @@ fn analyze(
         weir_report::render_analyze(
             &engine,
             &flows,
-            weir_report::Format::Json,
+            weir_report::AnalyzeFormat::Json,
             &mut std::io::sink(),
         )?;
         let t_render = t.elapsed();

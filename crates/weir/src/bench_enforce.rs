@@ -19,7 +19,7 @@ use weir_nft::{compile, Scope};
 use weir_synth::dump::{write_dump, DumpSpec};
 
 use crate::bench::{machine, ms};
-use crate::cli::Failure;
+use crate::exit::Failure;
 
 #[derive(Args, Clone)]
 pub struct EnforceBench {
@@ -116,7 +116,7 @@ pub(crate) fn run(args: EnforceBench, out: &mut dyn Write) -> Result<u8, Failure
     let options = LabOptions {
         name: name.clone(),
         nodes: 1,
-        listen: vec![(Protocol::Tcp, 80)],
+        listen: vec![weir_model::PortKey::new(Protocol::Tcp, 80)],
         exe: std::env::current_exe().context("locating weir")?,
         no_listen: vec![],
     };

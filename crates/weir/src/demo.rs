@@ -12,11 +12,12 @@ use weir_engine::Engine;
 use weir_lab::host::RealHost;
 use weir_lab::probe::ProbeOptions;
 use weir_lab::{Lab, LabOptions};
+use weir_model::PortKey;
 use weir_model::{Cluster, Protocol};
 use weir_netns::netns;
-use weir_report::{engine_verdicts, Format, Probe};
+use weir_report::{ExplainFormat, MatrixFormat};
 
-use crate::cli::{exit, Failure};
+use crate::exit::{self, Failure};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -206,11 +207,11 @@ fn show_matrix(
     checks: &mut Checks,
     lab: &Lab,
     engine: &Engine,
-    probes: &[Probe],
+    probes: &[PortKey],
 ) -> anyhow::Result<()> {
-    let expected = engine_verdicts(engine, probes);
+    let expected = engine.verdicts(probes);
     checks.say("  the engine's matrix (✔ allowed, ✘ denied):")?;
-    expected.render(Format::Table, checks.out)?;
+    weir_report::render_verdicts(&expected, MatrixFormat::Table, checks.out)?;
     let (observed, problems) =
         weir_lab::verify::probe_matrix(&lab.state, probes, ProbeOptions::default(), &|_| {})
             .context("probing")?;
@@ -233,7 +234,7 @@ fn run(
     todos: &Path,
     checks: &mut Checks,
 ) -> anyhow::Result<()> {
-    let probes = weir_report::parse_probes("TCP/80,TCP/6379").map_err(|e| anyhow!(e))?;
+    let probes = PortKey::parse_list("TCP/80,TCP/6379").map_err(|e| anyhow!(e))?;
     checks.say(&format!(
         "== weir demo: the NetworkPolicy lesson on real pods (lab {:?}) ==\n",
         args.name
@@ -246,7 +247,7 @@ fn run(
     let options = LabOptions {
         name: args.name.clone(),
         nodes: args.nodes,
-        listen: probes.iter().map(|p| (p.protocol, p.port)).collect(),
+        listen: probes.clone(),
         exe: std::env::current_exe()?,
         no_listen: vec![REDIS.into(), TODOS.into()],
     };
@@ -445,7 +446,7 @@ fn run(
             engine.resolve(to).expect("pod"),
         );
         let e = engine.explain(src, dst, Protocol::Tcp, 6379);
-        weir_report::render_explain(&e, Format::Text, checks.out)?;
+        weir_report::render_explain(&e, ExplainFormat::Text, checks.out)?;
     }
     Ok(())
 }

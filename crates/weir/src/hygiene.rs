@@ -8,17 +8,17 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 use weir_engine::lint::{lint, Severity};
 use weir_engine::Engine;
-use weir_report::Format;
+use weir_report::{DiffFormat, LintFormat, TestFormat};
 
-use crate::cli::{engine_options, exit, load, Failure, Input};
+use crate::exit::{self, Failure};
+use crate::input::Input;
 
 #[derive(Args)]
 pub struct LintArgs {
     #[command(flatten)]
     input: Input,
-    /// text | json
-    #[arg(short, long, default_value = "text")]
-    output: Format,
+    #[arg(short, long, value_enum, default_value = "text")]
+    output: LintFormat,
     /// Exit 3 when a finding is at least this severe (info | warning | error), for CI.
     #[arg(long)]
     deny: Option<Severity>,
@@ -38,9 +38,9 @@ pub struct DiffArgs {
     /// The git repository for --base-ref/--head-ref.
     #[arg(long, default_value = ".")]
     repo: PathBuf,
-    /// text | json | md (for pull-request comments)
-    #[arg(short, long, default_value = "text")]
-    output: Format,
+    /// `md` is for pull-request comments.
+    #[arg(short, long, value_enum, default_value = "text")]
+    output: DiffFormat,
     #[arg(long, short)]
     quiet: bool,
 }
@@ -52,11 +52,11 @@ pub struct TestArgs {
     #[command(flatten)]
     input: Input,
     /// Also check the intents with real traffic in a lab (root).
+    #[cfg(feature = "lab")]
     #[arg(long)]
-    probe: bool,
-    /// text | json | junit
-    #[arg(short, long, default_value = "text")]
-    output: String,
+    pub probe: bool,
+    #[arg(short, long, value_enum, default_value = "text")]
+    output: TestFormat,
 }
 
 #[derive(Args)]
@@ -68,15 +68,15 @@ pub struct ReportArgs {
     out: Option<PathBuf>,
 }
 
-pub(crate) fn lint_cmd(args: LintArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let loaded = load(&args.input)?;
-    let engine = Engine::with_options(&loaded.cluster, engine_options(&args.input));
+pub fn lint_cmd(args: LintArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let loaded = args.input.load()?;
+    let engine = Engine::with_options(&loaded.cluster, args.input.engine_options());
     let findings = lint(&engine);
     weir_report::render_findings(&findings, args.output, out)?;
     let failing = args
         .deny
         .is_some_and(|d| findings.iter().any(|f| f.severity >= d));
-    Ok(if failing { exit::DENIED } else { exit::OK })
+    Ok(if failing { exit::FINDINGS } else { exit::OK })
 }
 
 /// Extracts `paths` of `reference` from a git repository into a fresh directory.
@@ -137,7 +137,7 @@ fn load_side(path: &Path, quiet: bool) -> Result<weir_model::Cluster, Failure> {
     }
 }
 
-pub(crate) fn diff_cmd(args: DiffArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+pub fn diff_cmd(args: DiffArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     let tmp = std::env::temp_dir().join(format!("weir-diff-{}", std::process::id()));
     let result = (|| {
         let (old, new) = match (&args.base_ref, &args.head_ref) {
@@ -166,14 +166,26 @@ pub(crate) fn diff_cmd(args: DiffArgs, out: &mut dyn Write) -> Result<u8, Failur
         Ok(if changes.is_empty() {
             exit::OK
         } else {
-            exit::DENIED
+            exit::CHANGED
         })
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
 }
 
-pub(crate) fn test_cmd(args: TestArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+/// Checks intents on real traffic (the lab's), for `--probe`.
+pub type ProbeIntents = fn(
+    &weir_model::Cluster,
+    &[weir_model::Intent],
+    weir_engine::Options,
+) -> Result<Vec<weir_engine::intents::IntentResult>, Failure>;
+
+/// `weir test`; with `probe`, the intents are also checked on real traffic.
+pub fn test_cmd(
+    args: TestArgs,
+    probe: Option<ProbeIntents>,
+    out: &mut dyn Write,
+) -> Result<u8, Failure> {
     let text = std::fs::read_to_string(&args.intents)
         .with_context(|| format!("reading {}", args.intents.display()))?;
     let intents =
@@ -190,35 +202,31 @@ pub(crate) fn test_cmd(args: TestArgs, out: &mut dyn Write) -> Result<u8, Failur
             }
             Err(e) => return Err(Failure::Other(anyhow!(e))),
         };
-    let (format, junit) = match args.output.as_str() {
-        "junit" => (Format::Text, true),
-        other => (other.parse::<Format>().map_err(Failure::Invalid)?, false),
-    };
-    let loaded = load(&args.input)?;
-    let options = engine_options(&args.input);
+    let loaded = args.input.load()?;
+    let options = args.input.engine_options();
     let mut results = {
         let engine = Engine::with_options(&loaded.cluster, options);
         weir_engine::intents::check_intents(&engine, &engine, &intents)
     };
-    if args.probe {
-        let observed = crate::lab::probe_intents(&loaded.cluster, &intents, options)?;
+    if let Some(probe) = probe {
+        let observed = probe(&loaded.cluster, &intents, options)?;
         for (r, o) in results.iter_mut().zip(observed) {
             r.failures
                 .extend(o.failures.into_iter().map(|f| format!("probed: {f}")));
             r.passed = r.passed && o.passed;
         }
     }
-    weir_report::render_intents(&results, format, junit, out)?;
+    weir_report::render_intents(&results, args.output, out)?;
     Ok(if results.iter().all(|r| r.passed) {
         exit::OK
     } else {
-        exit::DENIED
+        exit::INTENT_FAILED
     })
 }
 
-pub(crate) fn report_cmd(args: ReportArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let loaded = load(&args.input)?;
-    let engine = Engine::with_options(&loaded.cluster, engine_options(&args.input));
+pub fn report_cmd(args: ReportArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let loaded = args.input.load()?;
+    let engine = Engine::with_options(&loaded.cluster, args.input.engine_options());
     let findings = lint(&engine);
     let title = format!("weir report: {}", args.input.describe());
     match &args.out {

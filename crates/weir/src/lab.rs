@@ -1,4 +1,5 @@
-//! `weir lab`, `weir enforce`, `weir probe`: wiring for the lab and dataplane crates.
+//! The lab's commands (the `lab` feature): `weir lab`, `weir enforce --lab`, `weir probe`,
+//! `weir test --probe`, and the agent on a lab node.
 
 use std::io::Write;
 use std::time::Duration;
@@ -9,11 +10,11 @@ use weir_engine::Engine;
 use weir_lab::host::RealHost;
 use weir_lab::probe::ProbeOptions;
 use weir_lab::{Lab, LabOptions};
-use weir_nft::apply::{Enforcer, NftCli};
-use weir_nft::{compile, Scope};
-use weir_report::{Format, Probe};
+use weir_model::PortKey;
+use weir_report::MatrixFormat;
 
-use crate::cli::{engine_options, exit, load, Failure, Input};
+use crate::exit::{self, Failure};
+use crate::input::Input;
 
 #[derive(Subcommand)]
 pub enum LabCommand {
@@ -25,8 +26,8 @@ pub enum LabCommand {
         #[command(flatten)]
         lab: LabArgs,
         /// Extra ports every pod listens on, e.g. TCP/80,UDP/53.
-        #[arg(long, value_parser = weir_report::parse_probes, default_value = "")]
-        ports: std::vec::Vec<Probe>,
+        #[arg(long, value_parser = PortKey::parse_list, default_value = "")]
+        ports: std::vec::Vec<PortKey>,
     },
     /// Stops the listeners and deletes every namespace of the lab.
     Down {
@@ -53,30 +54,14 @@ pub struct LabArgs {
 }
 
 #[derive(Args)]
-pub struct EnforceArgs {
-    #[command(flatten)]
-    input: Input,
-    /// Program every node of this lab with its own pods' policy.
-    #[arg(long, conflicts_with_all = ["netns", "print"])]
-    lab: Option<String>,
-    /// Program this network namespace (/run/netns/NAME) with the whole cluster's policy.
-    #[arg(long, conflicts_with = "print")]
-    netns: Option<String>,
-    /// Print the nftables transaction instead of applying it.
-    #[arg(long)]
-    print: bool,
-}
-
-#[derive(Args)]
 pub struct ProbeArgs {
     #[command(flatten)]
     input: Input,
     /// Probes, e.g. TCP/80,UDP/53,SCTP/80.
-    #[arg(long, value_parser = weir_report::parse_probes)]
-    ports: std::vec::Vec<Probe>,
-    /// csv | table
-    #[arg(short, long, default_value = "csv")]
-    output: Format,
+    #[arg(long, value_parser = PortKey::parse_list)]
+    ports: std::vec::Vec<PortKey>,
+    #[arg(short, long, value_enum, default_value = "csv")]
+    output: MatrixFormat,
     /// Also compute the engine's matrix; print every disagreement and exit 4 if any.
     #[arg(long)]
     compare: bool,
@@ -94,10 +79,10 @@ pub struct ProbeArgs {
     timeout_ms: u64,
 }
 
-pub(crate) fn lab(cmd: LabCommand, out: &mut dyn Write) -> Result<u8, Failure> {
+pub fn lab(cmd: LabCommand, out: &mut dyn Write) -> Result<u8, Failure> {
     match cmd {
         LabCommand::Up { input, lab, ports } => {
-            let loaded = load(&input)?;
+            let loaded = input.load()?;
             let lab = up(&loaded.cluster, &lab, &ports)?;
             print_lab(&lab, out)?;
         }
@@ -114,11 +99,11 @@ pub(crate) fn lab(cmd: LabCommand, out: &mut dyn Write) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn up(cluster: &weir_model::Cluster, args: &LabArgs, ports: &[Probe]) -> Result<Lab, Failure> {
+fn up(cluster: &weir_model::Cluster, args: &LabArgs, ports: &[PortKey]) -> Result<Lab, Failure> {
     let options = LabOptions {
         name: args.name.clone(),
         nodes: args.nodes,
-        listen: ports.iter().map(|p| (p.protocol, p.port)).collect(),
+        listen: ports.to_vec(),
         exe: std::env::current_exe().context("locating the weir executable")?,
         no_listen: vec![],
     };
@@ -161,49 +146,74 @@ fn print_lab(lab: &Lab, out: &mut dyn Write) -> Result<(), Failure> {
     Ok(())
 }
 
-pub(crate) fn enforce(args: EnforceArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let loaded = load(&args.input)?;
-    let options = engine_options(&args.input);
-    if let Some(name) = &args.lab {
-        let state = Lab::load_state(name).map_err(|e| anyhow!(e))?;
-        let deployed = Lab::deploy(&loaded.cluster, &state);
-        let engine = Engine::with_options(&deployed, options);
-        let mut enforcer = Lab::enforcers(&state);
-        let applied = enforcer.apply(&engine).map_err(|e| anyhow!(e))?;
-        for ((netns, _, _), a) in enforcer.nodes.iter().zip(applied) {
-            writeln!(out, "{netns}: {a}")?;
-        }
-        return Ok(exit::OK);
+/// `weir enforce --lab NAME`: every node of the lab programmed with its own pods' policy.
+pub fn enforce_lab(name: &str, input: &Input, out: &mut dyn Write) -> Result<u8, Failure> {
+    let loaded = input.load()?;
+    let state = Lab::load_state(name).map_err(|e| anyhow!(e))?;
+    let deployed = Lab::deploy(&loaded.cluster, &state);
+    let engine = Engine::with_options(&deployed, input.engine_options());
+    let mut enforcer = Lab::enforcers(&state);
+    let applied = enforcer.apply(&engine).map_err(|e| anyhow!(e))?;
+    for ((netns, _, _), a) in enforcer.nodes.iter().zip(applied) {
+        writeln!(out, "{netns}: {a}")?;
     }
-    let engine = Engine::with_options(&loaded.cluster, options);
-    let ruleset = compile(&engine, Scope::All);
-    if args.print {
-        write!(out, "{}", ruleset.render())?;
-        return Ok(exit::OK);
-    }
-    let Some(netns) = args.netns else {
-        return Err(Failure::Invalid(
-            "say where: --lab NAME, --netns NAME, or --print".into(),
-        ));
-    };
-    let mut enforcer = Enforcer::new(NftCli {
-        netns: Some(netns.clone()),
-    });
-    enforcer.verify = true;
-    let a = enforcer
-        .apply(ruleset)
-        .map_err(|e| anyhow!("{netns}: {e}"))?;
-    writeln!(out, "{netns}: {a}")?;
     Ok(exit::OK)
 }
 
-pub(crate) fn probe(args: ProbeArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+/// A lab node as the agent's target: its pods are local, with the lab's addresses.
+#[derive(Debug)]
+struct LabNode {
+    name: String,
+    index: usize,
+}
+
+impl weir_agent::Placement for LabNode {
+    fn place(
+        &self,
+        cluster: weir_model::Cluster,
+    ) -> Result<(weir_model::Cluster, Vec<usize>), String> {
+        let state = Lab::load_state(&self.name).map_err(|e| e.to_string())?;
+        let deployed = Lab::deploy(&cluster, &state);
+        let here: std::collections::HashSet<&str> = state
+            .pods
+            .iter()
+            .filter(|p| p.node == Some(self.index))
+            .map(|p| p.id.as_str())
+            .collect();
+        let local = deployed
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| here.contains(e.id().as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        Ok((deployed, local))
+    }
+}
+
+/// `weir agent --lab NAME --node K`: the agent programs node K of the lab.
+pub fn agent_target(name: &str, index: usize) -> Result<weir_agent::Target, Failure> {
+    let state = Lab::load_state(name).map_err(|e| Failure::Invalid(e.to_string()))?;
+    let node = state
+        .nodes
+        .get(index)
+        .ok_or_else(|| Failure::Invalid(format!("lab {name} has no node {index}")))?;
+    Ok(weir_agent::Target::Placed {
+        netns: node.netns.clone(),
+        placement: std::sync::Arc::new(LabNode {
+            name: name.to_string(),
+            index,
+        }),
+    })
+}
+
+pub fn probe(args: ProbeArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     if args.ports.is_empty() {
         return Err(Failure::Invalid(
             "--ports needs at least one PROTOCOL/PORT".into(),
         ));
     }
-    let loaded = load(&args.input)?;
+    let loaded = args.input.load()?;
     let name = args
         .name
         .clone()
@@ -235,7 +245,7 @@ pub(crate) fn probe(args: ProbeArgs, out: &mut dyn Write) -> Result<u8, Failure>
 }
 
 fn run_probe(args: &ProbeArgs, lab: &Lab, out: &mut dyn Write) -> Result<u8, Failure> {
-    let engine = Engine::with_options(&lab.deployed, engine_options(&args.input));
+    let engine = Engine::with_options(&lab.deployed, args.input.engine_options());
     Lab::enforcers(&lab.state)
         .apply(&engine)
         .map_err(|e| anyhow!(e))?;
@@ -253,7 +263,7 @@ fn run_probe(args: &ProbeArgs, lab: &Lab, out: &mut dyn Write) -> Result<u8, Fai
         weir_lab::verify::probe_matrix(&lab.state, &args.ports, options, &|k| bar.inc(k as u64))
             .context("probing")?;
     bar.finish_and_clear();
-    observed.render(args.output, out)?;
+    weir_report::render_verdicts(&observed, args.output, out)?;
     for p in &problems {
         eprintln!("probe problem: {p}");
     }
@@ -264,7 +274,7 @@ fn run_probe(args: &ProbeArgs, lab: &Lab, out: &mut dyn Write) -> Result<u8, Fai
             exit::FAILURE
         });
     }
-    let expected = weir_report::engine_verdicts(&engine, &args.ports);
+    let expected = engine.verdicts(&args.ports);
     let diff = expected.disagreements(&observed);
     for d in &diff {
         let word = |v: &Option<bool>| match v {
@@ -296,16 +306,16 @@ fn run_probe(args: &ProbeArgs, lab: &Lab, out: &mut dyn Write) -> Result<u8, Fai
 
 /// Checks intents with real traffic: a lab of the cluster, weir's dataplane, probes on every
 /// port the intents name plus every containerPort.
-pub(crate) fn probe_intents(
+pub fn probe_intents(
     cluster: &weir_model::Cluster,
     intents: &[weir_model::Intent],
     options: weir_engine::Options,
 ) -> Result<Vec<weir_engine::intents::IntentResult>, Failure> {
     use weir_model::Expectation;
-    let mut ports: Vec<(weir_model::Protocol, u16)> = cluster
+    let mut ports: Vec<PortKey> = cluster
         .endpoints
         .iter()
-        .flat_map(|e| e.ports.iter().map(|c| (c.protocol, c.port)))
+        .flat_map(|e| e.ports.iter().map(|c| PortKey::new(c.protocol, c.port)))
         .collect();
     for i in intents {
         match &i.expect {
@@ -318,10 +328,7 @@ pub(crate) fn probe_intents(
     }
     ports.sort();
     ports.dedup();
-    let probes: Vec<Probe> = ports
-        .iter()
-        .map(|&(protocol, port)| Probe { protocol, port })
-        .collect();
+    let probes = ports;
     let name = format!("it{}", std::process::id() % 1_000_000);
     let lab = up(
         cluster,

@@ -1,6 +1,8 @@
 //! The node agent in a lab (root): it follows its directory, keeps the last good version of
 //! an invalid file, fails closed for pods it does not know, and enforcement does not lapse
 //! when it is killed with SIGKILL.
+// The lab binary: `cargo test --features lab` (scripts/test.sh runs it).
+#![cfg(feature = "lab")]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,10 +16,11 @@ mod common;
 use common::{
     connects, copy_seed, get, lab_up, repo, root_or_skip, wait_until, AgentLab, SEED_FILES,
 };
+use weir_engine::matrix::Verdicts;
 use weir_lab::probe::ProbeOptions;
 use weir_lab::Lab;
+use weir_model::PortKey;
 use weir_netns::netns;
-use weir_report::{engine_verdicts, parse_probes, Verdicts};
 
 /// Privileged tests of this file run one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -54,13 +57,13 @@ fn start_agent_with(dir: &Path, lab: &str, port: u16, extra: &[&str]) -> Child {
 
 /// The engine's verdicts for the agent's directory, over the lab's pods: pods the
 /// directory does not know are denied everything (fail closed), except to themselves.
-fn expected(dir: &Path, lab: &Lab, probes: &[weir_report::Probe]) -> Verdicts {
+fn expected(dir: &Path, lab: &Lab, probes: &[PortKey]) -> Verdicts {
     let cluster = weir_manifest::load_paths(&[dir], Default::default())
         .unwrap()
         .cluster;
     let deployed = Lab::deploy(&cluster, &lab.state);
     let engine = Engine::new(&deployed);
-    let known = engine_verdicts(&engine, probes);
+    let known = engine.verdicts(probes);
     let ids: Vec<String> = lab.state.pods.iter().map(|p| p.id.clone()).collect();
     let mut cells = Vec::new();
     for a in &ids {
@@ -83,7 +86,7 @@ fn expected(dir: &Path, lab: &Lab, probes: &[weir_report::Probe]) -> Verdicts {
     }
 }
 
-fn observe(lab: &Lab, probes: &[weir_report::Probe]) -> Verdicts {
+fn observe(lab: &Lab, probes: &[PortKey]) -> Verdicts {
     let (v, problems) =
         weir_lab::verify::probe_matrix(&lab.state, probes, ProbeOptions::default(), &|_| {})
             .unwrap();
@@ -91,7 +94,7 @@ fn observe(lab: &Lab, probes: &[weir_report::Probe]) -> Verdicts {
     v
 }
 
-fn assert_matrix(context: &str, dir: &Path, lab: &Lab, probes: &[weir_report::Probe]) {
+fn assert_matrix(context: &str, dir: &Path, lab: &Lab, probes: &[PortKey]) {
     let diff = expected(dir, lab, probes).disagreements(&observe(lab, probes));
     assert!(diff.is_empty(), "{context}: {diff:#?}");
 }
@@ -120,7 +123,7 @@ fn agent_follows_its_directory_fails_closed_and_survives_sigkill() {
             .cluster
             .endpoints,
     );
-    let probes = parse_probes("TCP/80,TCP/6379").unwrap();
+    let probes = PortKey::parse_list("TCP/80,TCP/6379").unwrap();
     let lab = lab_up(&all, &name, 1, &[80, 6379]);
     let port = 19000 + (std::process::id() % 1000) as u16;
     guard.agent = Some(start_agent(&dir, &name, port));

@@ -5,6 +5,8 @@
 //! run for real. `agent_against_a_real_kube_apiserver` then runs the agent against a real
 //! kube-apiserver and etcd (built by scripts/kube-apiserver.sh), including an outage of the
 //! API server.
+// The lab binary: `cargo test --features lab` (scripts/test.sh runs it).
+#![cfg(feature = "lab")]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

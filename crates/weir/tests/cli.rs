@@ -218,6 +218,7 @@ fn usage_errors_exit_2() {
     );
     assert_eq!(weir(&["analyze", "does/not/exist"]).status.code(), Some(1));
     // `bench enforce --changes 0` once panicked; now it is a usage error.
+    #[cfg(feature = "lab")]
     assert_eq!(
         weir(&["bench", "enforce", "--changes", "0"]).status.code(),
         Some(2)

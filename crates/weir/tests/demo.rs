@@ -1,17 +1,16 @@
 //! `weir demo` end to end, as the README runs it: real pods, real Redis, the todos API,
 //! the lesson's policies, real clients. Needs root (CI is root; elsewhere: a loud skip).
+// The lab binary: `cargo test --features lab` (scripts/test.sh runs it).
+#![cfg(feature = "lab")]
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
 
 #[test]
 fn demo_passes_every_check_and_cleans_up() {
-    if !weir_netns::process::is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the demo test as root"
-        );
-        eprintln!("SKIPPED demo_passes_every_check_and_cleans_up: needs root");
+    if !common::root_or_skip("demo_passes_every_check_and_cleans_up") {
         return;
     }
     let weir = PathBuf::from(env!("CARGO_BIN_EXE_weir"));

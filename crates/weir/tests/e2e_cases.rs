@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use weir_engine::{Engine, Node};
 use weir_model::Cluster;
-use weir_report::{parse_probe, Probe};
+use weir_model::PortKey;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e")
@@ -29,10 +29,10 @@ fn matches(pattern: &str, id: &str) -> bool {
 }
 
 /// (probe, expected verdict per ordered pair of endpoint indexes).
-fn expectations(cluster: &Cluster, text: &str) -> Vec<(Probe, Vec<Vec<bool>>)> {
+fn expectations(cluster: &Cluster, text: &str) -> Vec<(PortKey, Vec<Vec<bool>>)> {
     let ids: Vec<String> = cluster.endpoints.iter().map(|e| e.id()).collect();
     let n = ids.len();
-    let mut out: Vec<(Probe, Vec<Vec<bool>>)> = Vec::new();
+    let mut out: Vec<(PortKey, Vec<Vec<bool>>)> = Vec::new();
     for line in text
         .lines()
         .map(str::trim)
@@ -42,7 +42,7 @@ fn expectations(cluster: &Cluster, text: &str) -> Vec<(Probe, Vec<Vec<bool>>)> {
         match words.as_slice() {
             ["probe", probe, "default", verdict] => {
                 let v = *verdict == "allow";
-                out.push((parse_probe(probe).unwrap(), vec![vec![v; n]; n]));
+                out.push((probe.parse::<PortKey>().unwrap(), vec![vec![v; n]; n]));
             }
             [verdict @ ("allow" | "deny"), from, "->", to] => {
                 let table = &mut out.last_mut().expect("a probe line first").1;

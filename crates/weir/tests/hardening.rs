@@ -1,6 +1,8 @@
 //! weir under attack and under faults (root): hostile names never become nft syntax, a pod
 //! cannot borrow another pod's address, a changed or deleted table is repaired, and the
 //! agent keeps enforcing its last good state whatever happens to its directory.
+// The lab binary: `cargo test --features lab` (scripts/test.sh runs it).
+#![cfg(feature = "lab")]
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, UdpSocket};

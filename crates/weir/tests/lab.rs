@@ -2,38 +2,33 @@
 //! root); elsewhere they say loudly that they were skipped. They run one at a time (a
 //! lock), each lab with a unique name, and every lab is torn down by a guard even when an
 //! assertion fails.
+// The lab binary: `cargo test --features lab` (scripts/test.sh runs it).
+#![cfg(feature = "lab")]
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use weir_engine::matrix::Verdicts;
 use weir_engine::Engine;
 use weir_lab::host::RealHost;
 use weir_lab::probe::{self, Job, ProbeOptions};
 use weir_lab::{Lab, LabOptions};
 use weir_manifest::{load_paths, LoadOptions};
 use weir_model::Cluster;
+use weir_model::PortKey;
 use weir_nft::apply::{Mode, Nft, NftCli};
 use weir_nft::{compile, Scope};
-use weir_report::{engine_verdicts, parse_probes, Probe, Verdicts};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-fn is_root() -> bool {
-    weir_netns::process::is_root()
-}
-
-/// Takes the lock, or returns None (with a loud message) when not root. In CI not being
-/// root is a failure, never a skip.
+/// Takes the lock, or returns None (with a loud message) when the test may not run.
 fn privileged(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: CI must run the lab tests as root"
-        );
-        eprintln!("SKIPPED {test}: needs root (network namespaces, nftables)");
+    if !common::root_or_skip(test) {
         return None;
     }
     Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
@@ -60,7 +55,7 @@ fn load(paths: &[PathBuf]) -> Cluster {
         .cluster
 }
 
-fn up(cluster: &Cluster, nodes: usize, probes: &[Probe]) -> Up {
+fn up(cluster: &Cluster, nodes: usize, probes: &[PortKey]) -> Up {
     let name = format!(
         "t{}x{}",
         std::process::id() % 100_000,
@@ -69,14 +64,14 @@ fn up(cluster: &Cluster, nodes: usize, probes: &[Probe]) -> Up {
     let options = LabOptions {
         name,
         nodes,
-        listen: probes.iter().map(|p| (p.protocol, p.port)).collect(),
+        listen: probes.to_vec(),
         exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
         no_listen: vec![],
     };
     Up(Lab::up(cluster, &options, &RealHost).expect("lab up"))
 }
 
-fn probe_all(lab: &Lab, probes: &[Probe]) -> Verdicts {
+fn probe_all(lab: &Lab, probes: &[PortKey]) -> Verdicts {
     let (v, problems) =
         weir_lab::verify::probe_matrix(&lab.state, probes, ProbeOptions::default(), &|_| {})
             .expect("probing");
@@ -94,8 +89,8 @@ fn assert_agree(context: &str, engine: &Verdicts, observed: &Verdicts) {
     );
 }
 
-fn todos_probes() -> Vec<Probe> {
-    parse_probes("TCP/80,TCP/6379,UDP/80,SCTP/6379").unwrap()
+fn todos_probes() -> Vec<PortKey> {
+    PortKey::parse_list("TCP/80,TCP/6379,UDP/80,SCTP/6379").unwrap()
 }
 
 #[test]
@@ -112,7 +107,7 @@ fn seed_scenario_probed_equals_engine() {
         .expect("enforce");
     assert!(applied.iter().all(|a| a.mode == Mode::Full));
     let observed = probe_all(&lab.0, &probes);
-    let expected = engine_verdicts(&engine, &probes);
+    let expected = engine.verdicts(&probes);
     assert_agree("todos", &expected, &observed);
     // The lesson's own claims, on the wire.
     let id = |s: &str| observed.endpoints.iter().position(|e| e == s).unwrap();
@@ -150,7 +145,7 @@ fn upstream_cases_probed_on_tcp_udp_sctp() {
         return;
     };
     let base = repo("tests/e2e/base.yaml");
-    let probes = parse_probes("TCP/80,TCP/81,UDP/80,UDP/81,SCTP/80,SCTP/81").unwrap();
+    let probes = PortKey::parse_list("TCP/80,TCP/81,UDP/80,UDP/81,SCTP/80,SCTP/81").unwrap();
     let lab = up(&load(std::slice::from_ref(&base)), 2, &probes);
     let mut enforcer = Lab::enforcers(&lab.0.state);
     let mut cases: Vec<PathBuf> = std::fs::read_dir(repo("tests/e2e/cases"))
@@ -177,7 +172,7 @@ fn upstream_cases_probed_on_tcp_udp_sctp() {
         let observed = probe_all(&lab.0, &probes);
         assert_agree(
             &case.display().to_string(),
-            &engine_verdicts(&engine, &probes),
+            &engine.verdicts(&probes),
             &observed,
         );
     }
@@ -208,10 +203,7 @@ fn random_scenarios_engine_equals_dataplane() {
         Config::default(),
         TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
     );
-    let probes: Vec<Probe> = weir_synth::scenario::probes()
-        .into_iter()
-        .map(|(protocol, port)| Probe { protocol, port })
-        .collect();
+    let probes: Vec<PortKey> = weir_synth::scenario::probes();
     let (mut deltas, mut with_policies) = (0, 0);
     for k in 0..n {
         let cluster = weir_synth::scenario::cluster()
@@ -237,7 +229,7 @@ fn random_scenarios_engine_equals_dataplane() {
         let observed = probe_all(&lab.0, &probes);
         assert_agree(
             &format!("scenario {k} (seed {seed}): {cluster:#?}"),
-            &engine_verdicts(&engine, &probes),
+            &engine.verdicts(&probes),
             &observed,
         );
     }
@@ -253,7 +245,7 @@ fn delta_reaches_the_same_table_as_a_full_replace() {
         return;
     };
     let base = repo("tests/e2e/base.yaml");
-    let probes = parse_probes("TCP/80").unwrap();
+    let probes = PortKey::parse_list("TCP/80").unwrap();
     let lab = up(&load(std::slice::from_ref(&base)), 1, &probes);
     let node = NftCli {
         netns: Some(lab.0.state.nodes[0].netns.clone()),
@@ -332,7 +324,7 @@ fn cross_node_traffic_is_enforced_like_same_node_traffic() {
         let observed = probe_all(&lab.0, &probes);
         assert_agree(
             &format!("{nodes} node(s)"),
-            &engine_verdicts(&engine, &probes),
+            &engine.verdicts(&probes),
             &observed,
         );
         seen.push(observed.cells);
@@ -349,7 +341,7 @@ fn replacing_the_table_never_exposes_a_third_verdict() {
         return;
     };
     let all = load(&[repo("examples/todos")]);
-    let probes = parse_probes("TCP/80,TCP/6379").unwrap();
+    let probes = PortKey::parse_list("TCP/80,TCP/6379").unwrap();
     let lab = up(&all, 1, &probes);
     // Set A: the lesson's three policies. Set B: without logic-from-any-http.
     let a = lab.0.deployed.clone();
@@ -364,7 +356,7 @@ fn replacing_the_table_never_exposes_a_third_verdict() {
         compile(&ea, Scope::All).render(),
         compile(&eb, Scope::All).render(),
     ];
-    let (va, vb) = (engine_verdicts(&ea, &probes), engine_verdicts(&eb, &probes));
+    let (va, vb) = (ea.verdicts(&probes), eb.verdicts(&probes));
     // Cells where both sets deny exist (a moment without rules would allow them), and cells
     // where both allow (a half-built table would deny them).
     assert!(va
@@ -404,7 +396,7 @@ fn replacing_the_table_never_exposes_a_third_verdict() {
             }
             done.store(true, Ordering::Relaxed);
         });
-        // Probe rounds until the 100 replacements are done (bounded: at most 200 rounds).
+        // PortKey rounds until the 100 replacements are done (bounded: at most 200 rounds).
         while !done.load(Ordering::Relaxed) && rounds < 200 {
             let options = ProbeOptions {
                 timeout: Duration::from_millis(300),

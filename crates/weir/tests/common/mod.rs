@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use weir_lab::host::RealHost;
 use weir_lab::{Lab, LabOptions};
-use weir_model::{Cluster, Protocol};
+use weir_model::{Cluster, PortKey, Protocol};
 use weir_netns::netns;
 
 /// A path in the repository.
@@ -44,6 +44,10 @@ pub fn connects(lab: &Lab, src: &str, dst: &str, port: u16) -> bool {
 
 /// True when the test may run (root); otherwise says it was skipped — and fails in CI.
 pub fn root_or_skip(test: &str) -> bool {
+    if std::env::var_os("WEIR_FAST").is_some() {
+        eprintln!("SKIPPED {test}: the fast tier (scripts/test.sh --fast) runs no root tests");
+        return false;
+    }
     if weir_netns::process::is_root() {
         return true;
     }
@@ -60,7 +64,10 @@ pub fn lab_up(cluster: &Cluster, name: &str, nodes: usize, tcp_ports: &[u16]) ->
     let options = LabOptions {
         name: name.to_string(),
         nodes,
-        listen: tcp_ports.iter().map(|&p| (Protocol::Tcp, p)).collect(),
+        listen: tcp_ports
+            .iter()
+            .map(|&p| PortKey::new(Protocol::Tcp, p))
+            .collect(),
         exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
         no_listen: vec![],
     };

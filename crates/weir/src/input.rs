@@ -1,0 +1,91 @@
+//! The manifests a command reads, and turning them into an engine.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use clap::Args;
+use weir_engine::{Engine, Node, Options};
+use weir_manifest::{LoadError, LoadOptions};
+
+use crate::exit::Failure;
+
+#[derive(Args)]
+pub struct Input {
+    /// Manifest files or directories (recursive; *.yaml, *.yml, *.json), or - for stdin.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Report unknown fields as warnings instead of errors.
+    #[arg(long)]
+    pub allow_unknown_fields: bool,
+    /// Do not match ipBlock peers against pod IPs (Cilium / np-guard behaviour).
+    #[arg(long)]
+    pub no_ipblock_pods: bool,
+    /// Do not print load warnings on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl Input {
+    /// Loads the input, printing warnings and skipped kinds; validation errors become
+    /// exit code 2.
+    pub fn load(&self) -> Result<weir_manifest::Loaded, Failure> {
+        let options = LoadOptions {
+            allow_unknown_fields: self.allow_unknown_fields,
+        };
+        match weir_manifest::load_paths(&self.paths, options) {
+            Ok(loaded) => {
+                if !self.quiet {
+                    for w in &loaded.warnings {
+                        eprintln!("{w}");
+                    }
+                    if !loaded.skipped.is_empty() {
+                        let kinds: Vec<String> = loaded
+                            .skipped
+                            .iter()
+                            .map(|(kind, n)| format!("{n} {}", weir_manifest::shown(kind)))
+                            .collect();
+                        eprintln!(
+                            "note: skipped kinds weir does not model: {}",
+                            kinds.join(", ")
+                        );
+                    }
+                }
+                Ok(loaded)
+            }
+            Err(LoadError::Invalid(diags)) => {
+                for d in &diags {
+                    eprintln!("{d}");
+                }
+                Err(Failure::Invalid(format!(
+                    "{} error(s) in the input; nothing was analysed",
+                    diags.len()
+                )))
+            }
+            Err(e) => Err(Failure::Other(anyhow!(e))),
+        }
+    }
+
+    pub fn engine_options(&self) -> Options {
+        Options {
+            ipblock_matches_pods: !self.no_ipblock_pods,
+        }
+    }
+
+    /// The input paths, for titles.
+    pub fn describe(&self) -> String {
+        self.paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// An endpoint (`namespace/name`) or an address, named on the command line.
+pub fn resolve(engine: &Engine, text: &str) -> Result<Node, Failure> {
+    engine.resolve(text).ok_or_else(|| {
+        Failure::Invalid(format!(
+            "{text:?}: no such endpoint (expected namespace/name or an IP address)"
+        ))
+    })
+}
