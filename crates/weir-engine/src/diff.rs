@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use weir_model::{Cluster, Policy};
 
-use crate::lint::outside_representatives;
+use crate::ipspace::outside_representatives;
 use crate::ports::PortSet;
 use crate::{Engine, Node};
 

@@ -1,6 +1,7 @@
-//! The IP space cut into atoms by every ipBlock's `cidr` and `except` edges.
-//! Inside an atom every ipBlock either matches all addresses or none, so atoms
-//! with the same set of matching ipBlocks form one class of addresses.
+//! Address arithmetic, in one place: addresses and CIDRs as integer ranges, ranges back to
+//! CIDRs; and the IP space cut into atoms by every ipBlock's `cidr` and `except` edges.
+//! Inside an atom every ipBlock either matches all addresses or none, so atoms with the
+//! same set of matching ipBlocks form one class of addresses.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -67,6 +68,7 @@ fn top(v6: bool) -> u128 {
     }
 }
 
+/// An address as an integer of its family (IPv4 in the low 32 bits).
 pub fn to_int(ip: &IpAddr) -> u128 {
     match ip {
         IpAddr::V4(a) => u32::from(*a) as u128,
@@ -74,8 +76,71 @@ pub fn to_int(ip: &IpAddr) -> u128 {
     }
 }
 
-fn net_range(net: &IpNet) -> (u128, u128) {
+/// The address `x` of a family.
+pub fn from_int(x: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(x))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(x as u32))
+    }
+}
+
+/// The inclusive address range of a CIDR, as integers of its family.
+pub fn net_range(net: &IpNet) -> (u128, u128) {
     (to_int(&net.network()), to_int(&net.broadcast()))
+}
+
+/// Sorted disjoint inclusive ranges minus one range.
+pub fn subtract(ranges: &[(u128, u128)], (lo, hi): (u128, u128)) -> Vec<(u128, u128)> {
+    let mut out = Vec::with_capacity(ranges.len() + 1);
+    for &(a, b) in ranges {
+        if b < lo || a > hi {
+            out.push((a, b));
+            continue;
+        }
+        if a < lo {
+            out.push((a, lo - 1));
+        }
+        if b > hi {
+            out.push((hi + 1, b));
+        }
+    }
+    out
+}
+
+/// The addresses of a family that none of `cidrs` covers, as the fewest CIDRs.
+pub fn complement(cidrs: &[IpNet], v6: bool) -> Vec<IpNet> {
+    let mut ranges = vec![(0, top(v6))];
+    for c in cidrs {
+        ranges = subtract(&ranges, net_range(c));
+    }
+    ranges
+        .into_iter()
+        .flat_map(|(lo, hi)| range_to_cidrs(lo, hi, v6))
+        .collect()
+}
+
+/// Addresses standing for "outside" in checks: every ipBlock and except edge, and two
+/// documentation addresses that no policy names.
+pub fn outside_representatives(clusters: &[&weir_model::Cluster]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+    for c in clusters {
+        for p in &c.policies {
+            for rule in p.ingress.iter().chain(&p.egress) {
+                for peer in &rule.peers {
+                    if let weir_model::Peer::IpBlock { cidr, except } = peer {
+                        for net in std::iter::once(cidr).chain(except) {
+                            out.push(net.network());
+                            out.push(net.broadcast());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The last address of the 2^k-aligned span starting at `lo` (aligned, so no overflow).
@@ -87,7 +152,8 @@ fn span_end(lo: u128, k: u32) -> u128 {
     }
 }
 
-fn range_to_cidrs(mut lo: u128, hi: u128, v6: bool) -> Vec<IpNet> {
+/// An inclusive range as the fewest CIDRs covering exactly it.
+pub fn range_to_cidrs(mut lo: u128, hi: u128, v6: bool) -> Vec<IpNet> {
     let bits: u32 = if v6 { 128 } else { 32 };
     let mut out = Vec::new();
     loop {
@@ -207,6 +273,33 @@ mod tests {
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn subtract_splits_and_trims() {
+        let r = subtract(&[(0, 255)], (16, 31));
+        assert_eq!(r, vec![(0, 15), (32, 255)]);
+        assert_eq!(subtract(&r, (0, 20)), vec![(32, 255)]);
+        assert_eq!(subtract(&[(5, 5)], (5, 5)), vec![]);
+        assert_eq!(subtract(&[(0, 10)], (10, 20)), vec![(0, 9)]);
+    }
+
+    #[test]
+    fn complements_are_the_fewest_cidrs() {
+        let c = complement(&[net("10.0.0.0/8")], false);
+        assert_eq!(c.len(), 8, "{c:?}"); // 0/5, 8/7, 11/8, 12/6, 16/4, 32/3, 64/2, 128/1
+        assert!(c
+            .iter()
+            .all(|n| !n.contains(&"10.1.2.3".parse::<IpAddr>().unwrap())));
+        assert!(c
+            .iter()
+            .any(|n| n.contains(&"11.0.0.1".parse::<IpAddr>().unwrap())));
+        assert_eq!(complement(&[net("0.0.0.0/0")], false), vec![]);
+        assert_eq!(complement(&[], true), vec![net("::/0")]);
+        assert_eq!(
+            from_int(to_int(&"fd00::1".parse().unwrap()), true).to_string(),
+            "fd00::1"
+        );
     }
 
     #[test]

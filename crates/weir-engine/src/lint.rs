@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use weir_model::{Cluster, Direction, Peer, PortRef, Protocol, Rule};
 
+use crate::ipspace::outside_representatives;
 use crate::ports::{resolve_ports, PortSet};
 use crate::{Engine, Node};
 
@@ -103,29 +104,6 @@ impl Linter<'_, '_> {
             hint: hint.to_string(),
         });
     }
-}
-
-/// Addresses standing for "outside" in checks: every ipBlock and except edge, and two
-/// documentation addresses that no policy names.
-pub fn outside_representatives(clusters: &[&Cluster]) -> Vec<IpAddr> {
-    let mut out: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
-    for c in clusters {
-        for p in &c.policies {
-            for rule in p.ingress.iter().chain(&p.egress) {
-                for peer in &rule.peers {
-                    if let Peer::IpBlock { cidr, except } = peer {
-                        for net in std::iter::once(cidr).chain(except) {
-                            out.push(net.network());
-                            out.push(net.broadcast());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 fn rule_path(direction: Direction, n: usize) -> String {

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use rustc_hash::{FxHashMap, FxHasher};
+use weir_engine::ipspace::{from_int, net_range, subtract, to_int};
 use weir_engine::ports::resolve_ports;
 use weir_engine::{Engine, Node};
 use weir_model::{Cluster, Direction, Labels, Peer, PortRef, PortRule, Protocol};
@@ -729,41 +730,8 @@ fn describe_peer(peer: &Peer, policy_ns: &str) -> String {
     text.replace("the policy's namespace", policy_ns)
 }
 
-fn to_int(ip: &IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => u32::from(*a) as u128,
-        IpAddr::V6(a) => u128::from(*a),
-    }
-}
-
-/// Inclusive address range of a CIDR, as integers of its family.
-fn net_range(net: &IpNet) -> (u128, u128) {
-    (to_int(&net.network()), to_int(&net.broadcast()))
-}
-
-/// Sorted disjoint ranges minus one range.
-fn subtract(ranges: &[(u128, u128)], (lo, hi): (u128, u128)) -> Vec<(u128, u128)> {
-    let mut out = Vec::with_capacity(ranges.len() + 1);
-    for &(a, b) in ranges {
-        if b < lo || a > hi {
-            out.push((a, b));
-            continue;
-        }
-        if a < lo {
-            out.push((a, lo - 1));
-        }
-        if b > hi {
-            out.push((hi + 1, b));
-        }
-    }
-    out
-}
-
 fn render_range(f: Family, (lo, hi): (u128, u128)) -> String {
-    let show = |x: u128| match f {
-        Family::V4 => Ipv4Addr::from(x as u32).to_string(),
-        Family::V6 => Ipv6Addr::from(x).to_string(),
-    };
+    let show = |x: u128| from_int(x, f == Family::V6).to_string();
     if lo == hi {
         show(lo)
     } else {
@@ -774,15 +742,6 @@ fn render_range(f: Family, (lo, hi): (u128, u128)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subtract_splits_and_trims() {
-        let r = subtract(&[(0, 255)], (16, 31));
-        assert_eq!(r, vec![(0, 15), (32, 255)]);
-        assert_eq!(subtract(&r, (0, 20)), vec![(32, 255)]);
-        assert_eq!(subtract(&[(5, 5)], (5, 5)), vec![]);
-        assert_eq!(subtract(&[(0, 10)], (10, 20)), vec![(0, 9)]);
-    }
 
     #[test]
     fn ports_split_into_matches_and_names() {

@@ -41,13 +41,7 @@ fn describe_cidrs(cidrs: &[ipnet::IpNet]) -> String {
         return all.to_string();
     }
     // The complement within the family, as CIDRs.
-    let mut complement: Vec<IpNet> = vec![all];
-    for c in cidrs {
-        complement = complement
-            .into_iter()
-            .flat_map(|n| subtract(n, *c))
-            .collect();
-    }
+    let mut complement = weir_engine::ipspace::complement(cidrs, v6);
     if !complement.is_empty() && complement.len() < cidrs.len() {
         complement.sort();
         let list: Vec<String> = complement.iter().map(|c| c.to_string()).collect();
@@ -58,20 +52,6 @@ fn describe_cidrs(cidrs: &[ipnet::IpNet]) -> String {
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
             .join(",")
-    }
-}
-
-/// `n` minus `c`, as CIDRs.
-fn subtract(n: ipnet::IpNet, c: ipnet::IpNet) -> Vec<ipnet::IpNet> {
-    if c.contains(&n) {
-        return Vec::new();
-    }
-    if !n.contains(&c) {
-        return vec![n];
-    }
-    match n.subnets(n.prefix_len() + 1) {
-        Ok(halves) => halves.flat_map(|h| subtract(h, c)).collect(),
-        Err(_) => vec![n],
     }
 }
 
@@ -410,7 +390,7 @@ mod tests {
         let n = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
         assert_eq!(describe_cidrs(&[n("10.0.0.0/8")]), "10.0.0.0/8");
         // Everything but 10.0.0.0/8, as a list of 5 CIDRs, reads better as an exception.
-        let rest = subtract(n("0.0.0.0/0"), n("10.0.0.0/8"));
+        let rest = weir_engine::ipspace::complement(&[n("10.0.0.0/8")], false);
         assert_eq!(describe_cidrs(&rest), "0.0.0.0/0 except 10.0.0.0/8");
     }
 }

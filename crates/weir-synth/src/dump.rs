@@ -8,7 +8,7 @@
 use std::io::{self, Write};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{json, Value};
 
 #[derive(Clone, Copy, Debug)]
@@ -95,11 +95,11 @@ fn pod_spec() -> Value {
 }
 
 fn selector(rng: &mut StdRng, ns: usize, apps: usize) -> Value {
-    match rng.gen_range(0..4) {
-        0 => json!({"matchLabels": {"app": format!("app-{}", rng.gen_range(0..apps.max(1)))}}),
-        1 => json!({"matchLabels": {"tier": TIERS[rng.gen_range(0..4)]}}),
+    match rng.random_range(0..4) {
+        0 => json!({"matchLabels": {"app": format!("app-{}", rng.random_range(0..apps.max(1)))}}),
+        1 => json!({"matchLabels": {"tier": TIERS[rng.random_range(0..4)]}}),
         2 => {
-            json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": [TIERS[rng.gen_range(0..4)], TIERS[rng.gen_range(0..4)]]}]})
+            json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": [TIERS[rng.random_range(0..4)], TIERS[rng.random_range(0..4)]]}]})
         }
         _ => {
             json!({"matchLabels": {"team": TEAMS[ns % TEAMS.len()]}, "matchExpressions": [{"key": "version", "operator": "NotIn", "values": ["v1"]}]})
@@ -113,18 +113,18 @@ fn policy(rng: &mut StdRng, ns: usize, k: usize, apps: usize, namespaces: usize)
     let spec = if k == 0 {
         json!({"podSelector": {}, "policyTypes": ["Ingress"]})
     } else {
-        match rng.gen_range(0..5) {
+        match rng.random_range(0..5) {
             // Tier to tier inside the namespace, on a named port.
             0 => json!({
                 "podSelector": selector(rng, ns, apps),
                 "policyTypes": ["Ingress"],
-                "ingress": [{"from": [{"podSelector": {"matchLabels": {"tier": TIERS[rng.gen_range(0..4)]}}}],
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"tier": TIERS[rng.random_range(0..4)]}}}],
                              "ports": [{"protocol": "TCP", "port": "http"}]}]
             }),
             // Another team's namespaces, a port range.
             1 => json!({
                 "podSelector": selector(rng, ns, apps),
-                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": TEAMS[rng.gen_range(0..TEAMS.len())]}},
+                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": TEAMS[rng.random_range(0..TEAMS.len())]}},
                                        "podSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}}],
                              "ports": [{"protocol": "TCP", "port": 8080, "endPort": 8090}]}]
             }),
@@ -134,18 +134,18 @@ fn policy(rng: &mut StdRng, ns: usize, k: usize, apps: usize, namespaces: usize)
                 "policyTypes": ["Egress"],
                 "egress": [
                     {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-                    {"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": [format!("10.{}.0.0/16", rng.gen_range(0..namespaces.clamp(1, 256)))]}}],
+                    {"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": [format!("10.{}.0.0/16", rng.random_range(0..namespaces.clamp(1, 256)))]}}],
                      "ports": [{"protocol": "TCP", "port": 5432}]},
-                    {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns_name(rng.gen_range(0..namespaces.max(1)))}}}]}
+                    {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns_name(rng.random_range(0..namespaces.max(1)))}}}]}
                 ]
             }),
             // From outside: a partner range, metrics scraping from a monitoring namespace.
             3 => {
-                let partner = rng.gen_range(0..8);
+                let partner = rng.random_range(0..8);
                 json!({
                 "podSelector": selector(rng, ns, apps),
                 "ingress": [
-                    {"from": [{"ipBlock": {"cidr": format!("203.0.{partner}.0/24"), "except": [format!("203.0.{partner}.{}/26", 64 * rng.gen_range(0..4))]}}]},
+                    {"from": [{"ipBlock": {"cidr": format!("203.0.{partner}.0/24"), "except": [format!("203.0.{partner}.{}/26", 64 * rng.random_range(0..4))]}}]},
                     {"from": [{"namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["dev"]}]}}],
                      "ports": [{"port": "metrics"}]}
                 ]
@@ -156,7 +156,7 @@ fn policy(rng: &mut StdRng, ns: usize, k: usize, apps: usize, namespaces: usize)
                 "podSelector": selector(rng, ns, apps),
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [{"from": [{"podSelector": {}}]}, {"ports": [{"protocol": "SCTP", "port": 3868}]}],
-                "egress": [{"to": [{"podSelector": {}}, {"namespaceSelector": {"matchLabels": {"team": TEAMS[rng.gen_range(0..TEAMS.len())]}}}]}]
+                "egress": [{"to": [{"podSelector": {}}, {"namespaceSelector": {"matchLabels": {"team": TEAMS[rng.random_range(0..TEAMS.len())]}}}]}]
             }),
         }
     };
