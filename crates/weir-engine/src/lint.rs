@@ -55,23 +55,82 @@ pub struct Finding {
     pub hint: String,
 }
 
-/// The checks, with their codes and names (also the documentation's list).
-pub const CHECKS: [(&str, &str, Severity); 11] = [
-    ("W001", "policy-selects-nothing", Severity::Warning),
-    ("W002", "peer-matches-nothing", Severity::Warning),
-    ("W003", "named-port-unresolved", Severity::Warning),
-    ("W004", "rule-shadowed", Severity::Warning),
-    ("W005", "policy-redundant", Severity::Warning),
-    ("W006", "egress-without-dns", Severity::Warning),
-    ("W007", "ipblock-covers-pods", Severity::Warning),
-    ("W008", "rules-ignored-by-policy-types", Severity::Warning),
-    ("W009", "allow-all-rule", Severity::Warning),
-    ("I001", "namespace-without-default-deny", Severity::Info),
-    ("I002", "deny-all-direction", Severity::Info),
-];
+/// Every check weir's lint runs. Adding one is one variant, one row in [`Check::spec`],
+/// and the code that finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    PolicySelectsNothing,
+    PeerMatchesNothing,
+    NamedPortUnresolved,
+    RuleShadowed,
+    PolicyRedundant,
+    EgressWithoutDns,
+    IpblockCoversPods,
+    RulesIgnoredByPolicyTypes,
+    AllowAllRule,
+    NamespaceWithoutDefaultDeny,
+    DenyAllDirection,
+}
 
-fn check(code: &'static str) -> (&'static str, &'static str, Severity) {
-    *CHECKS.iter().find(|c| c.0 == code).expect("known check")
+/// What a check is called and what to do about its findings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// Stable code, e.g. `W001`.
+    pub code: &'static str,
+    /// Stable name, e.g. `policy-selects-nothing`.
+    pub name: &'static str,
+    pub severity: Severity,
+    pub hint: &'static str,
+}
+
+impl Check {
+    pub const ALL: [Check; 11] = [
+        Check::PolicySelectsNothing,
+        Check::PeerMatchesNothing,
+        Check::NamedPortUnresolved,
+        Check::RuleShadowed,
+        Check::PolicyRedundant,
+        Check::EgressWithoutDns,
+        Check::IpblockCoversPods,
+        Check::RulesIgnoredByPolicyTypes,
+        Check::AllowAllRule,
+        Check::NamespaceWithoutDefaultDeny,
+        Check::DenyAllDirection,
+    ];
+
+    pub const fn spec(self) -> CheckSpec {
+        use Severity::{Info, Warning};
+        let (code, name, severity, hint) = match self {
+            Check::PolicySelectsNothing => ("W001", "policy-selects-nothing", Warning,
+                "check the labels against the pods, or delete the policy"),
+            Check::PeerMatchesNothing => ("W002", "peer-matches-nothing", Warning,
+                "check the selector's labels (pods and namespaces), or remove the peer"),
+            Check::NamedPortUnresolved => ("W003", "named-port-unresolved", Warning,
+                "fix the name or protocol, or use the port number"),
+            Check::RuleShadowed => ("W004", "rule-shadowed", Warning,
+                "delete the rule, or narrow the other one"),
+            Check::PolicyRedundant => ("W005", "policy-redundant", Warning,
+                "delete it, or merge it with the policies that cover it (when not checked: lint a smaller slice, one namespace)"),
+            Check::EgressWithoutDns => ("W006", "egress-without-dns", Warning,
+                "add an egress rule to kube-dns (namespaceSelector kubernetes.io/metadata.name=kube-system, podSelector k8s-app=kube-dns) on UDP and TCP 53"),
+            Check::IpblockCoversPods => ("W007", "ipblock-covers-pods", Warning,
+                "select pods with podSelector/namespaceSelector and keep ipBlock for addresses outside the cluster (or add the pod CIDR to except)"),
+            Check::RulesIgnoredByPolicyTypes => ("W008", "rules-ignored-by-policy-types", Warning,
+                "add the direction to policyTypes, or delete the rules"),
+            Check::AllowAllRule => ("W009", "allow-all-rule", Warning,
+                "`ingress: [{}]` (or `egress: [{}]`) is allow-all; `[]` (or no rules) is deny-all — pick the one you mean"),
+            Check::NamespaceWithoutDefaultDeny => ("I001", "namespace-without-default-deny", Info,
+                "add a NetworkPolicy with podSelector: {} and policyTypes: [Ingress] and no rules"),
+            Check::DenyAllDirection => ("I002", "deny-all-direction", Info,
+                "intended as default-deny? fine; otherwise add rules"),
+        };
+        CheckSpec {
+            code,
+            name,
+            severity,
+            hint,
+        }
+    }
 }
 
 /// How many (policy × endpoint) evaluations the redundancy check may cost before it is
@@ -85,23 +144,16 @@ struct Linter<'e, 'c> {
 }
 
 impl Linter<'_, '_> {
-    fn push(
-        &mut self,
-        code: &'static str,
-        location: String,
-        subject: String,
-        message: String,
-        hint: &str,
-    ) {
-        let (code, name, severity) = check(code);
+    fn push(&mut self, check: Check, location: String, subject: String, message: String) {
+        let spec = check.spec();
         self.out.push(Finding {
-            code,
-            name,
-            severity,
+            code: spec.code,
+            name: spec.name,
+            severity: spec.severity,
             location,
             subject,
             message,
-            hint: hint.to_string(),
+            hint: spec.hint.to_string(),
         });
     }
 }
@@ -126,21 +178,20 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
         let targets: Vec<usize> = (0..n).filter(|&i| engine.selects(policy, i)).collect();
         if targets.is_empty() {
             l.push(
-                "W001",
+                Check::PolicySelectsNothing,
                 loc.clone(),
                 id.clone(),
                 format!(
                     "podSelector {{{}}} selects no endpoint in namespace {}",
                     policy.pod_selector, policy.namespace
                 ),
-                "check the labels against the pods, or delete the policy",
             );
         }
         for direction in [Direction::Ingress, Direction::Egress] {
             let rules = policy.rules(direction);
             if !policy.isolates(direction) && !rules.is_empty() {
                 l.push(
-                    "W008",
+                    Check::RulesIgnoredByPolicyTypes,
                     loc.clone(),
                     id.clone(),
                     format!(
@@ -152,7 +203,6 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
                             "Egress"
                         }
                     ),
-                    "add the direction to policyTypes, or remove the rules",
                 );
                 continue;
             }
@@ -163,9 +213,7 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
                 && !targets.is_empty()
                 && !policy.pod_selector.is_empty()
             {
-                l.push("I002", loc.clone(), id.clone(),
-                    format!("denies all {direction} of the {} endpoint(s) it selects (no {direction} rules)", targets.len()),
-                    "intended as default-deny? fine; otherwise add rules");
+                l.push(Check::DenyAllDirection, loc.clone(), id.clone(), format!("denies all {direction} of the {} endpoint(s) it selects (no {direction} rules)", targets.len()));
             }
             if !policy.isolates(direction) {
                 continue;
@@ -185,7 +233,7 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
                             ))
                 }) {
                     l.push(
-                        "W004",
+                        Check::RuleShadowed,
                         loc.clone(),
                         id.clone(),
                         format!(
@@ -193,7 +241,6 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
                             rule_path(direction, k),
                             rule_path(direction, by)
                         ),
-                        "delete the rule, or narrow the other one",
                     );
                 }
             }
@@ -225,9 +272,7 @@ fn lint_rule(
         "to"
     };
     if rule.peers.is_empty() && rule.ports.is_empty() {
-        l.push("W009", loc.clone(), id.clone(),
-            format!("{path} is `{{}}`: it allows all {direction} traffic, from every peer on every port"),
-            &format!("`{direction}: [{{}}]` is allow-all; `{direction}: []` (or no rules) is deny-all — pick the one you mean"));
+        l.push(Check::AllowAllRule, loc.clone(), id.clone(), format!("{path} is `{{}}`: it allows all {direction} traffic, from every peer on every port"));
     }
     for (j, peer) in rule.peers.iter().enumerate() {
         let members: Vec<usize> = (0..l.cluster.endpoints.len())
@@ -242,11 +287,10 @@ fn lint_rule(
             .collect();
         match peer {
             Peer::Pods { .. } if members.is_empty() => l.push(
-                "W002",
+                Check::PeerMatchesNothing,
                 loc.clone(),
                 id.clone(),
                 format!("{path}.{word}[{j}] matches no endpoint"),
-                "check the selector's labels (pods and namespaces), or remove the peer",
             ),
             Peer::IpBlock { cidr, .. } if !members.is_empty() => {
                 let names: Vec<String> = members
@@ -254,10 +298,8 @@ fn lint_rule(
                     .take(3)
                     .map(|&i| l.cluster.endpoints[i].id())
                     .collect();
-                l.push("W007", loc.clone(), id.clone(),
-                    format!("{path}.{word}[{j}] ipBlock {cidr} covers the IPs of {} endpoint(s) ({}{}): CNIs differ on whether ipBlock matches pod IPs",
-                        members.len(), names.join(", "), if members.len() > 3 { ", …" } else { "" }),
-                    "select pods with podSelector/namespaceSelector and keep ipBlock for addresses outside the cluster (or add the pod CIDR to except)");
+                l.push(Check::IpblockCoversPods, loc.clone(), id.clone(), format!("{path}.{word}[{j}] ipBlock {cidr} covers the IPs of {} endpoint(s) ({}{}): CNIs differ on whether ipBlock matches pod IPs",
+                        members.len(), names.join(", "), if members.len() > 3 { ", …" } else { "" }));
             }
             _ => {}
         }
@@ -278,14 +320,13 @@ fn lint_rule(
             });
             if !resolved {
                 l.push(
-                    "W003",
+                    Check::NamedPortUnresolved,
                     loc.clone(),
                     id.clone(),
                     format!(
                         "{path}.ports[{j}]: no destination has a {} containerPort named {name:?}",
                         p.protocol
                     ),
-                    "fix the name or protocol, or use the port number",
                 );
             }
         }
@@ -384,14 +425,13 @@ fn redundant_policies(l: &mut Linter, outside: &[IpAddr]) {
     let cost = l.cluster.policies.len() * (n + outside.len()) * n;
     if cost > REDUNDANCY_BUDGET {
         l.push(
-            "W005",
+            Check::PolicyRedundant,
             String::new(),
             "(all policies)".into(),
             format!(
                 "redundancy not checked: {} policies × {n} endpoints is over the budget",
                 l.cluster.policies.len()
             ),
-            "run lint on a smaller slice (one namespace) to check redundancy",
         );
         l.out.last_mut().expect("just pushed").severity = Severity::Info;
         return;
@@ -417,9 +457,7 @@ fn redundant_policies(l: &mut Linter, outside: &[IpAddr]) {
             })
         });
         if same {
-            l.push("W005", policy.origin.to_string(), policy.id(),
-                "removing this policy changes no connection: other policies already isolate and allow exactly the same".into(),
-                "delete it, or merge it with the policies that cover it");
+            l.push(Check::PolicyRedundant, policy.origin.to_string(), policy.id(), "removing this policy changes no connection: other policies already isolate and allow exactly the same".into());
         }
     }
 }
@@ -453,9 +491,7 @@ fn egress_dns(l: &mut Linter, outside: &[IpAddr]) {
         for (proto, name) in [(Protocol::Udp, "UDP"), (Protocol::Tcp, "TCP")] {
             if !dns(proto) {
                 let ids: Vec<String> = isolating.iter().map(|p| p.id()).collect();
-                l.push("W006", first.origin.to_string(), l.cluster.endpoints[i].id(),
-                    format!("egress is isolated (by {}) and {name} 53 is allowed to no destination: DNS lookups will fail", ids.join(", ")),
-                    "add an egress rule to kube-dns (namespaceSelector kubernetes.io/metadata.name=kube-system, podSelector k8s-app=kube-dns) on UDP and TCP 53");
+                l.push(Check::EgressWithoutDns, first.origin.to_string(), l.cluster.endpoints[i].id(), format!("egress is isolated (by {}) and {name} 53 is allowed to no destination: DNS lookups will fail", ids.join(", ")));
             }
         }
     }
@@ -476,9 +512,7 @@ fn default_deny(l: &mut Linter) {
             .iter()
             .any(|p| p.namespace == ns.name && p.is_default_deny_ingress());
         if has_endpoints && !deny {
-            l.push("I001", String::new(), ns.name.clone(),
-                format!("namespace {} has endpoints but no default-deny ingress policy: anything not isolated by another policy accepts all traffic", ns.name),
-                "add a NetworkPolicy with podSelector: {} and policyTypes: [Ingress] and no rules");
+            l.push(Check::NamespaceWithoutDefaultDeny, String::new(), ns.name.clone(), format!("namespace {} has endpoints but no default-deny ingress policy: anything not isolated by another policy accepts all traffic", ns.name));
         }
     }
 }

@@ -130,7 +130,10 @@ fn each_finding_on_a_case_built_for_it() {
             "{code}: a hint with a placeholder: {hint}"
         );
         if code == "W009" {
-            assert!(hint.contains("`ingress: [{}]` is allow-all"), "{hint}");
+            assert!(
+                hint.contains("`ingress: [{}]` (or `egress: [{}]`) is allow-all"),
+                "{hint}"
+            );
         }
     }
 }
