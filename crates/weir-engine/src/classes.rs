@@ -24,12 +24,24 @@ use crate::{selector, Node, Options};
 /// Index of a class: endpoint classes first, then one per IP-space class.
 pub type ClassId = u32;
 
-/// Index of an interned port set in [`Flows`].
-pub type PortSetId = u32;
+/// An interned port set: equal sets have equal ids. The empty and the full set are
+/// interned first, so set algebra can short-cut them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortSetId(u32);
 
-const NONE: u32 = 0;
-const ALL: u32 = 1;
-const NO_BITS: u32 = u32::MAX;
+impl PortSetId {
+    /// Nothing allowed.
+    pub const NONE: PortSetId = PortSetId(0);
+    /// Every protocol and port.
+    pub const ALL: PortSetId = PortSetId(1);
+
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+const NONE: PortSetId = PortSetId::NONE;
+const ALL: PortSetId = PortSetId::ALL;
 
 /// An allowed class pair and what it allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +64,7 @@ impl Flows {
 
     /// An interned port set; equal sets have equal ids.
     pub fn port_set(&self, id: PortSetId) -> &PortSet {
-        &self.sets[id as usize]
+        &self.sets[id.index()]
     }
 }
 
@@ -124,20 +136,21 @@ struct FlatRule<'c> {
     has_named: bool,
     all_peers: bool,
     /// The port set when it does not depend on the destination (no named ports).
-    fixed: Option<u32>,
-    /// Bitsets of admitted peer classes, per family of the connection.
-    members: [u32; 2],
+    fixed: Option<PortSetId>,
+    /// Bitsets (indexes into `bits`) of admitted peer classes, per family of the
+    /// connection; `None` for rules that admit every peer.
+    members: Option<[u32; 2]>,
 }
 
 /// The rules that apply to one isolated class in one direction.
 struct Row {
     /// Ports admitted from/to every peer (rules without `from`/`to`).
-    base: u32,
+    base: PortSetId,
     /// Every-peer rules whose ports are named: resolved per destination (egress only).
     base_named: Vec<u32>,
     /// (rule, ports): ingress rows hold ports resolved on their destination; egress rows
-    /// hold `u32::MAX` for rules with named ports, resolved per destination on lookup.
-    rules: Vec<(u32, u32)>,
+    /// hold `None` for rules with named ports, resolved per destination on lookup.
+    rules: Vec<(u32, Option<PortSetId>)>,
     /// The family of connections into the row's class (ingress rows).
     v6: bool,
 }
@@ -146,11 +159,11 @@ struct Row {
 #[derive(Clone, Default)]
 struct PortSets {
     sets: Vec<PortSet>,
-    ids: HashMap<PortSet, u32>,
+    ids: HashMap<PortSet, PortSetId>,
     /// (smaller id, larger id, is union) → result: set algebra is commutative.
-    combined: HashMap<(u32, u32, bool), u32>,
+    combined: HashMap<(PortSetId, PortSetId, bool), PortSetId>,
     /// (rule, named ports id) → resolved ports.
-    resolved: HashMap<(u32, u32), u32>,
+    resolved: HashMap<(u32, u32), PortSetId>,
 }
 
 impl PortSets {
@@ -160,16 +173,16 @@ impl PortSets {
         p.intern(PortSet::all());
         p
     }
-    fn intern(&mut self, s: PortSet) -> u32 {
+    fn intern(&mut self, s: PortSet) -> PortSetId {
         if let Some(&id) = self.ids.get(&s) {
             return id;
         }
-        let id = self.sets.len() as u32;
+        let id = PortSetId(self.sets.len() as u32);
         self.ids.insert(s.clone(), id);
         self.sets.push(s);
         id
     }
-    fn union(&mut self, a: u32, b: u32) -> u32 {
+    fn union(&mut self, a: PortSetId, b: PortSetId) -> PortSetId {
         if a == b || b == NONE || a == ALL {
             return a;
         }
@@ -178,7 +191,7 @@ impl PortSets {
         }
         self.combine(a, b, true)
     }
-    fn intersect(&mut self, a: u32, b: u32) -> u32 {
+    fn intersect(&mut self, a: PortSetId, b: PortSetId) -> PortSetId {
         if a == b || b == ALL || a == NONE {
             return a;
         }
@@ -188,12 +201,12 @@ impl PortSets {
         self.combine(a, b, false)
     }
     /// The memoised union (`is_union`) or intersection of two interned sets.
-    fn combine(&mut self, a: u32, b: u32, is_union: bool) -> u32 {
+    fn combine(&mut self, a: PortSetId, b: PortSetId, is_union: bool) -> PortSetId {
         let key = (a.min(b), a.max(b), is_union);
         if let Some(&id) = self.combined.get(&key) {
             return id;
         }
-        let (x, y) = (&self.sets[a as usize], &self.sets[b as usize]);
+        let (x, y) = (&self.sets[a.index()], &self.sets[b.index()]);
         let set = if is_union { x.union(y) } else { x.intersect(y) };
         let id = self.intern(set);
         self.combined.insert(key, id);
@@ -335,7 +348,7 @@ impl<'c> Index<'c> {
                             .any(|pr| matches!(pr.port, Some(PortRef::Named(_)))),
                         all_peers: r.peers.is_empty(),
                         fixed: None,
-                        members: [NO_BITS, NO_BITS],
+                        members: None,
                     });
                     for peer in &r.peers {
                         match peer {
@@ -456,18 +469,18 @@ impl<'c> Index<'c> {
             }
             let first = bits.len() as u32;
             bits.push(Bits::new(n_classes));
-            rule.members = if rule_has_block[r] {
+            rule.members = Some(if rule_has_block[r] {
                 bits.push(Bits::new(n_classes));
                 [first, first + 1]
             } else {
                 [first, first]
-            };
+            });
         }
         for (c, class) in classes.iter().enumerate() {
             if !class.external {
                 for &p in class_preds[c] {
                     for &r in &pred_rules[p as usize] {
-                        let [m0, m1] = rules[r as usize].members;
+                        let [m0, m1] = rules[r as usize].members.expect("peer rules have bitsets");
                         bits[m0 as usize].set(c as u32);
                         bits[m1 as usize].set(c as u32);
                     }
@@ -477,7 +490,8 @@ impl<'c> Index<'c> {
                 if let Some(k) = ipc {
                     for &b in &ip.classes[*k as usize].blocks {
                         for &r in &block_rules[b as usize] {
-                            bits[rules[r as usize].members[fam] as usize].set(c as u32);
+                            let m = rules[r as usize].members.expect("peer rules have bitsets");
+                            bits[m[fam] as usize].set(c as u32);
                         }
                     }
                 }
@@ -581,7 +595,7 @@ impl<'c> Index<'c> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn resolve(&self, sets: &mut PortSets, rule: u32, dst: ClassId) -> u32 {
+    fn resolve(&self, sets: &mut PortSets, rule: u32, dst: ClassId) -> PortSetId {
         let r = &self.rules[rule as usize];
         if let Some(fixed) = r.fixed {
             return fixed;
@@ -612,7 +626,7 @@ impl<'c> Index<'c> {
             if self.rules[r as usize].all_peers {
                 row.base = sets.union(row.base, ps);
             } else {
-                row.rules.push((r, ps));
+                row.rules.push((r, Some(ps)));
             }
         }
         *self.sets_mut() = sets;
@@ -633,7 +647,7 @@ impl<'c> Index<'c> {
             match (rule.all_peers, rule.fixed) {
                 (true, Some(ps)) => row.base = self.sets_mut().union(row.base, ps),
                 (true, None) => row.base_named.push(r),
-                (false, fixed) => row.rules.push((r, fixed.unwrap_or(u32::MAX))),
+                (false, fixed) => row.rules.push((r, fixed)),
             }
         }
         self.rows.push(row);
@@ -641,7 +655,7 @@ impl<'c> Index<'c> {
     }
 
     /// Ports the ingress row admits from class `src`.
-    fn ingress_lookup(&self, sets: &mut PortSets, row: u32, src: ClassId) -> u32 {
+    fn ingress_lookup(&self, sets: &mut PortSets, row: u32, src: ClassId) -> PortSetId {
         let row = &self.rows[row as usize];
         let fam = row.v6 as usize;
         let mut acc = row.base;
@@ -649,15 +663,24 @@ impl<'c> Index<'c> {
             if acc == ALL {
                 break;
             }
-            if self.bits[self.rules[r as usize].members[fam] as usize].get(src) {
+            if self.admits(r, fam, src) {
+                let ps = ps.expect("ingress rows hold resolved ports");
                 acc = sets.union(acc, ps);
             }
         }
         acc
     }
 
+    /// Whether peer rule `r` admits class `c` in family `fam`.
+    fn admits(&self, r: u32, fam: usize, c: ClassId) -> bool {
+        let m = self.rules[r as usize]
+            .members
+            .expect("row rules are peer rules");
+        self.bits[m[fam] as usize].get(c)
+    }
+
     /// Ports the egress row admits to class `dst`.
-    fn egress_lookup(&self, sets: &mut PortSets, row: u32, dst: ClassId) -> u32 {
+    fn egress_lookup(&self, sets: &mut PortSets, row: u32, dst: ClassId) -> PortSetId {
         let row = &self.rows[row as usize];
         let fam = self.classes[dst as usize].v6 as usize;
         let mut acc = row.base;
@@ -669,12 +692,8 @@ impl<'c> Index<'c> {
             if acc == ALL {
                 break;
             }
-            if self.bits[self.rules[r as usize].members[fam] as usize].get(dst) {
-                let ps = if ps == u32::MAX {
-                    self.resolve(sets, r, dst)
-                } else {
-                    ps
-                };
+            if self.admits(r, fam, dst) {
+                let ps = ps.unwrap_or_else(|| self.resolve(sets, r, dst));
                 acc = sets.union(acc, ps);
             }
         }
@@ -682,7 +701,7 @@ impl<'c> Index<'c> {
     }
 
     /// Ports allowed from class `a` to class `b` (two distinct endpoints, or an address), interned.
-    fn pair_id(&self, sets: &mut PortSets, a: ClassId, b: ClassId) -> u32 {
+    fn pair_id(&self, sets: &mut PortSets, a: ClassId, b: ClassId) -> PortSetId {
         let (ca, cb) = (&self.classes[a as usize], &self.classes[b as usize]);
         if ca.external && (cb.external || ca.v6 != cb.v6) {
             return NONE;
@@ -704,7 +723,7 @@ impl<'c> Index<'c> {
     pub fn pair(&self, a: ClassId, b: ClassId) -> PortSet {
         let mut sets = self.sets();
         let id = self.pair_id(&mut sets, a, b);
-        sets.sets[id as usize].clone()
+        sets.sets[id.index()].clone()
     }
 
     pub fn class_of(&self, node: Node) -> Option<ClassId> {
@@ -738,7 +757,10 @@ impl<'c> Index<'c> {
         scratch.clear();
         scratch.resize(self.classes.len().div_ceil(64), 0);
         for &(r, _) in &row.rules {
-            self.bits[self.rules[r as usize].members[row.v6 as usize] as usize].or_into(scratch);
+            let m = self.rules[r as usize]
+                .members
+                .expect("row rules are peer rules");
+            self.bits[m[row.v6 as usize] as usize].or_into(scratch);
         }
         Some(())
     }
@@ -792,14 +814,13 @@ impl<'c> Index<'c> {
         let (first, mut sets) = parts.next().unwrap_or_else(|| (Vec::new(), base));
         let mut ordered: Vec<Chunk> = first;
         for (done, theirs) in parts {
-            let mut map = vec![u32::MAX; theirs.sets.len()];
+            // Their ids → ours, interned on first use.
+            let mut map: Vec<Option<PortSetId>> = vec![None; theirs.sets.len()];
             for (c, mut flows) in done {
                 for f in &mut flows {
-                    let id = &mut map[f.ports as usize];
-                    if *id == u32::MAX {
-                        *id = sets.intern(theirs.sets[f.ports as usize].clone());
-                    }
-                    f.ports = *id;
+                    let theirs_id = f.ports;
+                    f.ports = *map[theirs_id.index()]
+                        .get_or_insert_with(|| sets.intern(theirs.sets[theirs_id.index()].clone()));
                 }
                 ordered.push((c, flows));
             }
