@@ -245,40 +245,67 @@ enum Scope<'c> {
     Selector(&'c LabelSelector),
 }
 
-impl<'c> Index<'c> {
-    pub fn build(cluster: &'c Cluster, options: Options) -> Index<'c> {
-        let ns_index: HashMap<&str, usize> = cluster
-            .namespaces
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.as_str(), i))
-            .collect();
-        let ns_of = |name: &str| ns_index.get(name).copied().unwrap_or(usize::MAX);
+/// Phase 1: endpoints with the same namespace, labels and hostNetwork are one label group;
+/// selectors are evaluated once per group.
+struct LabelGroups<'c> {
+    /// Each endpoint's group.
+    of: Vec<u32>,
+    /// (namespace index, labels, hostNetwork) per group; namespace `usize::MAX`: unknown.
+    list: Vec<(usize, &'c weir_model::Labels, bool)>,
+    /// Non-hostNetwork groups per namespace: what selectors can select.
+    in_ns: Vec<Vec<u32>>,
+}
 
-        // 1. Label groups: endpoints with the same namespace, labels and hostNetwork.
-        let mut group_ids: HashMap<(usize, &weir_model::Labels, bool), u32> = HashMap::default();
-        let mut group_of = Vec::with_capacity(cluster.endpoints.len());
-        let mut groups: Vec<(usize, &weir_model::Labels, bool)> = Vec::new();
+impl<'c> LabelGroups<'c> {
+    fn of(cluster: &'c Cluster, ns_of: &dyn Fn(&str) -> usize) -> Self {
+        let mut ids: HashMap<(usize, &weir_model::Labels, bool), u32> = HashMap::default();
+        let mut of = Vec::with_capacity(cluster.endpoints.len());
+        let mut list: Vec<(usize, &weir_model::Labels, bool)> = Vec::new();
         for e in &cluster.endpoints {
             let key = (ns_of(&e.namespace), &e.labels, e.host_network);
-            let next = groups.len() as u32;
-            let g = *group_ids.entry(key).or_insert(next);
+            let next = list.len() as u32;
+            let g = *ids.entry(key).or_insert(next);
             if g == next {
-                groups.push(key);
+                list.push(key);
             }
-            group_of.push(g);
+            of.push(g);
         }
-        let mut groups_in_ns: Vec<Vec<u32>> = vec![Vec::new(); cluster.namespaces.len()];
-        for (g, &(ns, _, host)) in groups.iter().enumerate() {
+        let mut in_ns: Vec<Vec<u32>> = vec![Vec::new(); cluster.namespaces.len()];
+        for (g, &(ns, _, host)) in list.iter().enumerate() {
             if !host && ns != usize::MAX {
-                groups_in_ns[ns].push(g as u32);
+                in_ns[ns].push(g as u32);
             }
         }
+        LabelGroups { of, list, in_ns }
+    }
+}
 
-        // 2. Distinct selector predicates and ipBlocks, evaluated once each.
+/// Phase 2: every policy's rules flattened, with the distinct selector predicates and
+/// ipBlocks they use, each evaluated once.
+struct PolicyRules<'c> {
+    rules: Vec<FlatRule<'c>>,
+    /// The predicates each label group satisfies (sorted).
+    group_preds: Vec<Vec<u32>>,
+    /// The rules each predicate is a peer of.
+    pred_rules: Vec<Vec<u32>>,
+    blocks: Vec<Block>,
+    /// The rules each ipBlock is a peer of.
+    block_rules: Vec<Vec<u32>>,
+    /// Per policy: its target predicate, and its ingress / egress rule ids.
+    policy_rules: Vec<(u32, Vec<u32>, Vec<u32>)>,
+    /// The policies whose podSelector each predicate is.
+    target_policies: Vec<Vec<u32>>,
+}
+
+impl<'c> PolicyRules<'c> {
+    fn flatten(
+        cluster: &'c Cluster,
+        groups: &LabelGroups<'c>,
+        ns_of: &dyn Fn(&str) -> usize,
+    ) -> Self {
         let mut ns_selector_cache: HashMap<&LabelSelector, Vec<usize>> = HashMap::default();
         let mut pred_ids: HashMap<(Scope, Option<&LabelSelector>), u32> = HashMap::default();
-        let mut group_preds: Vec<Vec<u32>> = vec![Vec::new(); groups.len()];
+        let mut group_preds: Vec<Vec<u32>> = vec![Vec::new(); groups.list.len()];
         let mut eval_pred = |scope: Scope<'c>,
                              pods: Option<&'c LabelSelector>,
                              group_preds: &mut Vec<Vec<u32>>|
@@ -307,8 +334,8 @@ impl<'c> Index<'c> {
                 if ns == usize::MAX {
                     continue;
                 }
-                for &g in &groups_in_ns[ns] {
-                    if pods.is_none_or(|s| selector::matches(s, groups[g as usize].1)) {
+                for &g in &groups.in_ns[ns] {
+                    if pods.is_none_or(|s| selector::matches(s, groups.list[g as usize].1)) {
                         group_preds[g as usize].push(id);
                     }
                 }
@@ -321,7 +348,6 @@ impl<'c> Index<'c> {
         let mut blocks: Vec<Block> = Vec::new();
         let mut block_ids: HashMap<Block, u32> = HashMap::default();
         let mut block_rules: Vec<Vec<u32>> = Vec::new();
-        // Per policy: its target predicate, and its ingress / egress rule ids.
         let mut policy_rules: Vec<(u32, Vec<u32>, Vec<u32>)> = Vec::new();
         for p in &cluster.policies {
             let ns = ns_of(&p.namespace);
@@ -391,16 +417,43 @@ impl<'c> Index<'c> {
         for (pi, (t, _, _)) in policy_rules.iter().enumerate() {
             target_policies[*t as usize].push(pi as u32);
         }
-        let ip = IpSpace::new(blocks);
-
-        // 3. Endpoint classes: same predicates, named ports and address classes.
-        let mut classes: Vec<Class> = Vec::new();
-        let mut class_preds: Vec<&Vec<u32>> = Vec::new();
-        let mut class_ids: HashMap<ClassKey, u32> = HashMap::default();
         for preds in group_preds.iter_mut() {
             preds.sort_unstable();
             preds.dedup();
         }
+        PolicyRules {
+            rules,
+            group_preds,
+            pred_rules,
+            blocks,
+            block_rules,
+            policy_rules,
+            target_policies,
+        }
+    }
+}
+
+/// Phase 3: endpoints with the same predicates, named ports, family and address classes are
+/// one class; then one class per IP-space class (outside addresses).
+struct Classes {
+    list: Vec<Class>,
+    /// A label group of each endpoint class's members (they all satisfy the same predicates).
+    group: Vec<u32>,
+    endpoint_class: Vec<ClassId>,
+    n_endpoint_classes: usize,
+}
+
+impl Classes {
+    fn of(
+        cluster: &Cluster,
+        options: Options,
+        groups: &LabelGroups,
+        group_preds: &[Vec<u32>],
+        ip: &IpSpace,
+    ) -> Self {
+        let mut list: Vec<Class> = Vec::new();
+        let mut group: Vec<u32> = Vec::new();
+        let mut ids: HashMap<ClassKey, u32> = HashMap::default();
         let mut endpoint_class = Vec::with_capacity(cluster.endpoints.len());
         // Named-port lists, interned; 0 is the empty list (outside addresses).
         let mut named_ids: HashMap<Vec<ContainerPort>, u32> = HashMap::from_iter([(Vec::new(), 0)]);
@@ -419,15 +472,14 @@ impl<'c> Index<'c> {
                     .map(|addr| ip.class_of(&addr))
             });
             let v6 = e.primary_is_v6();
-            let preds = &group_preds[group_of[i] as usize];
-            let next = classes.len() as u32;
-            let c = *class_ids
-                .entry((preds, named.clone(), v6, ipc))
-                .or_insert(next);
+            let g = groups.of[i];
+            let preds = &group_preds[g as usize];
+            let next = list.len() as u32;
+            let c = *ids.entry((preds, named.clone(), v6, ipc)).or_insert(next);
             if c == next {
                 let next_named = named_ids.len() as u32;
                 let named_id = *named_ids.entry(named.clone()).or_insert(next_named);
-                classes.push(Class {
+                list.push(Class {
                     members: Vec::new(),
                     named,
                     named_id,
@@ -435,16 +487,16 @@ impl<'c> Index<'c> {
                     ipc,
                     external: false,
                 });
-                class_preds.push(preds);
+                group.push(g);
             }
-            classes[c as usize].members.push(i);
+            list[c as usize].members.push(i);
             endpoint_class.push(c);
         }
-        let n_endpoint_classes = classes.len();
+        let n_endpoint_classes = list.len();
         for (k, ipclass) in ip.classes.iter().enumerate() {
             let mut ipc = [None, None];
             ipc[ipclass.v6 as usize] = Some(k as u32);
-            classes.push(Class {
+            list.push(Class {
                 members: Vec::new(),
                 named: Vec::new(),
                 named_id: 0,
@@ -453,52 +505,82 @@ impl<'c> Index<'c> {
                 external: true,
             });
         }
-
-        // 4. Which peer classes each rule admits, per family of the connection.
-        let n_classes = classes.len();
-        let mut bits: Vec<Bits> = Vec::new();
-        let mut rule_has_block = vec![false; rules.len()];
-        for list in &block_rules {
-            for &r in list {
-                rule_has_block[r as usize] = true;
-            }
+        Classes {
+            list,
+            group,
+            endpoint_class,
+            n_endpoint_classes,
         }
-        for (r, rule) in rules.iter_mut().enumerate() {
-            if rule.all_peers {
-                continue;
-            }
-            let first = bits.len() as u32;
+    }
+}
+
+/// Phase 4: which peer classes each rule admits, per family of the connection, as bitsets.
+fn peer_bitsets(
+    rules: &mut [FlatRule],
+    classes: &Classes,
+    policies: &PolicyRules,
+    ip: &IpSpace,
+) -> Vec<Bits> {
+    let n_classes = classes.list.len();
+    let mut bits: Vec<Bits> = Vec::new();
+    let mut rule_has_block = vec![false; rules.len()];
+    for list in &policies.block_rules {
+        for &r in list {
+            rule_has_block[r as usize] = true;
+        }
+    }
+    for (r, rule) in rules.iter_mut().enumerate() {
+        if rule.all_peers {
+            continue;
+        }
+        let first = bits.len() as u32;
+        bits.push(Bits::new(n_classes));
+        rule.members = Some(if rule_has_block[r] {
             bits.push(Bits::new(n_classes));
-            rule.members = Some(if rule_has_block[r] {
-                bits.push(Bits::new(n_classes));
-                [first, first + 1]
-            } else {
-                [first, first]
-            });
-        }
-        for (c, class) in classes.iter().enumerate() {
-            if !class.external {
-                for &p in class_preds[c] {
-                    for &r in &pred_rules[p as usize] {
-                        let [m0, m1] = rules[r as usize].members.expect("peer rules have bitsets");
-                        bits[m0 as usize].set(c as u32);
-                        bits[m1 as usize].set(c as u32);
-                    }
+            [first, first + 1]
+        } else {
+            [first, first]
+        });
+    }
+    for (c, class) in classes.list.iter().enumerate() {
+        if !class.external {
+            for &p in &policies.group_preds[classes.group[c] as usize] {
+                for &r in &policies.pred_rules[p as usize] {
+                    let [m0, m1] = rules[r as usize].members.expect("peer rules have bitsets");
+                    bits[m0 as usize].set(c as u32);
+                    bits[m1 as usize].set(c as u32);
                 }
             }
-            for (fam, ipc) in class.ipc.iter().enumerate() {
-                if let Some(k) = ipc {
-                    for &b in &ip.classes[*k as usize].blocks {
-                        for &r in &block_rules[b as usize] {
-                            let m = rules[r as usize].members.expect("peer rules have bitsets");
-                            bits[m[fam] as usize].set(c as u32);
-                        }
+        }
+        for (fam, ipc) in class.ipc.iter().enumerate() {
+            if let Some(k) = ipc {
+                for &b in &ip.classes[*k as usize].blocks {
+                    for &r in &policies.block_rules[b as usize] {
+                        let m = rules[r as usize].members.expect("peer rules have bitsets");
+                        bits[m[fam] as usize].set(c as u32);
                     }
                 }
             }
         }
+    }
+    bits
+}
 
-        // 5. Rows: one per distinct (rules, family, named ports) for ingress, per rule list for egress.
+impl<'c> Index<'c> {
+    pub fn build(cluster: &'c Cluster, options: Options) -> Index<'c> {
+        let ns_index: HashMap<&str, usize> = cluster
+            .namespaces
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        let ns_of = |name: &str| ns_index.get(name).copied().unwrap_or(usize::MAX);
+        let groups = LabelGroups::of(cluster, &ns_of);
+        let mut policies = PolicyRules::flatten(cluster, &groups, &ns_of);
+        let ip = IpSpace::new(std::mem::take(&mut policies.blocks));
+        let classes = Classes::of(cluster, options, &groups, &policies.group_preds, &ip);
+        let mut rules = std::mem::take(&mut policies.rules);
+        let bits = peer_bitsets(&mut rules, &classes, &policies, &ip);
         let has_v6 = cluster
             .endpoints
             .iter()
@@ -506,9 +588,9 @@ impl<'c> Index<'c> {
             || ip.blocks.iter().any(|b| b.cidr.addr().is_ipv6());
         let mut index = Index {
             cluster,
-            classes,
-            n_endpoint_classes,
-            endpoint_class,
+            classes: classes.list,
+            n_endpoint_classes: classes.n_endpoint_classes,
+            endpoint_class: classes.endpoint_class,
             ip,
             rules,
             bits,
@@ -518,23 +600,35 @@ impl<'c> Index<'c> {
             port_sets: Mutex::new(PortSets::new()),
             has_v6,
         };
-        for r in 0..index.rules.len() {
-            if !index.rules[r].has_named {
-                let set = resolve_ports(index.rules[r].ports, &[]);
-                index.rules[r].fixed = Some(index.sets_mut().intern(set));
+        index.intern_fixed_ports();
+        index.build_rows(&classes.group, &policies);
+        index
+    }
+
+    /// Rules without named ports admit the same ports everywhere: intern them once.
+    fn intern_fixed_ports(&mut self) {
+        for r in 0..self.rules.len() {
+            if !self.rules[r].has_named {
+                let set = resolve_ports(self.rules[r].ports, &[]);
+                self.rules[r].fixed = Some(self.sets_mut().intern(set));
             }
         }
+    }
+
+    /// Phase 5: rows, one per distinct (rules, family, named ports) for ingress and per rule
+    /// list for egress, shared by every class isolated alike.
+    fn build_rows(&mut self, class_group: &[u32], policies: &PolicyRules) {
         let mut ingress_keys: HashMap<(Vec<u32>, bool, u32), u32> = HashMap::default();
         let mut egress_keys: HashMap<Vec<u32>, u32> = HashMap::default();
-        let mut ingress_row = vec![None; index.classes.len()];
-        let mut egress_row = vec![None; index.classes.len()];
-        for c in 0..n_endpoint_classes {
+        let mut ingress_row = vec![None; self.classes.len()];
+        let mut egress_row = vec![None; self.classes.len()];
+        for c in 0..self.n_endpoint_classes {
             let mut isolated = [false, false];
             let mut dir_rules = [Vec::new(), Vec::new()];
-            for &p in class_preds[c] {
-                for &pi in &target_policies[p as usize] {
-                    let policy = &cluster.policies[pi as usize];
-                    let (_, ing, eg) = &policy_rules[pi as usize];
+            for &p in &policies.group_preds[class_group[c] as usize] {
+                for &pi in &policies.target_policies[p as usize] {
+                    let policy = &self.cluster.policies[pi as usize];
+                    let (_, ing, eg) = &policies.policy_rules[pi as usize];
                     isolated[0] |= policy.isolates_ingress;
                     isolated[1] |= policy.isolates_egress;
                     dir_rules[0].extend_from_slice(ing);
@@ -547,8 +641,8 @@ impl<'c> Index<'c> {
             }
             let [ing, eg] = dir_rules;
             if isolated[0] {
-                let class = &index.classes[c];
-                let named = if ing.iter().any(|&r| index.rules[r as usize].has_named) {
+                let class = &self.classes[c];
+                let named = if ing.iter().any(|&r| self.rules[r as usize].has_named) {
                     class.named_id
                 } else {
                     0
@@ -557,7 +651,7 @@ impl<'c> Index<'c> {
                 let row = match ingress_keys.get(&key) {
                     Some(&row) => row,
                     None => {
-                        let row = index.ingress_row_for(&key.0, c as u32);
+                        let row = self.ingress_row_for(&key.0, c as u32);
                         ingress_keys.insert(key, row);
                         row
                     }
@@ -568,7 +662,7 @@ impl<'c> Index<'c> {
                 let row = match egress_keys.get(&eg) {
                     Some(&row) => row,
                     None => {
-                        let row = index.egress_row_for(&eg);
+                        let row = self.egress_row_for(&eg);
                         egress_keys.insert(eg, row);
                         row
                     }
@@ -576,9 +670,8 @@ impl<'c> Index<'c> {
                 egress_row[c] = Some(row);
             }
         }
-        index.ingress_row = ingress_row;
-        index.egress_row = egress_row;
-        index
+        self.ingress_row = ingress_row;
+        self.egress_row = egress_row;
     }
 
     /// The ports rule `rule` admits at destination class `dst`.
