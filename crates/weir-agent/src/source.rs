@@ -25,7 +25,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir_manifest::{LoadError, LoadOptions, Source};
+use weir_manifest::{LoadError, LoadOptions, NamedText};
 use weir_model::Cluster;
 
 /// Largest manifest file read; a bigger one is reported and its last good version kept.
@@ -189,10 +189,10 @@ impl Items {
                 });
             }
         }
-        let sources: Vec<Source> = self
+        let sources: Vec<NamedText> = self
             .good
             .iter()
-            .map(|(n, t)| Source {
+            .map(|(n, t)| NamedText {
                 name: n.clone(),
                 text: t.clone(),
             })

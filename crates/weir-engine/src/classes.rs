@@ -19,7 +19,7 @@ use weir_model::{
 
 use crate::ipspace::{Block, IpSpace};
 use crate::ports::{resolve_ports, PortSet};
-use crate::{selector, Node, Options};
+use crate::{selector, Options, Side};
 
 /// Index of a class: endpoint classes first, then one per IP-space class.
 pub type ClassId = u32;
@@ -819,10 +819,10 @@ impl<'c> Index<'c> {
         sets.sets[id.index()].clone()
     }
 
-    pub fn class_of(&self, node: Node) -> Option<ClassId> {
+    pub fn class_of(&self, node: Side) -> Option<ClassId> {
         match node {
-            Node::Endpoint(i) => self.endpoint_class.get(i).copied(),
-            Node::Address(ip) => Some(self.n_endpoint_classes as u32 + self.ip.class_of(&ip)),
+            Side::Endpoint(i) => self.endpoint_class.get(i).copied(),
+            Side::Address(ip) => Some(self.n_endpoint_classes as u32 + self.ip.class_of(&ip)),
         }
     }
 

@@ -8,7 +8,7 @@ use weir_model::{Cluster, Policy};
 
 use crate::ipspace::outside_representatives;
 use crate::ports::PortSet;
-use crate::{Engine, Node};
+use crate::{Engine, Side};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ChangeKind {
@@ -47,19 +47,19 @@ fn same(a: &Policy, b: &Policy) -> bool {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Side<'a> {
+enum Named<'a> {
     Endpoint(&'a str),
     Address(IpAddr),
 }
 
-fn node(engine: &Engine, side: Side) -> Option<Node> {
+fn node(engine: &Engine, side: Named) -> Option<Side> {
     match side {
-        Side::Endpoint(id) => engine.cluster().endpoint_index(id).map(Node::Endpoint),
-        Side::Address(ip) => Some(Node::Address(ip)),
+        Named::Endpoint(id) => engine.cluster().endpoint_index(id).map(Side::Endpoint),
+        Named::Address(ip) => Some(Side::Address(ip)),
     }
 }
 
-fn allowed(engine: &Engine, a: Side, b: Side) -> PortSet {
+fn allowed(engine: &Engine, a: Named, b: Named) -> PortSet {
     match (node(engine, a), node(engine, b)) {
         (Some(x), Some(y)) => engine.allowed(x, y),
         _ => PortSet::none(),
@@ -89,14 +89,14 @@ pub fn diff(old: &Engine, new: &Engine) -> Vec<Change> {
                 .map(|o| (o, None)),
         )
         .collect();
-    let mut sides: Vec<Side> = ids.iter().map(|id| Side::Endpoint(id)).collect();
+    let mut sides: Vec<Named> = ids.iter().map(|id| Named::Endpoint(id)).collect();
     sides.extend(
         outside_representatives(&[oc, nc])
             .into_iter()
-            .map(Side::Address),
+            .map(Named::Address),
     );
-    let selects = |engine: &Engine, p: &Policy, side: Side, egress: bool| -> bool {
-        let Some(Node::Endpoint(i)) = node(engine, side) else {
+    let selects = |engine: &Engine, p: &Policy, side: Named, egress: bool| -> bool {
+        let Some(Side::Endpoint(i)) = node(engine, side) else {
             return false;
         };
         (if egress {
@@ -108,7 +108,7 @@ pub fn diff(old: &Engine, new: &Engine) -> Vec<Change> {
     let mut out = Vec::new();
     for &a in &sides {
         for &b in &sides {
-            if a == b || (matches!(a, Side::Address(_)) && matches!(b, Side::Address(_))) {
+            if a == b || (matches!(a, Named::Address(_)) && matches!(b, Named::Address(_))) {
                 continue;
             }
             let (before, after) = (allowed(old, a, b), allowed(new, a, b));
@@ -137,9 +137,9 @@ pub fn diff(old: &Engine, new: &Engine) -> Vec<Change> {
                 .collect();
             policies.sort();
             policies.dedup();
-            let show = |s: Side| match s {
-                Side::Endpoint(id) => id.to_string(),
-                Side::Address(ip) => ip.to_string(),
+            let show = |s: Named| match s {
+                Named::Endpoint(id) => id.to_string(),
+                Named::Address(ip) => ip.to_string(),
             };
             out.push(Change {
                 kind,

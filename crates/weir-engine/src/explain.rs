@@ -4,7 +4,7 @@ use serde::Serialize;
 use weir_model::{Direction, Protocol};
 
 use crate::ports::resolve_ports;
-use crate::{family_of, selector, Engine, Node};
+use crate::{family_of, selector, Engine, Side};
 
 /// How one rule of a selecting policy judged the connection.
 #[derive(Clone, Debug, Serialize)]
@@ -50,7 +50,7 @@ pub struct Explanation {
 impl Engine<'_> {
     /// Why a connection is allowed or denied, policy by policy, in the family a connection
     /// to `dst` uses (its primary address's).
-    pub fn explain(&self, src: Node, dst: Node, protocol: Protocol, port: u16) -> Explanation {
+    pub fn explain(&self, src: Side, dst: Side, protocol: Protocol, port: u16) -> Explanation {
         let v6 = family_of(self.cluster(), dst);
         self.explain_in_family(src, dst, protocol, port, v6)
     }
@@ -60,13 +60,13 @@ impl Engine<'_> {
     /// dataplane matches the packet.
     pub fn explain_in_family(
         &self,
-        src: Node,
-        dst: Node,
+        src: Side,
+        dst: Side,
         protocol: Protocol,
         port: u16,
         v6: bool,
     ) -> Explanation {
-        let self_traffic = src == dst && matches!(src, Node::Endpoint(_));
+        let self_traffic = src == dst && matches!(src, Side::Endpoint(_));
         let egress = self.direction(Direction::Egress, src, dst, protocol, port, v6);
         let ingress = self.direction(Direction::Ingress, dst, src, protocol, port, v6);
         Explanation {
@@ -85,8 +85,8 @@ impl Engine<'_> {
     fn direction(
         &self,
         direction: Direction,
-        at: Node,
-        other: Node,
+        at: Side,
+        other: Side,
         protocol: Protocol,
         port: u16,
         v6: bool,
@@ -103,15 +103,15 @@ impl Engine<'_> {
             allowing: Vec::new(),
             near_misses: Vec::new(),
         };
-        let Node::Endpoint(i) = at else { return report };
+        let Side::Endpoint(i) = at else { return report };
         let ep = self.endpoint(i);
         report.endpoint = Some(ep.id());
         if ep.host_network {
             return report; // podSelector never selects hostNetwork pods
         }
         let dst_ports: &[weir_model::ContainerPort] = match dst {
-            Node::Endpoint(d) => &self.endpoint(d).ports,
-            Node::Address(_) => &[],
+            Side::Endpoint(d) => &self.endpoint(d).ports,
+            Side::Address(_) => &[],
         };
         for policy in self
             .policies_in(&ep.namespace)

@@ -5,7 +5,7 @@ use serde::Serialize;
 use weir_model::{Expectation, Intent, PortKey, Protocol};
 
 use crate::ports::PortSet;
-use crate::{Engine, Node};
+use crate::{Engine, Side};
 
 /// Who may talk to whom, as some observer sees it.
 pub trait Connectivity {
@@ -19,12 +19,12 @@ pub trait Connectivity {
 impl Connectivity for Engine<'_> {
     fn allows(&self, src: usize, dst: usize, protocol: Protocol, port: u16) -> Option<bool> {
         Some(
-            self.allowed(Node::Endpoint(src), Node::Endpoint(dst))
+            self.allowed(Side::Endpoint(src), Side::Endpoint(dst))
                 .contains(protocol, port),
         )
     }
     fn beyond(&self, src: usize, dst: usize, listed: &PortSet) -> Option<String> {
-        let allowed = self.allowed(Node::Endpoint(src), Node::Endpoint(dst));
+        let allowed = self.allowed(Side::Endpoint(src), Side::Endpoint(dst));
         (allowed.union(listed) != *listed).then(|| format!("allows {allowed}"))
     }
 }

@@ -46,7 +46,7 @@ impl Default for Options {
 
 /// One side of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Node {
+pub enum Side {
     /// An endpoint of the cluster, by index in `cluster.endpoints`.
     Endpoint(usize),
     /// An address outside the cluster's endpoints.
@@ -94,7 +94,7 @@ impl<'c> Engine<'c> {
     }
 
     /// Every (protocol, port) allowed from `src` to `dst` (the class evaluator).
-    pub fn allowed(&self, src: Node, dst: Node) -> PortSet {
+    pub fn allowed(&self, src: Side, dst: Side) -> PortSet {
         if src == dst {
             return PortSet::all(); // traffic to itself is never filtered
         }
@@ -128,23 +128,23 @@ impl<'c> Engine<'c> {
     }
 
     /// Finds an endpoint by `namespace/name`, or one whose IP is this address.
-    pub fn resolve(&self, text: &str) -> Option<Node> {
+    pub fn resolve(&self, text: &str) -> Option<Side> {
         if let Ok(ip) = text.parse::<IpAddr>() {
             let found = self
                 .cluster
                 .endpoints
                 .iter()
                 .position(|e| e.ips.contains(&ip));
-            return Some(found.map_or(Node::Address(ip), Node::Endpoint));
+            return Some(found.map_or(Side::Address(ip), Side::Endpoint));
         }
-        self.cluster.endpoint_index(text).map(Node::Endpoint)
+        self.cluster.endpoint_index(text).map(Side::Endpoint)
     }
 
     /// A human name for a node.
-    pub fn name(&self, node: Node) -> String {
+    pub fn name(&self, node: Side) -> String {
         match node {
-            Node::Endpoint(i) => self.cluster.endpoints[i].id(),
-            Node::Address(ip) => ip.to_string(),
+            Side::Endpoint(i) => self.cluster.endpoints[i].id(),
+            Side::Address(ip) => ip.to_string(),
         }
     }
 
@@ -162,10 +162,10 @@ impl<'c> Engine<'c> {
 }
 
 /// The address family of a connection to `dst` (`true` = IPv6).
-pub(crate) fn family_of(cluster: &Cluster, dst: Node) -> bool {
+pub(crate) fn family_of(cluster: &Cluster, dst: Side) -> bool {
     match dst {
-        Node::Endpoint(i) => cluster.endpoints[i].primary_is_v6(),
-        Node::Address(ip) => ip.is_ipv6(),
+        Side::Endpoint(i) => cluster.endpoints[i].primary_is_v6(),
+        Side::Address(ip) => ip.is_ipv6(),
     }
 }
 
@@ -191,10 +191,10 @@ impl Engine<'_> {
     /// Whether a peer matches `other` (the far side of the connection) in a policy of
     /// `policy_ns`, for a connection of family `v6`. The dataplane compiler asks this too,
     /// so that selector semantics live in one place.
-    pub fn peer_matches(&self, peer: &Peer, policy_ns: &str, other: Node, v6: bool) -> bool {
+    pub fn peer_matches(&self, peer: &Peer, policy_ns: &str, other: Side, v6: bool) -> bool {
         match peer {
             Peer::Pods { namespaces, pods } => {
-                let Node::Endpoint(i) = other else {
+                let Side::Endpoint(i) = other else {
                     return false;
                 };
                 let ep = &self.cluster.endpoints[i];
@@ -214,11 +214,11 @@ impl Engine<'_> {
             }
             Peer::IpBlock { cidr, except } => {
                 let ip = match other {
-                    Node::Address(ip) => Some(ip),
-                    Node::Endpoint(i) if self.options.ipblock_matches_pods => {
+                    Side::Address(ip) => Some(ip),
+                    Side::Endpoint(i) if self.options.ipblock_matches_pods => {
                         self.cluster.endpoints[i].ip_of_family(v6)
                     }
-                    Node::Endpoint(_) => None,
+                    Side::Endpoint(_) => None,
                 };
                 ip.is_some_and(|ip| {
                     ip.is_ipv6() == v6

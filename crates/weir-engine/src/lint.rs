@@ -8,7 +8,7 @@ use weir_model::{Cluster, Direction, Peer, PortRef, Protocol, Rule};
 
 use crate::ipspace::outside_representatives;
 use crate::ports::{resolve_ports, PortSet};
-use crate::{Engine, Node};
+use crate::{Engine, Side};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -280,7 +280,7 @@ fn lint_rule(
                 l.engine.peer_matches(
                     peer,
                     &policy.namespace,
-                    Node::Endpoint(i),
+                    Side::Endpoint(i),
                     l.cluster.endpoints[i].primary_is_v6(),
                 )
             })
@@ -305,18 +305,18 @@ fn lint_rule(
         }
     }
     // Named ports resolve on the destination: the selected pods (ingress) or the peers (egress).
-    let dsts: Vec<Node> = match direction {
-        Direction::Ingress => targets.iter().map(|&i| Node::Endpoint(i)).collect(),
+    let dsts: Vec<Side> = match direction {
+        Direction::Ingress => targets.iter().map(|&i| Side::Endpoint(i)).collect(),
         Direction::Egress => destinations(l, pi, rule, outside),
     };
     for (j, p) in rule.ports.iter().enumerate() {
         if let Some(PortRef::Named(name)) = &p.port {
             let resolved = dsts.iter().any(|d| match d {
-                Node::Endpoint(i) => {
+                Side::Endpoint(i) => {
                     !resolve_ports(std::slice::from_ref(p), &l.cluster.endpoints[*i].ports)
                         .is_empty()
                 }
-                Node::Address(_) => false,
+                Side::Address(_) => false,
             });
             if !resolved {
                 l.push(
@@ -334,11 +334,11 @@ fn lint_rule(
 }
 
 /// The destinations an egress rule can admit: matching endpoints and outside addresses.
-fn destinations(l: &Linter, pi: usize, rule: &Rule, outside: &[IpAddr]) -> Vec<Node> {
+fn destinations(l: &Linter, pi: usize, rule: &Rule, outside: &[IpAddr]) -> Vec<Side> {
     let policy = &l.cluster.policies[pi];
-    let mut out: Vec<Node> = Vec::new();
+    let mut out: Vec<Side> = Vec::new();
     for i in 0..l.cluster.endpoints.len() {
-        let node = Node::Endpoint(i);
+        let node = Side::Endpoint(i);
         let v6 = l.cluster.endpoints[i].primary_is_v6();
         if rule.peers.is_empty()
             || rule
@@ -350,7 +350,7 @@ fn destinations(l: &Linter, pi: usize, rule: &Rule, outside: &[IpAddr]) -> Vec<N
         }
     }
     for &ip in outside {
-        let node = Node::Address(ip);
+        let node = Side::Address(ip);
         if rule.peers.is_empty()
             || rule.peers.iter().any(|p| {
                 l.engine
@@ -375,14 +375,14 @@ fn covers(
 ) -> bool {
     let cluster = engine.cluster();
     let policy = &cluster.policies[pi];
-    let peers: Vec<Node> = (0..cluster.endpoints.len())
-        .map(Node::Endpoint)
-        .chain(outside.iter().map(|&ip| Node::Address(ip)))
+    let peers: Vec<Side> = (0..cluster.endpoints.len())
+        .map(Side::Endpoint)
+        .chain(outside.iter().map(|&ip| Side::Address(ip)))
         .collect();
-    let admits = |rule: &Rule, peer: Node| {
+    let admits = |rule: &Rule, peer: Side| {
         let v6 = match peer {
-            Node::Endpoint(i) => cluster.endpoints[i].primary_is_v6(),
-            Node::Address(ip) => ip.is_ipv6(),
+            Side::Endpoint(i) => cluster.endpoints[i].primary_is_v6(),
+            Side::Address(ip) => ip.is_ipv6(),
         };
         rule.peers.is_empty()
             || rule
@@ -390,10 +390,10 @@ fn covers(
                 .iter()
                 .any(|p| engine.peer_matches(p, &policy.namespace, peer, v6))
     };
-    let ports_of = |rule: &Rule, dst: Node| -> PortSet {
+    let ports_of = |rule: &Rule, dst: Side| -> PortSet {
         match dst {
-            Node::Endpoint(i) => resolve_ports(&rule.ports, &cluster.endpoints[i].ports),
-            Node::Address(_) => resolve_ports(&rule.ports, &[]),
+            Side::Endpoint(i) => resolve_ports(&rule.ports, &cluster.endpoints[i].ports),
+            Side::Address(_) => resolve_ports(&rule.ports, &[]),
         }
     };
     let subset = |x: &PortSet, y: &PortSet| x.union(y) == *y;
@@ -404,8 +404,8 @@ fn covers(
         if !admits(a, peer) {
             return false;
         }
-        let dsts: Vec<Node> = match direction {
-            Direction::Ingress => targets.iter().map(|&i| Node::Endpoint(i)).collect(),
+        let dsts: Vec<Side> = match direction {
+            Direction::Ingress => targets.iter().map(|&i| Side::Endpoint(i)).collect(),
             Direction::Egress => vec![peer],
         };
         if dsts
@@ -436,9 +436,9 @@ fn redundant_policies(l: &mut Linter, outside: &[IpAddr]) {
         l.out.last_mut().expect("just pushed").severity = Severity::Info;
         return;
     }
-    let nodes: Vec<Node> = (0..n)
-        .map(Node::Endpoint)
-        .chain(outside.iter().map(|&ip| Node::Address(ip)))
+    let nodes: Vec<Side> = (0..n)
+        .map(Side::Endpoint)
+        .chain(outside.iter().map(|&ip| Side::Address(ip)))
         .collect();
     for pi in 0..l.cluster.policies.len() {
         let policy = &l.cluster.policies[pi];
@@ -450,7 +450,7 @@ fn redundant_policies(l: &mut Linter, outside: &[IpAddr]) {
         without.policies.remove(pi);
         let other = Engine::with_options(&without, l.engine.options());
         let same = targets.iter().all(|&t| {
-            let t = Node::Endpoint(t);
+            let t = Side::Endpoint(t);
             nodes.iter().all(|&x| {
                 l.engine.allowed(x, t) == other.allowed(x, t)
                     && l.engine.allowed(t, x) == other.allowed(t, x)
@@ -480,12 +480,12 @@ fn egress_dns(l: &mut Linter, outside: &[IpAddr]) {
         let Some(first) = isolating.first() else {
             continue;
         };
-        let src = Node::Endpoint(i);
+        let src = Side::Endpoint(i);
         let dns = |proto| {
             (0..n)
                 .filter(|&d| d != i)
-                .map(Node::Endpoint)
-                .chain(outside.iter().map(|&ip| Node::Address(ip)))
+                .map(Side::Endpoint)
+                .chain(outside.iter().map(|&ip| Side::Address(ip)))
                 .any(|d| l.engine.allowed(src, d).contains(proto, 53))
         };
         for (proto, name) in [(Protocol::Udp, "UDP"), (Protocol::Tcp, "TCP")] {

@@ -4,7 +4,7 @@
 
 use weir_model::{PortKey, Protocol};
 
-use crate::{Engine, Node, PortSet};
+use crate::{Engine, PortSet, Side};
 
 /// Verdicts for every ordered endpoint pair (self included) and probe. `None`: no verdict
 /// could be observed.
@@ -33,7 +33,7 @@ impl Engine<'_> {
         let mut cells = Vec::with_capacity(eps.len() * eps.len() * probes.len());
         for a in 0..eps.len() {
             for b in 0..eps.len() {
-                let allowed = self.allowed(Node::Endpoint(a), Node::Endpoint(b));
+                let allowed = self.allowed(Side::Endpoint(a), Side::Endpoint(b));
                 cells.extend(
                     probes
                         .iter()

@@ -2,28 +2,30 @@
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use weir_engine::{Engine, Node, Options};
+use weir_engine::{Engine, Options, Side};
 use weir_model::Cluster;
-use weir_oracle::Side;
+use weir_oracle::Side as OracleSide;
 
 fn check(cluster: &Cluster, options: Options) -> Result<(), TestCaseError> {
     let engine = Engine::with_options(cluster, options);
     let n = cluster.endpoints.len();
-    let mut nodes: Vec<(Node, Side)> = (0..n).map(|i| (Node::Endpoint(i), Side::Pod(i))).collect();
+    let mut nodes: Vec<(Side, OracleSide)> = (0..n)
+        .map(|i| (Side::Endpoint(i), OracleSide::Pod(i)))
+        .collect();
     for ip in weir_synth::scenario::outside_addresses() {
         // An address that is a pod's is that pod in the oracle too only via ipBlock; keep them apart.
         if !cluster.endpoints.iter().any(|e| e.ips.contains(&ip)) {
-            nodes.push((Node::Address(ip), Side::Ip(ip)));
+            nodes.push((Side::Address(ip), OracleSide::Ip(ip)));
         }
     }
     let flows = engine.flows();
     for &(src, osrc) in &nodes {
         for &(dst, odst) in &nodes {
-            if matches!(src, Node::Address(_)) && matches!(dst, Node::Address(_)) {
+            if matches!(src, Side::Address(_)) && matches!(dst, Side::Address(_)) {
                 continue;
             }
             // An outside address only talks to endpoints of its own family.
-            if let (Node::Address(ip), Node::Endpoint(d)) = (src, dst) {
+            if let (Side::Address(ip), Side::Endpoint(d)) = (src, dst) {
                 if ip.is_ipv6() != cluster.endpoints[d].primary_is_v6() {
                     continue;
                 }
@@ -61,7 +63,7 @@ fn check(cluster: &Cluster, options: Options) -> Result<(), TestCaseError> {
                 );
             }
             // flows() must list exactly the non-empty pairs between distinct endpoints.
-            if let (Node::Endpoint(a), Node::Endpoint(b)) = (src, dst) {
+            if let (Side::Endpoint(a), Side::Endpoint(b)) = (src, dst) {
                 if a != b {
                     let (ca, cb) = (engine.class_of_endpoint(a), engine.class_of_endpoint(b));
                     let listed = flows
@@ -112,8 +114,8 @@ fn ipblock_switch_only_affects_ipblocks() {
         for i in 0..cluster.endpoints.len() {
             for j in 0..cluster.endpoints.len() {
                 assert_eq!(
-                    a.allowed(Node::Endpoint(i), Node::Endpoint(j)),
-                    b.allowed(Node::Endpoint(i), Node::Endpoint(j))
+                    a.allowed(Side::Endpoint(i), Side::Endpoint(j)),
+                    b.allowed(Side::Endpoint(i), Side::Endpoint(j))
                 );
             }
         }
@@ -188,7 +190,7 @@ fn parallel_flows_equal_pairwise_verdicts() {
                 continue;
             }
             let (ca, cb) = (engine.class_of_endpoint(a), engine.class_of_endpoint(b));
-            let want = engine.allowed(Node::Endpoint(a), Node::Endpoint(b));
+            let want = engine.allowed(Side::Endpoint(a), Side::Endpoint(b));
             assert_eq!(
                 listed.get(&(ca, cb)).cloned().unwrap_or_default(),
                 want,
@@ -197,7 +199,13 @@ fn parallel_flows_equal_pairwise_verdicts() {
             let (proto, port) = (protocols[b % 3], 8000 + b as u16);
             assert_eq!(
                 want.contains(proto, port),
-                weir_oracle::allowed(&cluster, Side::Pod(a), Side::Pod(b), proto, port)
+                weir_oracle::allowed(
+                    &cluster,
+                    OracleSide::Pod(a),
+                    OracleSide::Pod(b),
+                    proto,
+                    port
+                )
             );
         }
     }

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use weir_engine::{Engine, Node};
+use weir_engine::{Engine, Side};
 use weir_model::Cluster;
 use weir_model::PortKey;
 
@@ -94,7 +94,7 @@ fn upstream_e2e_cases() {
             for (a, row) in table.iter().enumerate() {
                 for (b, want) in row.iter().enumerate() {
                     let got = engine
-                        .allowed(Node::Endpoint(a), Node::Endpoint(b))
+                        .allowed(Side::Endpoint(a), Side::Endpoint(b))
                         .contains(probe.protocol, probe.port);
                     let oracle = weir_oracle::allowed(
                         cluster,
@@ -105,8 +105,8 @@ fn upstream_e2e_cases() {
                     );
                     let explained = engine
                         .explain(
-                            Node::Endpoint(a),
-                            Node::Endpoint(b),
+                            Side::Endpoint(a),
+                            Side::Endpoint(b),
                             probe.protocol,
                             probe.port,
                         )

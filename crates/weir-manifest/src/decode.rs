@@ -19,7 +19,7 @@ use weir_model::{
 use crate::path::FieldPath;
 use crate::validate::{self, NameRule, Problems};
 use crate::yaml::{self, Body, Position};
-use crate::{Diagnostic, LoadOptions, Severity, Source};
+use crate::{Diagnostic, LoadOptions, NamedText, Severity};
 
 /// An object's identity and labels.
 #[derive(Debug, Clone)]
@@ -170,7 +170,7 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
 
 fn units_of<'a>(
     doc: yaml::Document<'a>,
-    source: &'a Source,
+    source: &'a NamedText,
     lines: &yaml::LineIndex,
 ) -> Vec<Unit<'a>> {
     let doc_origin = Origin {
@@ -242,7 +242,7 @@ fn units_of<'a>(
 }
 
 pub fn decode_source(
-    source: &Source,
+    source: &NamedText,
     options: LoadOptions,
     objects: &mut Vec<Object>,
     skipped: &mut BTreeMap<String, usize>,

@@ -26,7 +26,7 @@ pub use validate::{
 
 /// A named text: a file's contents or stdin (`-`).
 #[derive(Clone, Debug)]
-pub struct Source {
+pub struct NamedText {
     pub name: String,
     pub text: String,
 }
@@ -131,7 +131,7 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
 }
 
 /// Reads files, directories (recursively: `*.yaml`, `*.yml`, `*.json`) and `-` for stdin.
-pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Source>, LoadError> {
+pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<NamedText>, LoadError> {
     let mut sources = Vec::new();
     for p in paths {
         let p = p.as_ref();
@@ -143,7 +143,7 @@ pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Source>, LoadError>
                     path: "<stdin>".into(),
                     source,
                 })?;
-            sources.push(Source {
+            sources.push(NamedText {
                 name: "<stdin>".into(),
                 text,
             });
@@ -156,7 +156,7 @@ pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Source>, LoadError>
                 path: f.display().to_string(),
                 source,
             })?;
-            sources.push(Source {
+            sources.push(NamedText {
                 name: f.display().to_string(),
                 text,
             });
@@ -166,7 +166,7 @@ pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Source>, LoadError>
 }
 
 /// Decodes, validates and assembles sources into one cluster model.
-pub fn load(sources: &[Source], options: LoadOptions) -> Result<Loaded, LoadError> {
+pub fn load(sources: &[NamedText], options: LoadOptions) -> Result<Loaded, LoadError> {
     let mut diagnostics = Vec::new();
     let mut objects = Vec::new();
     let mut skipped = BTreeMap::new();
@@ -208,7 +208,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P], options: LoadOptions) -> Result<L
 /// Loads one in-memory text (tests, fuzzing, stdin-like callers).
 pub fn load_str(name: &str, text: &str, options: LoadOptions) -> Result<Loaded, LoadError> {
     load(
-        &[Source {
+        &[NamedText {
             name: name.into(),
             text: text.into(),
         }],

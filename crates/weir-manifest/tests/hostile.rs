@@ -2,7 +2,7 @@
 //! objects the API server could never hold twice, alias bombs, and the shapes real API
 //! servers and dumps produce (typed lists, empty status, JSON followed by YAML).
 
-use weir_manifest::{load, load_str, Diagnostic, LoadError, LoadOptions, Source};
+use weir_manifest::{load, load_str, Diagnostic, LoadError, LoadOptions, NamedText};
 
 fn errors(name: &str, text: &str) -> Vec<Diagnostic> {
     match load_str(name, text, LoadOptions::default()) {
@@ -67,11 +67,11 @@ fn duplicate_objects_are_rejected_naming_both_places() {
     let deploy = "kind: Deployment\napiVersion: apps/v1\nmetadata:\n  name: web\nspec:\n  selector: {}\n  template: {}\n";
     for text in [policy("np"), ns.to_string(), deploy.to_string()] {
         let sources = [
-            Source {
+            NamedText {
                 name: "one.yaml".into(),
                 text: text.clone(),
             },
-            Source {
+            NamedText {
                 name: "two.yaml".into(),
                 text: format!("# moved down\n{text}"),
             },
@@ -89,11 +89,11 @@ fn duplicate_objects_are_rejected_naming_both_places() {
     let other = policy("np").replace("production", "staging");
     load(
         &[
-            Source {
+            NamedText {
                 name: "a".into(),
                 text: policy("np"),
             },
-            Source {
+            NamedText {
                 name: "b".into(),
                 text: other,
             },

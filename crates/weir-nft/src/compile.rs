@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use rustc_hash::{FxHashMap, FxHasher};
 use weir_engine::ipspace::{from_int, net_range, subtract, to_int};
 use weir_engine::ports::resolve_ports;
-use weir_engine::{Engine, Node};
+use weir_engine::{Engine, Side};
 use weir_model::{Cluster, Direction, Labels, Peer, PortRef, PortRule, Protocol};
 
 use crate::{quote, Chain, ChainKind, Ruleset, Set};
@@ -541,7 +541,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                                         self.engine.peer_matches(
                                             peer,
                                             &policy.namespace,
-                                            Node::Endpoint(i),
+                                            Side::Endpoint(i),
                                             ip.is_ipv6(),
                                         )
                                     })
@@ -618,7 +618,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 {
                     let mut members: Vec<&IpAddr> = Vec::new();
                     for (_, _, eps) in &self.groups {
-                        let rep = Node::Endpoint(eps[0]);
+                        let rep = Side::Endpoint(eps[0]);
                         if self.engine.peer_matches(peer, policy_ns, rep, false) {
                             members
                                 .extend(eps.iter().flat_map(|&i| &self.cluster.endpoints[i].ips));

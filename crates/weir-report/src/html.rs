@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use weir_engine::lint::Finding;
-use weir_engine::{describe_rule, Engine, Node};
+use weir_engine::{describe_rule, Engine, Side};
 use weir_model::Direction;
 
 fn esc(s: &str) -> String {
@@ -89,7 +89,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
         }
         let _ = write!(h, "<th>{}</th>", esc(&eps[a].name));
         for &b in &order {
-            let allowed = engine.allowed(Node::Endpoint(a), Node::Endpoint(b));
+            let allowed = engine.allowed(Side::Endpoint(a), Side::Endpoint(b));
             let class = if a == b {
                 "self"
             } else if allowed.is_all() {
@@ -138,7 +138,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
         );
         for (ka, &a) in order.iter().enumerate() {
             for (kb, &b) in order.iter().enumerate() {
-                let allowed = engine.allowed(Node::Endpoint(a), Node::Endpoint(b));
+                let allowed = engine.allowed(Side::Endpoint(a), Side::Endpoint(b));
                 if a == b || allowed.is_empty() {
                     continue;
                 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
-use weir_engine::{Engine, Node};
+use weir_engine::{Engine, Side};
 use weir_model::Protocol;
 use weir_synth::dump::{write_dump, DumpSpec};
 
@@ -206,14 +206,14 @@ fn analyze(
             let t = Instant::now();
             for &(a, b) in &pairs {
                 allowed += engine
-                    .explain(Node::Endpoint(a), Node::Endpoint(b), Protocol::Tcp, 8080)
+                    .explain(Side::Endpoint(a), Side::Endpoint(b), Protocol::Tcp, 8080)
                     .allowed as usize;
             }
             let per = t.elapsed() / queries as u32;
             let t = Instant::now();
             for &(a, b) in &pairs {
                 allowed += engine
-                    .allowed(Node::Endpoint(a), Node::Endpoint(b))
+                    .allowed(Side::Endpoint(a), Side::Endpoint(b))
                     .contains(Protocol::Tcp, 8080) as usize;
             }
             let per_verdict = t.elapsed() / queries as u32;

@@ -79,8 +79,8 @@ enum Command {
     /// One self-contained HTML page: heatmap, flow graph, policies, lint findings.
     #[command(after_help = EXIT_CODES)]
     Report(crate::hygiene::ReportArgs),
-    /// The node agent: watch a manifest directory, keep nftables equal to it, fail closed,
-    /// serve /metrics, /healthz, /readyz.
+    /// The node agent: keeps this node's nftables equal to a manifest directory or the
+    /// Kubernetes API, fails closed, repairs drift; serves /metrics, /healthz, /readyz.
     Agent(crate::agent::AgentArgs),
     /// Follows the agent's dropped packets: who, to whom, on what, and which policies isolated it.
     Drops(crate::agent::DropsArgs),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use clap::Args;
-use weir_engine::{Engine, Node, Options};
+use weir_engine::{Engine, Options, Side};
 use weir_manifest::{LoadError, LoadOptions};
 
 use crate::exit::Failure;
@@ -82,7 +82,7 @@ impl Input {
 }
 
 /// An endpoint (`namespace/name`) or an address, named on the command line.
-pub fn resolve(engine: &Engine, text: &str) -> Result<Node, Failure> {
+pub fn resolve(engine: &Engine, text: &str) -> Result<Side, Failure> {
     engine.resolve(text).ok_or_else(|| {
         Failure::Invalid(format!(
             "{text:?}: no such endpoint (expected namespace/name or an IP address)"
