@@ -12,6 +12,7 @@ pub mod plan;
 pub mod probe;
 pub mod sctp;
 pub mod serve;
+pub mod session;
 pub mod verify;
 
 use std::io::{BufRead, BufReader};
@@ -25,6 +26,7 @@ use weir_nft::{compile, Scope};
 
 use host::Host;
 pub use plan::{LabState, PodState};
+pub use session::Session;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {

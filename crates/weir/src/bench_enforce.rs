@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use clap::Args;
 use weir_engine::Engine;
-use weir_lab::host::RealHost;
-use weir_lab::{Lab, LabOptions};
+use weir_lab::{Lab, LabOptions, Session};
 use weir_model::{Cluster, Protocol};
 use weir_netns::netns::command_in;
 use weir_nft::apply::{Enforcer, NftCli};
@@ -120,9 +119,9 @@ pub(crate) fn run(args: EnforceBench, out: &mut dyn Write) -> Result<u8, Failure
         exe: std::env::current_exe().context("locating weir")?,
         no_listen: vec![],
     };
-    let lab = Lab::up(&bench.cluster, &options, &RealHost).map_err(|e| anyhow!(e))?;
+    let lab = Session::up(&bench.cluster, &options).map_err(|e| anyhow!(e))?;
     let result = measure(&args, &lab, out);
-    Lab::down(&name, &RealHost).map_err(|e| anyhow!(e))?;
+    lab.down().map_err(|e| anyhow!(e))?;
     result.map(|_| 0)
 }
 

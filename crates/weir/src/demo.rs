@@ -11,7 +11,7 @@ use clap::Args;
 use weir_engine::Engine;
 use weir_lab::host::RealHost;
 use weir_lab::probe::ProbeOptions;
-use weir_lab::{Lab, LabOptions};
+use weir_lab::{Lab, LabOptions, Session};
 use weir_model::PortKey;
 use weir_model::{Cluster, Protocol};
 use weir_netns::netns;
@@ -85,26 +85,20 @@ pub(crate) fn demo(args: DemoArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     let cluster = weir_manifest::load_paths(&[&args.manifests], Default::default())
         .map_err(|e| Failure::Invalid(e.to_string()))?
         .cluster;
-    let name = args.name.clone();
-    let keep = args.keep;
-    let _ = ctrlc::set_handler(move || {
-        if !keep {
-            eprintln!("\ninterrupted: taking the lab down");
-            let _ = Lab::down(&name, &RealHost);
-        }
-        std::process::exit(130);
-    });
     let mut checks = Checks {
         out,
         passed: 0,
         failed: 0,
     };
-    let result = run(&args, &cluster, &todos, &mut checks);
+    // The lab's session lives here, so it goes down however `run` ends (Ctrl-C too).
+    let mut session: Option<Session> = None;
+    let result = run(&args, &cluster, &todos, &mut checks, &mut session);
     if let Err(e) = &result {
         checks.check(false, "the demo ran to the end", &format!("{e:#}"))?;
     }
-    if args.keep && result.is_ok() {
-        let state = Lab::load_state(&args.name).map_err(|e| anyhow!(e))?;
+    if let (true, Ok(()), Some(lab)) = (args.keep, &result, session.as_mut()) {
+        lab.keep();
+        let state = &lab.state;
         checks.say("\nThe lab stays up (--keep). Enter a pod, e.g.:")?;
         for p in &state.pods {
             checks.say(&format!(
@@ -117,7 +111,11 @@ pub(crate) fn demo(args: DemoArgs, out: &mut dyn Write) -> Result<u8, Failure> {
             args.name
         ))?;
     } else {
-        Lab::down(&args.name, &RealHost).map_err(|e| anyhow!(e))?;
+        match session.take() {
+            Some(lab) => lab.down(),
+            None => Lab::down(&args.name, &RealHost),
+        }
+        .map_err(|e| anyhow!(e))?;
         checks.say("\nCleaned up: the lab's namespaces, processes and files are gone.")?;
     }
     let (passed, failed) = (checks.passed, checks.failed);
@@ -233,6 +231,7 @@ fn run(
     cluster: &Cluster,
     todos: &Path,
     checks: &mut Checks,
+    session: &mut Option<Session>,
 ) -> anyhow::Result<()> {
     let probes = PortKey::parse_list("TCP/80,TCP/6379").map_err(|e| anyhow!(e))?;
     checks.say(&format!(
@@ -251,7 +250,7 @@ fn run(
         exe: std::env::current_exe()?,
         no_listen: vec![REDIS.into(), TODOS.into()],
     };
-    let lab = Lab::up(cluster, &options, &RealHost).map_err(|e| anyhow!(e))?;
+    let lab: &Lab = session.insert(Session::up(cluster, &options).map_err(|e| anyhow!(e))?);
     let state = &lab.state;
     let (redis, todos_pod, logic, other) = (
         pod(state, REDIS)?,
@@ -347,7 +346,7 @@ fn run(
     let engine = Engine::new(&bare);
     let mut enforcer = Lab::enforcers(state);
     enforcer.apply(&engine).map_err(|e| anyhow!(e))?;
-    show_matrix(checks, &lab, &engine, &probes)?;
+    show_matrix(checks, lab, &engine, &probes)?;
     let r = redis_ping(&other.netns, SocketAddr::new(redis_vip, 6379));
     checks.check(
         matches!(&r, Ok(s) if s == "+PONG"),
@@ -364,7 +363,7 @@ fn run(
     for ((netns, _, _), a) in enforcer.nodes.iter().zip(&applied) {
         checks.say(&format!("   {netns}: {a}"))?;
     }
-    show_matrix(checks, &lab, &engine, &probes)?;
+    show_matrix(checks, lab, &engine, &probes)?;
 
     checks.say("\n5. Real clients, as in the lesson:")?;
     let r = redis_ping(&logic.netns, SocketAddr::new(redis_vip, 6379));

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use weir_engine::Engine;
 use weir_lab::host::RealHost;
 use weir_lab::probe::ProbeOptions;
-use weir_lab::{Lab, LabOptions};
+use weir_lab::{Lab, LabOptions, Session};
 use weir_model::PortKey;
 use weir_report::MatrixFormat;
 
@@ -83,7 +83,8 @@ pub fn lab(cmd: LabCommand, out: &mut dyn Write) -> Result<u8, Failure> {
     match cmd {
         LabCommand::Up { input, lab, ports } => {
             let loaded = input.load()?;
-            let lab = up(&loaded.cluster, &lab, &ports)?;
+            let mut lab = up(&loaded.cluster, &lab, &ports)?;
+            lab.keep(); // `lab up` is for exploring: it stays until `lab down`
             print_lab(&lab, out)?;
         }
         LabCommand::Down { name } => {
@@ -99,7 +100,12 @@ pub fn lab(cmd: LabCommand, out: &mut dyn Write) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn up(cluster: &weir_model::Cluster, args: &LabArgs, ports: &[PortKey]) -> Result<Lab, Failure> {
+/// A lab session: taken down when dropped or interrupted, unless kept.
+fn up(
+    cluster: &weir_model::Cluster,
+    args: &LabArgs,
+    ports: &[PortKey],
+) -> Result<Session, Failure> {
     let options = LabOptions {
         name: args.name.clone(),
         nodes: args.nodes,
@@ -107,7 +113,7 @@ fn up(cluster: &weir_model::Cluster, args: &LabArgs, ports: &[PortKey]) -> Resul
         exe: std::env::current_exe().context("locating the weir executable")?,
         no_listen: vec![],
     };
-    Lab::up(cluster, &options, &RealHost).map_err(|e| match e {
+    Session::up(cluster, &options).map_err(|e| match e {
         weir_lab::LabError::BadName(_) => Failure::Invalid(e.to_string()),
         e => Failure::Other(anyhow!(e)),
     })
@@ -218,18 +224,7 @@ pub fn probe(args: ProbeArgs, out: &mut dyn Write) -> Result<u8, Failure> {
         .name
         .clone()
         .unwrap_or_else(|| format!("pr{}", std::process::id() % 1_000_000));
-    // Ctrl-C or SIGTERM: take the lab down before leaving.
-    {
-        let name = name.clone();
-        let keep = args.keep;
-        let _ = ctrlc::set_handler(move || {
-            if !keep {
-                let _ = Lab::down(&name, &RealHost);
-            }
-            std::process::exit(130);
-        });
-    }
-    let lab = up(
+    let mut lab = up(
         &loaded.cluster,
         &LabArgs {
             name: name.clone(),
@@ -237,11 +232,10 @@ pub fn probe(args: ProbeArgs, out: &mut dyn Write) -> Result<u8, Failure> {
         },
         &args.ports,
     )?;
-    let result = run_probe(&args, &lab, out);
-    if !args.keep {
-        Lab::down(&name, &RealHost).map_err(|e| anyhow!(e))?;
+    if args.keep {
+        lab.keep();
     }
-    result
+    run_probe(&args, &lab, out)
 }
 
 fn run_probe(args: &ProbeArgs, lab: &Lab, out: &mut dyn Write) -> Result<u8, Failure> {
@@ -338,21 +332,17 @@ pub fn probe_intents(
         },
         &probes,
     )?;
-    let result = (|| {
-        let engine = Engine::with_options(&lab.deployed, options);
-        Lab::enforcers(&lab.state)
-            .apply(&engine)
-            .map_err(|e| anyhow!(e))?;
-        let (observed, problems) =
-            weir_lab::verify::probe_matrix(&lab.state, &probes, ProbeOptions::default(), &|_| {})
-                .context("probing")?;
-        for p in &problems {
-            eprintln!("probe problem: {p}");
-        }
-        Ok(weir_engine::intents::check_intents(
-            &engine, &observed, intents,
-        ))
-    })();
-    Lab::down(&name, &RealHost).map_err(|e| anyhow!(e))?;
-    result
+    let engine = Engine::with_options(&lab.deployed, options);
+    Lab::enforcers(&lab.state)
+        .apply(&engine)
+        .map_err(|e| anyhow!(e))?;
+    let (observed, problems) =
+        weir_lab::verify::probe_matrix(&lab.state, &probes, ProbeOptions::default(), &|_| {})
+            .context("probing")?;
+    for p in &problems {
+        eprintln!("probe problem: {p}");
+    }
+    let results = weir_engine::intents::check_intents(&engine, &observed, intents);
+    lab.down().map_err(|e| anyhow!(e))?;
+    Ok(results)
 }
