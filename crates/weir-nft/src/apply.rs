@@ -307,7 +307,10 @@ impl<N: Nft> Enforcer<N> {
 pub fn normalise_listing(listing: &str) -> String {
     let mut out = String::with_capacity(listing.len());
     for line in listing.lines() {
-        let mut words = line.split(' ').peekable();
+        // Keep the indentation; compare words (a rule may start with `counter`).
+        let body = line.trim_start();
+        out.push_str(&line[..line.len() - body.len()]);
+        let mut words = body.split(' ').peekable();
         let mut first = true;
         while let Some(w) = words.next() {
             if !first {

@@ -455,6 +455,13 @@ fn the_agent_repairs_drift_and_holds_its_last_good_state() {
             .unwrap_or(0)
     };
 
+    // 0. Counters that move (the denied probes above) are not drift: no repair over several
+    //    check intervals. (A real node once showed repairs every 10 s: a rule starting with
+    //    `counter` was not normalised.)
+    holds("before the drift checks");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(metric("weir_drift_repairs_total"), 0, "no drift, no repair");
+
     // 1. Drift: the table deleted (a firewall reload), then a foreign accept inserted.
     nft(&node, &["delete", "table", "inet", "weir"]);
     wait_until("table deleted → repaired", Duration::from_secs(5), || {
