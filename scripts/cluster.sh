@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# A real single-node Kubernetes (v1.37.2, built from pinned Go modules by
+# scripts/kube-node.sh; containerd, runc and CNI ptp/host-local from Debian) living entirely
+# inside one network namespace, `weir-node`:
+#
+#   bash scripts/cluster.sh up       start it (etcd, control plane, containerd, kubelet,
+#                                    kube-proxy in nftables mode); prints the kubeconfig
+#   bash scripts/cluster.sh down     stop every process it started (by PID), remove its pod
+#                                    namespaces, mounts and cgroups, restore the sysctls
+#                                    kubelet changes, delete the namespace
+#   bash scripts/cluster.sh status   what is running
+#
+# Safety: nothing is configured in the machine's root network namespace. The node's
+# address sits on a veth pair whose both ends are inside `weir-node`, whose default route
+# is a blackhole: nothing can leave the machine. Processes are stopped by recorded PID,
+# never by name; only `cni-*` pod namespaces created while the node was up are removed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+state="${WEIR_NODE_STATE:-/var/tmp/weir-node}"       # data, configs, certificates, logs
+run="${WEIR_NODE_RUN:-/run/weir-node}"                # sockets and runtime state
+bin="${WEIR_KUBE_DIR:-/var/tmp/weir-kube}"
+ns=weir-node
+node_ip=10.200.0.1
+in_ns=(nsenter "--net=/run/netns/$ns")
+kubectl() { "${in_ns[@]}" "$bin/node/kubectl" --kubeconfig="$state/etc/kubeconfig" "$@"; }
+say() { printf '[%5.1fs] %s\n' "$(($(date +%s%N) - t0))e-9" "$*" >&2; }
+t0=$(date +%s%N)
+
+# Sysctls kubelet rewrites on start; restored on `down` to what they were before `up`.
+sysctls=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
+
+install() {
+  local need=()
+  for p in containerd runc containernetworking-plugins umoci skopeo busybox-static gcc libc6-dev conntrack nftables; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  bash scripts/kube-node.sh
+  bash scripts/kube-apiserver.sh  # etcd
+}
+
+# Renders a config template: $STATE, $RUN and $NODE_IP replaced.
+render() {
+  sed -e "s#\$STATE#$state#g" -e "s#\$RUN#$run#g" -e "s#\$NODE_IP#$node_ip#g" "$1" > "$2"
+}
+
+pki() {
+  local p="$state/pki"
+  [ -f "$p/apiserver.crt" ] && return 0
+  mkdir -p "$p"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=weir-node-ca" \
+    -keyout "$p/ca.key" -out "$p/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$p/apiserver.key" -out "$p/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,IP:%s,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n' "$node_ip" > "$p/san.ext"
+  openssl x509 -req -in "$p/apiserver.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$p/san.ext" -out "$p/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
+  # One admin token, random per machine.
+  printf '%s,weir-admin,uid-weir-admin,"system:masters"\n' "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$p/tokens.csv"
+  chmod 600 "$p"/*.key "$p/tokens.csv"
+}
+
+kubeconfig() {
+  local token; token=$(cut -d, -f1 "$state/pki/tokens.csv")
+  mkdir -p "$state/etc"
+  cat > "$state/etc/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: weir-node
+  cluster: {server: "https://$node_ip:6443", certificate-authority: "$state/pki/ca.crt"}
+contexts:
+- name: weir-node
+  context: {cluster: weir-node, user: admin}
+current-context: weir-node
+users:
+- name: admin
+  user: {token: "$token"}
+EOF
+  chmod 600 "$state/etc/kubeconfig"
+}
+
+# Starts a daemon inside the node namespace and records its PID (nsenter execs it).
+daemon() {
+  local name=$1; shift
+  "${in_ns[@]}" "$@" > "$state/logs/$name.log" 2>&1 &
+  echo $! > "$run/$name.pid"
+}
+
+up() {
+  [ -e "/run/netns/$ns" ] && { echo "cluster.sh: $ns exists; run 'cluster.sh down' first" >&2; exit 1; }
+  install
+  mkdir -p "$state"/{logs,etc/cni/net.d} "$run"
+  for s in "${sysctls[@]}"; do echo "$s=$(sysctl -n "$s")"; done > "$run/sysctls.saved"
+  ls /run/netns 2>/dev/null | grep '^cni-' | sort > "$run/netns.before" || true
+  pki
+  kubeconfig
+  # The node's network namespace: loopback, a veth pair with both ends inside, a blackhole
+  # default route.
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip -n "$ns" link add node0 type veth peer name node0p
+  ip -n "$ns" link set node0 up
+  ip -n "$ns" link set node0p up
+  ip -n "$ns" addr add "$node_ip/24" dev node0
+  ip -n "$ns" route add blackhole default
+  for f in containerd.toml kubelet.yaml kube-proxy.yaml; do render "tools/node/$f" "$state/etc/$f"; done
+  render tools/node/10-weir-node.conflist "$state/etc/cni/net.d/10-weir-node.conflist"
+  echo "nameserver 127.0.0.1" > "$state/etc/resolv.conf"
+  rm -rf "$state/etcd-data" "$state/kubelet" "$state/containerd" "$state/cni-ipam"
+  daemon containerd containerd --config "$state/etc/containerd.toml"
+  for _ in $(seq 1 100); do ctr -a "$run/containerd/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+  bash scripts/node-images.sh import "$run/containerd/containerd.sock"
+  say "containerd up, images imported"
+  daemon etcd "$bin/etcd" --name node --data-dir "$state/etcd-data" \
+    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster node=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 --unsafe-no-fsync
+  daemon apiserver "$bin/node/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
+    --bind-address=0.0.0.0 --secure-port=6443 --advertise-address="$node_ip" \
+    --tls-cert-file="$state/pki/apiserver.crt" --tls-private-key-file="$state/pki/apiserver.key" \
+    --client-ca-file="$state/pki/ca.crt" --token-auth-file="$state/pki/tokens.csv" \
+    --service-account-key-file="$state/pki/sa.pub" --service-account-signing-key-file="$state/pki/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range=10.96.0.0/16 --authorization-mode=Node,RBAC --allow-privileged=true \
+    --kubelet-preferred-address-types=InternalIP --profiling=false
+  for _ in $(seq 1 240); do kubectl get --raw /readyz >/dev/null 2>&1 && break; sleep 0.5; done
+  say "kube-apiserver ready"
+  local kc="$state/etc/kubeconfig"
+  daemon kcm "$bin/node/kube-controller-manager" --kubeconfig="$kc" --authentication-kubeconfig="$kc" \
+    --authorization-kubeconfig="$kc" --service-account-private-key-file="$state/pki/sa.key" \
+    --root-ca-file="$state/pki/ca.crt" --cluster-signing-cert-file="$state/pki/ca.crt" \
+    --cluster-signing-key-file="$state/pki/ca.key" --use-service-account-credentials=false \
+    --leader-elect=false --bind-address=127.0.0.1 --profiling=false
+  daemon scheduler "$bin/node/kube-scheduler" --kubeconfig="$kc" --authentication-kubeconfig="$kc" \
+    --authorization-kubeconfig="$kc" --leader-elect=false --bind-address=127.0.0.1 --profiling=false
+  # kubelet: cgroup v1 (or hybrid), cgroupfs driver, its own cgroup root in every hierarchy.
+  for c in /sys/fs/cgroup/*/; do
+    [ "$c" = /sys/fs/cgroup/unified/ ] && continue
+    [ -w "$c" ] && mkdir -p "$c/weir-node"
+  done
+  if [ -d /sys/fs/cgroup/cpuset/weir-node ]; then
+    cat /sys/fs/cgroup/cpuset/cpuset.cpus > /sys/fs/cgroup/cpuset/weir-node/cpuset.cpus
+    cat /sys/fs/cgroup/cpuset/cpuset.mems > /sys/fs/cgroup/cpuset/weir-node/cpuset.mems
+  fi
+  mkdir -p "$state/kubelet"
+  daemon kubelet "$bin/node/kubelet" --config="$state/etc/kubelet.yaml" --kubeconfig="$kc" \
+    --root-dir="$state/kubelet" --hostname-override=node-0 --node-ip="$node_ip" --v=1
+  daemon kube-proxy "$bin/node/kube-proxy" --config="$state/etc/kube-proxy.yaml" --v=1
+  for _ in $(seq 1 120); do kubectl get node node-0 >/dev/null 2>&1 && break; sleep 0.5; done
+  kubectl wait --for=condition=Ready node/node-0 --timeout=120s >/dev/null
+  for _ in $(seq 1 120); do kubectl get sa default -n default >/dev/null 2>&1 && break; sleep 0.5; done
+  say "node Ready; kubeconfig: $state/etc/kubeconfig (use inside the namespace: nsenter --net=/run/netns/$ns)"
+}
+
+stop_pid() { # stop_pid NAME: SIGTERM, up to 15 s, then SIGKILL
+  local f="$run/$1.pid"
+  [ -f "$f" ] || return 0
+  local p; p=$(cat "$f")
+  if kill "$p" 2>/dev/null; then
+    for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$p" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+down() {
+  if [ -f "$run/apiserver.pid" ] && kill -0 "$(cat "$run/apiserver.pid")" 2>/dev/null; then
+    kubectl delete pods --all -A --grace-period=1 --wait=false >/dev/null 2>&1 || true
+    for _ in $(seq 1 30); do [ -z "$(kubectl get pods -A --no-headers 2>/dev/null)" ] && break; sleep 1; done
+  fi
+  for p in weir-agent kube-proxy kubelet; do stop_pid "$p"; done
+  local sock="$run/containerd/containerd.sock"
+  if [ -S "$sock" ]; then
+    local c=(ctr -a "$sock" -n k8s.io)
+    for t in $("${c[@]}" tasks ls -q 2>/dev/null); do "${c[@]}" tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
+    sleep 1
+    for t in $("${c[@]}" tasks ls -q 2>/dev/null); do "${c[@]}" tasks delete "$t" >/dev/null 2>&1 || true; done
+    for t in $("${c[@]}" containers ls -q 2>/dev/null); do "${c[@]}" containers delete "$t" >/dev/null 2>&1 || true; done
+  fi
+  for p in scheduler kcm apiserver etcd; do stop_pid "$p"; done
+  # Our containerd's shims: children of our containerd, by PID.
+  if [ -f "$run/containerd.pid" ]; then
+    local cp; cp=$(cat "$run/containerd.pid")
+    for s in $(pgrep -P "$cp" 2>/dev/null); do kill -9 "$s" 2>/dev/null || true; done
+    for s in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" 2>/dev/null); do kill -9 "$s" 2>/dev/null || true; done
+  fi
+  stop_pid containerd
+  # Pod namespaces our containerd made (cni-*, not there before `up`).
+  if [ -f "$run/netns.before" ]; then
+    for n in $(comm -13 "$run/netns.before" <(ls /run/netns 2>/dev/null | grep '^cni-' | sort)); do
+      ip netns delete "$n" 2>/dev/null || true
+    done
+  fi
+  for m in $(awk '{print $2}' /proc/mounts | grep -E "^($state|$run)" | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  for c in /sys/fs/cgroup/*/; do
+    [ -d "$c/weir-node" ] && find "$c/weir-node" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done
+  ip netns delete "$ns" 2>/dev/null || true
+  if [ -f "$run/sysctls.saved" ]; then
+    while IFS== read -r k v; do sysctl -q -w "$k=$v" >/dev/null || true; done < "$run/sysctls.saved"
+  fi
+  rm -rf "$run"
+  echo "cluster.sh: down; left: netns=[$(ip netns list 2>/dev/null | grep -cE '^(weir-node|cni-)' || true)] mounts=[$(grep -cE "$state|$run" /proc/mounts || true)]" >&2
+}
+
+status() {
+  for p in containerd etcd apiserver kcm scheduler kubelet kube-proxy; do
+    local f="$run/$p.pid"
+    if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then echo "$p: running (pid $(cat "$f"))"; else echo "$p: stopped"; fi
+  done
+  [ -e "/run/netns/$ns" ] && kubectl get nodes -o wide 2>/dev/null || true
+}
+
+case "${1:-}" in
+  up) trap 'echo "cluster.sh: up failed; taking the node down" >&2; down' ERR; up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: cluster.sh up|down|status" >&2; exit 2 ;;
+esac
