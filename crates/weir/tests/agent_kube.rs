@@ -194,15 +194,7 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// The seed as API objects: its namespaces, policies, and a Pod for each workload.
 fn seed_objects() -> Vec<Value> {
     let mut out = Vec::new();
-    for f in [
-        "namespaces.yaml",
-        "todos.yaml",
-        "redis.yaml",
-        "ubuntu.yaml",
-        "policies/any-from-any-none.yaml",
-        "policies/data-from-logic-redis.yaml",
-        "policies/logic-from-any-http.yaml",
-    ] {
+    for f in common::SEED_FILES {
         let text = std::fs::read_to_string(repo("examples/todos").join(f)).unwrap();
         for doc in weir_manifest::yaml::parse_documents(&text).unwrap() {
             let weir_manifest::yaml::Body::Tree(v) = doc.body else {
