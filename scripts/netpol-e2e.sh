@@ -13,10 +13,11 @@ run="${WEIR_NODE_RUN:-/run/weir-node}"
 bin="${WEIR_KUBE_DIR:-/var/tmp/weir-kube}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 bash scripts/kube-node.sh
-if ! cmp -s "$bin/node/e2e.go.sum" tools/kube/e2e/go.sum || [ ! -x "$bin/node/e2e-netpol.test" ]; then
+if ! cmp -s "$bin/e2e/go.sum" tools/kube/e2e/go.sum || [ ! -x "$bin/e2e/netpol.test" ]; then
   echo "netpol-e2e.sh: building the slim Netpol e2e binary (once per machine, ~5 min)" >&2
-  (cd tools/kube/e2e && GOFLAGS=-mod=mod CGO_ENABLED=0 go test -c -trimpath -o "$bin/node/e2e-netpol.test" .)
-  cp tools/kube/e2e/go.sum "$bin/node/e2e.go.sum"
+  mkdir -p "$bin/e2e"
+  (cd tools/kube/e2e && GOFLAGS=-mod=mod CGO_ENABLED=0 go test -c -trimpath -o "$bin/e2e/netpol.test" .)
+  cp tools/kube/e2e/go.sum "$bin/e2e/go.sum"
 fi
 cargo build --release --locked -q -p weir
 trap 'bash scripts/cluster.sh down' EXIT
@@ -32,7 +33,7 @@ echo "SKIPPED by name: [Feature:SCTPConnectivity] (3 specs): no SCTP sockets in 
 mkdir -p "$state/e2e"
 rm -f "$state/e2e/junit.xml"
 status=0
-(cd "$state/e2e" && "${ns[@]}" "$bin/node/e2e-netpol.test" --provider=local \
+(cd "$state/e2e" && "${ns[@]}" "$bin/e2e/netpol.test" --provider=local \
   --kubeconfig="$state/etc/kubeconfig" --ginkgo.focus='Netpol' --ginkgo.skip='SCTPConnectivity' \
   --ginkgo.junit-report="$state/e2e/junit.xml" --ginkgo.timeout=40m > "$state/e2e/run.log" 2>&1) || status=$?
 python3 - "$state/e2e/junit.xml" <<'PY'

@@ -42,7 +42,7 @@ image() {
 build() {
   mkdir -p "$out"
   local stamp="$out/stamp"
-  local want; want=$(cat "$bin/node/go.sum" tools/node/pause.c scripts/node-images.sh | sha256sum | cut -d' ' -f1)
+  local want; want=$(cat "$bin/node/build.key" tools/node/pause.c scripts/node-images.sh | sha256sum | cut -d' ' -f1)
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
   gcc -static -O2 -o "$out/pause" tools/node/pause.c
   image registry.k8s.io/pause:3.10.2 "$out/pause.tar" /pause "$out/pause=/pause"
