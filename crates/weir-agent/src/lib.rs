@@ -25,6 +25,7 @@ pub mod kube_source;
 pub mod metrics;
 pub mod nflog;
 pub mod source;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -40,9 +41,9 @@ use weir_engine::{Engine, Options};
 use weir_nft::apply::{Enforcer, NftCli};
 use weir_nft::{compile_with, CompileOptions, Scope};
 
-use kube_source::Throttle;
 use metrics::Metrics;
 use source::{DirSource, Items, SourceError};
+use throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -367,11 +368,7 @@ fn start_drop_log(
 /// backoff; the kernel keeps the last good table meanwhile.
 pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
     if let Some(p) = &config.pod_interfaces {
-        if !weir_nft::is_interface_pattern(p) {
-            return Err(AgentError::Config(format!(
-                "pod interface pattern {p:?}: expected 1-15 of [A-Za-z0-9_.-], optionally ending in '*'"
-            )));
-        }
+        weir_nft::check_interface_pattern(p).map_err(AgentError::Config)?;
     }
     let nft = nft_for(&config.target);
     let metrics = Arc::new(Metrics::default());

@@ -111,10 +111,6 @@ impl Metrics {
         }
     }
 
-    pub fn ready(&self) -> bool {
-        self.readiness().is_ok()
-    }
-
     /// The exposition text; `denied` are (labels, packets) of weir's drop rules.
     pub fn render(&self, denied: &[(String, u64)]) -> String {
         let s = self.state.lock().expect("metrics");
@@ -267,7 +263,7 @@ mod tests {
         let m = Metrics::default();
         assert_eq!(m.readiness().unwrap_err(), vec!["not synced yet"]);
         m.synced(Duration::from_millis(1), weir_nft::Size::default());
-        assert!(m.ready());
+        assert!(m.readiness().is_ok());
         m.drop_log(Some(Err("bind: permission denied".into())));
         m.source(2);
         let why = m.readiness().unwrap_err().join("; ");
@@ -282,7 +278,7 @@ mod tests {
             .render(&[])
             .contains("weir_source_state{state=\"error\"} 1"));
         m.source_trouble(None);
-        assert!(m.ready());
+        assert!(m.readiness().is_ok());
         assert!(m.render(&[]).contains("weir_source_state{state=\"ok\"} 1"));
     }
 }

@@ -54,6 +54,17 @@ pub fn is_interface_pattern(p: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
+/// [`is_interface_pattern`], with the reason when it is not, for the agent and its CLI.
+pub fn check_interface_pattern(p: &str) -> Result<(), String> {
+    if is_interface_pattern(p) {
+        Ok(())
+    } else {
+        Err(format!(
+            "pod interface pattern {p:?}: expected 1-15 of [A-Za-z0-9_.-], optionally ending in '*'"
+        ))
+    }
+}
+
 /// Log statement for a drop, rate limited so a flood cannot swamp the reader.
 fn log_rule(group: u16, tag: &str) -> String {
     format!("limit rate 50/second burst 20 packets log prefix \"weir {tag}\" group {group}")

@@ -212,59 +212,11 @@ fn fail_closed_and_drop_log_options() {
 /// comment, and no quote, newline or brace of theirs survives there.
 #[test]
 fn hostile_text_only_reaches_nft_inside_comments() {
-    use weir_model::*;
-    let hostile = [
-        "z;insert rule inet weir ingress accept",
-        "x;add table ip injected",
-        "q\"; add table ip injected2 #",
-        "nl\nadd table ip injected3\n",
-        "brace} chain x { accept",
-        "back\\slash",
-        "ünï ☃",
-    ];
     let mut cluster = todos();
-    for (i, n) in hostile.iter().enumerate() {
-        let n = n.to_string();
-        cluster.endpoints.push(Endpoint {
-            namespace: n.clone(),
-            name: n.clone(),
-            kind: EndpointKind::Pod,
-            labels: [(n.clone(), n.clone())].into(),
-            ports: vec![ContainerPort {
-                name: Some(n.clone()),
-                protocol: Protocol::Tcp,
-                port: 80,
-            }],
-            ips: vec![format!("10.9.0.{}", i + 1).parse().unwrap()],
-            host_network: false,
-            origin: Origin::default(),
-        });
-        let sel = LabelSelector {
-            match_labels: [(n.clone(), n.clone())].into(),
-            match_expressions: vec![],
-        };
-        let rule = Rule {
-            peers: vec![Peer::Pods {
-                namespaces: NamespaceScope::Selector(sel.clone()),
-                pods: Some(sel),
-            }],
-            ports: vec![PortRule {
-                protocol: Protocol::Tcp,
-                port: Some(PortRef::Named(n.clone())),
-            }],
-            origin: Origin::default(),
-        };
-        cluster.policies.push(Policy {
-            namespace: n.clone(),
-            name: n.clone(),
-            pod_selector: LabelSelector::default(),
-            isolates_ingress: true,
-            isolates_egress: true,
-            ingress: vec![rule.clone()],
-            egress: vec![rule],
-            origin: Origin::default(),
-        });
-    }
+    let hostile = weir_synth::hostile::cluster();
+    cluster.namespaces.extend(hostile.namespaces);
+    cluster.endpoints.extend(hostile.endpoints);
+    cluster.policies.extend(hostile.policies);
     let engine = Engine::new(&cluster);
     let rs = compile(&engine, Scope::All);
     let before = compile(&Engine::new(&todos()), Scope::All);
@@ -289,7 +241,8 @@ fn hostile_text_only_reaches_nft_inside_comments() {
             assert!(!outside.contains(marker), "{marker:?} outside a comment");
         }
     }
-    // 7 hostile policies, two directions each, each its own chain.
+    // The seed's 3 ingress policies, and each hostile policy in two directions, each its
+    // own chain.
     let policy_chains = rs
         .chains
         .keys()
@@ -297,7 +250,7 @@ fn hostile_text_only_reaches_nft_inside_comments() {
         .count();
     assert_eq!(
         policy_chains,
-        3 + 14,
+        3 + 2 * weir_synth::hostile::names().len(),
         "{:?}",
         rs.chains.keys().collect::<Vec<_>>()
     );

@@ -138,11 +138,7 @@ pub fn agent(args: AgentArgs, target: Option<Target>) -> Result<u8, Failure> {
     };
     let pod_interfaces = (args.pod_interfaces != "none").then_some(args.pod_interfaces);
     if let Some(p) = pod_interfaces.as_deref() {
-        if !weir_nft::is_interface_pattern(p) {
-            return Err(Failure::Invalid(format!(
-                "--pod-interfaces {p:?}: expected 1-15 of [A-Za-z0-9_.-], optionally ending in '*'"
-            )));
-        }
+        weir_nft::check_interface_pattern(p).map_err(Failure::Invalid)?;
     }
     if !(args.drift_interval_s >= 0.0 && args.drift_interval_s <= 86_400.0) {
         return Err(Failure::Invalid(
