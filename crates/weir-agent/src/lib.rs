@@ -113,8 +113,8 @@ pub struct Config {
     pub target: Target,
     /// `/metrics`, `/healthz`, `/readyz` listen here.
     pub listen: Option<SocketAddr>,
-    /// nft interface pattern of local pods for the fail-closed catch-all (`wp*` in a lab).
-    pub pod_interfaces: Option<String>,
+    /// Interfaces of local pods, for anti-spoofing and the fail-closed catch-all.
+    pub pod_interfaces: Option<weir_nft::PodInterfaces>,
     pub debounce: Duration,
     pub engine: Options,
     pub load: weir_manifest::LoadOptions,
@@ -367,9 +367,6 @@ fn start_drop_log(
 /// Runs until `stop` is set. Persistent failures are logged (throttled) and retried with
 /// backoff; the kernel keeps the last good table meanwhile.
 pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
-    if let Some(p) = &config.pod_interfaces {
-        weir_nft::check_interface_pattern(p).map_err(AgentError::Config)?;
-    }
     let nft = nft_for(&config.target);
     let metrics = Arc::new(Metrics::default());
     let attribution = Arc::new(Mutex::new(Attribution::default()));

@@ -29,39 +29,69 @@ pub enum Scope<'a> {
 /// Choices about the table beyond the policy itself.
 #[derive(Clone, Debug, Default)]
 pub struct CompileOptions {
-    /// The interfaces of local pods, as an nft pattern (e.g. `wp*`, `cali*`; see
-    /// [`is_interface_pattern`]). With it the table
+    /// The interfaces of local pods (e.g. `wp*` in a lab; `veth*` with the ptp or bridge
+    /// CNI, `cali*`, `lxc*`). With them the table
     /// - drops packets from such an interface whose source address is not routed back
     ///   through that same interface (anti-spoofing: a pod cannot borrow another pod's
     ///   address), before anything is accepted;
     /// - fails closed for local pods weir does not know yet: traffic from or to such an
     ///   interface whose pod address is not one of the scope's endpoints is dropped. The
     ///   rules live in the kernel, so they hold while the agent is down.
-    pub pod_interfaces: Option<String>,
+    pub pod_interfaces: Option<PodInterfaces>,
     /// Log dropped packets (rate limited) to this NFLOG group with the prefix `weir CHAIN`,
     /// so an agent can say which policy isolated the endpoint.
     pub log_group: Option<u16>,
 }
 
-/// An interface pattern nft can take safely: 1–15 of `[A-Za-z0-9_.-]`, optionally ending in
-/// `*` (a prefix match). It is the operator's text, so it is checked, never trusted.
-pub fn is_interface_pattern(p: &str) -> bool {
-    let name = p.strip_suffix('*').unwrap_or(p);
-    !name.is_empty()
-        && name.len() <= 15
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+/// Interface name patterns of local pods, checked when parsed (they are the operator's
+/// text, so never trusted): each 1–15 of `[A-Za-z0-9_.-]`, optionally ending in `*` (a
+/// prefix match). Parsed from a comma-separated list (`veth*,cali*`), because which CNI
+/// names the host side of a pod's link how is the one thing a DaemonSet cannot know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodInterfaces(Vec<String>);
+
+impl PodInterfaces {
+    /// As an nft expression right of `iifname`/`oifname`: one quoted pattern or a set.
+    fn to_nft(&self) -> String {
+        let quoted: Vec<String> = self.0.iter().map(|p| format!("\"{p}\"")).collect();
+        match quoted.as_slice() {
+            [one] => one.clone(),
+            many => format!("{{ {} }}", many.join(", ")),
+        }
+    }
 }
 
-/// [`is_interface_pattern`], with the reason when it is not, for the agent and its CLI.
-pub fn check_interface_pattern(p: &str) -> Result<(), String> {
-    if is_interface_pattern(p) {
-        Ok(())
-    } else {
-        Err(format!(
-            "pod interface pattern {p:?}: expected 1-15 of [A-Za-z0-9_.-], optionally ending in '*'"
-        ))
+impl std::str::FromStr for PodInterfaces {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in s.split(',') {
+            let name = p.strip_suffix('*').unwrap_or(p);
+            let ok = !name.is_empty()
+                && name.len() <= 15
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+            if !ok {
+                return Err(format!(
+                    "pod interface pattern {p:?}: expected 1-15 of [A-Za-z0-9_.-], optionally ending in '*'"
+                ));
+            }
+            if !out.iter().any(|q| q == p) {
+                out.push(p.to_string());
+            }
+        }
+        if out.len() > 16 {
+            return Err("pod interface patterns: at most 16".into());
+        }
+        Ok(PodInterfaces(out))
+    }
+}
+
+impl std::fmt::Display for PodInterfaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(","))
     }
 }
 
@@ -99,13 +129,13 @@ pub fn compile_with(engine: &Engine, scope: Scope, options: &CompileOptions) -> 
         c.local_addresses = Some(ips.clone());
     }
     c.log_group = options.log_group;
-    // An unsafe pattern never reaches nft; callers validate it first (the agent refuses to
-    // start), so this only guards direct library use.
-    let pod_interfaces = options
-        .pod_interfaces
-        .as_deref()
-        .filter(|p| is_interface_pattern(p));
-    c.base_chains(pod_interfaces);
+    c.base_chains(
+        options
+            .pod_interfaces
+            .as_ref()
+            .map(PodInterfaces::to_nft)
+            .as_deref(),
+    );
     c.dispatch();
     c.rs
 }
@@ -277,6 +307,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
             .is_none_or(|set| set.contains(ip))
     }
 
+    /// `fail_closed`: the pod interfaces as nft syntax ([`PodInterfaces::to_nft`]).
     fn base_chains(&mut self, fail_closed: Option<&str>) {
         if fail_closed.is_some() {
             for f in FAMILIES {
@@ -313,7 +344,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 // the source must be routed back through the interface it came in on. The
                 // node routes each pod address to that pod's interface, so another local
                 // pod's address fails; both families.
-                let spoofed = format!("iifname {} fib saddr . iif oif missing", quote(pattern));
+                let spoofed = format!("iifname {pattern} fib saddr . iif oif missing");
                 if let Some(group) = self.log_group {
                     rules.push(format!("{spoofed} {}", log_rule(group, "spoofed-source")));
                 }
@@ -325,12 +356,8 @@ impl<'e, 'c> Compiler<'e, 'c> {
             rules.push("ct state invalid drop".to_string());
             if let Some(pattern) = fail_closed {
                 for f in FAMILIES {
-                    let unknown = format!(
-                        "{iface} {} {} {key} != @local{}",
-                        quote(pattern),
-                        f.kw(),
-                        f.suffix()
-                    );
+                    let unknown =
+                        format!("{iface} {pattern} {} {key} != @local{}", f.kw(), f.suffix());
                     if let Some(group) = self.log_group {
                         rules.push(format!(
                             "{unknown} {}",
@@ -338,10 +365,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                         ));
                     }
                     rules.push(format!(
-                        "{iface} {} {} {key} != @local{} counter drop comment \"unknown local pod\"",
-                        quote(pattern),
-                        f.kw(),
-                        f.suffix()
+                        "{unknown} counter drop comment \"unknown local pod\""
                     ));
                 }
             }

@@ -26,9 +26,7 @@ mod compile;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-pub use compile::{
-    check_interface_pattern, compile, compile_with, is_interface_pattern, CompileOptions, Scope,
-};
+pub use compile::{compile, compile_with, CompileOptions, PodInterfaces, Scope};
 
 /// The table weir owns; nothing outside it is ever touched.
 pub const TABLE: &str = "inet weir";

@@ -3,7 +3,7 @@
 use weir_engine::Engine;
 use weir_manifest::{load_paths, LoadOptions};
 use weir_nft::apply::{Enforcer, FakeNft, Mode};
-use weir_nft::{compile, Scope};
+use weir_nft::{compile, compile_with, CompileOptions, PodInterfaces, Scope};
 
 fn todos() -> weir_model::Cluster {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/todos");
@@ -152,11 +152,10 @@ fn rules_grow_with_groups_and_policy_rules_not_their_product() {
 
 #[test]
 fn fail_closed_and_drop_log_options() {
-    use weir_nft::{compile_with, CompileOptions};
     let cluster = todos();
     let engine = Engine::new(&cluster);
     let options = CompileOptions {
-        pod_interfaces: Some("wp*".into()),
+        pod_interfaces: Some("wp*".parse().unwrap()),
         log_group: Some(7),
     };
     let rs = compile_with(&engine, Scope::All, &options);
@@ -198,13 +197,46 @@ fn fail_closed_and_drop_log_options() {
     // Without options, none of it.
     let plain = compile(&engine, Scope::All).render();
     assert!(!plain.contains("local4") && !plain.contains("log prefix") && !plain.contains("fib"));
-    // An interface pattern that is not one never reaches nft.
-    let bad = CompileOptions {
-        pod_interfaces: Some("wp*\" accept; #".into()),
+}
+
+/// Pod interface patterns are the operator's text: only names nft takes as names parse,
+/// and a list becomes one anonymous set in every rule that uses it.
+#[test]
+fn pod_interfaces_parse_strictly_and_render_as_a_set() {
+    for bad in [
+        "wp*\" accept; #",
+        "",
+        "a,,b",
+        "*",
+        "veth*x",
+        "abcdefghijklmnop",
+        "e th0",
+        "w\u{e9}*",
+    ] {
+        assert!(bad.parse::<PodInterfaces>().is_err(), "{bad:?} parsed");
+    }
+    let list: PodInterfaces = "veth*,cali*,veth*,lxc0".parse().unwrap();
+    assert_eq!(list.to_string(), "veth*,cali*,lxc0");
+    let cluster = todos();
+    let engine = Engine::new(&cluster);
+    let options = CompileOptions {
+        pod_interfaces: Some(list),
         log_group: None,
     };
-    let rs = compile_with(&engine, Scope::All, &bad).render();
-    assert!(!rs.contains("iifname") && !rs.contains("; #"), "{rs}");
+    let rs = compile_with(&engine, Scope::All, &options);
+    let set = r#"{ "veth*", "cali*", "lxc0" }"#;
+    let egress = &rs.chains["egress"].rules;
+    assert!(
+        egress[0].starts_with(&format!("iifname {set} fib saddr . iif oif missing")),
+        "{egress:?}"
+    );
+    let ingress = &rs.chains["ingress"].rules;
+    assert!(
+        ingress
+            .iter()
+            .any(|r| r.starts_with(&format!("oifname {set} ip daddr != @local4"))),
+        "{ingress:?}"
+    );
 }
 
 /// Names and labels as an attacker would write them, straight into the compiler (no

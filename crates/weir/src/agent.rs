@@ -36,8 +36,9 @@ pub struct AgentArgs {
     /// Also serve /drops (who was dropped talking to whom): off by default.
     #[arg(long)]
     serve_drops: bool,
-    /// nft pattern of local pod interfaces (`wp*` in a lab, `cali*` on Calico-style nodes):
-    /// anti-spoofing and the fail-closed catch-all apply to them; `none` disables both.
+    /// Host-side interfaces of local pods, comma-separated patterns (`wp*` in a lab;
+    /// `veth*` with the ptp or bridge CNI, `cali*`, `lxc*`): anti-spoofing and the
+    /// fail-closed catch-all apply to them; `none` disables both.
     #[arg(long, default_value = "wp*")]
     pod_interfaces: String,
     /// Persist the last good version of every source item here (owner-only files), so a
@@ -136,10 +137,10 @@ pub fn agent(args: AgentArgs, target: Option<Target>) -> Result<u8, Failure> {
         (None, Some(ns)) => Target::Netns(ns),
         (None, None) => Target::Host,
     };
-    let pod_interfaces = (args.pod_interfaces != "none").then_some(args.pod_interfaces);
-    if let Some(p) = pod_interfaces.as_deref() {
-        weir_nft::check_interface_pattern(p).map_err(Failure::Invalid)?;
-    }
+    let pod_interfaces = match args.pod_interfaces.as_str() {
+        "none" => None,
+        list => Some(list.parse().map_err(Failure::Invalid)?),
+    };
     if !(args.drift_interval_s >= 0.0 && args.drift_interval_s <= 86_400.0) {
         return Err(Failure::Invalid(
             "--drift-interval-s: expected 0 to 86400 seconds".into(),

@@ -63,7 +63,7 @@ fn hostile_names_and_labels_stay_inside_comments() {
     let cluster = weir_synth::hostile::cluster();
     let engine = Engine::new(&cluster);
     let options = CompileOptions {
-        pod_interfaces: Some("wp*".into()),
+        pod_interfaces: Some("wp*".parse().unwrap()),
         log_group: Some(7),
     };
     let hostile_rs = compile_with(&engine, Scope::All, &options);
