@@ -4,7 +4,9 @@
 # inside one network namespace, `weir-node`:
 #
 #   bash scripts/cluster.sh up       start it (etcd, control plane, containerd, kubelet,
-#                                    kube-proxy in nftables mode); prints the kubeconfig
+#                                    kube-proxy in nftables mode, CoreDNS) and deploy weir
+#                                    as users do: `kubectl apply -f deploy/`
+#   bash scripts/cluster.sh kubectl ARGS...   kubectl against the node
 #   bash scripts/cluster.sh down     stop every process it started (by PID), remove its pod
 #                                    namespaces, mounts and cgroups, restore the sysctls
 #                                    kubelet changes, delete the namespace
@@ -14,7 +16,8 @@
 # address sits on a veth pair whose both ends are inside `weir-node`, whose default route
 # is a blackhole: nothing can leave the machine. Processes are stopped by recorded PID,
 # never by name; only `cni-*` pod namespaces created while the node was up are removed.
-set -euo pipefail
+# -E: the ERR trap (a failed `up` takes the node down) also fires inside functions.
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 state="${WEIR_NODE_STATE:-/var/tmp/weir-node}"       # data, configs, certificates, logs
@@ -32,13 +35,15 @@ sysctls=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 
 install() {
   local need=()
-  for p in containerd runc containernetworking-plugins umoci skopeo busybox-static gcc libc6-dev conntrack nftables; do
+  for p in containerd runc containernetworking-plugins umoci skopeo busybox-static gcc libc6-dev \
+      binutils conntrack nftables redis-server redis-tools curl; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
   done
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   fi
   bash scripts/kube-node.sh
+  bash scripts/kube-addons.sh
   bash scripts/kube-apiserver.sh  # etcd
 }
 
@@ -109,6 +114,10 @@ up() {
   ip -n "$ns" link set node0p up
   ip -n "$ns" addr add "$node_ip/24" dev node0
   ip -n "$ns" route add blackhole default
+  # The Service range on the node's own link: a host process (weir's agent, hostNetwork)
+  # must pass routing before kube-proxy's output DNAT rewrites a ClusterIP; with only the
+  # blackhole, connect() fails first. Unanswered, such packets loop here until TTL.
+  ip -n "$ns" route add 10.96.0.0/16 dev node0
   for f in containerd.toml kubelet.yaml kube-proxy.yaml; do render "tools/node/$f" "$state/etc/$f"; done
   render tools/node/10-weir-node.conflist "$state/etc/cni/net.d/10-weir-node.conflist"
   echo "nameserver 127.0.0.1" > "$state/etc/resolv.conf"
@@ -155,7 +164,16 @@ up() {
   for _ in $(seq 1 120); do kubectl get node node-0 >/dev/null 2>&1 && break; sleep 0.5; done
   kubectl wait --for=condition=Ready node/node-0 --timeout=120s >/dev/null
   for _ in $(seq 1 120); do kubectl get sa default -n default >/dev/null 2>&1 && break; sleep 0.5; done
-  say "node Ready; kubeconfig: $state/etc/kubeconfig (use inside the namespace: nsenter --net=/run/netns/$ns)"
+  say "node Ready"
+  kubectl apply -f tools/node/coredns.yaml >/dev/null
+  # weir as users deploy it. Its hostPath state directory is the machine's /var/lib/weir:
+  # removed on `down` unless it was there before.
+  [ -e /var/lib/weir ] && touch "$run/var-lib-weir.existed"
+  kubectl apply -f deploy/ >/dev/null
+  kubectl -n weir-system rollout status ds/weir-agent --timeout=120s >/dev/null
+  say "weir-agent DaemonSet ready"
+  kubectl -n kube-system rollout status deploy/coredns --timeout=120s >/dev/null
+  say "CoreDNS ready; kubeconfig: $state/etc/kubeconfig (use inside the namespace: nsenter --net=/run/netns/$ns)"
 }
 
 stop_pid() { # stop_pid NAME: SIGTERM, up to 15 s, then SIGKILL
@@ -171,6 +189,8 @@ stop_pid() { # stop_pid NAME: SIGTERM, up to 15 s, then SIGKILL
 
 down() {
   if [ -f "$run/apiserver.pid" ] && kill -0 "$(cat "$run/apiserver.pid")" 2>/dev/null; then
+    # Controllers first, so nothing recreates the pods being deleted.
+    kubectl delete daemonsets,deployments,replicasets,statefulsets,jobs --all -A --wait=false >/dev/null 2>&1 || true
     kubectl delete pods --all -A --grace-period=1 --wait=false >/dev/null 2>&1 || true
     for _ in $(seq 1 30); do [ -z "$(kubectl get pods -A --no-headers 2>/dev/null)" ] && break; sleep 1; done
   fi
@@ -205,6 +225,7 @@ down() {
   if [ -f "$run/sysctls.saved" ]; then
     while IFS== read -r k v; do sysctl -q -w "$k=$v" >/dev/null || true; done < "$run/sysctls.saved"
   fi
+  [ -d "$run" ] && [ ! -e "$run/var-lib-weir.existed" ] && rm -rf /var/lib/weir
   rm -rf "$run"
   echo "cluster.sh: down; left: netns=[$(ip netns list 2>/dev/null | grep -cE '^(weir-node|cni-)' || true)] mounts=[$(grep -cE "$state|$run" /proc/mounts || true)]" >&2
 }
@@ -218,8 +239,10 @@ status() {
 }
 
 case "${1:-}" in
-  up) trap 'echo "cluster.sh: up failed; taking the node down" >&2; down' ERR; up ;;
+  # WEIR_NODE_KEEP=1 leaves a failed node up to look at (then `down` it yourself).
+  up) [ -n "${WEIR_NODE_KEEP:-}" ] || trap 'echo "cluster.sh: up failed; taking the node down" >&2; down' ERR; up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: cluster.sh up|down|status" >&2; exit 2 ;;
+  kubectl) shift; kubectl "$@" ;;
+  *) echo "usage: cluster.sh up|down|status|kubectl ARGS..." >&2; exit 2 ;;
 esac

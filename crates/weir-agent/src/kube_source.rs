@@ -9,9 +9,10 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use weir_kube::{key, manifest};
 use weir_model::Cluster;
 
 use crate::source::{Current, Items, SourceError};
@@ -32,35 +33,6 @@ pub struct KubeSource {
     pub items: Items,
 }
 
-const RESOURCES: usize = 3;
-
-fn resources() -> [ApiResource; RESOURCES] {
-    [
-        ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()),
-        ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
-        ApiResource::erase::<k8s_openapi::api::networking::v1::NetworkPolicy>(&()),
-    ]
-}
-
-fn key(ar: &ApiResource, o: &DynamicObject) -> String {
-    format!(
-        "{}/{}/{}",
-        ar.kind,
-        o.metadata.namespace.as_deref().unwrap_or(""),
-        o.metadata.name.as_deref().unwrap_or("")
-    )
-}
-
-/// The object as a manifest: list items come without apiVersion and kind.
-fn manifest(ar: &ApiResource, o: &DynamicObject) -> String {
-    let mut v = serde_json::to_value(o).unwrap_or_default();
-    if let Some(m) = v.as_object_mut() {
-        m.insert("apiVersion".into(), ar.api_version.clone().into());
-        m.insert("kind".into(), ar.kind.clone().into());
-    }
-    v.to_string()
-}
-
 impl KubeSource {
     /// Connects (kubeconfig, or the in-cluster service account) and starts the watchers on a
     /// thread of their own; `tx` hears of every change.
@@ -75,7 +47,7 @@ impl KubeSource {
                 let mut throttle = Throttle::new();
                 let mut pause = std::time::Duration::from_millis(500);
                 let client = loop {
-                    match kube::Client::try_default().await {
+                    match weir_kube::client(&weir_kube::Connect::default()).await {
                         Ok(c) => break c,
                         Err(e) => {
                             f.store(true, Ordering::SeqCst);
@@ -87,7 +59,7 @@ impl KubeSource {
                         }
                     }
                 };
-                let tasks = resources().into_iter().map(|ar| {
+                let tasks = weir_kube::enforced().into_iter().map(|ar| {
                     let (s, n, f, tx, client) = (s.clone(), n.clone(), f.clone(), tx.clone(), client.clone());
                     async move {
                         let api: Api<DynamicObject> = Api::all_with(client, &ar);
@@ -181,7 +153,7 @@ impl KubeSource {
     /// The cluster from every object's last good version; an error until every resource has
     /// been listed once (so nothing reaches the kernel before the source is in sync).
     pub fn load(&mut self) -> Result<Cluster, SourceError> {
-        if self.synced.load(Ordering::SeqCst) < RESOURCES {
+        if self.synced.load(Ordering::SeqCst) < weir_kube::enforced().len() {
             return Err(SourceError::NotYet);
         }
         let objects = self.shared.lock().expect("kube objects").objects.clone();

@@ -9,11 +9,25 @@ use weir_manifest::{LoadError, LoadOptions};
 
 use crate::exit::Failure;
 
+/// A live cluster that has not answered every list by then is an error, not a hang.
+const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Args)]
 pub struct Input {
     /// Manifest files or directories (recursive; *.yaml, *.yml, *.json), or - for stdin.
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["cluster", "kubeconfig", "context"], conflicts_with_all = ["cluster", "kubeconfig", "context"])]
     pub paths: Vec<PathBuf>,
+    /// Read a live cluster instead of files: Namespaces, Pods, their workloads, Services
+    /// and NetworkPolicies, validated like manifests. Kubeconfig from --kubeconfig,
+    /// $KUBECONFIG or ~/.kube/config, else the in-cluster service account.
+    #[arg(long)]
+    pub cluster: bool,
+    /// The kubeconfig file of the live cluster (implies --cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context of the live cluster (implies --cluster).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Report unknown fields as warnings instead of errors.
     #[arg(long)]
     pub allow_unknown_fields: bool,
@@ -32,7 +46,15 @@ impl Input {
         let options = LoadOptions {
             allow_unknown_fields: self.allow_unknown_fields,
         };
-        match weir_manifest::load_paths(&self.paths, options) {
+        let result = match self.live() {
+            Some(connect) => {
+                let texts = weir_kube::snapshot(&connect, LIVE_TIMEOUT)
+                    .map_err(|e| Failure::Other(anyhow!("{}: {e}", connect.describe())))?;
+                weir_manifest::load(&texts, options)
+            }
+            None => weir_manifest::load_paths(&self.paths, options),
+        };
+        match result {
             Ok(loaded) => {
                 if !self.quiet {
                     for w in &loaded.warnings {
@@ -71,8 +93,21 @@ impl Input {
         }
     }
 
-    /// The input paths, for titles.
+    /// The live cluster to read, when not files.
+    fn live(&self) -> Option<weir_kube::Connect> {
+        (self.cluster || self.kubeconfig.is_some() || self.context.is_some()).then(|| {
+            weir_kube::Connect {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+            }
+        })
+    }
+
+    /// The input paths or the cluster, for titles.
     pub fn describe(&self) -> String {
+        if let Some(connect) = self.live() {
+            return connect.describe();
+        }
         self.paths
             .iter()
             .map(|p| p.display().to_string())

@@ -24,7 +24,7 @@ fn layer(name: &str) -> u8 {
     match name {
         "weir-model" | "weir-netns" => 0,
         "weir-manifest" | "weir-engine" | "weir-synth" | "weir-oracle" => 1,
-        "weir-report" | "weir-nft" => 2,
+        "weir-report" | "weir-nft" | "weir-kube" => 2,
         // todos is the lesson's app (independent of weir); the lab's demo runs it.
         "weir-lab" | "weir-agent" | "todos" => 3,
         "weir" => 4,

@@ -1,0 +1,170 @@
+//! A live cluster as weir reads it. Objects are kept untyped and handed to the manifest
+//! loader as text, so an API server's answers are validated exactly like files (they are
+//! input like any other: names, labels and sizes are checked, nothing is trusted).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use weir_manifest::NamedText;
+
+/// How to reach the cluster: a kubeconfig file and/or one of its contexts; with neither,
+/// `$KUBECONFIG`, `~/.kube/config`, then the in-cluster service account.
+#[derive(Clone, Debug, Default)]
+pub struct Connect {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+impl Connect {
+    /// Where the objects come from, for titles and messages.
+    pub fn describe(&self) -> String {
+        match (&self.kubeconfig, &self.context) {
+            (Some(p), Some(c)) => format!("cluster {c} ({})", p.display()),
+            (Some(p), None) => format!("cluster ({})", p.display()),
+            (None, Some(c)) => format!("cluster {c}"),
+            (None, None) => "cluster".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("kubeconfig: {0}")]
+    Config(String),
+    #[error("listing {kind}: {error}")]
+    List { kind: String, error: String },
+    #[error("the cluster did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A client as [`Connect`] says.
+pub async fn client(connect: &Connect) -> Result<kube::Client, KubeError> {
+    let options = KubeConfigOptions {
+        context: connect.context.clone(),
+        ..Default::default()
+    };
+    let config = match (&connect.kubeconfig, &connect.context) {
+        (Some(path), _) => {
+            let file = Kubeconfig::read_from(path).map_err(|e| KubeError::Config(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| KubeError::Config(e.to_string()))?
+        }
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?,
+        (None, None) => kube::Config::infer()
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
+}
+
+/// What an agent enforces from: the policy, and the pods and namespaces it selects.
+pub fn enforced() -> Vec<ApiResource> {
+    use k8s_openapi::api::{core::v1, networking::v1 as net};
+    vec![
+        ApiResource::erase::<v1::Namespace>(&()),
+        ApiResource::erase::<v1::Pod>(&()),
+        ApiResource::erase::<net::NetworkPolicy>(&()),
+    ]
+}
+
+/// What analysis reads: [`enforced`], the workloads pods fold into (so a live cluster reads
+/// like its manifests: `production/redis`, not one row per replica) and Services.
+pub fn analysed() -> Vec<ApiResource> {
+    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1};
+    let mut all = enforced();
+    all.extend([
+        ApiResource::erase::<v1::Service>(&()),
+        ApiResource::erase::<v1::ReplicationController>(&()),
+        ApiResource::erase::<apps::Deployment>(&()),
+        ApiResource::erase::<apps::ReplicaSet>(&()),
+        ApiResource::erase::<apps::StatefulSet>(&()),
+        ApiResource::erase::<apps::DaemonSet>(&()),
+        ApiResource::erase::<batch::Job>(&()),
+        ApiResource::erase::<batch::CronJob>(&()),
+    ]);
+    all
+}
+
+/// `Kind/namespace/name`: one object's identity, and the name its text is loaded under.
+pub fn key(ar: &ApiResource, o: &DynamicObject) -> String {
+    format!(
+        "{}/{}/{}",
+        ar.kind,
+        o.metadata.namespace.as_deref().unwrap_or(""),
+        o.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// The object as a manifest (list and watch items come without apiVersion and kind);
+/// server-side bookkeeping the loader has no use for is dropped.
+pub fn manifest(ar: &ApiResource, o: &DynamicObject) -> String {
+    let mut v = serde_json::to_value(o).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), ar.api_version.clone().into());
+        m.insert("kind".into(), ar.kind.clone().into());
+        if let Some(meta) = m.get_mut("metadata").and_then(|x| x.as_object_mut()) {
+            meta.remove("managedFields");
+        }
+    }
+    v.to_string()
+}
+
+/// Objects per list request: large clusters are read in pages.
+const PAGE: u32 = 500;
+
+/// Every object of these resources, all namespaces, each as a [`NamedText`] named
+/// `cluster:Kind/namespace/name`.
+pub async fn list(
+    client: &kube::Client,
+    resources: &[ApiResource],
+) -> Result<Vec<NamedText>, KubeError> {
+    let mut out = Vec::new();
+    for ar in resources {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+        let mut token: Option<String> = None;
+        loop {
+            let mut params = ListParams::default().limit(PAGE);
+            if let Some(t) = &token {
+                params = params.continue_token(t);
+            }
+            let page = api.list(&params).await.map_err(|e| KubeError::List {
+                kind: ar.kind.clone(),
+                error: e.to_string(),
+            })?;
+            for o in &page.items {
+                out.push(NamedText {
+                    name: format!("cluster:{}", key(ar, o)),
+                    text: manifest(ar, o),
+                });
+            }
+            match page.metadata.continue_.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`list`] of [`analysed`] resources, blocking, bounded by `timeout`: for commands that
+/// read the cluster once.
+pub fn snapshot(connect: &Connect, timeout: Duration) -> Result<Vec<NamedText>, KubeError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        tokio::time::timeout(timeout, async {
+            let client = client(connect).await?;
+            list(&client, &analysed()).await
+        })
+        .await
+        .map_err(|_| KubeError::Timeout(timeout))?
+    })
+}
