@@ -7,10 +7,12 @@
 #                                    kube-proxy in nftables mode, CoreDNS) and deploy weir
 #                                    as users do: `kubectl apply -f deploy/`
 #   bash scripts/cluster.sh kubectl ARGS...   kubectl against the node
+#   bash scripts/cluster.sh agent-usage       the weir agent's CPU seconds and peak RSS
 #   bash scripts/cluster.sh down     stop every process it started (by PID), remove its pod
 #                                    namespaces, mounts and cgroups, restore the sysctls
 #                                    kubelet changes, delete the namespace
 #   bash scripts/cluster.sh status   what is running
+#   bash scripts/cluster.sh install  packages, builds and images only (cached per machine)
 #
 # Safety: nothing is configured in the machine's root network namespace. The node's
 # address sits on a veth pair whose both ends are inside `weir-node`, whose default route
@@ -230,6 +232,24 @@ down() {
   echo "cluster.sh: down; left: netns=[$(ip netns list 2>/dev/null | grep -cE '^(weir-node|cni-)' || true)] mounts=[$(grep -cE "$state|$run" /proc/mounts || true)]" >&2
 }
 
+# The weir agent's resource use, from its pod's cgroup (CPU seconds since start) and its
+# process (peak RSS): `cpu_s=… rss_peak_mib=…`.
+agent_usage() {
+  local uid; uid=$(kubectl -n weir-system get pods -l app=weir-agent -o jsonpath='{.items[0].metadata.uid}')
+  local g=/sys/fs/cgroup/cpuacct/weir-node/kubepods
+  local d; d=$( { compgen -G "$g/*/pod$uid" || compgen -G "$g/pod$uid" || true; } | head -1)
+  [ -n "$d" ] || { echo "cluster.sh: no cgroup for the weir-agent pod" >&2; return 1; }
+  local cpu=0 rss=0 p c
+  for c in "$d"/*/; do
+    for p in $(cat "$c/cgroup.procs" 2>/dev/null); do
+      [ "$(cat "/proc/$p/comm" 2>/dev/null)" = weir ] || continue
+      cpu=$(cat "$c/cpuacct.usage")
+      rss=$(awk '/^VmHWM/{print $2}' "/proc/$p/status")
+    done
+  done
+  awk -v c="$cpu" -v r="$rss" 'BEGIN { printf "cpu_s=%.2f rss_peak_mib=%.1f\n", c / 1e9, r / 1024 }'
+}
+
 status() {
   for p in containerd etcd apiserver kcm scheduler kubelet kube-proxy; do
     local f="$run/$p.pid"
@@ -243,6 +263,8 @@ case "${1:-}" in
   up) [ -n "${WEIR_NODE_KEEP:-}" ] || trap 'echo "cluster.sh: up failed; taking the node down" >&2; down' ERR; up ;;
   down) down ;;
   status) status ;;
+  install) install; bash scripts/node-images.sh build ;;
   kubectl) shift; kubectl "$@" ;;
-  *) echo "usage: cluster.sh up|down|status|kubectl ARGS..." >&2; exit 2 ;;
+  agent-usage) agent_usage ;;
+  *) echo "usage: cluster.sh up|down|status|install|agent-usage|kubectl ARGS..." >&2; exit 2 ;;
 esac

@@ -50,6 +50,12 @@ fn the_endpoint_is_on_loopback_and_state_is_a_volume() {
     assert!(args.contains(&"--listen=127.0.0.1:9595"), "{args:?}");
     assert!(!args.contains(&"--serve-drops"), "/drops stays off");
     assert!(args.contains(&"--state-dir=/var/lib/weir"), "{args:?}");
+    // Pod interfaces the agent accepts (it refuses to start on a bad pattern).
+    let pods = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--pod-interfaces="))
+        .expect("--pod-interfaces");
+    assert!(pods.parse::<weir_nft::PodInterfaces>().is_ok(), "{pods}");
     for probe in ["livenessProbe", "readinessProbe"] {
         assert_eq!(c[probe]["httpGet"]["host"], "127.0.0.1", "{probe}");
     }

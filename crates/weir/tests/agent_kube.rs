@@ -615,6 +615,53 @@ fn agent_against_a_real_kube_apiserver() {
     let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
     let kubeconfig = work.join("kubeconfig");
     write_kubeconfig(&kubeconfig, &api, Some("weir-test-token"));
+    // Analysis reads the live cluster as it reads the same objects from a file.
+    let file = work.join("seed.json");
+    std::fs::write(&file, &list).unwrap();
+    let analyze = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["analyze", "-o", "json", "-q"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The flows; the live cluster also has its system namespaces (no pods in them).
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["flows"].to_string()
+    };
+    let from_file = analyze(&[file.to_str().unwrap()]);
+    assert!(from_file.contains("production/redis"), "{from_file}");
+    assert_eq!(
+        analyze(&["--kubeconfig", kubeconfig.to_str().unwrap()]),
+        from_file
+    );
+    assert_eq!(
+        analyze(&[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--context",
+            "t"
+        ]),
+        from_file
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "analyze",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--context",
+            "nope",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nope"),
+        "{out:?}"
+    );
     let port = free_port();
     let log = work.join("agent.log");
     let agent = Command::new(env!("CARGO_BIN_EXE_weir"))

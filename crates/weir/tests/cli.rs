@@ -265,3 +265,20 @@ fn explain_uses_the_family_of_a_named_address() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A live cluster or files, never both; a cluster that cannot be reached is an error that
+/// says where it looked, not an empty result.
+#[test]
+fn live_cluster_input_is_checked() {
+    let both = weir(&["analyze", "examples/todos", "--cluster"]);
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+    let neither = weir(&["analyze"]);
+    assert_eq!(neither.status.code(), Some(2), "{neither:?}");
+    let missing = weir(&["analyze", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("/nonexistent/kubeconfig") && err.contains("kubeconfig"),
+        "{err}"
+    );
+}
