@@ -88,17 +88,16 @@ struct Persisted {
     items: BTreeMap<String, String>,
 }
 
-fn shorten(mut s: String) -> String {
+fn shorten(s: String) -> String {
     if s.len() > MAX_ERROR_BYTES {
-        let mut cut = MAX_ERROR_BYTES;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let total = s.len();
-        s.truncate(cut);
-        s.push_str(&format!("… ({total} bytes)"));
+        format!(
+            "{}… ({} bytes)",
+            weir_model::prefix(&s, MAX_ERROR_BYTES),
+            s.len()
+        )
+    } else {
+        s
     }
-    s
 }
 
 impl Items {

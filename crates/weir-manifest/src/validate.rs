@@ -104,11 +104,7 @@ pub fn shown(s: &str) -> String {
     if s.len() <= MAX {
         return format!("{s:?}");
     }
-    let mut cut = MAX;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{:?}… ({} bytes)", &s[..cut], s.len())
+    format!("{:?}… ({} bytes)", weir_model::prefix(s, MAX), s.len())
 }
 
 /// A label key: `[prefix/]name` (Kubernetes' IsQualifiedName).

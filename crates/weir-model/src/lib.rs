@@ -479,8 +479,28 @@ pub struct Intent {
     pub origin: Origin,
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary: how
+/// every message and comment cuts text it did not write (hostile values stay bounded).
+pub fn prefix(s: &str, max: usize) -> &str {
+    let mut cut = max.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prefix_cuts_on_a_character_boundary() {
+        assert_eq!(super::prefix("abc", 10), "abc");
+        assert_eq!(super::prefix("abc", 2), "ab");
+        // 'é' is two bytes: a cut inside it backs off to before it.
+        assert_eq!(super::prefix("aé", 2), "a");
+        assert_eq!(super::prefix("éé", 3), "é");
+        assert_eq!(super::prefix("", 0), "");
+    }
+
     use super::glob;
 
     #[test]

@@ -247,12 +247,7 @@ pub(crate) fn quote(s: &str) -> String {
         })
         .collect();
     if clean.len() > 120 {
-        let mut cut = 117;
-        while !clean.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        clean.truncate(cut);
-        clean.push_str("...");
+        clean = format!("{}...", weir_model::prefix(&clean, 117));
     }
     format!("\"{clean}\"")
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One cached `go build` of test infrastructure from a pinned Go module:
+#   go-build.sh WHAT MODULE_DIR OUT_DIR LDFLAGS PACKAGE...
+# builds the packages' binaries into OUT_DIR (static, -trimpath), unless OUT_DIR already
+# holds them from the same go.sum and flags. Replaced whole, so an interrupted build
+# never leaves a half-new directory. Everything comes from the Go module proxy.
+set -euo pipefail
+command -v go >/dev/null || { echo "go-build.sh: go is required (the machine image has it)" >&2; exit 1; }
+what=$1 mod=$2 out=$3 ldflags=$4; shift 4
+key=$(printf '%s\n%s\n' "$(sha256sum < "$mod/go.sum")" "$ldflags" | sha256sum | cut -d' ' -f1)
+fresh=true
+for p in "$@"; do [ -x "$out/$(basename "$p")" ] || fresh=false; done
+if $fresh && [ "$(cat "$out/build.key" 2>/dev/null)" = "$key" ]; then
+  exit 0
+fi
+echo "building $what (once per machine)" >&2
+tmp="$out.tmp"
+rm -rf "$tmp" && mkdir -p "$tmp"
+(cd "$mod" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@")
+echo "$key" > "$tmp/build.key"
+rm -rf "$out" && mv "$tmp" "$out"
