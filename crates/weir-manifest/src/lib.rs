@@ -66,11 +66,9 @@ impl fmt::Display for Diagnostic {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// A path that cannot be read (missing, unreadable): the user's input, so exit 2.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{} error(s) in the input:\n{}", .0.len(), .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Diagnostic>),
 }
@@ -98,9 +96,9 @@ fn is_manifest_file(path: &Path) -> bool {
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let io = |source| LoadError::Io {
+    let io = |error| LoadError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     };
     if path.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
@@ -130,6 +128,24 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// A file that is not UTF-8 text: located at its first invalid byte.
+fn not_text(name: &str, e: std::string::FromUtf8Error) -> LoadError {
+    let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+    let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+    let col = 1 + valid.len() - valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    LoadError::Invalid(vec![Diagnostic {
+        severity: Severity::Error,
+        file: name.to_string(),
+        line,
+        col,
+        field: "(file)".into(),
+        message: format!(
+            "not UTF-8 text (byte 0x{:02x}); manifests are YAML or JSON",
+            e.as_bytes()[valid.len()]
+        ),
+    }])
+}
+
 /// Reads files, directories (recursively: `*.yaml`, `*.yml`, `*.json`) and `-` for stdin.
 pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<NamedText>, LoadError> {
     let mut sources = Vec::new();
@@ -139,9 +155,9 @@ pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<NamedText>, LoadErr
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
-                .map_err(|source| LoadError::Io {
+                .map_err(|error| LoadError::Io {
                     path: "<stdin>".into(),
-                    source,
+                    error,
                 })?;
             sources.push(NamedText {
                 name: "<stdin>".into(),
@@ -152,14 +168,13 @@ pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<NamedText>, LoadErr
         let mut files = Vec::new();
         collect_files(p, &mut files)?;
         for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|source| LoadError::Io {
-                path: f.display().to_string(),
-                source,
+            let name = f.display().to_string();
+            let bytes = std::fs::read(&f).map_err(|error| LoadError::Io {
+                path: name.clone(),
+                error,
             })?;
-            sources.push(NamedText {
-                name: f.display().to_string(),
-                text,
-            });
+            let text = String::from_utf8(bytes).map_err(|e| not_text(&name, e))?;
+            sources.push(NamedText { name, text });
         }
     }
     Ok(sources)
@@ -191,13 +206,30 @@ pub fn load(sources: &[NamedText], options: LoadOptions) -> Result<Loaded, LoadE
         .filter(|d| d.severity == Severity::Error)
         .collect();
     if !errors.is_empty() {
-        return Err(LoadError::Invalid(errors));
+        return Err(LoadError::Invalid(helm_hints(sources, errors)));
     }
     Ok(Loaded {
         cluster,
         skipped,
         warnings,
     })
+}
+
+/// A file with errors that holds `{{` is most likely a Helm template nobody rendered: its
+/// first error says so (once per file), with what to run instead.
+fn helm_hints(sources: &[NamedText], mut errors: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut hinted = std::collections::BTreeSet::new();
+    for d in &mut errors {
+        let template = sources
+            .iter()
+            .any(|s| s.name == d.file && s.text.contains("{{"));
+        if template && hinted.insert(d.file.clone()) {
+            d.message.push_str(
+                " (this file looks like an unrendered Helm template: render it first, e.g. `helm template RELEASE CHART | weir analyze -`)",
+            );
+        }
+    }
+    errors
 }
 
 /// [`read_paths`] then [`load`].

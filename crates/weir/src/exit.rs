@@ -4,7 +4,7 @@
 pub const OK: u8 = 0;
 /// A failure while running (IO, internal error).
 pub const FAILURE: u8 = 1;
-/// Invalid input: bad manifests, bad arguments; nothing was analysed.
+/// Invalid input: bad manifests, unreadable paths, bad arguments; nothing was analysed.
 pub const INVALID: u8 = 2;
 /// `explain`: the connection is denied.
 pub const DENIED: u8 = 3;
@@ -20,7 +20,8 @@ pub const DISAGREE: u8 = 4;
 pub const HELP: &str = "Exit codes:
   0  success (explain: the connection is allowed)
   1  failure while running (IO, internal error)
-  2  invalid input: manifests that fail validation (file:line:col, field, message), bad arguments
+  2  invalid input: manifests that fail validation (file:line:col, field, message),
+     paths that cannot be read, bad arguments
   3  the answer is no: explain: denied; lint --deny: findings at that level; diff:
      connectivity changed; test: an intent failed
   4  probe --compare: observed traffic disagrees with the engine, or a probe failed";

@@ -11,7 +11,7 @@ use weir_engine::Engine;
 use weir_report::{DiffFormat, LintFormat, TestFormat};
 
 use crate::exit::{self, Failure};
-use crate::input::Input;
+use crate::input::{load_failure, Input};
 
 #[derive(Args)]
 pub struct LintArgs {
@@ -123,17 +123,7 @@ fn load_side(path: &Path, quiet: bool) -> Result<weir_model::Cluster, Failure> {
             }
             Ok(l.cluster)
         }
-        Err(weir_manifest::LoadError::Invalid(diags)) => {
-            for d in &diags {
-                eprintln!("{d}");
-            }
-            Err(Failure::Invalid(format!(
-                "{} error(s) in {}",
-                diags.len(),
-                path.display()
-            )))
-        }
-        Err(e) => Err(Failure::Other(anyhow!(e))),
+        Err(e) => Err(load_failure(e, &path.display().to_string())),
     }
 }
 
@@ -186,22 +176,11 @@ pub fn test_cmd(
     probe: Option<ProbeIntents>,
     out: &mut dyn Write,
 ) -> Result<u8, Failure> {
+    // The intents file is the user's input: unreadable (missing, a directory) is exit 2.
     let text = std::fs::read_to_string(&args.intents)
-        .with_context(|| format!("reading {}", args.intents.display()))?;
-    let intents =
-        match weir_manifest::intents::load_intents(&args.intents.display().to_string(), &text) {
-            Ok(i) => i,
-            Err(weir_manifest::LoadError::Invalid(diags)) => {
-                for d in &diags {
-                    eprintln!("{d}");
-                }
-                return Err(Failure::Invalid(format!(
-                    "{} error(s) in the intents",
-                    diags.len()
-                )));
-            }
-            Err(e) => return Err(Failure::Other(anyhow!(e))),
-        };
+        .map_err(|e| Failure::Invalid(format!("reading {}: {e}", args.intents.display())))?;
+    let intents = weir_manifest::intents::load_intents(&args.intents.display().to_string(), &text)
+        .map_err(|e| load_failure(e, "the intents"))?;
     let loaded = args.input.load()?;
     let options = args.input.engine_options();
     let mut results = {

@@ -74,16 +74,7 @@ impl Input {
                 }
                 Ok(loaded)
             }
-            Err(LoadError::Invalid(diags)) => {
-                for d in &diags {
-                    eprintln!("{d}");
-                }
-                Err(Failure::Invalid(format!(
-                    "{} error(s) in the input; nothing was analysed",
-                    diags.len()
-                )))
-            }
-            Err(e) => Err(Failure::Other(anyhow!(e))),
+            Err(e) => Err(load_failure(e, "the input; nothing was analysed")),
         }
     }
 
@@ -113,6 +104,20 @@ impl Input {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+/// Input that could not be loaded: each located error on stderr, then exit 2 (a missing or
+/// unreadable path is the user's input too).
+pub fn load_failure(e: LoadError, what: &str) -> Failure {
+    match e {
+        LoadError::Invalid(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            Failure::Invalid(format!("{} error(s) in {what}", diags.len()))
+        }
+        io @ LoadError::Io { .. } => Failure::Invalid(io.to_string()),
     }
 }
 

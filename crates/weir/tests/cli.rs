@@ -216,7 +216,8 @@ fn usage_errors_exit_2() {
             .code(),
         Some(2)
     );
-    assert_eq!(weir(&["analyze", "does/not/exist"]).status.code(), Some(1));
+    // A path that does not exist is the user's input, like an invalid file.
+    assert_eq!(weir(&["analyze", "does/not/exist"]).status.code(), Some(2));
     // `bench enforce --changes 0` once panicked; now it is a usage error.
     #[cfg(feature = "lab")]
     assert_eq!(
@@ -281,4 +282,47 @@ fn live_cluster_input_is_checked() {
         err.contains("/nonexistent/kubeconfig") && err.contains("kubeconfig"),
         "{err}"
     );
+}
+
+/// What a newcomer runs into first: an unrendered chart, a mistyped path, a binary file, a
+/// directory given as the intents file. Each is exit 2 (the user's input), said once, and
+/// located where there is a place to point at.
+#[test]
+fn a_newcomers_input_mistakes_are_explained() {
+    let dir = std::env::temp_dir().join(format!("weir-newcomer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
+
+    std::fs::write(
+        dir.join("chart.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}\n",
+    )
+    .unwrap();
+    let o = weir(&["analyze", &path("chart.yaml")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("chart.yaml:4:"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("helm template"), "{}", stderr(&o));
+
+    let o = weir(&["analyze", &path("missing.yaml")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+
+    std::fs::write(dir.join("binary.yaml"), b"kind: Pod\nname: \xff\xfe\n").unwrap();
+    let o = weir(&["analyze", &path("binary.yaml")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("binary.yaml:2:7: error: (file): not UTF-8 text (byte 0xff)"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = weir(&["test", dir.to_str().unwrap(), "examples/todos"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
 }
