@@ -145,6 +145,13 @@ impl Lab {
 
     /// Stops the listeners and deletes every namespace of lab `name` (found by prefix, so
     /// leftovers of a crashed run go too). Idempotent.
+    /// Whether anything of lab `name` is there: its state or one of its namespaces.
+    pub fn exists(name: &str, host: &dyn Host) -> Result<bool, LabError> {
+        check_name(name)?;
+        let prefix = plan::prefix(name);
+        Ok(state_dir(name).exists() || host.namespaces().iter().any(|n| n.starts_with(&prefix)))
+    }
+
     pub fn down(name: &str, host: &dyn Host) -> Result<(), LabError> {
         check_name(name)?;
         if let Ok(state) = Lab::load_state(name) {

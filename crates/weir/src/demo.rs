@@ -70,6 +70,7 @@ impl Checks<'_> {
 }
 
 pub(crate) fn demo(args: DemoArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    crate::lab::require_root("demo")?;
     let todos = match &args.todos {
         Some(p) => p.clone(),
         None => std::env::current_exe()

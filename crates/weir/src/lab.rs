@@ -79,15 +79,32 @@ pub struct ProbeArgs {
     timeout_ms: u64,
 }
 
+/// Lab commands create network namespaces and program nftables inside them: say so before
+/// anything starts, rather than failing midway on the first mount or namespace.
+pub fn require_root(command: &str) -> Result<(), Failure> {
+    if weir_netns::process::is_root() {
+        return Ok(());
+    }
+    Err(Failure::Other(anyhow!(
+        "weir {command} needs root: it creates network namespaces and programs nftables inside \
+         them (never in this machine's own namespace); run it with sudo"
+    )))
+}
+
 pub fn lab(cmd: LabCommand, out: &mut dyn Write) -> Result<u8, Failure> {
     match cmd {
         LabCommand::Up { input, lab, ports } => {
+            require_root("lab up")?;
             let loaded = input.load()?;
             let mut lab = up(&loaded.cluster, &lab, &ports)?;
             lab.keep(); // `lab up` is for exploring: it stays until `lab down`
             print_lab(&lab, out)?;
         }
         LabCommand::Down { name } => {
+            require_root("lab down")?;
+            if !Lab::exists(&name, &RealHost).map_err(|e| Failure::Invalid(e.to_string()))? {
+                return Err(Failure::Invalid(format!("no lab named {name:?} is up")));
+            }
             Lab::down(&name, &RealHost).map_err(|e| anyhow!(e))?;
             writeln!(out, "lab {name} is down")?;
         }
@@ -154,6 +171,7 @@ fn print_lab(lab: &Lab, out: &mut dyn Write) -> Result<(), Failure> {
 
 /// `weir enforce --lab NAME`: every node of the lab programmed with its own pods' policy.
 pub fn enforce_lab(name: &str, input: &Input, out: &mut dyn Write) -> Result<u8, Failure> {
+    require_root("enforce --lab")?;
     let loaded = input.load()?;
     let state = Lab::load_state(name).map_err(|e| anyhow!(e))?;
     let deployed = Lab::deploy(&loaded.cluster, &state);
@@ -214,6 +232,7 @@ pub fn agent_target(name: &str, index: usize) -> Result<weir_agent::Target, Fail
 }
 
 pub fn probe(args: ProbeArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    require_root("probe")?;
     if args.ports.is_empty() {
         return Err(Failure::Invalid(
             "--ports needs at least one PROTOCOL/PORT".into(),
@@ -305,6 +324,7 @@ pub fn probe_intents(
     intents: &[weir_model::Intent],
     options: weir_engine::Options,
 ) -> Result<Vec<weir_engine::intents::IntentResult>, Failure> {
+    require_root("test --probe")?;
     use weir_model::Expectation;
     let mut ports: Vec<PortKey> = cluster
         .endpoints

@@ -326,3 +326,44 @@ fn a_newcomers_input_mistakes_are_explained() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Lab commands say up front that they need root (not midway, on the first mount), and
+/// `lab down` of a lab that is not there says so. Run as an unprivileged user (setpriv when
+/// the tests run as root).
+#[cfg(feature = "lab")]
+#[test]
+fn lab_commands_need_root_and_an_existing_lab() {
+    let unprivileged = |args: &[&str]| -> Output {
+        let bin = env!("CARGO_BIN_EXE_weir");
+        let mut cmd = if weir_netns::process::is_root() {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+            c
+        } else {
+            Command::new(bin)
+        };
+        cmd.current_dir(repo()).args(args).output().unwrap()
+    };
+    for args in [
+        &["demo"][..],
+        &["lab", "up", "examples/todos", "--name", "nr"],
+        &["probe", "examples/todos", "--ports", "TCP/80"],
+    ] {
+        let o = unprivileged(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("needs root") && err.contains("sudo"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("mount"),
+            "{args:?} started before checking: {err}"
+        );
+    }
+    if weir_netns::process::is_root() {
+        let o = weir(&["lab", "down", "--name", "nosuchlab"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("no lab named \"nosuchlab\""));
+    }
+}
