@@ -367,3 +367,29 @@ fn lab_commands_need_root_and_an_existing_lab() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("no lab named \"nosuchlab\""));
     }
 }
+
+/// An input with nothing selectable says so instead of printing an empty table silently.
+#[test]
+fn an_input_without_pods_is_named_as_such() {
+    let dir = std::env::temp_dir().join(format!("weir-nopods-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("np.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: a}\nspec: {podSelector: {}}\n",
+    )
+    .unwrap();
+    let empty = dir.join("empty.yaml");
+    std::fs::write(&empty, "").unwrap();
+    for f in [&policy, &empty] {
+        let o = weir(&["analyze", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("warning: no pods or workloads"), "{err}");
+    }
+    let o = weir(&["analyze", policy.to_str().unwrap(), "-q"]);
+    assert!(o.stderr.is_empty(), "-q is quiet");
+    let o = weir(&["analyze", "examples/todos"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("no pods"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
