@@ -16,6 +16,10 @@ fi
 echo "building $what (once per machine)" >&2
 tmp="$out.tmp"
 rm -rf "$tmp" && mkdir -p "$tmp"
+# A long build is not a hang: a line a minute until it is done.
+(m=0; while sleep 60; do m=$((m + 1)); echo "  … still building $what: $m min" >&2; done) &
+beat=$!
+trap 'kill "$beat" 2>/dev/null || true' EXIT
 (cd "$mod" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@")
 echo "$key" > "$tmp/build.key"
 rm -rf "$out" && mv "$tmp" "$out"
