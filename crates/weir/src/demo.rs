@@ -108,7 +108,8 @@ pub(crate) fn demo(args: DemoArgs, out: &mut dyn Write) -> Result<u8, Failure> {
             ))?;
         }
         checks.say(&format!(
-            "Take it down with: weir lab down --name {}",
+            "Take it down with: sudo {} lab down --name {}",
+            crate::lab::this_weir(),
             args.name
         ))?;
     } else {

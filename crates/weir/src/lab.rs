@@ -79,6 +79,12 @@ pub struct ProbeArgs {
     timeout_ms: u64,
 }
 
+/// How to run this very binary again, for hints: its path (it is often not on PATH: the
+/// scripts run it from the target directory).
+pub fn this_weir() -> String {
+    std::env::current_exe().map_or_else(|_| "weir".into(), |p| p.display().to_string())
+}
+
 /// Lab commands create network namespaces and program nftables inside them: say so before
 /// anything starts, rather than failing midway on the first mount or namespace.
 pub fn require_root(command: &str) -> Result<(), Failure> {
@@ -165,7 +171,12 @@ fn print_lab(lab: &Lab, out: &mut dyn Write) -> Result<(), Failure> {
         "enter a pod:  ip netns exec {} bash",
         s.pods.first().map_or("NS", |p| p.netns.as_str())
     )?;
-    writeln!(out, "tear down:    weir lab down --name {}", s.name)?;
+    writeln!(
+        out,
+        "tear down:    {} lab down --name {}",
+        this_weir(),
+        s.name
+    )?;
     Ok(())
 }
 
