@@ -6,7 +6,7 @@
 # (e.g. --keep to explore the lab afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 if [ ! -x "$CARGO_TARGET_DIR/release/todos" ]; then
   echo "demo: building weir (with the lab) and the todos API in release mode; on a fresh" >&2

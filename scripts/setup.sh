@@ -9,11 +9,15 @@ done
 if [ ${#missing[@]} -gt 0 ] && command -v rustup >/dev/null; then
   rustup component add rustfmt clippy
 fi
-# Debian packages the tests and the demo use: nft and ip for the lab and the dataplane,
-# redis-server for the todos demo, iperf3 for the throughput benchmark, chromium to render
-# the HTML report in a test, git for `weir diff --base-ref`, conntrack for the agent's
+# Debian packages, per tier (`setup.sh demo` for the demo, no argument for the tests):
+# nft and ip for the lab and the dataplane, redis-server for the todos demo; the tests add
+# iperf3 for the throughput benchmark, chromium to render the HTML report in a test (the
+# largest: ~150 packages), git for `weir diff --base-ref`, conntrack for the agent's
 # --cut-established, curl and openssl for the real kube-apiserver test.
-packages=(nftables iproute2 conntrack redis-server iperf3 chromium git curl openssl)
+packages=(nftables iproute2 redis-server)
+if [ "${1:-}" != demo ]; then
+  packages+=(conntrack iperf3 chromium git curl openssl)
+fi
 need=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
