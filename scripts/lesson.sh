@@ -109,6 +109,23 @@ weir matrix --kubeconfig "$kc" --ports "$ports" -q \
 echo "  $(($(wc -l < "$work/files.csv") - 1)) verdicts from the manifests, $(($(wc -l < "$work/live.csv") - 1)) from the live cluster (lesson namespaces)"
 check "weir matrix: live cluster == helm template" diff -u "$work/files.csv" "$work/live.csv"
 
+say "…and with only the agent's rights (its service account: get/list/watch pods, namespaces, networkpolicies)"
+token=$(kubectl -n weir-system create token weir-agent --duration=10m)
+server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+cat > "$work/agent.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: node, cluster: {server: "$server", certificate-authority: "$state/pki/ca.crt"}}]
+users: [{name: agent, user: {token: "$token"}}]
+contexts: [{name: agent, context: {cluster: node, user: agent}}]
+current-context: agent
+KC
+rc=0; weir explain --kubeconfig "$work/agent.kubeconfig" --from "$pers/ubuntu-$release" --to "$prod/ubuntu-$release" \
+  --port TCP/80 > "$work/explain-agent" 2> "$work/explain-agent.err" || rc=$?
+sed 's/^/  /' "$work/explain-agent.err" "$work/explain-agent"
+limited() { [ "$rc" = 0 ] && grep -q "not allowed to list .*Deployment" "$work/explain-agent.err" && grep -q ALLOWED "$work/explain-agent"; }
+check "weir explain with the agent's rights: answers (ALLOWED), says what it could not list" limited
+
 if [ "${1:-}" = --latency ]; then
   say "Policy change → enforced, as a pod sees it (python3 probe inside personal ubuntu's network namespace)"
   python3 tools/node/latency.py --kubectl "$bin/node/kubectl" --kubeconfig "$kc" --release "$release" \

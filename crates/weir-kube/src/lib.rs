@@ -119,14 +119,22 @@ pub fn manifest(ar: &ApiResource, o: &DynamicObject) -> String {
 /// Objects per list request: large clusters are read in pages.
 const PAGE: u32 = 500;
 
+/// What a list of the cluster gave: the objects, and the resources it was not allowed to
+/// read (only ones analysis can do without: Services and workloads).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub objects: Vec<NamedText>,
+    pub forbidden: Vec<String>,
+}
+
 /// Every object of these resources, all namespaces, each as a [`NamedText`] named
-/// `cluster:Kind/namespace/name`.
-pub async fn list(
-    client: &kube::Client,
-    resources: &[ApiResource],
-) -> Result<Vec<NamedText>, KubeError> {
-    let mut out = Vec::new();
-    for ar in resources {
+/// `cluster:Kind/namespace/name`. A resource beyond [`enforced`] that the credentials may not
+/// list (HTTP 403) is skipped and named in [`Snapshot::forbidden`]: analysis then shows
+/// replicas one by one and no Services, which is still correct. Any other failure is an error.
+pub async fn list(client: &kube::Client, resources: &[ApiResource]) -> Result<Snapshot, KubeError> {
+    let required: Vec<String> = enforced().into_iter().map(|ar| ar.kind).collect();
+    let mut snapshot = Snapshot::default();
+    'resources: for ar in resources {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
         let mut token: Option<String> = None;
         loop {
@@ -134,12 +142,23 @@ pub async fn list(
             if let Some(t) = &token {
                 params = params.continue_token(t);
             }
-            let page = api.list(&params).await.map_err(|e| KubeError::List {
-                kind: ar.kind.clone(),
-                error: e.to_string(),
-            })?;
+            let page = match api.list(&params).await {
+                Ok(page) => page,
+                Err(kube::Error::Api(status))
+                    if status.code == 403 && !required.contains(&ar.kind) =>
+                {
+                    snapshot.forbidden.push(ar.kind.clone());
+                    continue 'resources;
+                }
+                Err(e) => {
+                    return Err(KubeError::List {
+                        kind: ar.kind.clone(),
+                        error: e.to_string(),
+                    })
+                }
+            };
             for o in &page.items {
-                out.push(NamedText {
+                snapshot.objects.push(NamedText {
                     name: format!("cluster:{}", key(ar, o)),
                     text: manifest(ar, o),
                 });
@@ -150,12 +169,12 @@ pub async fn list(
             }
         }
     }
-    Ok(out)
+    Ok(snapshot)
 }
 
 /// [`list`] of [`analysed`] resources, blocking, bounded by `timeout`: for commands that
 /// read the cluster once.
-pub fn snapshot(connect: &Connect, timeout: Duration) -> Result<Vec<NamedText>, KubeError> {
+pub fn snapshot(connect: &Connect, timeout: Duration) -> Result<Snapshot, KubeError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

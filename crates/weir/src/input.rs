@@ -48,9 +48,16 @@ impl Input {
         };
         let result = match self.live() {
             Some(connect) => {
-                let texts = weir_kube::snapshot(&connect, LIVE_TIMEOUT)
+                let snapshot = weir_kube::snapshot(&connect, LIVE_TIMEOUT)
                     .map_err(|e| Failure::Other(anyhow!("{}: {e}", connect.describe())))?;
-                weir_manifest::load(&texts, options)
+                if !snapshot.forbidden.is_empty() && !self.quiet {
+                    eprintln!(
+                        "warning: not allowed to list {} in {}: replicas are shown one by one and Services are not read",
+                        snapshot.forbidden.join(", "),
+                        connect.describe()
+                    );
+                }
+                weir_manifest::load(&snapshot.objects, options)
             }
             None => weir_manifest::load_paths(&self.paths, options),
         };
