@@ -494,6 +494,12 @@ trait Workload: DeserializeOwned {
     const TEMPLATE: &'static [&'static str];
     fn metadata(&self) -> &ObjectMeta;
     fn template(&self) -> Option<&core::PodTemplateSpec>;
+    /// apps/v1 kinds must have a selector (the API server rejects them without one).
+    fn required_selector(
+        &self,
+    ) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> {
+        None
+    }
 }
 
 macro_rules! workload_kind {
@@ -512,11 +518,33 @@ macro_rules! workload_kind {
     )*};
 }
 
+macro_rules! apps_kind {
+    ($($t:ty => $kind:ident, |$o:ident| $template:expr;)*) => {$(
+        impl Workload for $t {
+            const KIND: EndpointKind = EndpointKind::$kind;
+            const TEMPLATE: &'static [&'static str] = &["spec", "template"];
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn template(&self) -> Option<&core::PodTemplateSpec> {
+                let $o = self;
+                $template
+            }
+            fn required_selector(&self) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> {
+                Some(&self.spec.selector)
+            }
+        }
+    )*};
+}
+
+apps_kind! {
+    apps::Deployment => Deployment, |o| Some(&o.spec.template);
+    apps::StatefulSet => StatefulSet, |o| Some(&o.spec.template);
+    apps::DaemonSet => DaemonSet, |o| Some(&o.spec.template);
+    apps::ReplicaSet => ReplicaSet, |o| o.spec.template.as_ref();
+}
+
 workload_kind! {
-    apps::Deployment => Deployment, ["spec", "template"], |o| Some(&o.spec.template);
-    apps::StatefulSet => StatefulSet, ["spec", "template"], |o| Some(&o.spec.template);
-    apps::DaemonSet => DaemonSet, ["spec", "template"], |o| Some(&o.spec.template);
-    apps::ReplicaSet => ReplicaSet, ["spec", "template"], |o| o.spec.template.as_ref();
     core::ReplicationController => ReplicationController, ["spec", "template"],
         |o| o.spec.as_ref().and_then(|s| s.template.as_ref());
     batch::Job => Job, ["spec", "template"], |o| o.spec.as_ref().map(|s| &s.template);
@@ -548,6 +576,26 @@ fn workload<T: Workload>(
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     validate::check_labels(&tpl_labels, &path.key("metadata").key("labels"), problems);
+    if let Some(sel) = obj.required_selector() {
+        let at = FieldPath::root().key("spec").key("selector");
+        let labels = sel.match_labels.clone().unwrap_or_default();
+        if labels.is_empty() && sel.match_expressions.as_ref().is_none_or(Vec::is_empty) {
+            problems.error(
+                at,
+                "required (apps/v1): a selector matching the pod template's labels",
+            );
+        } else if let Some((k, v)) = labels.iter().find(|(k, v)| tpl_labels.get(*k) != Some(*v)) {
+            // matchLabels only; matchExpressions are left to the API server.
+            problems.error(
+                at.key("matchLabels").key(k),
+                format!(
+                    "{}={} does not match the pod template's labels (the API server rejects it)",
+                    validate::shown(k),
+                    validate::shown(v)
+                ),
+            );
+        }
+    }
     let template = template(tpl.spec.as_ref(), &tpl_labels, &path.key("spec"), problems);
     Some(Object::Workload {
         kind: T::KIND,

@@ -379,3 +379,21 @@ fn host_bits_in_cidr_are_a_warning() {
     assert_eq!(loaded.warnings.len(), 1);
     assert!(loaded.warnings[0].message.contains("10.0.0.0/8"));
 }
+
+/// apps/v1 workloads need a selector, and its matchLabels must be the template's (the API
+/// server rejects both); the error points at the selector.
+#[test]
+fn apps_workloads_need_a_matching_selector() {
+    let no_selector = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: a}\nspec:\n  template:\n    metadata: {labels: {app: web}}\n";
+    let d = errors(no_selector);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].field, "spec.selector");
+    assert!(d[0].message.contains("required"), "{}", d[0].message);
+    let mismatch = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db, namespace: a}\nspec:\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: web}}\n";
+    let d = errors(mismatch);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].field, "spec.selector.matchLabels.app");
+    assert!(d[0].message.contains("does not match"), "{}", d[0].message);
+    let fine = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: a}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web, tier: x}}\n";
+    assert!(load_str("f.yaml", fine, LoadOptions::default()).is_ok());
+}

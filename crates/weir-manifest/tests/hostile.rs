@@ -64,7 +64,7 @@ fn a_10_kb_name_is_cut_in_the_message() {
 #[test]
 fn duplicate_objects_are_rejected_naming_both_places() {
     let ns = "kind: Namespace\napiVersion: v1\nmetadata:\n  name: a\n";
-    let deploy = "kind: Deployment\napiVersion: apps/v1\nmetadata:\n  name: web\nspec:\n  selector: {}\n  template: {}\n";
+    let deploy = "kind: Deployment\napiVersion: apps/v1\nmetadata:\n  name: web\nspec:\n  selector: {matchLabels: {app: web}}\n  template: {metadata: {labels: {app: web}}}\n";
     for text in [policy("np"), ns.to_string(), deploy.to_string()] {
         let sources = [
             NamedText {

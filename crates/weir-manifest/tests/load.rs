@@ -105,8 +105,8 @@ fn kubectl_dump_folds_replicas_into_their_deployment() {
 fn every_workload_kind_is_one_endpoint() {
     let tpl = "template:\n      metadata: {labels: {app: X}}\n      spec: {containers: [{name: c, image: i}]}";
     let text = format!(
-        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: s}}\nspec:\n    selector: {{}}\n    serviceName: s\n    {}\n---\n\
-apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: d}}\nspec:\n    selector: {{}}\n    {}\n---\n\
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: s}}\nspec:\n    selector: {{matchLabels: {{app: s}}}}\n    serviceName: s\n    {}\n---\n\
+apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: d}}\nspec:\n    selector: {{matchLabels: {{app: d}}}}\n    {}\n---\n\
 apiVersion: batch/v1\nkind: Job\nmetadata: {{name: j}}\nspec:\n    {}\n---\n\
 apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: c}}\nspec:\n  schedule: '* * * * *'\n  jobTemplate:\n   spec:\n    {}\n---\n\
 apiVersion: v1\nkind: ReplicationController\nmetadata: {{name: r}}\nspec:\n    {}\n",
