@@ -611,10 +611,9 @@ fn agent_against_a_real_kube_apiserver() {
     let cluster = weir_manifest::load_str("seed.json", &list, Default::default())
         .unwrap()
         .cluster;
-    let name = format!("ka{}", std::process::id() % 1_000_000);
-    let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
     let kubeconfig = work.join("kubeconfig");
     write_kubeconfig(&kubeconfig, &api, Some("weir-test-token"));
+    // Before the lab exists, so a failure here leaves nothing behind.
     // Analysis reads the live cluster as it reads the same objects from a file.
     let file = work.join("seed.json");
     std::fs::write(&file, &list).unwrap();
@@ -662,6 +661,8 @@ fn agent_against_a_real_kube_apiserver() {
         String::from_utf8_lossy(&out.stderr).contains("nope"),
         "{out:?}"
     );
+    let name = format!("ka{}", std::process::id() % 1_000_000);
+    let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
     let port = free_port();
     let log = work.join("agent.log");
     let agent = Command::new(env!("CARGO_BIN_EXE_weir"))
