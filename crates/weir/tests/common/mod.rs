@@ -8,7 +8,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use weir_lab::host::RealHost;
-use weir_lab::{Lab, LabOptions};
+use weir_lab::{Lab, LabOptions, Session};
 use weir_model::{Cluster, PortKey, Protocol};
 use weir_netns::netns;
 
@@ -59,8 +59,9 @@ pub fn root_or_skip(test: &str) -> bool {
     false
 }
 
-/// A lab of `cluster` named `name` on `nodes` nodes, listening on these TCP ports.
-pub fn lab_up(cluster: &Cluster, name: &str, nodes: usize, tcp_ports: &[u16]) -> Lab {
+/// A lab of `cluster` named `name` on `nodes` nodes, listening on these TCP ports; taken
+/// down when dropped, so a failing assertion leaks no namespaces.
+pub fn lab_up(cluster: &Cluster, name: &str, nodes: usize, tcp_ports: &[u16]) -> Session {
     let options = LabOptions {
         name: name.to_string(),
         nodes,
@@ -71,7 +72,7 @@ pub fn lab_up(cluster: &Cluster, name: &str, nodes: usize, tcp_ports: &[u16]) ->
         exe: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
         no_listen: vec![],
     };
-    Lab::up(cluster, &options, &RealHost).expect("lab up")
+    Session::up(cluster, &options).expect("lab up")
 }
 
 /// `GET path` on the agent's loopback listener: status and body.
