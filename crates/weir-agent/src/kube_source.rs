@@ -26,8 +26,9 @@ struct Shared {
 
 pub struct KubeSource {
     shared: Arc<Mutex<Shared>>,
-    /// Resources whose initial list has completed.
+    /// Resources whose initial list has completed, of `watched`.
     synced: Arc<AtomicUsize>,
+    watched: usize,
     /// Whether some watch is failing now (the API unreachable, access refused).
     failing: Arc<AtomicBool>,
     pub items: Items,
@@ -41,6 +42,8 @@ impl KubeSource {
         let synced = Arc::new(AtomicUsize::new(0));
         let failing = Arc::new(AtomicBool::new(false));
         let (s, n, f) = (shared.clone(), synced.clone(), failing.clone());
+        let resources = weir_kube::enforced();
+        let watched = resources.len();
         std::thread::Builder::new().name("weir-kube".into()).spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             rt.block_on(async move {
@@ -59,7 +62,7 @@ impl KubeSource {
                         }
                     }
                 };
-                let tasks = weir_kube::enforced().into_iter().map(|ar| {
+                let tasks = resources.into_iter().map(|ar| {
                     let (s, n, f, tx, client) = (s.clone(), n.clone(), f.clone(), tx.clone(), client.clone());
                     async move {
                         let api: Api<DynamicObject> = Api::all_with(client, &ar);
@@ -122,6 +125,7 @@ impl KubeSource {
         Ok(KubeSource {
             shared,
             synced,
+            watched,
             failing,
             items,
         })
@@ -153,7 +157,7 @@ impl KubeSource {
     /// The cluster from every object's last good version; an error until every resource has
     /// been listed once (so nothing reaches the kernel before the source is in sync).
     pub fn load(&mut self) -> Result<Cluster, SourceError> {
-        if self.synced.load(Ordering::SeqCst) < weir_kube::enforced().len() {
+        if self.synced.load(Ordering::SeqCst) < self.watched {
             return Err(SourceError::NotYet);
         }
         let objects = self.shared.lock().expect("kube objects").objects.clone();

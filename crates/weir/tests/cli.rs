@@ -16,6 +16,13 @@ fn weir(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A fresh scratch directory for one test (removed by the test at its end).
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -172,8 +179,7 @@ fn stdin_is_read_with_dash() {
 
 #[test]
 fn invalid_input_exits_2_with_location() {
-    let dir = std::env::temp_dir().join(format!("weir-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("cli");
     let file = dir.join("bad.yaml");
     std::fs::write(&file, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec:\n  podSelector: {}\n  ingress:\n  - ports:\n    - port: 70000\n").unwrap();
     let o = weir(&["analyze", file.to_str().unwrap()]);
@@ -230,8 +236,7 @@ fn usage_errors_exit_2() {
 /// dataplane matches the packet (it once used the primary family whatever was asked).
 #[test]
 fn explain_uses_the_family_of_a_named_address() {
-    let dir = std::env::temp_dir().join(format!("weir-dual-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("dual");
     let file = dir.join("dual.yaml");
     std::fs::write(
         &file,
@@ -289,8 +294,7 @@ fn live_cluster_input_is_checked() {
 /// located where there is a place to point at.
 #[test]
 fn a_newcomers_input_mistakes_are_explained() {
-    let dir = std::env::temp_dir().join(format!("weir-newcomer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("newcomer");
     let path = |n: &str| dir.join(n).to_str().unwrap().to_string();
     let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
 
@@ -371,8 +375,7 @@ fn lab_commands_need_root_and_an_existing_lab() {
 /// An input with nothing selectable says so instead of printing an empty table silently.
 #[test]
 fn an_input_without_pods_is_named_as_such() {
-    let dir = std::env::temp_dir().join(format!("weir-nopods-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("nopods");
     let policy = dir.join("np.yaml");
     std::fs::write(
         &policy,
