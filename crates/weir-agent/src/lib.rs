@@ -38,7 +38,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use weir_engine::{Engine, Options};
-use weir_nft::apply::{Enforcer, NftCli};
+use weir_nft::apply::{Enforcer, Kernel, NftCli};
 use weir_nft::{compile_with, CompileOptions, Scope};
 
 use metrics::Metrics;
@@ -241,7 +241,8 @@ enum SyncError {
 fn reconcile(
     config: &Config,
     source: &mut Source,
-    enforcer: &mut Enforcer<NftCli>,
+    enforcer: &mut Enforcer<Kernel>,
+    tools: &NftCli,
     metrics: &Metrics,
     attribution: &Mutex<Attribution>,
 ) -> Result<(), SyncError> {
@@ -287,8 +288,7 @@ fn reconcile(
         tracing::warn!(error = %why, "the kernel refused a delta (was the table changed behind weir's back?); replaced the whole table instead");
     }
     if config.cut_established && applied.mode == weir_nft::apply::Mode::Delta {
-        flush_conntrack(enforcer.nft())
-            .map_err(|e| SyncError::Other(format!("conntrack flush: {e}")))?;
+        flush_conntrack(tools).map_err(|e| SyncError::Other(format!("conntrack flush: {e}")))?;
     }
     let took = start.elapsed();
     metrics.synced(took, applied.size);
@@ -299,7 +299,7 @@ fn reconcile(
 
 /// Reads the table back; when it is not what was programmed, says what differs and
 /// replaces it whole.
-fn check_drift(enforcer: &mut Enforcer<NftCli>, metrics: &Metrics) {
+fn check_drift(enforcer: &mut Enforcer<Kernel>, metrics: &Metrics) {
     match enforcer.drift() {
         Ok(None) => {}
         Ok(Some(what)) => {
@@ -409,7 +409,14 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
             tx,
         )?),
     };
-    let mut enforcer = Enforcer::new(nft);
+    let (kernel, fallback) = Kernel::open(nft.netns.clone());
+    match &fallback {
+        None => tracing::info!(via = kernel.name(), "programming nftables"),
+        Some(why) => {
+            tracing::warn!(via = kernel.name(), error = %why, "libnftables unavailable: programming through the nft command (a process per change)")
+        }
+    }
+    let mut enforcer = Enforcer::new(kernel);
     enforcer.track_drift = config.drift_interval.is_some();
     let mut dirty = true;
     let mut retry_at: Option<Instant> = None;
@@ -425,7 +432,14 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
             // Debounce: let a burst of writes (an editor, a git checkout) settle.
             std::thread::sleep(config.debounce);
             while rx.try_recv().is_ok() {}
-            match reconcile(&config, &mut source, &mut enforcer, &metrics, &attribution) {
+            match reconcile(
+                &config,
+                &mut source,
+                &mut enforcer,
+                &nft,
+                &metrics,
+                &attribution,
+            ) {
                 Ok(()) => {
                     dirty = false;
                     retry_at = None;

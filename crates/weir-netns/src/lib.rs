@@ -1,9 +1,10 @@
 //! weir's one door to the operating system where Rust needs `unsafe`: every `unsafe` block
 //! of the workspace is here, behind small safe functions (the other crates forbid
 //! `unsafe_code`). Entering network namespaces and running tools inside them, signalling
-//! and reaping processes, `poll`, inotify, and raw netlink sockets.
+//! and reaping processes, `poll`, inotify, raw netlink sockets, and libnftables.
 
 pub mod inotify;
+pub mod libnft;
 pub mod netlink;
 pub mod netns;
 pub mod process;

@@ -1,12 +1,15 @@
 //! Getting a [`Ruleset`] into the kernel: check, one transaction, deltas afterwards.
 //!
-//! [`Nft`] is the only OS effect: [`NftCli`] runs the real `nft` (inside a network
-//! namespace when asked), [`FakeNft`] records scripts for tests without root.
+//! [`Nft`] is the only OS effect: [`NftLib`] talks to the kernel through libnftables (no
+//! process per transaction), [`NftCli`] runs the real `nft` (the fallback where the library
+//! is missing; inside a network namespace when asked), [`FakeNft`] records scripts for
+//! tests without root.
 
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use crate::library::NftLib;
 use crate::{Ruleset, Size, TABLE};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,8 @@ pub enum NftError {
     Verify(String),
     #[error("nft did not finish within {0:?}; killed")]
     Timeout(Duration),
+    #[error("libnftables unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// How long one `nft` (or tool) run may take before it is killed: a hung nft must never
@@ -91,6 +96,47 @@ impl Nft for NftCli {
     fn list(&self) -> Result<String, NftError> {
         let out = self.run_tool("nft", &["list", "table", "inet", "weir"], NFT_TIMEOUT)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// What an agent programs through: libnftables where it loads, else the `nft` command.
+#[derive(Debug)]
+pub enum Kernel {
+    Lib(NftLib),
+    Cli(NftCli),
+}
+
+impl Kernel {
+    /// libnftables in `netns`, or the `nft` command and the reason the library could not
+    /// be used.
+    pub fn open(netns: Option<String>) -> (Kernel, Option<String>) {
+        match NftLib::new(netns.clone()) {
+            Ok(lib) => (Kernel::Lib(lib), None),
+            Err(e) => (Kernel::Cli(NftCli { netns }), Some(e.to_string())),
+        }
+    }
+
+    /// `libnftables` or `nft`, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::Lib(_) => "libnftables",
+            Kernel::Cli(_) => "nft",
+        }
+    }
+}
+
+impl Nft for Kernel {
+    fn run(&self, script: &str, check_only: bool) -> Result<(), NftError> {
+        match self {
+            Kernel::Lib(k) => k.run(script, check_only),
+            Kernel::Cli(k) => k.run(script, check_only),
+        }
+    }
+    fn list(&self) -> Result<String, NftError> {
+        match self {
+            Kernel::Lib(k) => k.list(),
+            Kernel::Cli(k) => k.list(),
+        }
     }
 }
 

@@ -22,6 +22,7 @@
 
 pub mod apply;
 mod compile;
+mod library;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;

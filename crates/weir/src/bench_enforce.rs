@@ -13,7 +13,7 @@ use weir_engine::Engine;
 use weir_lab::{Lab, LabOptions, Session};
 use weir_model::{Cluster, Protocol};
 use weir_netns::netns::command_in;
-use weir_nft::apply::{Enforcer, NftCli};
+use weir_nft::apply::{Enforcer, Kernel, NftCli, NftLib};
 use weir_nft::{compile, Scope};
 use weir_synth::dump::{write_dump, DumpSpec};
 
@@ -37,6 +37,21 @@ pub struct EnforceBench {
     /// Seconds per iperf3 run.
     #[arg(long, default_value_t = 3)]
     iperf_seconds: u32,
+    /// Which measurements: any of cold, change, latency, throughput.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cold,change,latency,throughput"
+    )]
+    only: Vec<Section>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    Cold,
+    Change,
+    Latency,
+    Throughput,
 }
 
 const BENCH_PODS: &str = "
@@ -136,10 +151,16 @@ fn measure(args: &EnforceBench, lab: &Lab, out: &mut dyn Write) -> Result<(), Fa
     };
     let (client, server) = (pod("bench/client"), pod("bench/server"));
     let server_ip = server.ips[0];
+    let client_ns = client.netns.clone();
     writeln!(out, "machine: {}", machine())?;
 
     // 1. Cold program, whole cluster local (worst case) and one node's share (1/50).
-    for size in args.sizes.split(',').filter(|s| !s.is_empty()) {
+    let sizes = if args.only.contains(&Section::Cold) {
+        args.sizes.as_str()
+    } else {
+        ""
+    };
+    for size in sizes.split(',').filter(|s| !s.is_empty()) {
         let (pods, policies) = size
             .split_once(':')
             .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
@@ -177,80 +198,64 @@ fn measure(args: &EnforceBench, lab: &Lab, out: &mut dyn Write) -> Result<(), Fa
         }
     }
 
-    // 2. Change → enforced at 1k pods / 500 policies: toggle allow-client, time until a
-    //    probe from the client sees the new verdict.
-    let base = synthetic(1000, 500)?;
-    let variants = [
-        with_bench(base.clone(), lab, &[DENY_SERVER])?,
-        with_bench(base.clone(), lab, &[DENY_SERVER, ALLOW_CLIENT])?,
-    ];
-    let changes = args.changes;
-    let node_for_thread = node.clone();
-    let client_ns = client.netns.clone();
-    let (to_allow, to_deny, applies) = weir_netns::netns::run_in(&client_ns, move || {
-        let mut enforcer = Enforcer::new(NftCli {
-            netns: Some(node_for_thread),
-        });
-        let first = Engine::new(&variants[0]);
-        enforcer
-            .apply(compile(&first, Scope::All))
-            .map_err(std::io::Error::other)?;
-        let (mut to_allow, mut to_deny, mut applies) = (Vec::new(), Vec::new(), Vec::new());
-        for k in 0..changes as usize * 2 {
-            let allow = k % 2 == 0;
-            let cluster = &variants[usize::from(allow)];
-            let t0 = Instant::now();
-            let engine = Engine::new(cluster);
-            enforcer
-                .apply(compile(&engine, Scope::All))
-                .map_err(std::io::Error::other)?;
-            applies.push(t0.elapsed());
-            // Bounded: at most 2 s of attempts, each connect at most 20 ms.
-            let deadline = t0 + Duration::from_secs(2);
-            loop {
-                let attempt = Instant::now();
-                let ok = TcpStream::connect_timeout(
-                    &SocketAddr::new(server_ip, 80),
-                    Duration::from_millis(20),
-                )
-                .is_ok();
-                if ok == allow {
-                    // Allowed: seen when the connect succeeded. Denied: the dropped attempt
-                    // started at `attempt`, so enforcement happened before then.
-                    let seen = if allow {
-                        attempt.elapsed() + (attempt - t0)
-                    } else {
-                        attempt - t0
-                    };
-                    if allow {
-                        to_allow.push(seen)
-                    } else {
-                        to_deny.push(seen)
-                    }
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(std::io::Error::other("verdict did not flip within 2 s"));
-                }
+    if args.only.contains(&Section::Change) {
+        // 2. Change → enforced at 1k pods / 500 policies: toggle allow-client, time until a
+        //    probe from the client sees the new verdict.
+        let base = synthetic(1000, 500)?;
+        let variants = [
+            with_bench(base.clone(), lab, &[DENY_SERVER])?,
+            with_bench(base.clone(), lab, &[DENY_SERVER, ALLOW_CLIENT])?,
+        ];
+        let changes = args.changes;
+        let node_for_thread = node.clone();
+        // Blocks of changes through libnftables and through the nft command, alternated (this
+        // box is noisy); each block starts with a full program of its own.
+        let blocks = weir_netns::netns::run_in(&client_ns, move || {
+            let mut blocks = Vec::new();
+            for round in 0..4 {
+                let kernel = if round % 2 == 0 {
+                    Kernel::Lib(
+                        NftLib::new(Some(node_for_thread.clone()))
+                            .map_err(std::io::Error::other)?,
+                    )
+                } else {
+                    Kernel::Cli(NftCli {
+                        netns: Some(node_for_thread.clone()),
+                    })
+                };
+                blocks.push((
+                    kernel.name(),
+                    change_block(kernel, &variants, changes, server_ip)?,
+                ));
+            }
+            Ok(blocks)
+        })
+        .context("change latency")?;
+        for via in ["libnftables", "nft"] {
+            let mut sums = ChangeTimes::default();
+            for (_, b) in blocks.iter().filter(|(name, _)| *name == via) {
+                sums.to_allow.extend(&b.to_allow);
+                sums.to_deny.extend(&b.to_deny);
+                sums.compile.extend(&b.compile);
+                sums.apply.extend(&b.apply);
+            }
+            for (label, mut v) in [
+                ("deny → allow", sums.to_allow),
+                ("allow → deny", sums.to_deny),
+                ("engine + compile", sums.compile),
+                ("delta apply", sums.apply),
+            ] {
+                v.sort();
+                writeln!(
+                    out,
+                    "change at 1000 pods / 500 policies via {via}, {label}: p50 {}, p99 {}, max {} ({} changes)",
+                    ms(percentile(&v, 0.5)),
+                    ms(percentile(&v, 0.99)),
+                    ms(*v.last().unwrap()),
+                    v.len()
+                )?;
             }
         }
-        Ok((to_allow, to_deny, applies))
-    })
-    .context("change latency")?;
-    for (label, mut v) in [
-        ("deny → allow", to_allow),
-        ("allow → deny", to_deny),
-        ("engine+compile+delta apply", applies),
-    ] {
-        v.sort();
-        writeln!(
-            out,
-            "change at 1000 pods / 500 policies, {label}: p50 {}, p99 {}, max {} ({} changes)",
-            ms(percentile(&v, 0.5)),
-            ms(percentile(&v, 0.99)),
-            ms(*v.last().unwrap()),
-            v.len()
-        )?;
     }
 
     // 3. First-packet latency (TCP connect) against policy count, and no weir table.
@@ -276,56 +281,117 @@ fn measure(args: &EnforceBench, lab: &Lab, out: &mut dyn Write) -> Result<(), Fa
         }
         Ok(())
     };
-    for point in std::iter::once(None).chain(counts.iter().map(|&n| Some(n))) {
-        table_for(point)?;
-        let connects = args.connects;
-        let mut v = weir_netns::netns::run_in(&client_ns, move || {
-            let mut v = Vec::with_capacity(connects);
-            for _ in 0..connects {
-                let t = Instant::now();
-                let s = TcpStream::connect_timeout(
-                    &SocketAddr::new(server_ip, 80),
-                    Duration::from_secs(1),
-                )?;
-                v.push(t.elapsed());
-                drop(s);
-            }
-            Ok(v)
-        })
-        .context("connect latency")?;
-        v.sort();
-        let label = point.map_or("no weir table".to_string(), |n| {
-            format!("{n} policies (1000 pods)")
-        });
-        writeln!(
-            out,
-            "first packet (TCP connect), {label}: median {:.0} µs, p99 {:.0} µs",
-            percentile(&v, 0.5).as_secs_f64() * 1e6,
-            percentile(&v, 0.99).as_secs_f64() * 1e6
-        )?;
+    if args.only.contains(&Section::Latency) {
+        for point in std::iter::once(None).chain(counts.iter().map(|&n| Some(n))) {
+            table_for(point)?;
+            let connects = args.connects;
+            let mut v = weir_netns::netns::run_in(&client_ns, move || {
+                let mut v = Vec::with_capacity(connects);
+                for _ in 0..connects {
+                    let t = Instant::now();
+                    let s = TcpStream::connect_timeout(
+                        &SocketAddr::new(server_ip, 80),
+                        Duration::from_secs(1),
+                    )?;
+                    v.push(t.elapsed());
+                    drop(s);
+                }
+                Ok(v)
+            })
+            .context("connect latency")?;
+            v.sort();
+            let label = point.map_or("no weir table".to_string(), |n| {
+                format!("{n} policies (1000 pods)")
+            });
+            writeln!(
+                out,
+                "first packet (TCP connect), {label}: median {:.0} µs, p99 {:.0} µs",
+                percentile(&v, 0.5).as_secs_f64() * 1e6,
+                percentile(&v, 0.99).as_secs_f64() * 1e6
+            )?;
+        }
     }
 
     // 4. Established-flow throughput: iperf3 with 1,000 policies vs no weir table.
-    let mut rates = Vec::new();
-    for point in [None, Some(1000), None, Some(1000)] {
-        table_for(point)?;
-        rates.push((
-            point,
-            iperf(&server.netns, &client.netns, server_ip, args.iperf_seconds)?,
-        ));
+    if args.only.contains(&Section::Throughput) {
+        let mut rates = Vec::new();
+        for point in [None, Some(1000), None, Some(1000)] {
+            table_for(point)?;
+            rates.push((
+                point,
+                iperf(&server.netns, &client.netns, server_ip, args.iperf_seconds)?,
+            ));
+        }
+        let avg = |with: bool| {
+            let v: Vec<f64> = rates
+                .iter()
+                .filter(|(p, _)| p.is_some() == with)
+                .map(|(_, r)| *r)
+                .collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        let (base, with) = (avg(false), avg(true));
+        writeln!(out, "iperf3 client → server, {} s × 2 each: no weir table {:.2} Gbit/s, 1000 policies {:.2} Gbit/s ({:.1} % of baseline)",
+            args.iperf_seconds, base / 1e9, with / 1e9, with / base * 100.0)?;
     }
-    let avg = |with: bool| {
-        let v: Vec<f64> = rates
-            .iter()
-            .filter(|(p, _)| p.is_some() == with)
-            .map(|(_, r)| *r)
-            .collect();
-        v.iter().sum::<f64>() / v.len() as f64
-    };
-    let (base, with) = (avg(false), avg(true));
-    writeln!(out, "iperf3 client → server, {} s × 2 each: no weir table {:.2} Gbit/s, 1000 policies {:.2} Gbit/s ({:.1} % of baseline)",
-        args.iperf_seconds, base / 1e9, with / 1e9, with / base * 100.0)?;
     Ok(())
+}
+
+#[derive(Default)]
+struct ChangeTimes {
+    to_allow: Vec<Duration>,
+    to_deny: Vec<Duration>,
+    compile: Vec<Duration>,
+    apply: Vec<Duration>,
+}
+
+/// `changes` round trips deny → allow → deny through `kernel`, each timed until a probe
+/// from the calling thread's namespace (the client pod) sees the new verdict.
+fn change_block(
+    kernel: Kernel,
+    variants: &[Cluster; 2],
+    changes: u64,
+    server_ip: IpAddr,
+) -> std::io::Result<ChangeTimes> {
+    let mut enforcer = Enforcer::new(kernel);
+    enforcer
+        .apply(compile(&Engine::new(&variants[0]), Scope::All))
+        .map_err(std::io::Error::other)?;
+    let mut times = ChangeTimes::default();
+    for k in 0..changes as usize * 2 {
+        let allow = k % 2 == 0;
+        let cluster = &variants[usize::from(allow)];
+        let t0 = Instant::now();
+        let ruleset = compile(&Engine::new(cluster), Scope::All);
+        let t1 = Instant::now();
+        enforcer.apply(ruleset).map_err(std::io::Error::other)?;
+        times.compile.push(t1 - t0);
+        times.apply.push(t1.elapsed());
+        // Bounded: at most 2 s of attempts, each connect at most 20 ms.
+        let deadline = t0 + Duration::from_secs(2);
+        loop {
+            let attempt = Instant::now();
+            let ok = TcpStream::connect_timeout(
+                &SocketAddr::new(server_ip, 80),
+                Duration::from_millis(20),
+            )
+            .is_ok();
+            if ok == allow {
+                // Allowed: seen when the connect succeeded. Denied: the dropped attempt
+                // started at `attempt`, so enforcement happened before then.
+                if allow {
+                    times.to_allow.push(attempt.elapsed() + (attempt - t0));
+                } else {
+                    times.to_deny.push(attempt - t0);
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("verdict did not flip within 2 s"));
+            }
+        }
+    }
+    Ok(times)
 }
 
 /// Bits per second received, one iperf3 run between two lab pods.

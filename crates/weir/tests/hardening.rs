@@ -17,7 +17,7 @@ use weir_engine::Engine;
 use weir_lab::Lab;
 use weir_model::Cluster;
 use weir_netns::netns;
-use weir_nft::apply::{Enforcer, NftCli};
+use weir_nft::apply::{Enforcer, Mode, Nft, NftCli, NftError, NftLib};
 use weir_nft::{compile_with, CompileOptions, Scope};
 
 /// Privileged tests of this file run one at a time.
@@ -40,6 +40,23 @@ fn nft(ns: &str, args: &[&str]) -> String {
 
 struct Netns(String);
 
+impl Netns {
+    /// A fresh, empty namespace `PREFIX<pid>`, deleted when dropped.
+    fn fresh(prefix: &str) -> Netns {
+        let ns = Netns(format!("{prefix}{}", std::process::id() % 1_000_000));
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns.0])
+            .stderr(std::process::Stdio::null())
+            .status();
+        assert!(Command::new("ip")
+            .args(["netns", "add", &ns.0])
+            .status()
+            .unwrap()
+            .success());
+        ns
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
@@ -53,13 +70,7 @@ fn hostile_names_and_labels_stay_inside_comments() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let ns = Netns(format!("wl-inj{}", std::process::id() % 1_000_000));
-    let _ = Command::new("ip").args(["netns", "del", &ns.0]).status();
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap()
-        .success());
+    let ns = Netns::fresh("wl-inj");
     let cluster = weir_synth::hostile::cluster();
     let engine = Engine::new(&cluster);
     let options = CompileOptions {
@@ -82,7 +93,7 @@ fn hostile_names_and_labels_stay_inside_comments() {
     let delta = hostile_rs.delta(enforcer.current().unwrap()).unwrap();
     assert!(!delta.is_empty());
     let applied = enforcer.apply(hostile_rs.clone()).unwrap();
-    assert_eq!(applied.mode, weir_nft::apply::Mode::Delta);
+    assert_eq!(applied.mode, Mode::Delta);
     weir_nft::apply::verify(&hostile_rs, &nft(&ns.0, &["list", "table", "inet", "weir"])).unwrap();
     enforcer.remove().unwrap();
     enforcer.apply(hostile_rs.clone()).unwrap();
@@ -103,6 +114,92 @@ fn hostile_names_and_labels_stay_inside_comments() {
         .filter(|c| c.starts_with("pin-") || c.starts_with("peg-"))
         .count();
     assert_eq!(policy_chains, 2 * weir_synth::hostile::names().len());
+}
+
+/// The agent programs through libnftables: the same hostile table, as a full program and as
+/// a delta, must list exactly as through the `nft` command, in the namespace asked for and
+/// nowhere else; errors come back as errors, a check changes nothing.
+#[test]
+fn libnftables_programs_exactly_what_the_nft_command_does() {
+    if !root_or_skip("libnftables_programs_exactly_what_the_nft_command_does") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Read only: what the machine's own namespace holds must not change.
+    let root_tables = || {
+        let out = Command::new("nft").args(["list", "tables"]).output();
+        String::from_utf8(out.unwrap().stdout).unwrap()
+    };
+    let root_before = root_tables();
+    let (lib_ns, cli_ns) = (Netns::fresh("wl-lib"), Netns::fresh("wl-cli"));
+    let cluster = weir_synth::hostile::cluster();
+    let options = CompileOptions {
+        pod_interfaces: Some("wp*".parse().unwrap()),
+        log_group: Some(7),
+    };
+    let hostile_rs = compile_with(&Engine::new(&cluster), Scope::All, &options);
+    let empty = Cluster {
+        policies: vec![],
+        ..cluster.clone()
+    };
+    let empty_rs = compile_with(&Engine::new(&empty), Scope::All, &options);
+    let mut lib = Enforcer::new(NftLib::new(Some(lib_ns.0.clone())).expect("libnftables"));
+    let mut cli = Enforcer::new(NftCli {
+        netns: Some(cli_ns.0.clone()),
+    });
+    assert_eq!(
+        lib.nft().list().unwrap(),
+        "",
+        "no table yet lists as nothing"
+    );
+    for e in [&mut lib as &mut dyn Apply, &mut cli] {
+        assert_eq!(e.apply_(empty_rs.clone()), Mode::Full);
+        assert_eq!(e.apply_(hostile_rs.clone()), Mode::Delta);
+    }
+    let listed = |ns: &str| nft(ns, &["list", "table", "inet", "weir"]);
+    assert_eq!(listed(&lib_ns.0), listed(&cli_ns.0));
+    assert_eq!(lib.nft().list().unwrap(), listed(&lib_ns.0));
+    weir_nft::apply::verify(&hostile_rs, &listed(&lib_ns.0)).unwrap();
+
+    // A rejected transaction is an error naming the problem, and changes nothing.
+    let before = listed(&lib_ns.0);
+    let err = lib
+        .nft()
+        .run("add rule inet weir no-such-chain accept\n", false)
+        .unwrap_err();
+    assert!(
+        matches!(&err, NftError::Rejected(m) if m.contains("No such file or directory")),
+        "{err}"
+    );
+    // A check (nft -c) of a valid script changes nothing either.
+    lib.nft()
+        .run("add table inet weir-check-only\n", true)
+        .unwrap();
+    assert_eq!(listed(&lib_ns.0), before);
+    assert_eq!(
+        nft(&lib_ns.0, &["list", "tables"]).trim(),
+        "table inet weir"
+    );
+    lib.remove().unwrap();
+    assert_eq!(lib.nft().list().unwrap(), "");
+    assert_eq!(root_tables(), root_before, "the root namespace was touched");
+
+    let missing = NftLib::new(Some("wl-no-such-namespace".into())).unwrap_err();
+    assert!(
+        matches!(&missing, NftError::Unavailable(m) if m.contains("wl-no-such-namespace")),
+        "{missing}"
+    );
+}
+
+/// Both enforcers behind one face, for the comparison above.
+trait Apply {
+    fn apply_(&mut self, rs: weir_nft::Ruleset) -> Mode;
+}
+
+impl<N: Nft> Apply for Enforcer<N> {
+    fn apply_(&mut self, rs: weir_nft::Ruleset) -> Mode {
+        self.apply(rs).unwrap().mode
+    }
 }
 
 fn spawn_agent(dir: &Path, lab: &str, port: u16, extra: &[&str], log: &Path) -> Child {
