@@ -27,7 +27,7 @@ pub mod nflog;
 pub mod source;
 pub mod throttle;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use weir_engine::{Engine, Options};
-use weir_nft::apply::{Enforcer, Kernel, NftCli};
+use weir_nft::apply::{Applied, Enforcer, Kernel, Nft, NftCli};
 use weir_nft::{compile_with, CompileOptions, Scope};
 
 use metrics::Metrics;
@@ -86,24 +86,59 @@ pub enum SourceSpec {
     Kubernetes,
 }
 
-/// A running source.
-enum Source {
-    Dir(DirSource),
-    Kube(kube_source::KubeSource),
+/// What the agent reconciles from: the cluster as the source says it is now. Sources keep
+/// each item's last good version ([`Items`]); the agent never sees an invalid item.
+pub trait Source {
+    /// The cluster from every item's last good version, read now.
+    fn load(&mut self) -> Result<weir_model::Cluster, SourceError>;
+    /// The items behind the last load, with the invalid ones and why.
+    fn items(&self) -> &Items;
+    /// Addresses of the pods placed on `node`, for sources that know placement.
+    fn local_addresses(&self, _node: &str) -> Option<HashSet<IpAddr>> {
+        None
+    }
+    /// `Some(why)` while the source cannot be watched (its last state stays enforced).
+    fn trouble(&self) -> Option<String> {
+        None
+    }
 }
 
-impl Source {
+impl<S: Source + ?Sized> Source for Box<S> {
     fn load(&mut self) -> Result<weir_model::Cluster, SourceError> {
-        match self {
-            Source::Dir(d) => d.load(),
-            Source::Kube(k) => k.load(),
-        }
+        (**self).load()
     }
     fn items(&self) -> &Items {
-        match self {
-            Source::Dir(d) => &d.items,
-            Source::Kube(k) => &k.items,
-        }
+        (**self).items()
+    }
+    fn local_addresses(&self, node: &str) -> Option<HashSet<IpAddr>> {
+        (**self).local_addresses(node)
+    }
+    fn trouble(&self) -> Option<String> {
+        (**self).trouble()
+    }
+}
+
+impl Source for DirSource {
+    fn load(&mut self) -> Result<weir_model::Cluster, SourceError> {
+        DirSource::load(self)
+    }
+    fn items(&self) -> &Items {
+        &self.items
+    }
+}
+
+impl Source for kube_source::KubeSource {
+    fn load(&mut self) -> Result<weir_model::Cluster, SourceError> {
+        kube_source::KubeSource::load(self)
+    }
+    fn items(&self) -> &Items {
+        &self.items
+    }
+    fn local_addresses(&self, node: &str) -> Option<HashSet<IpAddr>> {
+        Some(kube_source::KubeSource::local_addresses(self, node))
+    }
+    fn trouble(&self) -> Option<String> {
+        kube_source::KubeSource::trouble(self)
     }
 }
 
@@ -230,94 +265,133 @@ fn nft_for(target: &Target) -> NftCli {
 
 /// Why a reconcile did not reach the kernel.
 #[derive(Debug, thiserror::Error)]
-enum SyncError {
+pub enum SyncError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("{0}")]
     Other(String),
 }
 
-/// One reconcile: read the source, compile, apply the difference.
-fn reconcile(
-    config: &Config,
-    source: &mut Source,
-    enforcer: &mut Enforcer<Kernel>,
-    tools: &NftCli,
-    metrics: &Metrics,
-    attribution: &Mutex<Attribution>,
-) -> Result<(), SyncError> {
-    let start = Instant::now();
-    let loaded = source.load();
-    metrics.source(source.items().invalid.len());
-    for item in &source.items().newly_invalid {
-        let why = &source.items().invalid[item];
-        tracing::warn!(item = %item, error = %why, "invalid source item: keeping its last good version");
-    }
-    let cluster = loaded?;
-    let (cluster, local): (weir_model::Cluster, Option<Vec<usize>>) = match &config.target {
-        Target::Placed { placement, .. } => {
-            let (placed, local) = placement.place(cluster).map_err(SyncError::Other)?;
-            (placed, Some(local))
-        }
-        _ => (cluster, None),
-    };
-    let engine = Engine::with_options(&cluster, config.engine);
-    let node_addresses = match (source, &config.node_name) {
-        (Source::Kube(k), Some(node)) if local.is_none() => Some(k.local_addresses(node)),
-        _ => None,
-    };
-    let scope = match (&local, &node_addresses) {
-        (Some(l), _) => Scope::Endpoints(l),
-        (None, Some(ips)) => Scope::Addresses(ips),
-        (None, None) => Scope::All,
-    };
-    let options = CompileOptions {
-        pod_interfaces: config.pod_interfaces.clone(),
-        log_group: config.log_group,
-    };
-    let ruleset = compile_with(&engine, scope, &options);
-    attribution
-        .lock()
-        .expect("attribution")
-        .refresh(&cluster, &ruleset);
-    let applied = enforcer
-        .apply(ruleset)
-        .map_err(|e| SyncError::Other(e.to_string()))?;
-    if let Some(why) = &applied.delta_refused {
-        metrics.delta_refused();
-        tracing::warn!(error = %why, "the kernel refused a delta (was the table changed behind weir's back?); replaced the whole table instead");
-    }
-    if config.cut_established && applied.mode == weir_nft::apply::Mode::Delta {
-        flush_conntrack(tools).map_err(|e| SyncError::Other(format!("conntrack flush: {e}")))?;
-    }
-    let took = start.elapsed();
-    metrics.synced(took, applied.size);
-    tracing::info!(mode = ?applied.mode, rules = applied.size.rules, sets = applied.size.sets, elements = applied.size.elements,
-        script_bytes = applied.script_bytes, took_ms = took.as_secs_f64() * 1e3, "synced");
-    Ok(())
+/// The reconciler: a source, what it compiles to, and the kernel it programs — the whole
+/// of the agent's logic, with the loop, watchers and servers left to [`run`]. Over any
+/// [`Source`] and [`Nft`], so it is tested with fakes and without root.
+pub struct Agent<S, N: Nft> {
+    config: Config,
+    source: S,
+    enforcer: Enforcer<N>,
+    /// Where conntrack is flushed (`--cut-established`).
+    tools: NftCli,
+    metrics: Arc<Metrics>,
+    attribution: Arc<Mutex<Attribution>>,
 }
 
-/// Reads the table back; when it is not what was programmed, says what differs and
-/// replaces it whole.
-fn check_drift(enforcer: &mut Enforcer<Kernel>, metrics: &Metrics) {
-    match enforcer.drift() {
-        Ok(None) => {}
-        Ok(Some(what)) => {
-            tracing::error!(found = %what, "the kernel's table differs from what weir programmed; replacing it");
-            match enforcer.repair() {
-                Ok(applied) => {
-                    metrics.drift_repaired();
-                    tracing::warn!(%applied, "drift repaired");
-                }
-                Err(e) => {
-                    metrics.sync_failed(&format!("drift repair: {e}"));
-                    tracing::error!(error = %e, "drift repair failed; retrying at the next check");
+impl<S: Source, N: Nft> Agent<S, N> {
+    pub fn new(config: Config, source: S, nft: N) -> Self {
+        let tools = nft_for(&config.target);
+        let mut enforcer = Enforcer::new(nft);
+        enforcer.track_drift = config.drift_interval.is_some();
+        Agent {
+            config,
+            source,
+            enforcer,
+            tools,
+            metrics: Arc::new(Metrics::default()),
+            attribution: Arc::new(Mutex::new(Attribution::default())),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn source(&mut self) -> &mut S {
+        &mut self.source
+    }
+
+    pub fn enforcer(&self) -> &Enforcer<N> {
+        &self.enforcer
+    }
+
+    /// One reconcile: read the source, compile, apply the difference.
+    pub fn reconcile(&mut self) -> Result<Applied, SyncError> {
+        let config = &self.config;
+        let start = Instant::now();
+        let loaded = self.source.load();
+        let items = self.source.items();
+        self.metrics.source(items.invalid.len());
+        for item in &items.newly_invalid {
+            let why = &items.invalid[item];
+            tracing::warn!(item = %item, error = %why, "invalid source item: keeping its last good version");
+        }
+        let cluster = loaded?;
+        let (cluster, local): (weir_model::Cluster, Option<Vec<usize>>) = match &config.target {
+            Target::Placed { placement, .. } => {
+                let (placed, local) = placement.place(cluster).map_err(SyncError::Other)?;
+                (placed, Some(local))
+            }
+            _ => (cluster, None),
+        };
+        let engine = Engine::with_options(&cluster, config.engine);
+        let node_addresses = match (&config.node_name, &local) {
+            (Some(node), None) => self.source.local_addresses(node),
+            _ => None,
+        };
+        let scope = match (&local, &node_addresses) {
+            (Some(l), _) => Scope::Endpoints(l),
+            (None, Some(ips)) => Scope::Addresses(ips),
+            (None, None) => Scope::All,
+        };
+        let options = CompileOptions {
+            pod_interfaces: config.pod_interfaces.clone(),
+            log_group: config.log_group,
+        };
+        let ruleset = compile_with(&engine, scope, &options);
+        self.attribution
+            .lock()
+            .expect("attribution")
+            .refresh(&cluster, &ruleset);
+        let applied = self
+            .enforcer
+            .apply(ruleset)
+            .map_err(|e| SyncError::Other(e.to_string()))?;
+        if let Some(why) = &applied.delta_refused {
+            self.metrics.delta_refused();
+            tracing::warn!(error = %why, "the kernel refused a delta (was the table changed behind weir's back?); replaced the whole table instead");
+        }
+        if config.cut_established && applied.mode == weir_nft::apply::Mode::Delta {
+            flush_conntrack(&self.tools)
+                .map_err(|e| SyncError::Other(format!("conntrack flush: {e}")))?;
+        }
+        let took = start.elapsed();
+        self.metrics.synced(took, applied.size);
+        tracing::info!(mode = ?applied.mode, rules = applied.size.rules, sets = applied.size.sets, elements = applied.size.elements,
+            script_bytes = applied.script_bytes, took_ms = took.as_secs_f64() * 1e3, "synced");
+        Ok(applied)
+    }
+
+    /// Reads the table back; when it is not what was programmed, says what differs and
+    /// replaces it whole.
+    pub fn check_drift(&mut self) {
+        let metrics = &self.metrics;
+        match self.enforcer.drift() {
+            Ok(None) => {}
+            Ok(Some(what)) => {
+                tracing::error!(found = %what, "the kernel's table differs from what weir programmed; replacing it");
+                match self.enforcer.repair() {
+                    Ok(applied) => {
+                        metrics.drift_repaired();
+                        tracing::warn!(%applied, "drift repaired");
+                    }
+                    Err(e) => {
+                        metrics.sync_failed(&format!("drift repair: {e}"));
+                        tracing::error!(error = %e, "drift repair failed; retrying at the next check");
+                    }
                 }
             }
-        }
-        Err(e) => {
-            metrics.drift_check_failed();
-            tracing::error!(error = %e, "could not read the table back to check for drift");
+            Err(e) => {
+                metrics.drift_check_failed();
+                tracing::error!(error = %e, "could not read the table back to check for drift");
+            }
         }
     }
 }
@@ -368,9 +442,38 @@ fn start_drop_log(
 /// backoff; the kernel keeps the last good table meanwhile.
 pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
     let nft = nft_for(&config.target);
-    let metrics = Arc::new(Metrics::default());
-    let attribution = Arc::new(Mutex::new(Attribution::default()));
-    if let Some(group) = config.log_group {
+    let (kernel, fallback) = Kernel::open(nft.netns.clone());
+    match &fallback {
+        None => tracing::info!(via = kernel.name(), "programming nftables"),
+        Some(why) => {
+            tracing::warn!(via = kernel.name(), error = %why, "libnftables unavailable: programming through the nft command (a process per change)")
+        }
+    }
+    let items = |name: &str| -> Result<Items, AgentError> {
+        Ok(match &config.state_dir {
+            Some(dir) => Items::with_state(config.load, dir, name)?,
+            None => Items::new(config.load),
+        })
+    };
+    let (tx, rx) = mpsc::channel();
+    let source: Box<dyn Source> = match &config.source {
+        SourceSpec::Dir(dir) => {
+            let d = DirSource::new(dir.clone(), items("dir.json")?);
+            source::watch(dir, d.in_progress.clone(), tx)?;
+            Box::new(d)
+        }
+        SourceSpec::Kubernetes => Box::new(kube_source::KubeSource::start(
+            items("kubernetes.json")?,
+            tx,
+        )?),
+    };
+    let drift_interval = config.drift_interval;
+    let debounce = config.debounce;
+    let (log_group, listen, serve_drops) = (config.log_group, config.listen, config.serve_drops);
+    let mut agent = Agent::new(config, source, kernel);
+    let metrics = agent.metrics.clone();
+    let attribution = agent.attribution.clone();
+    if let Some(group) = log_group {
         // A drop log that cannot bind is loud (log, metric, /readyz), never fatal.
         match start_drop_log(&nft, group, attribution.clone()) {
             Ok(()) => metrics.drop_log(Some(Ok(()))),
@@ -380,75 +483,39 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
             }
         }
     }
-    if let Some(addr) = config.listen {
+    if let Some(addr) = listen {
         let listener = TcpListener::bind(addr)?;
         let state = Arc::new(http::Http::new(
             metrics.clone(),
             nft.clone(),
             attribution.clone(),
-            config.serve_drops,
+            serve_drops,
         ));
         let addr = http::serve(listener, state, stop.clone())?;
-        tracing::info!(%addr, drops = config.serve_drops, "serving /metrics, /healthz, /readyz");
+        tracing::info!(%addr, drops = serve_drops, "serving /metrics, /healthz, /readyz");
     }
-    let items = |name: &str| -> Result<Items, AgentError> {
-        Ok(match &config.state_dir {
-            Some(dir) => Items::with_state(config.load, dir, name)?,
-            None => Items::new(config.load),
-        })
-    };
-    let (tx, rx) = mpsc::channel();
-    let mut source = match &config.source {
-        SourceSpec::Dir(dir) => {
-            let d = DirSource::new(dir.clone(), items("dir.json")?);
-            source::watch(dir, d.in_progress.clone(), tx)?;
-            Source::Dir(d)
-        }
-        SourceSpec::Kubernetes => Source::Kube(kube_source::KubeSource::start(
-            items("kubernetes.json")?,
-            tx,
-        )?),
-    };
-    let (kernel, fallback) = Kernel::open(nft.netns.clone());
-    match &fallback {
-        None => tracing::info!(via = kernel.name(), "programming nftables"),
-        Some(why) => {
-            tracing::warn!(via = kernel.name(), error = %why, "libnftables unavailable: programming through the nft command (a process per change)")
-        }
-    }
-    let mut enforcer = Enforcer::new(kernel);
-    enforcer.track_drift = config.drift_interval.is_some();
     let mut dirty = true;
     let mut retry_at: Option<Instant> = None;
     let mut backoff = Duration::from_millis(250);
     let mut throttle = Throttle::new();
     let mut last_error = String::new();
-    let mut next_drift = Instant::now() + config.drift_interval.unwrap_or(Duration::MAX / 4);
+    let mut source_error: Option<String> = None;
+    let mut next_drift = Instant::now() + drift_interval.unwrap_or(Duration::MAX / 4);
     while !stop.load(Ordering::Relaxed) {
-        if let Source::Kube(k) = &source {
-            metrics.source_trouble(k.trouble());
-        }
+        // The watch's own trouble, else why the source could not be used at the last try.
+        metrics.source_trouble(agent.source().trouble().or_else(|| source_error.clone()));
         if dirty && retry_at.is_none_or(|t| Instant::now() >= t) {
             // Debounce: let a burst of writes (an editor, a git checkout) settle.
-            std::thread::sleep(config.debounce);
+            std::thread::sleep(debounce);
             while rx.try_recv().is_ok() {}
-            match reconcile(
-                &config,
-                &mut source,
-                &mut enforcer,
-                &nft,
-                &metrics,
-                &attribution,
-            ) {
-                Ok(()) => {
+            match agent.reconcile() {
+                Ok(_) => {
                     dirty = false;
                     retry_at = None;
                     backoff = Duration::from_millis(250);
                     throttle.reset();
                     last_error.clear();
-                    if let Source::Dir(_) = &source {
-                        metrics.source_trouble(None);
-                    }
+                    source_error = None;
                 }
                 Err(SyncError::Source(SourceError::NotYet)) => {
                     // Waiting for the first list is not a failure; a list event wakes us.
@@ -459,7 +526,10 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
                     match &e {
                         SyncError::Source(
                             SourceError::Unavailable(_) | SourceError::NoLastGood { .. },
-                        ) => metrics.source_trouble(Some(why.clone())),
+                        ) => {
+                            source_error = Some(why.clone());
+                            metrics.source_trouble(source_error.clone());
+                        }
                         _ => metrics.sync_failed(&why),
                     }
                     if why != last_error {
@@ -475,9 +545,9 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
                 }
             }
         }
-        if let Some(every) = config.drift_interval {
+        if let Some(every) = drift_interval {
             if Instant::now() >= next_drift {
-                check_drift(&mut enforcer, &metrics);
+                agent.check_drift();
                 next_drift = Instant::now() + every;
             }
         }

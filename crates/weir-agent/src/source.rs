@@ -567,3 +567,44 @@ mod tests {
         assert!(items.invalid["a.yaml"].len() < 2 * MAX_ERROR_BYTES);
     }
 }
+
+/// Items held in memory: tests and benchmarks set and remove them between reconciles,
+/// as watch events would.
+#[derive(Default)]
+pub struct MemorySource {
+    pub items: Items,
+    current: BTreeMap<String, Current>,
+    /// What [`crate::Source::local_addresses`] answers for every node.
+    pub node_addresses: Option<std::collections::HashSet<std::net::IpAddr>>,
+}
+
+impl MemorySource {
+    pub fn new(items: Items) -> Self {
+        MemorySource {
+            items,
+            ..Default::default()
+        }
+    }
+
+    /// Adds or replaces item `name`.
+    pub fn set(&mut self, name: &str, text: &str) {
+        self.current
+            .insert(name.to_string(), Current::Text(text.to_string()));
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.current.remove(name);
+    }
+}
+
+impl crate::Source for MemorySource {
+    fn load(&mut self) -> Result<Cluster, SourceError> {
+        self.items.update(self.current.clone())
+    }
+    fn items(&self) -> &Items {
+        &self.items
+    }
+    fn local_addresses(&self, _node: &str) -> Option<std::collections::HashSet<std::net::IpAddr>> {
+        self.node_addresses.clone()
+    }
+}

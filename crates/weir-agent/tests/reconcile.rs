@@ -1,0 +1,168 @@
+//! The reconciler without root: sequences of source events → what reaches the kernel,
+//! through a fake kernel that records every script.
+
+use std::time::Duration;
+
+use weir_agent::source::{Items, MemorySource, SourceError};
+use weir_agent::{Agent, Config, SourceSpec, SyncError, Target};
+use weir_nft::apply::{FakeNft, Mode};
+
+fn pod(name: &str, ns: &str, labels: &str, ip: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{{labels}}}}}\n\
+         spec: {{containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: {ip}}}\n"
+    )
+}
+
+const NAMESPACES: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n---\n\
+    apiVersion: v1\nkind: Namespace\nmetadata: {name: dev}\n";
+
+const DATA_FROM_LOGIC: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+    metadata: {name: data-from-logic, namespace: prod}\n\
+    spec:\n  podSelector: {matchLabels: {tier: data}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {tier: logic}}}]\n    ports: [{protocol: TCP, port: 6379}]\n";
+
+fn agent() -> Agent<MemorySource, FakeNft> {
+    let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
+    config.drift_interval = None;
+    config.debounce = Duration::ZERO;
+    let mut source = MemorySource::new(Items::new(Default::default()));
+    source.set("namespaces", NAMESPACES);
+    source.set("redis", &pod("redis", "prod", "tier: data", "10.0.0.2"));
+    source.set("api", &pod("api", "prod", "tier: logic", "10.0.0.3"));
+    source.set(
+        "intruder",
+        &pod("intruder", "dev", "tier: logic", "10.0.0.4"),
+    );
+    source.set("policy", DATA_FROM_LOGIC);
+    Agent::new(config, source, FakeNft::default())
+}
+
+/// Scripts sent since the last call: (script, check only).
+fn sent(agent: &Agent<MemorySource, FakeNft>) -> Vec<(String, bool)> {
+    std::mem::take(&mut *agent.enforcer().nft().scripts.lock().unwrap())
+}
+
+#[test]
+fn first_reconcile_checks_then_replaces_the_table_and_later_ones_send_deltas() {
+    let mut a = agent();
+    let applied = a.reconcile().unwrap();
+    assert_eq!(applied.mode, Mode::Full);
+    let scripts = sent(&a);
+    assert_eq!(scripts.len(), 2, "a check, then the transaction");
+    assert!(scripts[0].1 && !scripts[1].1);
+    assert!(scripts[1].0.contains("delete table inet weir"));
+    assert!(
+        scripts[1].0.contains("10.0.0.2 : jump ig-"),
+        "redis is isolated"
+    );
+    assert!(scripts[1].0.contains("10.0.0.3"), "api is the allowed peer");
+
+    // Nothing changed: nothing sent.
+    assert_eq!(a.reconcile().unwrap().mode, Mode::Unchanged);
+    assert!(sent(&a).is_empty());
+
+    // A second logic pod joins the peer set: one element added, the table kept.
+    a.source()
+        .set("api2", &pod("api2", "prod", "tier: logic", "10.0.0.5"));
+    assert_eq!(a.reconcile().unwrap().mode, Mode::Delta);
+    let scripts = sent(&a);
+    assert_eq!(scripts.len(), 1);
+    let delta = &scripts[0].0;
+    assert!(!delta.contains("delete table"), "{delta}");
+    assert!(
+        delta.contains("add element inet weir sel-") && delta.contains("10.0.0.5"),
+        "{delta}"
+    );
+
+    // The policy goes: redis is no longer isolated, its map element is deleted.
+    a.source().remove("policy");
+    assert_eq!(a.reconcile().unwrap().mode, Mode::Delta);
+    let delta = sent(&a).remove(0).0;
+    assert!(
+        delta.contains("delete element inet weir ingress4 { 10.0.0.2"),
+        "{delta}"
+    );
+}
+
+#[test]
+fn an_invalid_item_keeps_its_last_good_version_and_sends_nothing() {
+    let mut a = agent();
+    a.reconcile().unwrap();
+    sent(&a);
+    // `protocol: TCPX` is invalid: the policy's last good version stays enforced.
+    a.source().set(
+        "policy",
+        &DATA_FROM_LOGIC.replace("protocol: TCP", "protocol: TCPX"),
+    );
+    assert_eq!(a.reconcile().unwrap().mode, Mode::Unchanged);
+    assert!(sent(&a).is_empty());
+    let items = a.source().items.invalid.clone();
+    assert_eq!(items.keys().collect::<Vec<_>>(), ["policy"]);
+    // Fixed: a delta again (the port changed).
+    a.source().set(
+        "policy",
+        &DATA_FROM_LOGIC.replace("port: 6379", "port: 6380"),
+    );
+    assert_eq!(a.reconcile().unwrap().mode, Mode::Delta);
+    assert!(sent(&a)[0].0.contains("6380"));
+}
+
+#[test]
+fn an_invalid_item_with_no_last_good_version_programs_nothing() {
+    let mut a = agent();
+    a.source().set(
+        "policy",
+        &DATA_FROM_LOGIC.replace("protocol: TCP", "protocol: TCPX"),
+    );
+    match a.reconcile() {
+        Err(SyncError::Source(SourceError::NoLastGood { item, .. })) => assert_eq!(item, "policy"),
+        other => panic!("expected NoLastGood, got {other:?}"),
+    }
+    assert!(sent(&a).is_empty(), "nothing reached the kernel");
+}
+
+#[test]
+fn a_refused_delta_falls_back_to_a_whole_table_and_is_counted() {
+    let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
+    config.drift_interval = None;
+    let mut source = MemorySource::new(Items::new(Default::default()));
+    source.set("namespaces", NAMESPACES);
+    source.set("redis", &pod("redis", "prod", "tier: data", "10.0.0.2"));
+    source.set("policy", DATA_FROM_LOGIC);
+    // The kernel refuses any script adding an element (as if the table had been changed
+    // behind weir's back) but takes whole tables.
+    let nft = FakeNft {
+        reject_containing: Some("add element".into()),
+        ..Default::default()
+    };
+    let mut a = Agent::new(config, source, nft);
+    assert_eq!(a.reconcile().unwrap().mode, Mode::Full);
+    sent(&a);
+    a.source()
+        .set("api", &pod("api", "prod", "tier: logic", "10.0.0.3"));
+    let applied = a.reconcile().unwrap();
+    assert_eq!(applied.mode, Mode::Full);
+    assert!(applied.delta_refused.is_some());
+    assert!(a
+        .metrics()
+        .render(&[])
+        .contains("weir_deltas_refused_total 1"));
+}
+
+#[test]
+fn only_the_addresses_of_this_nodes_pods_are_dispatched() {
+    let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
+    config.drift_interval = None;
+    config.node_name = Some("node-a".into());
+    let mut source = MemorySource::new(Items::new(Default::default()));
+    source.set("namespaces", NAMESPACES);
+    source.set("redis", &pod("redis", "prod", "tier: data", "10.0.0.2"));
+    source.set("redis2", &pod("redis2", "prod", "tier: data", "10.0.0.6"));
+    source.set("policy", DATA_FROM_LOGIC);
+    source.node_addresses = Some(["10.0.0.6".parse().unwrap()].into());
+    let mut a = Agent::new(config, source, FakeNft::default());
+    a.reconcile().unwrap();
+    let full = sent(&a).remove(1).0;
+    assert!(full.contains("10.0.0.6 : jump"), "{full}");
+    assert!(!full.contains("10.0.0.2 : jump"), "{full}");
+}
