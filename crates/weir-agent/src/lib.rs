@@ -283,6 +283,21 @@ pub struct Agent<S, N: Nft> {
     tools: NftCli,
     metrics: Arc<Metrics>,
     attribution: Arc<Mutex<Attribution>>,
+    /// Where the last reconcile spent its time.
+    pub stages: Stages,
+}
+
+/// Time per stage of one reconcile (`weir bench agent` reports them).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stages {
+    /// Reading the source and loading the cluster from its items.
+    pub load: Duration,
+    /// The engine over the whole cluster.
+    pub engine: Duration,
+    /// This node's ruleset.
+    pub compile: Duration,
+    /// The difference to what was programmed, into the kernel.
+    pub apply: Duration,
 }
 
 impl<S: Source, N: Nft> Agent<S, N> {
@@ -297,6 +312,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
             tools,
             metrics: Arc::new(Metrics::default()),
             attribution: Arc::new(Mutex::new(Attribution::default())),
+            stages: Stages::default(),
         }
     }
 
@@ -324,6 +340,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
             tracing::warn!(item = %item, error = %why, "invalid source item: keeping its last good version");
         }
         let cluster = loaded?;
+        let t_load = Instant::now();
         let (cluster, local): (weir_model::Cluster, Option<Vec<usize>>) = match &config.target {
             Target::Placed { placement, .. } => {
                 let (placed, local) = placement.place(cluster).map_err(SyncError::Other)?;
@@ -332,6 +349,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
             _ => (cluster, None),
         };
         let engine = Engine::with_options(&cluster, config.engine);
+        let t_engine = Instant::now();
         let node_addresses = match (&config.node_name, &local) {
             (Some(node), None) => self.source.local_addresses(node),
             _ => None,
@@ -346,6 +364,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
             log_group: config.log_group,
         };
         let ruleset = compile_with(&engine, scope, &options);
+        let t_compile = Instant::now();
         self.attribution
             .lock()
             .expect("attribution")
@@ -363,6 +382,12 @@ impl<S: Source, N: Nft> Agent<S, N> {
                 .map_err(|e| SyncError::Other(format!("conntrack flush: {e}")))?;
         }
         let took = start.elapsed();
+        self.stages = Stages {
+            load: t_load - start,
+            engine: t_engine - t_load,
+            compile: t_compile - t_engine,
+            apply: t_compile.elapsed(),
+        };
         self.metrics.synced(took, applied.size);
         tracing::info!(mode = ?applied.mode, rules = applied.size.rules, sets = applied.size.sets, elements = applied.size.elements,
             script_bytes = applied.script_bytes, took_ms = took.as_secs_f64() * 1e3, "synced");

@@ -62,6 +62,9 @@ pub enum BenchCommand {
     /// The dataplane in a lab (root): cold program time, change → enforced latency,
     /// first-packet latency against policy count, iperf3 throughput.
     Enforce(crate::bench_enforce::EnforceBench),
+    /// The agent's reconcile per event (pod added, deleted, policy edited) at growing
+    /// cluster sizes, by stage; a fake kernel, no root.
+    Agent(crate::bench_agent::AgentBench),
 }
 
 pub(crate) fn machine() -> String {
@@ -88,6 +91,7 @@ pub(crate) fn run(cmd: BenchCommand, out: &mut dyn Write) -> Result<u8, Failure>
             Ok(0)
         }
         BenchCommand::Enforce(args) => crate::bench_enforce::run(args, out),
+        BenchCommand::Agent(args) => crate::bench_agent::run(args, out),
         BenchCommand::Analyze {
             spec,
             runs,

@@ -9,6 +9,8 @@ mod agent;
 #[cfg(feature = "lab")]
 mod bench;
 #[cfg(feature = "lab")]
+mod bench_agent;
+#[cfg(feature = "lab")]
 mod bench_enforce;
 mod cli;
 #[cfg(feature = "lab")]

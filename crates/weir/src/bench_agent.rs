@@ -1,0 +1,154 @@
+//! `weir bench agent`: the reconciler's cost per event as the cluster grows. The agent of
+//! one node (1/50 of the pods local) is fed a generated cluster object by object, as the
+//! Kubernetes source holds it, then single events; each reconcile is timed by stage. The
+//! kernel is a fake (no root): `weir bench enforce` measures the dataplane.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::Value;
+use weir_agent::source::{Items, MemorySource};
+use weir_agent::{Agent, Config, SourceSpec, Stages, Target};
+use weir_nft::apply::FakeNft;
+use weir_synth::dump::{write_dump, DumpSpec};
+
+use crate::bench::{machine, ms};
+use crate::exit::Failure;
+
+#[derive(Args, Clone)]
+pub struct AgentBench {
+    /// Cluster sizes in pods (policies: a fifth of the pods; namespaces: a hundredth).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    pods: Vec<usize>,
+    /// Events of each kind timed per size.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+}
+
+type Fed = Agent<MemorySource, FakeNft>;
+
+/// The generated cluster as items keyed `Kind/namespace/name`, as watchers deliver them.
+fn items(pods: usize) -> Result<Vec<(String, Value)>, Failure> {
+    let spec = DumpSpec {
+        pods,
+        namespaces: (pods / 100).max(2),
+        policies: (pods / 5).max(1),
+        replicas: 5,
+        seed: 1,
+    };
+    let mut json = Vec::new();
+    write_dump(spec, &mut json).context("generating")?;
+    let list: Value = serde_json::from_slice(&json).context("reading the dump")?;
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    Ok(items
+        .into_iter()
+        .map(|o| {
+            let key = format!(
+                "{}/{}/{}",
+                o["kind"].as_str().unwrap_or(""),
+                o["metadata"]["namespace"].as_str().unwrap_or(""),
+                o["metadata"]["name"].as_str().unwrap_or("")
+            );
+            (key, o)
+        })
+        .collect())
+}
+
+fn reconcile(agent: &mut Fed) -> Result<Stages, Failure> {
+    agent.reconcile().map_err(|e| anyhow::anyhow!("{e}"))?;
+    agent.enforcer().nft().scripts.lock().expect("fake").clear();
+    Ok(agent.stages)
+}
+
+fn total(s: &Stages) -> Duration {
+    s.load + s.engine + s.compile + s.apply
+}
+
+pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> {
+    writeln!(out, "machine: {}", machine())?;
+    for &pods in &args.pods {
+        let items = items(pods)?;
+        let node_addresses = items
+            .iter()
+            .filter(|(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == "node-0")
+            .filter_map(|(_, o)| o["status"]["podIP"].as_str()?.parse().ok())
+            .collect();
+        let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
+        config.node_name = Some("node-0".into());
+        config.drift_interval = None;
+        let mut source = MemorySource::new(Items::new(Default::default()));
+        source.node_addresses = Some(node_addresses);
+        for (k, o) in &items {
+            source.set(k, &o.to_string());
+        }
+        let mut agent = Agent::new(config, source, FakeNft::default());
+        let cold = reconcile(&mut agent)?;
+        let size = agent
+            .enforcer()
+            .current()
+            .map(|r| r.size())
+            .unwrap_or_default();
+        writeln!(out, "{pods} pods / {} policies, node-0's share: cold reconcile {} ({} sets, {} elements, {} rules)",
+            (pods / 5).max(1), ms(total(&cold)), size.sets, size.elements, size.rules)?;
+
+        // A pod of an existing Deployment on another node, added then deleted; a policy
+        // edited (its first port moved) and restored.
+        let (pod_key, pod) = items
+            .iter()
+            .find(|(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == "node-1")
+            .context("a pod on node-1")?;
+        let (policy_key, policy) = items
+            .iter()
+            .find(|(k, _)| k.starts_with("NetworkPolicy/") && k.contains("allow"))
+            .or_else(|| items.iter().find(|(k, _)| k.starts_with("NetworkPolicy/")))
+            .context("a policy")?;
+        let policy_text = policy.to_string();
+        let mut times: Vec<(&str, Vec<Stages>)> = vec![
+            ("pod added (another node)", vec![]),
+            ("pod deleted (another node)", vec![]),
+            ("policy edited", vec![]),
+        ];
+        for k in 0..args.events {
+            let mut extra = pod.clone();
+            let name = format!("bench-extra-{k}");
+            extra["metadata"]["name"] = name.clone().into();
+            let ip = format!("10.250.{}.{}", k / 250, k % 250 + 1);
+            extra["status"]["podIP"] = ip.clone().into();
+            extra["status"]["podIPs"] = serde_json::json!([{ "ip": ip }]);
+            let key = format!("{}-{k}", pod_key);
+            agent.source().set(&key, &extra.to_string());
+            times[0].1.push(reconcile(&mut agent)?);
+            agent.source().remove(&key);
+            times[1].1.push(reconcile(&mut agent)?);
+            // Any edit that changes the ruleset: the policy's namespace gains a label key in
+            // its podSelector and loses it again.
+            let edited = policy_text.replacen(
+                "\"podSelector\":{",
+                "\"podSelector\":{\"matchLabels\":{\"bench\":\"x\"},",
+                1,
+            );
+            agent.source().set(policy_key, &edited);
+            times[2].1.push(reconcile(&mut agent)?);
+            agent.source().set(policy_key, &policy_text);
+            reconcile(&mut agent)?;
+        }
+        for (label, mut v) in times {
+            v.sort_by_key(total);
+            let median = v[v.len() / 2];
+            let p99 = v[((v.len() - 1) as f64 * 0.99).round() as usize];
+            writeln!(
+                out,
+                "  {label}: median {} (load {}, engine {}, compile {}, apply {}), p99 {}",
+                ms(total(&median)),
+                ms(median.load),
+                ms(median.engine),
+                ms(median.compile),
+                ms(median.apply),
+                ms(total(&p99))
+            )?;
+        }
+    }
+    Ok(0)
+}
