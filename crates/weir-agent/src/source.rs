@@ -25,7 +25,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir_manifest::{LoadError, LoadOptions, NamedText};
+use weir_manifest::{Decoded, LoadError, LoadOptions, NamedText};
 use weir_model::Cluster;
 
 /// Largest manifest file read; a bigger one is reported and its last good version kept.
@@ -70,6 +70,9 @@ pub enum Current {
 pub struct Items {
     options: LoadOptions,
     good: BTreeMap<String, String>,
+    /// Each good item decoded (the same keys as `good`): a change re-decodes only the
+    /// items that changed.
+    decoded: BTreeMap<String, Decoded>,
     /// Whether `good` is the last good state: after a successful update, or as loaded from
     /// the state directory. Before that, an invalid item's last good version is unknown.
     known: bool,
@@ -86,6 +89,13 @@ pub struct Items {
 struct Persisted {
     version: u32,
     items: BTreeMap<String, String>,
+}
+
+fn named(name: &str, text: &str) -> NamedText {
+    NamedText {
+        name: name.to_string(),
+        text: text.to_string(),
+    }
 }
 
 fn shorten(s: String) -> String {
@@ -124,6 +134,13 @@ impl Items {
                 let p: Persisted = serde_json::from_slice(&bytes).map_err(|e| {
                     std::io::Error::other(format!("{}: corrupt state file: {e}", file.display()))
                 })?;
+                // A persisted item that no longer decodes (an older weir's state) stays
+                // good but undecoded: loading fails until its current version replaces it.
+                for (name, text) in &p.items {
+                    if let Ok(d) = weir_manifest::decode(&named(name, text), options) {
+                        items.decoded.insert(name.clone(), d);
+                    }
+                }
                 items.good = p.items;
                 items.known = true;
             }
@@ -142,6 +159,7 @@ impl Items {
     /// Replaces the item set with `current` and loads the good versions together.
     pub fn update(&mut self, current: BTreeMap<String, Current>) -> Result<Cluster, SourceError> {
         self.good.retain(|k, _| current.contains_key(k));
+        self.decoded.retain(|k, _| current.contains_key(k));
         let before = std::mem::take(&mut self.invalid);
         for (name, now) in current {
             let text = match now {
@@ -155,8 +173,9 @@ impl Items {
             if self.good.get(&name) == Some(&text) {
                 continue;
             }
-            match weir_manifest::load_str(&name, &text, self.options) {
-                Ok(_) => {
+            match weir_manifest::decode(&named(&name, &text), self.options) {
+                Ok(d) => {
+                    self.decoded.insert(name.clone(), d);
                     self.good.insert(name, text);
                 }
                 Err(e) => {
@@ -188,15 +207,14 @@ impl Items {
                 });
             }
         }
-        let sources: Vec<NamedText> = self
+        if let Some((name, text)) = self
             .good
             .iter()
-            .map(|(n, t)| NamedText {
-                name: n.clone(),
-                text: t.clone(),
-            })
-            .collect();
-        let cluster = weir_manifest::load(&sources, self.options)?.cluster;
+            .find(|(k, _)| !self.decoded.contains_key(*k))
+        {
+            weir_manifest::decode(&named(name, text), self.options)?;
+        }
+        let cluster = weir_manifest::assemble(self.decoded.values())?.cluster;
         self.known = true;
         self.persist();
         Ok(cluster)

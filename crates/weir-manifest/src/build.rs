@@ -43,7 +43,7 @@ type Key = (String, String, String); // namespace, kind, name
 
 /// Objects the API server could never hold twice (same kind, namespace and name): an error
 /// naming both places, for every repeat.
-fn duplicates(objects: &[Object]) -> Vec<Diagnostic> {
+pub(crate) fn duplicates(objects: &[Object]) -> Vec<Diagnostic> {
     let mut seen: HashMap<(String, &str, &str), &Origin> = HashMap::new();
     let mut out = Vec::new();
     for o in objects {

@@ -40,7 +40,7 @@ pub struct Template {
     pub host_network: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Object {
     Namespace {
         name: String,

@@ -215,6 +215,73 @@ pub fn load(sources: &[NamedText], options: LoadOptions) -> Result<Loaded, LoadE
     })
 }
 
+/// One source decoded and validated on its own, kept so that sources changing one at a time
+/// (the agent's files and API objects) are reassembled without decoding the others again.
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    objects: Vec<decode::Object>,
+    skipped: BTreeMap<String, usize>,
+    warnings: Vec<Diagnostic>,
+}
+
+/// [`load`]'s checks for one source alone: the errors it would report for this source.
+pub fn decode(source: &NamedText, options: LoadOptions) -> Result<Decoded, LoadError> {
+    let mut diagnostics = Vec::new();
+    let mut objects = Vec::new();
+    let mut skipped = BTreeMap::new();
+    decode::decode_source(
+        source,
+        options,
+        &mut objects,
+        &mut skipped,
+        &mut diagnostics,
+    );
+    diagnostics.extend(build::duplicates(&objects));
+    let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = diagnostics
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if !errors.is_empty() {
+        return Err(LoadError::Invalid(helm_hints(
+            std::slice::from_ref(source),
+            errors,
+        )));
+    }
+    Ok(Decoded {
+        objects,
+        skipped,
+        warnings,
+    })
+}
+
+/// The cluster of sources decoded one by one ([`decode`]); what [`load`] of their texts
+/// gives, without decoding anything again. Errors are those between sources (the same
+/// object in two of them).
+pub fn assemble<'a>(parts: impl IntoIterator<Item = &'a Decoded>) -> Result<Loaded, LoadError> {
+    let mut objects = Vec::new();
+    let mut skipped = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for d in parts {
+        objects.extend(d.objects.iter().cloned());
+        for (kind, n) in &d.skipped {
+            *skipped.entry(kind.clone()).or_insert(0) += n;
+        }
+        warnings.extend(d.warnings.iter().cloned());
+    }
+    let (cluster, built) = build::assemble(objects);
+    let (errors, built_warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = built
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if !errors.is_empty() {
+        return Err(LoadError::Invalid(errors));
+    }
+    warnings.extend(built_warnings);
+    Ok(Loaded {
+        cluster,
+        skipped,
+        warnings,
+    })
+}
+
 /// A file with errors that holds `{{` is most likely a Helm template nobody rendered: its
 /// first error says so (once per file), with what to run instead.
 fn helm_hints(sources: &[NamedText], mut errors: Vec<Diagnostic>) -> Vec<Diagnostic> {

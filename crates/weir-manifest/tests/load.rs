@@ -179,3 +179,63 @@ fn json_stream_and_yaml_agree() {
         .cluster;
     assert_eq!(a, b);
 }
+
+/// The agent's sources change one item at a time and reassemble the rest from their decoded
+/// form: that must be exactly `load` of every text together — owner folding across items
+/// (a Pod, its ReplicaSet and Deployment in three items) included, and duplicates across
+/// items still errors.
+#[test]
+fn assembling_items_decoded_one_by_one_equals_loading_them_together() {
+    use weir_manifest::{assemble, decode, load, LoadError, NamedText};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/todos");
+    let mut sources = weir_manifest::read_paths(&[dir]).unwrap();
+    let trio = [
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop, uid: d1}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: x, ports: [{containerPort: 8080, name: http}]}]}\n",
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web-1, namespace: shop, uid: r1, ownerReferences: [{kind: Deployment, name: web, uid: d1, controller: true}]}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: x}]}\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web-1-a, namespace: shop, labels: {app: web}, ownerReferences: [{kind: ReplicaSet, name: web-1, uid: r1, controller: true}]}\nspec: {containers: [{name: web, image: x}]}\nstatus: {podIP: 10.1.0.7}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n",
+    ];
+    for (i, text) in trio.iter().enumerate() {
+        sources.push(NamedText {
+            name: format!("item-{i}"),
+            text: text.to_string(),
+        });
+    }
+    let options = LoadOptions::default();
+    let together = load(&sources, options).unwrap();
+    let parts: Vec<_> = sources
+        .iter()
+        .map(|s| decode(s, options).unwrap())
+        .collect();
+    let apart = assemble(&parts).unwrap();
+    assert_eq!(apart.cluster, together.cluster);
+    assert_eq!(apart.skipped, together.skipped);
+    assert_eq!(apart.warnings.len(), together.warnings.len());
+    let web = apart.cluster.endpoints.iter().find(|e| e.name == "web");
+    assert!(
+        web.is_some_and(|e| e.ips.len() == 1),
+        "the pod folded into its Deployment"
+    );
+
+    // The same object in two items: an error of the assembly, as of load.
+    let mut twice = parts.clone();
+    twice.push(decode(&sources[sources.len() - 4], options).unwrap());
+    match assemble(&twice) {
+        Err(LoadError::Invalid(d)) => {
+            assert!(d[0].message.contains("duplicate Deployment shop/web"))
+        }
+        other => panic!("expected a duplicate error, got {other:?}"),
+    }
+    // An invalid item: decode reports what load reports for it.
+    let bad = NamedText {
+        name: "bad".into(),
+        text: trio[2].replace("podIP: 10.1.0.7", "podIP: 10.1.0.999"),
+    };
+    let (Err(LoadError::Invalid(a)), Err(LoadError::Invalid(b))) = (
+        decode(&bad, options),
+        load(std::slice::from_ref(&bad), options),
+    ) else {
+        panic!("both must reject the bad address")
+    };
+    assert_eq!(a, b);
+}
