@@ -192,40 +192,64 @@ impl Engine<'_> {
     /// `policy_ns`, for a connection of family `v6`. The dataplane compiler asks this too,
     /// so that selector semantics live in one place.
     pub fn peer_matches(&self, peer: &Peer, policy_ns: &str, other: Side, v6: bool) -> bool {
-        match peer {
-            Peer::Pods { namespaces, pods } => {
-                let Side::Endpoint(i) = other else {
-                    return false;
-                };
+        match other {
+            Side::Endpoint(i) => {
                 let ep = &self.cluster.endpoints[i];
-                if ep.host_network {
-                    return false;
+                peer_matches_endpoint(
+                    peer,
+                    policy_ns,
+                    ep,
+                    self.namespace_labels(&ep.namespace),
+                    v6,
+                    self.options,
+                )
+            }
+            Side::Address(ip) => match peer {
+                Peer::Pods { .. } => false,
+                Peer::IpBlock { cidr, except } => {
+                    ip.is_ipv6() == v6 && ipblock_contains(cidr, except, ip)
                 }
-                let ns_ok = match namespaces {
-                    weir_model::NamespaceScope::PolicyNamespace => ep.namespace == policy_ns,
-                    weir_model::NamespaceScope::Selector(s) => self
-                        .namespace_labels(&ep.namespace)
-                        .is_some_and(|labels| selector::matches(s, labels)),
-                };
-                ns_ok
-                    && pods
-                        .as_ref()
-                        .is_none_or(|s| selector::matches(s, &ep.labels))
+            },
+        }
+    }
+}
+
+fn ipblock_contains(cidr: &ipnet::IpNet, except: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip))
+}
+
+/// [`Engine::peer_matches`] for one endpoint given on its own, with its namespace's labels
+/// (`None`: the namespace is unknown): what the dataplane asks of a single changed pod
+/// without an engine over the whole cluster.
+pub fn peer_matches_endpoint(
+    peer: &Peer,
+    policy_ns: &str,
+    ep: &Endpoint,
+    namespace_labels: Option<&weir_model::Labels>,
+    v6: bool,
+    options: Options,
+) -> bool {
+    match peer {
+        Peer::Pods { namespaces, pods } => {
+            if ep.host_network {
+                return false;
             }
-            Peer::IpBlock { cidr, except } => {
-                let ip = match other {
-                    Side::Address(ip) => Some(ip),
-                    Side::Endpoint(i) if self.options.ipblock_matches_pods => {
-                        self.cluster.endpoints[i].ip_of_family(v6)
-                    }
-                    Side::Endpoint(_) => None,
-                };
-                ip.is_some_and(|ip| {
-                    ip.is_ipv6() == v6
-                        && cidr.contains(&ip)
-                        && !except.iter().any(|e| e.contains(&ip))
-                })
-            }
+            let ns_ok = match namespaces {
+                weir_model::NamespaceScope::PolicyNamespace => ep.namespace == policy_ns,
+                weir_model::NamespaceScope::Selector(s) => {
+                    namespace_labels.is_some_and(|labels| selector::matches(s, labels))
+                }
+            };
+            ns_ok
+                && pods
+                    .as_ref()
+                    .is_none_or(|s| selector::matches(s, &ep.labels))
+        }
+        Peer::IpBlock { cidr, except } => {
+            options.ipblock_matches_pods
+                && ep
+                    .ip_of_family(v6)
+                    .is_some_and(|ip| ip.is_ipv6() == v6 && ipblock_contains(cidr, except, ip))
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Engine model → [`Ruleset`]. Selector and port semantics are asked of the engine
 //! (`peer_matches`, `selects`, `resolve_ports`); this module only decides the shape.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
@@ -107,6 +107,20 @@ pub fn compile(engine: &Engine, scope: Scope) -> Ruleset {
 
 /// [`compile`] with options.
 pub fn compile_with(engine: &Engine, scope: Scope, options: &CompileOptions) -> Ruleset {
+    compile_recorded(engine, scope, options).0
+}
+
+/// What [`compile_with`] leaves to keep a ruleset current incrementally.
+pub(crate) struct Recorded {
+    pub defs: BTreeMap<String, SetDef>,
+}
+
+/// [`compile_with`], also returning what each cluster-wide set stands for.
+pub(crate) fn compile_recorded(
+    engine: &Engine,
+    scope: Scope,
+    options: &CompileOptions,
+) -> (Ruleset, Recorded) {
     let cluster = engine.cluster();
     let mut local = vec![matches!(scope, Scope::All); cluster.endpoints.len()];
     match scope {
@@ -137,19 +151,19 @@ pub fn compile_with(engine: &Engine, scope: Scope, options: &CompileOptions) -> 
             .as_deref(),
     );
     c.dispatch();
-    c.rs
+    (c.rs, Recorded { defs: c.defs })
 }
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Family {
+pub(crate) enum Family {
     V4,
     V6,
 }
 
 impl Family {
-    fn of(ip: &IpAddr) -> Family {
+    pub(crate) fn of(ip: &IpAddr) -> Family {
         if ip.is_ipv6() {
             Family::V6
         } else {
@@ -163,7 +177,7 @@ impl Family {
             Family::V6 => "ip6",
         }
     }
-    fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Family::V4 => "4",
             Family::V6 => "6",
@@ -186,7 +200,7 @@ fn proto_kw(p: Protocol) -> &'static str {
 }
 
 /// IANA numbers: set elements use them so nothing depends on /etc/protocols.
-fn proto_num(p: Protocol) -> u8 {
+pub(crate) fn proto_num(p: Protocol) -> u8 {
     match p {
         Protocol::Tcp => 6,
         Protocol::Udp => 17,
@@ -254,6 +268,30 @@ struct Compiler<'e, 'c> {
     local_addresses: Option<std::collections::HashSet<IpAddr>>,
     names: Names,
     rs: Ruleset,
+    /// What each set that holds addresses of any endpoint in the cluster stands for, so a
+    /// single pod's change can be applied to it ([`crate::Incremental`]).
+    defs: BTreeMap<String, SetDef>,
+}
+
+/// A set whose elements depend on endpoints anywhere in the cluster (not only local ones).
+#[derive(Clone, Debug)]
+pub(crate) enum SetDef {
+    /// Addresses of family `family` of the endpoints a pod-selector peer matches.
+    Selector {
+        peer: Peer,
+        policy_ns: String,
+        family: Family,
+    },
+    /// An ipBlock peer's ranges (pod addresses cut out when ipBlocks do not match pods).
+    Block { peer: Peer },
+    /// (address . protocol . port) of the endpoints an egress peer (`None`: every endpoint)
+    /// matches, for the rule's named ports.
+    NamedEgress {
+        peer: Option<Peer>,
+        policy_ns: String,
+        named: Vec<PortRule>,
+        family: Family,
+    },
 }
 
 impl<'e, 'c> Compiler<'e, 'c> {
@@ -298,6 +336,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
             local_addresses: None,
             names: Names::default(),
             rs: Ruleset::default(),
+            defs: BTreeMap::new(),
         }
     }
 
@@ -586,6 +625,17 @@ impl<'e, 'c> Compiler<'e, 'c> {
                         let base = format!("{set_base}-{k}");
                         self.named_port_set(&base, &dsts, &named);
                         for f in self.families.clone() {
+                            self.defs.insert(
+                                format!("{base}-{}", f.suffix()),
+                                SetDef::NamedEgress {
+                                    peer: peer.cloned(),
+                                    policy_ns: policy.namespace.clone(),
+                                    named: named.clone(),
+                                    family: f,
+                                },
+                            );
+                        }
+                        for f in self.families.clone() {
                             let dport = format!(
                                 "{} daddr . meta l4proto . th dport @{base}-{}",
                                 f.kw(),
@@ -674,6 +724,14 @@ impl<'e, 'c> Compiler<'e, 'c> {
                                 elements,
                             },
                         );
+                        self.defs.insert(
+                            format!("{base}-{}", f.suffix()),
+                            SetDef::Selector {
+                                peer: peer.clone(),
+                                policy_ns: policy_ns.to_string(),
+                                family: f,
+                            },
+                        );
                     }
                 }
                 PeerMatch::Set { base, families }
@@ -698,6 +756,8 @@ impl<'e, 'c> Compiler<'e, 'c> {
                         }
                     }
                     let elements = ranges.iter().map(|&r| render_range(f, r)).collect();
+                    self.defs
+                        .insert(name.clone(), SetDef::Block { peer: peer.clone() });
                     self.rs.sets.insert(
                         name,
                         Set {

@@ -22,12 +22,14 @@
 
 pub mod apply;
 mod compile;
+mod incremental;
 mod library;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 pub use compile::{compile, compile_with, CompileOptions, PodInterfaces, Scope};
+pub use incremental::{Incremental, NeedsFull};
 
 /// The table weir owns; nothing outside it is ever touched.
 pub const TABLE: &str = "inet weir";

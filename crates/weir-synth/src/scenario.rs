@@ -203,7 +203,8 @@ fn container_port() -> impl Strategy<Value = ContainerPort> {
         })
 }
 
-fn endpoint() -> impl Strategy<Value = (Endpoint, u8)> {
+/// One endpoint (its name left empty) and the host number its addresses derive from.
+pub fn endpoint() -> impl Strategy<Value = (Endpoint, u8)> {
     (
         select(&NAMESPACES[..]),
         labels(),

@@ -1,0 +1,154 @@
+//! The incremental ruleset against the full compile: after every event of random sequences
+//! (pods added, removed, relabelled, moved between addresses, on this node or others), the
+//! ruleset kept by [`Incremental`] equals compiling the resulting cluster from scratch.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use proptest::prelude::*;
+use weir_engine::{Engine, Options};
+use weir_model::{Cluster, Endpoint};
+use weir_nft::{compile_with, CompileOptions, Incremental, Scope};
+use weir_synth::scenario;
+
+static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
+static REFUSED: AtomicUsize = AtomicUsize::new(0);
+
+fn full(
+    cluster: &Cluster,
+    engine: Options,
+    local: &HashSet<IpAddr>,
+    o: &CompileOptions,
+) -> weir_nft::Ruleset {
+    compile_with(
+        &Engine::with_options(cluster, engine),
+        Scope::Addresses(local),
+        o,
+    )
+}
+
+/// What one event does to the cluster: (endpoint id, its new version or None).
+fn event(
+    cluster: &Cluster,
+    k: usize,
+    kind: u8,
+    mut ep: Endpoint,
+    target: usize,
+) -> (String, Option<Endpoint>) {
+    let existing = (!cluster.endpoints.is_empty())
+        .then(|| &cluster.endpoints[target % cluster.endpoints.len()]);
+    match (kind, existing) {
+        (1, Some(e)) => (e.id(), None),
+        (2, Some(e)) => {
+            // Same pod, new labels, ports and addresses.
+            ep.namespace = e.namespace.clone();
+            ep.name = e.name.clone();
+            (e.id(), Some(ep))
+        }
+        (3, Some(e)) => {
+            let mut relabelled = e.clone();
+            relabelled.labels = ep.labels;
+            (e.id(), Some(relabelled))
+        }
+        _ => {
+            ep.name = format!("new{k}");
+            (ep.id(), Some(ep))
+        }
+    }
+}
+
+fn apply(cluster: &mut Cluster, id: &str, new: Option<Endpoint>) {
+    cluster.endpoints.retain(|e| e.id() != id);
+    cluster.endpoints.extend(new);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #[test]
+    fn incremental_equals_the_full_compile_after_every_event(
+        cluster in scenario::cluster(),
+        local_pick in proptest::collection::vec(proptest::bool::weighted(0.3), 8),
+        events in proptest::collection::vec((0u8..4, scenario::endpoint(), 0usize..8), 1..20),
+        ipblock_matches_pods in proptest::bool::weighted(0.8),
+        fail_closed in any::<bool>(),
+    ) {
+        let engine = Options { ipblock_matches_pods };
+        let options = CompileOptions {
+            pod_interfaces: fail_closed.then(|| "wp*".parse().unwrap()),
+            log_group: fail_closed.then_some(3),
+        };
+        let local: HashSet<IpAddr> = cluster
+            .endpoints
+            .iter()
+            .zip(&local_pick)
+            .filter(|(_, pick)| **pick)
+            .flat_map(|(e, _)| e.ips.iter().copied())
+            .collect();
+        let mut truth = cluster.clone();
+        let mut inc = Incremental::new(cluster, engine, Some(local.clone()), options.clone());
+        prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options));
+        for (k, (kind, (ep, _), target)) in events.into_iter().enumerate() {
+            let (id, new) = event(&truth, k, kind, ep, target);
+            apply(&mut truth, &id, new.clone());
+            match inc.endpoint(&id, new) {
+                Ok(()) => { ACCEPTED.fetch_add(1, Ordering::Relaxed); }
+                Err(_) => {
+                    REFUSED.fetch_add(1, Ordering::Relaxed);
+                    inc = Incremental::new(truth.clone(), engine, Some(local.clone()), options.clone());
+                }
+            }
+            prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options), "after event {} on {}", k, id);
+        }
+    }
+}
+
+/// The property above must not hold vacuously: most generated events are accepted.
+#[test]
+fn most_generated_events_are_taken_incrementally() {
+    incremental_equals_the_full_compile_after_every_event();
+    let (a, r) = (
+        ACCEPTED.load(Ordering::Relaxed),
+        REFUSED.load(Ordering::Relaxed),
+    );
+    assert!(a > r, "accepted {a}, refused {r}");
+}
+
+#[test]
+fn a_remote_pod_moves_only_its_own_elements_and_a_local_one_is_refused() {
+    let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n---\n\
+        apiVersion: v1\nkind: Pod\nmetadata: {name: redis, namespace: prod, labels: {tier: data}}\nspec: {containers: [{name: c, image: x}]}\nstatus: {podIP: 10.0.0.2}\n---\n\
+        apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: prod}\n\
+        spec:\n  podSelector: {matchLabels: {tier: data}}\n  ingress: [{from: [{podSelector: {matchLabels: {tier: logic}}}]}]\n";
+    let cluster = weir_manifest::load_str("t.yaml", text, Default::default())
+        .unwrap()
+        .cluster;
+    let local: HashSet<IpAddr> = ["10.0.0.2".parse().unwrap()].into();
+    let mut inc = Incremental::new(
+        cluster,
+        Options::default(),
+        Some(local),
+        CompileOptions::default(),
+    );
+    let before = inc.ruleset().clone();
+    let mut api = inc.cluster().endpoints[0].clone();
+    api.name = "api".into();
+    api.labels = [("tier".to_string(), "logic".to_string())].into();
+    api.ips = vec!["10.0.0.9".parse().unwrap()];
+    inc.endpoint("prod/api", Some(api.clone())).unwrap();
+    let delta = inc.ruleset().delta(&before).unwrap();
+    assert!(
+        delta.starts_with("add element inet weir sel-") && delta.contains("10.0.0.9"),
+        "{delta}"
+    );
+    assert_eq!(delta.lines().count(), 1, "{delta}");
+    // This node's own pod: refused, nothing changed.
+    let after = inc.ruleset().clone();
+    let mut redis = inc.cluster().endpoints[0].clone();
+    redis.labels.clear();
+    assert!(inc.endpoint("prod/redis", Some(redis)).is_err());
+    assert_eq!(inc.ruleset(), &after);
+    // The remote pod leaves again.
+    inc.endpoint("prod/api", None).unwrap();
+    assert_eq!(inc.ruleset(), &before);
+}
