@@ -3,7 +3,8 @@
 //! reach everywhere. Objects are kept untyped and validated one by one like files, so an
 //! object that fails to decode is skipped and reported and never stops the watch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -13,15 +14,77 @@ use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use weir_kube::{key, manifest};
-use weir_model::Cluster;
 
-use crate::source::{Current, Items, SourceError};
+use crate::source::{Change, Current, Items, SourceError};
 use crate::throttle::Throttle;
 
-/// The last state of every watched object, as JSON, keyed `Kind/namespace/name`.
+/// The last state of every watched object, as JSON, keyed `Kind/namespace/name`; which
+/// keys changed since the source was last read; and where each pod runs.
 #[derive(Default)]
 struct Shared {
     objects: BTreeMap<String, String>,
+    changed: BTreeSet<String>,
+    /// Pod key → (its node, its addresses); hostNetwork pods are not kept.
+    placed: HashMap<String, (String, Vec<IpAddr>)>,
+    /// Node → keys of its pods.
+    by_node: HashMap<String, BTreeSet<String>>,
+}
+
+impl Shared {
+    fn put(&mut self, key: String, text: String) {
+        self.unplace(&key);
+        if key.starts_with("Pod/") {
+            if let Some((node, ips)) = placement(&text) {
+                self.by_node
+                    .entry(node.clone())
+                    .or_default()
+                    .insert(key.clone());
+                self.placed.insert(key.clone(), (node, ips));
+            }
+        }
+        self.changed.insert(key.clone());
+        self.objects.insert(key, text);
+    }
+
+    fn delete(&mut self, key: &str) {
+        self.unplace(key);
+        if self.objects.remove(key).is_some() {
+            self.changed.insert(key.to_string());
+        }
+    }
+
+    fn unplace(&mut self, key: &str) {
+        if let Some((node, _)) = self.placed.remove(key) {
+            if let Some(keys) = self.by_node.get_mut(&node) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.by_node.remove(&node);
+                }
+            }
+        }
+    }
+}
+
+/// A pod's node and addresses (`spec.nodeName`, `status.podIPs`/`podIP`); `None` for
+/// hostNetwork pods and unscheduled ones.
+fn placement(text: &str) -> Option<(String, Vec<IpAddr>)> {
+    let p: serde_json::Value = serde_json::from_str(text).ok()?;
+    if p["spec"]["hostNetwork"] == true {
+        return None;
+    }
+    let node = p["spec"]["nodeName"].as_str()?.to_string();
+    let mut ips: Vec<IpAddr> = p["status"]["podIPs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x["ip"].as_str()?.parse().ok())
+        .collect();
+    ips.extend(
+        p["status"]["podIP"]
+            .as_str()
+            .and_then(|ip| ip.parse::<IpAddr>().ok()),
+    );
+    Some((node, ips))
 }
 
 pub struct KubeSource {
@@ -32,6 +95,8 @@ pub struct KubeSource {
     /// Whether some watch is failing now (the API unreachable, access refused).
     failing: Arc<AtomicBool>,
     pub items: Items,
+    /// Whether the objects were read once (later reads take only what changed).
+    read_once: bool,
 }
 
 impl KubeSource {
@@ -90,8 +155,17 @@ impl KubeSource {
                                     let list = fresh.take().unwrap_or_default();
                                     let prefix = format!("{}/", ar.kind);
                                     let mut g = s.lock().expect("kube objects");
-                                    g.objects.retain(|k, _| !k.starts_with(&prefix));
-                                    g.objects.extend(list);
+                                    let gone: Vec<String> = g.objects.keys()
+                                        .filter(|k| k.starts_with(&prefix) && !list.contains_key(*k))
+                                        .cloned().collect();
+                                    for k in gone {
+                                        g.delete(&k);
+                                    }
+                                    for (k, v) in list {
+                                        if g.objects.get(&k) != Some(&v) {
+                                            g.put(k, v);
+                                        }
+                                    }
                                     drop(g);
                                     if !done {
                                         done = true;
@@ -100,10 +174,10 @@ impl KubeSource {
                                     tracing::info!(kind = %ar.kind, "listed");
                                 }
                                 Ok(Event::Apply(o)) => {
-                                    s.lock().expect("kube objects").objects.insert(key(&ar, &o), manifest(&ar, &o));
+                                    s.lock().expect("kube objects").put(key(&ar, &o), manifest(&ar, &o));
                                 }
                                 Ok(Event::Delete(o)) => {
-                                    s.lock().expect("kube objects").objects.remove(&key(&ar, &o));
+                                    s.lock().expect("kube objects").delete(&key(&ar, &o));
                                 }
                                 Err(e) => {
                                     f.store(true, Ordering::SeqCst);
@@ -128,45 +202,50 @@ impl KubeSource {
             watched,
             failing,
             items,
+            read_once: false,
         })
     }
 
     /// Addresses of the pods scheduled on `node` (`spec.nodeName`), hostNetwork pods aside.
-    pub fn local_addresses(&self, node: &str) -> std::collections::HashSet<std::net::IpAddr> {
-        let objects = self.shared.lock().expect("kube objects");
-        objects
-            .objects
-            .iter()
-            .filter(|(k, _)| k.starts_with("Pod/"))
-            .filter_map(|(_, text)| serde_json::from_str::<serde_json::Value>(text).ok())
-            .filter(|p| p["spec"]["nodeName"] == node && p["spec"]["hostNetwork"] != true)
-            .flat_map(|p| {
-                let mut ips: Vec<String> = p["status"]["podIPs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x["ip"].as_str().map(str::to_string))
-                    .collect();
-                ips.extend(p["status"]["podIP"].as_str().map(str::to_string));
-                ips
-            })
-            .filter_map(|ip| ip.parse().ok())
+    pub fn local_addresses(&self, node: &str) -> HashSet<IpAddr> {
+        let g = self.shared.lock().expect("kube objects");
+        g.by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| g.placed.get(k))
+            .flat_map(|(_, ips)| ips.iter().copied())
             .collect()
     }
 
-    /// The cluster from every object's last good version; an error until every resource has
-    /// been listed once (so nothing reaches the kernel before the source is in sync).
-    pub fn load(&mut self) -> Result<Cluster, SourceError> {
+    /// What changed since the last read; an error until every resource has been listed
+    /// once (so nothing reaches the kernel before the source is in sync). The first read
+    /// is every object.
+    pub fn changes(&mut self) -> Result<Vec<Change>, SourceError> {
         if self.synced.load(Ordering::SeqCst) < self.watched {
             return Err(SourceError::NotYet);
         }
-        let objects = self.shared.lock().expect("kube objects").objects.clone();
-        self.items.update(
-            objects
-                .into_iter()
-                .map(|(k, v)| (k, Current::Text(v)))
-                .collect(),
-        )
+        let mut g = self.shared.lock().expect("kube objects");
+        let changed = std::mem::take(&mut g.changed);
+        if !self.read_once {
+            let all = g.objects.clone();
+            drop(g);
+            self.read_once = true;
+            return self.items.update(
+                all.into_iter()
+                    .map(|(k, v)| (k, Current::Text(v)))
+                    .collect(),
+            );
+        }
+        let now: BTreeMap<String, Option<Current>> = changed
+            .into_iter()
+            .map(|k| {
+                let v = g.objects.get(&k).map(|t| Current::Text(t.clone()));
+                (k, v)
+            })
+            .collect();
+        drop(g);
+        self.items.apply(now)
     }
 
     /// `Some(why)` while the API cannot be watched (the last state stays enforced).

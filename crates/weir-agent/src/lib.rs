@@ -38,11 +38,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use weir_engine::{Engine, Options};
+use weir_model::Endpoint;
 use weir_nft::apply::{Applied, Enforcer, Kernel, Nft, NftCli};
-use weir_nft::{compile_with, CompileOptions, Scope};
+use weir_nft::{compile_with, CompileOptions, Incremental, Scope};
 
 use metrics::Metrics;
-use source::{DirSource, Items, SourceError};
+use source::{Change, DirSource, Items, SourceError};
 use throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
@@ -86,13 +87,15 @@ pub enum SourceSpec {
     Kubernetes,
 }
 
-/// What the agent reconciles from: the cluster as the source says it is now. Sources keep
-/// each item's last good version ([`Items`]); the agent never sees an invalid item.
+/// What the agent reconciles from. Sources keep each item's last good version
+/// ([`Items`]); the agent never sees an invalid item.
 pub trait Source {
-    /// The cluster from every item's last good version, read now.
-    fn load(&mut self) -> Result<weir_model::Cluster, SourceError>;
-    /// The items behind the last load, with the invalid ones and why.
+    /// Reads the source: the items whose good version changed since the last call (the
+    /// first call: every item).
+    fn changes(&mut self) -> Result<Vec<Change>, SourceError>;
+    /// Every item's good version, with the invalid ones and why.
     fn items(&self) -> &Items;
+    fn items_mut(&mut self) -> &mut Items;
     /// Addresses of the pods placed on `node`, for sources that know placement.
     fn local_addresses(&self, _node: &str) -> Option<HashSet<IpAddr>> {
         None
@@ -104,11 +107,14 @@ pub trait Source {
 }
 
 impl<S: Source + ?Sized> Source for Box<S> {
-    fn load(&mut self) -> Result<weir_model::Cluster, SourceError> {
-        (**self).load()
+    fn changes(&mut self) -> Result<Vec<Change>, SourceError> {
+        (**self).changes()
     }
     fn items(&self) -> &Items {
         (**self).items()
+    }
+    fn items_mut(&mut self) -> &mut Items {
+        (**self).items_mut()
     }
     fn local_addresses(&self, node: &str) -> Option<HashSet<IpAddr>> {
         (**self).local_addresses(node)
@@ -119,20 +125,26 @@ impl<S: Source + ?Sized> Source for Box<S> {
 }
 
 impl Source for DirSource {
-    fn load(&mut self) -> Result<weir_model::Cluster, SourceError> {
-        DirSource::load(self)
+    fn changes(&mut self) -> Result<Vec<Change>, SourceError> {
+        DirSource::changes(self)
     }
     fn items(&self) -> &Items {
         &self.items
+    }
+    fn items_mut(&mut self) -> &mut Items {
+        &mut self.items
     }
 }
 
 impl Source for kube_source::KubeSource {
-    fn load(&mut self) -> Result<weir_model::Cluster, SourceError> {
-        kube_source::KubeSource::load(self)
+    fn changes(&mut self) -> Result<Vec<Change>, SourceError> {
+        kube_source::KubeSource::changes(self)
     }
     fn items(&self) -> &Items {
         &self.items
+    }
+    fn items_mut(&mut self) -> &mut Items {
+        &mut self.items
     }
     fn local_addresses(&self, node: &str) -> Option<HashSet<IpAddr>> {
         Some(kube_source::KubeSource::local_addresses(self, node))
@@ -220,6 +232,18 @@ impl Attribution {
             .collect();
     }
 
+    /// One endpoint added, changed or removed (chains do not change with pods elsewhere).
+    fn endpoint_changed(&mut self, old: Option<&Endpoint>, new: Option<&Endpoint>) {
+        for ip in old.iter().flat_map(|e| &e.ips) {
+            self.endpoints.remove(ip);
+        }
+        if let Some(e) = new {
+            for ip in &e.ips {
+                self.endpoints.insert(*ip, e.id());
+            }
+        }
+    }
+
     /// One line per dropped packet: who, to whom, on what, and why.
     pub fn describe(&self, l: &nflog::Logged) -> String {
         let name = |ip: &IpAddr| {
@@ -285,19 +309,25 @@ pub struct Agent<S, N: Nft> {
     attribution: Arc<Mutex<Attribution>>,
     /// Where the last reconcile spent its time.
     pub stages: Stages,
+    /// The ruleset and what it was compiled from, kept for pod events.
+    incremental: Option<Incremental>,
+    /// A placed (lab) ruleset between its compile and its apply.
+    placed: Option<weir_nft::Ruleset>,
 }
 
 /// Time per stage of one reconcile (`weir bench agent` reports them).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stages {
-    /// Reading the source and loading the cluster from its items.
-    pub load: Duration,
-    /// The engine over the whole cluster.
-    pub engine: Duration,
-    /// This node's ruleset.
+    /// Reading what changed from the source (decoding changed items).
+    pub read: Duration,
+    /// Assembling the cluster from every item (full compiles only).
+    pub model: Duration,
+    /// This node's ruleset: compiled in full, or the changed pods' elements moved.
     pub compile: Duration,
     /// The difference to what was programmed, into the kernel.
     pub apply: Duration,
+    /// Whether the changes were applied incrementally.
+    pub incremental: bool,
 }
 
 impl<S: Source, N: Nft> Agent<S, N> {
@@ -313,6 +343,8 @@ impl<S: Source, N: Nft> Agent<S, N> {
             metrics: Arc::new(Metrics::default()),
             attribution: Arc::new(Mutex::new(Attribution::default())),
             stages: Stages::default(),
+            incremental: None,
+            placed: None,
         }
     }
 
@@ -328,47 +360,44 @@ impl<S: Source, N: Nft> Agent<S, N> {
         &self.enforcer
     }
 
-    /// One reconcile: read the source, compile, apply the difference.
+    /// One reconcile: read what changed, bring the ruleset up to date, apply the difference.
+    /// Pods changing on other nodes move only their own set elements ([`Incremental`]);
+    /// anything else recompiles from every item's good version.
     pub fn reconcile(&mut self) -> Result<Applied, SyncError> {
-        let config = &self.config;
         let start = Instant::now();
-        let loaded = self.source.load();
+        let changes = self.source.changes();
         let items = self.source.items();
         self.metrics.source(items.invalid.len());
         for item in &items.newly_invalid {
             let why = &items.invalid[item];
             tracing::warn!(item = %item, error = %why, "invalid source item: keeping its last good version");
         }
-        let cluster = loaded?;
-        let t_load = Instant::now();
-        let (cluster, local): (weir_model::Cluster, Option<Vec<usize>>) = match &config.target {
-            Target::Placed { placement, .. } => {
-                let (placed, local) = placement.place(cluster).map_err(SyncError::Other)?;
-                (placed, Some(local))
+        let changes = match changes {
+            Ok(c) => c,
+            Err(e) => {
+                // What was read is in the items but not in the ruleset: start afresh.
+                self.incremental = None;
+                return Err(e.into());
             }
-            _ => (cluster, None),
         };
-        let engine = Engine::with_options(&cluster, config.engine);
-        let t_engine = Instant::now();
-        let node_addresses = match (&config.node_name, &local) {
-            (Some(node), None) => self.source.local_addresses(node),
+        let t_read = Instant::now();
+        let node_addresses = match (&self.config.node_name, &self.config.target) {
+            (Some(node), Target::Host | Target::Netns(_)) => self.source.local_addresses(node),
             _ => None,
         };
-        let scope = match (&local, &node_addresses) {
-            (Some(l), _) => Scope::Endpoints(l),
-            (None, Some(ips)) => Scope::Addresses(ips),
-            (None, None) => Scope::All,
-        };
-        let options = CompileOptions {
-            pod_interfaces: config.pod_interfaces.clone(),
-            log_group: config.log_group,
-        };
-        let ruleset = compile_with(&engine, scope, &options);
+        let incremental = self.incremental_step(&changes, node_addresses.as_ref());
+        let t_model = Instant::now();
+        if !incremental {
+            if let Err(e) = self.full(node_addresses) {
+                self.incremental = None;
+                return Err(e);
+            }
+        }
         let t_compile = Instant::now();
-        self.attribution
-            .lock()
-            .expect("attribution")
-            .refresh(&cluster, &ruleset);
+        let ruleset = match &self.incremental {
+            Some(inc) => inc.ruleset().clone(),
+            None => self.placed.take().expect("a full compile leaves a ruleset"),
+        };
         let applied = self
             .enforcer
             .apply(ruleset)
@@ -377,21 +406,98 @@ impl<S: Source, N: Nft> Agent<S, N> {
             self.metrics.delta_refused();
             tracing::warn!(error = %why, "the kernel refused a delta (was the table changed behind weir's back?); replaced the whole table instead");
         }
-        if config.cut_established && applied.mode == weir_nft::apply::Mode::Delta {
+        if self.config.cut_established && applied.mode == weir_nft::apply::Mode::Delta {
             flush_conntrack(&self.tools)
                 .map_err(|e| SyncError::Other(format!("conntrack flush: {e}")))?;
         }
+        self.source.items_mut().save_if_due();
         let took = start.elapsed();
         self.stages = Stages {
-            load: t_load - start,
-            engine: t_engine - t_load,
-            compile: t_compile - t_engine,
+            read: t_read - start,
+            model: if incremental {
+                Duration::ZERO
+            } else {
+                t_compile - t_model
+            },
+            compile: if incremental {
+                t_model - t_read
+            } else {
+                t_compile - t_model
+            },
             apply: t_compile.elapsed(),
+            incremental,
         };
         self.metrics.synced(took, applied.size);
-        tracing::info!(mode = ?applied.mode, rules = applied.size.rules, sets = applied.size.sets, elements = applied.size.elements,
+        tracing::info!(mode = ?applied.mode, incremental, rules = applied.size.rules, sets = applied.size.sets, elements = applied.size.elements,
             script_bytes = applied.script_bytes, took_ms = took.as_secs_f64() * 1e3, "synced");
         Ok(applied)
+    }
+
+    /// Applies `changes` to the kept ruleset when each is a pod on another node; `false`
+    /// (and the kept ruleset dropped) when a full compile is needed.
+    fn incremental_step(
+        &mut self,
+        changes: &[Change],
+        node_addresses: Option<&HashSet<IpAddr>>,
+    ) -> bool {
+        let Some(inc) = self.incremental.as_mut() else {
+            return false;
+        };
+        if self.source.items().has_workloads() || inc.inputs().2 != node_addresses {
+            self.incremental = None;
+            return false;
+        }
+        let mut attribution = self.attribution.lock().expect("attribution");
+        for c in changes {
+            let before = c.before.as_ref().map(|d| d.lone_pod());
+            let after = c.after.as_ref().map(|d| d.lone_pod());
+            // Only items that are one pod each, keyed by that pod (the Kubernetes source's
+            // `Pod/namespace/name`), so that no other item can hold the same pod.
+            let pod = |e: &Option<Option<Endpoint>>| match e {
+                None => Some(None),
+                Some(Some(p)) if c.name == format!("Pod/{}", p.id()) => Some(Some(p.clone())),
+                Some(_) => None,
+            };
+            let (Some(old), Some(new)) = (pod(&before), pod(&after)) else {
+                self.incremental = None;
+                return false;
+            };
+            let id = c.name.trim_start_matches("Pod/");
+            if inc.endpoint(id, new.clone()).is_err() {
+                self.incremental = None;
+                return false;
+            }
+            attribution.endpoint_changed(old.as_ref(), new.as_ref());
+        }
+        true
+    }
+
+    /// Compiles from every item's good version; keeps the result for later increments
+    /// (except with a placement, whose ruleset is kept for this reconcile only).
+    fn full(&mut self, node_addresses: Option<HashSet<IpAddr>>) -> Result<(), SyncError> {
+        let config = &self.config;
+        let cluster = self.source.items_mut().cluster()?;
+        let options = CompileOptions {
+            pod_interfaces: config.pod_interfaces.clone(),
+            log_group: config.log_group,
+        };
+        let mut attribution = self.attribution.lock().expect("attribution");
+        match &config.target {
+            Target::Placed { placement, .. } => {
+                let (placed, local) = placement.place(cluster).map_err(SyncError::Other)?;
+                let engine = Engine::with_options(&placed, config.engine);
+                let ruleset = compile_with(&engine, Scope::Endpoints(&local), &options);
+                attribution.refresh(&placed, &ruleset);
+                self.placed = Some(ruleset);
+                self.incremental = None;
+            }
+            Target::Host | Target::Netns(_) => {
+                let inc = Incremental::new(cluster, config.engine, node_addresses, options);
+                attribution.refresh(inc.cluster(), inc.ruleset());
+                self.incremental = Some(inc);
+            }
+        }
+        Ok(())
     }
 
     /// Reads the table back; when it is not what was programmed, says what differs and

@@ -32,6 +32,9 @@ use weir_model::Cluster;
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 /// How long a file seen being written (modified, not yet closed) is left alone.
 pub const IN_PROGRESS_LIMIT: Duration = Duration::from_secs(10);
+/// At most one write of the state file per this long (the last change is written at the
+/// next tick after it).
+pub const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Longest error kept per item (a hostile file can make very long messages).
 const MAX_ERROR_BYTES: usize = 1024;
 
@@ -73,6 +76,11 @@ pub struct Items {
     /// Each good item decoded (the same keys as `good`): a change re-decodes only the
     /// items that changed.
     decoded: BTreeMap<String, Decoded>,
+    /// Good items holding workloads.
+    workloads: usize,
+    /// The good state changed since it was last persisted, which was then.
+    unsaved: bool,
+    saved_at: Option<Instant>,
     /// Whether `good` is the last good state: after a successful update, or as loaded from
     /// the state directory. Before that, an invalid item's last good version is unknown.
     known: bool,
@@ -82,6 +90,14 @@ pub struct Items {
     pub invalid: BTreeMap<String, String>,
     /// Items that became invalid (or changed error) in the last update: logged once each.
     pub newly_invalid: Vec<String>,
+}
+
+/// An item whose good version changed: before and after, decoded (`None`: none).
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub name: String,
+    pub before: Option<Decoded>,
+    pub after: Option<Decoded>,
 }
 
 /// The state file's format.
@@ -156,27 +172,72 @@ impl Items {
         self.good.keys().map(String::as_str)
     }
 
-    /// Replaces the item set with `current` and loads the good versions together.
-    pub fn update(&mut self, current: BTreeMap<String, Current>) -> Result<Cluster, SourceError> {
-        self.good.retain(|k, _| current.contains_key(k));
-        self.decoded.retain(|k, _| current.contains_key(k));
-        let before = std::mem::take(&mut self.invalid);
-        for (name, now) in current {
+    /// Replaces the item set with `current` (a whole listing: items not in it are gone).
+    pub fn update(
+        &mut self,
+        current: BTreeMap<String, Current>,
+    ) -> Result<Vec<Change>, SourceError> {
+        let gone: Vec<String> = self
+            .good
+            .keys()
+            .chain(self.invalid.keys())
+            .filter(|k| !current.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut changes: BTreeMap<String, Option<Current>> =
+            gone.into_iter().map(|k| (k, None)).collect();
+        changes.extend(current.into_iter().map(|(k, v)| (k, Some(v))));
+        self.apply(changes)
+    }
+
+    /// Applies what changed: each named item is now this (`None`: gone). Returns the items
+    /// whose good version changed. Work in proportion to the changes.
+    pub fn apply(
+        &mut self,
+        changes: BTreeMap<String, Option<Current>>,
+    ) -> Result<Vec<Change>, SourceError> {
+        let mut out = Vec::new();
+        let mut newly_invalid = Vec::new();
+        for (name, now) in changes {
             let text = match now {
-                Current::InProgress => continue,
-                Current::Unreadable(why) => {
-                    self.invalid.insert(name, shorten(why));
+                None => {
+                    self.invalid.remove(&name);
+                    if self.good.remove(&name).is_some() {
+                        let before = self.take_decoded(&name);
+                        out.push(Change {
+                            name,
+                            before,
+                            after: None,
+                        });
+                    }
                     continue;
                 }
-                Current::Text(text) => text,
+                Some(Current::InProgress) => {
+                    self.invalid.remove(&name);
+                    continue;
+                }
+                Some(Current::Unreadable(why)) => {
+                    self.mark_invalid(name, shorten(why), &mut newly_invalid);
+                    continue;
+                }
+                Some(Current::Text(text)) => text,
             };
             if self.good.get(&name) == Some(&text) {
+                self.invalid.remove(&name);
                 continue;
             }
             match weir_manifest::decode(&named(&name, &text), self.options) {
                 Ok(d) => {
-                    self.decoded.insert(name.clone(), d);
-                    self.good.insert(name, text);
+                    self.invalid.remove(&name);
+                    let before = self.take_decoded(&name);
+                    self.workloads += usize::from(d.has_workloads());
+                    self.decoded.insert(name.clone(), d.clone());
+                    self.good.insert(name.clone(), text);
+                    out.push(Change {
+                        name,
+                        before,
+                        after: Some(d),
+                    });
                 }
                 Err(e) => {
                     let first = match &e {
@@ -185,16 +246,11 @@ impl Items {
                         }
                         other => other.to_string(),
                     };
-                    self.invalid.insert(name, shorten(first));
+                    self.mark_invalid(name, shorten(first), &mut newly_invalid);
                 }
             }
         }
-        self.newly_invalid = self
-            .invalid
-            .iter()
-            .filter(|(k, v)| before.get(*k) != Some(v))
-            .map(|(k, _)| k.clone())
-            .collect();
+        self.newly_invalid = newly_invalid;
         if !self.known {
             if let Some((item, why)) = self
                 .invalid
@@ -207,6 +263,34 @@ impl Items {
                 });
             }
         }
+        if !out.is_empty() {
+            self.unsaved = true;
+        }
+        Ok(out)
+    }
+
+    fn take_decoded(&mut self, name: &str) -> Option<Decoded> {
+        let d = self.decoded.remove(name)?;
+        self.workloads -= usize::from(d.has_workloads());
+        Some(d)
+    }
+
+    fn mark_invalid(&mut self, name: String, why: String, newly: &mut Vec<String>) {
+        if self.invalid.get(&name) != Some(&why) {
+            newly.push(name.clone());
+        }
+        self.invalid.insert(name, why);
+    }
+
+    /// Whether some good item holds workloads (their pods fold into them across items, so
+    /// a pod's change is not a change of that pod alone).
+    pub fn has_workloads(&self) -> bool {
+        self.workloads > 0
+    }
+
+    /// The cluster from every item's good version. The first success makes the good state
+    /// the last good state (an item invalid later keeps it).
+    pub fn cluster(&mut self) -> Result<Cluster, SourceError> {
         if let Some((name, text)) = self
             .good
             .iter()
@@ -216,8 +300,22 @@ impl Items {
         }
         let cluster = weir_manifest::assemble(self.decoded.values())?.cluster;
         self.known = true;
-        self.persist();
+        self.save();
         Ok(cluster)
+    }
+
+    /// Persists the good state when it changed and the last write is a second old: a
+    /// write is the whole state, so a burst of events writes it once.
+    pub fn save_if_due(&mut self) {
+        if self.unsaved && self.known && self.saved_at.is_none_or(|t| t.elapsed() >= SAVE_EVERY) {
+            self.save();
+        }
+    }
+
+    fn save(&mut self) {
+        self.persist();
+        self.unsaved = false;
+        self.saved_at = Some(Instant::now());
     }
 
     /// Writes the good state atomically (temporary file, then rename), owner-only.
@@ -371,7 +469,7 @@ impl DirSource {
     /// Re-reads the directory: valid files replace their last good version; invalid,
     /// unreadable and half-written ones keep it; deleted files are dropped. A missing or
     /// unreadable directory is an error, never an empty cluster.
-    pub fn load(&mut self) -> Result<Cluster, SourceError> {
+    pub fn changes(&mut self) -> Result<Vec<Change>, SourceError> {
         let found = walk(&self.root).map_err(|e| {
             SourceError::Unavailable(format!(
                 "directory {}: {e}; keeping what is enforced",
@@ -498,6 +596,12 @@ mod tests {
 
     const NS: &str = "kind: Namespace\napiVersion: v1\nmetadata:\n  name: a\n";
 
+    /// What a reconcile does with a whole listing: read it, then assemble the cluster.
+    fn load(items: &mut Items, now: BTreeMap<String, Current>) -> Result<Cluster, SourceError> {
+        items.update(now)?;
+        items.cluster()
+    }
+
     fn current(items: &[(&str, Current)]) -> BTreeMap<String, Current> {
         items
             .iter()
@@ -508,50 +612,54 @@ mod tests {
     #[test]
     fn unreadable_items_keep_their_last_good_version() {
         let mut items = Items::new(LoadOptions::default());
-        let c = items
-            .update(current(&[("a.yaml", Current::Text(NS.into()))]))
-            .unwrap();
+        let c = load(&mut items, current(&[("a.yaml", Current::Text(NS.into()))])).unwrap();
         assert_eq!(c.namespaces.len(), 1);
         for now in [
             Current::Unreadable("not UTF-8".into()),
             Current::Text("kind: [".into()),
             Current::InProgress,
         ] {
-            let c = items.update(current(&[("a.yaml", now.clone())])).unwrap();
+            let c = load(&mut items, current(&[("a.yaml", now.clone())])).unwrap();
             assert_eq!(c.namespaces.len(), 1, "{now:?}");
         }
         // Deleted: gone.
-        let c = items.update(BTreeMap::new()).unwrap();
+        let c = load(&mut items, BTreeMap::new()).unwrap();
         assert!(c.namespaces.is_empty());
     }
 
     #[test]
     fn an_invalid_item_without_a_known_last_good_version_blocks() {
         let mut items = Items::new(LoadOptions::default());
-        let err = items
-            .update(current(&[
+        let err = load(
+            &mut items,
+            current(&[
                 ("a.yaml", Current::Text(NS.into())),
                 ("b.yaml", Current::Text("kind: [".into())),
-            ]))
-            .unwrap_err();
+            ]),
+        )
+        .unwrap_err();
         assert!(matches!(err, SourceError::NoLastGood { ref item, .. } if item == "b.yaml"));
         // Once a state is known, a new invalid item is simply left out.
         let ok = current(&[("a.yaml", Current::Text(NS.into()))]);
-        items.update(ok).unwrap();
-        items
-            .update(current(&[
+        load(&mut items, ok).unwrap();
+        load(
+            &mut items,
+            current(&[
                 ("a.yaml", Current::Text(NS.into())),
                 ("b.yaml", Current::Text("kind: [".into())),
-            ]))
-            .unwrap();
+            ]),
+        )
+        .unwrap();
         assert_eq!(items.newly_invalid, ["b.yaml"]);
         // The same error again is not news.
-        items
-            .update(current(&[
+        load(
+            &mut items,
+            current(&[
                 ("a.yaml", Current::Text(NS.into())),
                 ("b.yaml", Current::Text("kind: [".into())),
-            ]))
-            .unwrap();
+            ]),
+        )
+        .unwrap();
         assert!(items.newly_invalid.is_empty());
     }
 
@@ -560,14 +668,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("weir-state-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut items = Items::with_state(LoadOptions::default(), &dir, "dir.json").unwrap();
-        items
-            .update(current(&[("a.yaml", Current::Text(NS.into()))]))
-            .unwrap();
+        load(&mut items, current(&[("a.yaml", Current::Text(NS.into()))])).unwrap();
         // A restart while a.yaml is broken: its persisted version is used.
         let mut again = Items::with_state(LoadOptions::default(), &dir, "dir.json").unwrap();
-        let c = again
-            .update(current(&[("a.yaml", Current::Unreadable("EACCES".into()))]))
-            .unwrap();
+        let c = load(
+            &mut again,
+            current(&[("a.yaml", Current::Unreadable("EACCES".into()))]),
+        )
+        .unwrap();
         assert_eq!(c.namespaces.len(), 1);
         let mode = std::fs::metadata(dir.join("dir.json")).unwrap().mode();
         assert_eq!(mode & 0o077, 0, "state is owner-only");
@@ -579,9 +687,11 @@ mod tests {
         let mut items = Items::new(LoadOptions::default());
         items.known = true;
         let huge = "x".repeat(10 << 20);
-        items
-            .update(current(&[("a.yaml", Current::Unreadable(huge))]))
-            .unwrap();
+        load(
+            &mut items,
+            current(&[("a.yaml", Current::Unreadable(huge))]),
+        )
+        .unwrap();
         assert!(items.invalid["a.yaml"].len() < 2 * MAX_ERROR_BYTES);
     }
 }
@@ -591,7 +701,8 @@ mod tests {
 #[derive(Default)]
 pub struct MemorySource {
     pub items: Items,
-    current: BTreeMap<String, Current>,
+    /// What changed since the last read (`None`: removed).
+    pending: BTreeMap<String, Option<Current>>,
     /// What [`crate::Source::local_addresses`] answers for every node.
     pub node_addresses: Option<std::collections::HashSet<std::net::IpAddr>>,
 }
@@ -606,21 +717,24 @@ impl MemorySource {
 
     /// Adds or replaces item `name`.
     pub fn set(&mut self, name: &str, text: &str) {
-        self.current
-            .insert(name.to_string(), Current::Text(text.to_string()));
+        self.pending
+            .insert(name.to_string(), Some(Current::Text(text.to_string())));
     }
 
     pub fn remove(&mut self, name: &str) {
-        self.current.remove(name);
+        self.pending.insert(name.to_string(), None);
     }
 }
 
 impl crate::Source for MemorySource {
-    fn load(&mut self) -> Result<Cluster, SourceError> {
-        self.items.update(self.current.clone())
+    fn changes(&mut self) -> Result<Vec<Change>, SourceError> {
+        self.items.apply(std::mem::take(&mut self.pending))
     }
     fn items(&self) -> &Items {
         &self.items
+    }
+    fn items_mut(&mut self) -> &mut Items {
+        &mut self.items
     }
     fn local_addresses(&self, _node: &str) -> Option<std::collections::HashSet<std::net::IpAddr>> {
         self.node_addresses.clone()

@@ -166,3 +166,112 @@ fn only_the_addresses_of_this_nodes_pods_are_dispatched() {
     assert!(full.contains("10.0.0.6 : jump"), "{full}");
     assert!(!full.contains("10.0.0.2 : jump"), "{full}");
 }
+
+/// A node's agent fed like the Kubernetes source (items `Pod/namespace/name`): pods on other
+/// nodes are taken incrementally, this node's pods and policies recompile, and after every
+/// step the kernel holds what a fresh agent compiling everything would program.
+#[test]
+fn pods_elsewhere_are_taken_incrementally_and_equal_a_full_compile() {
+    let node = |local: &[&str]| {
+        let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
+        config.drift_interval = None;
+        config.node_name = Some("node-a".into());
+        let mut source = MemorySource::new(Items::new(Default::default()));
+        source.node_addresses = Some(local.iter().map(|ip| ip.parse().unwrap()).collect());
+        Agent::new(config, source, FakeNft::default())
+    };
+    let mut world: Vec<(String, Option<String>)> = vec![
+        ("Namespace//prod".into(), Some(NAMESPACES.into())),
+        (
+            "Pod/prod/redis".into(),
+            Some(pod("redis", "prod", "tier: data", "10.0.0.2")),
+        ),
+        (
+            "NetworkPolicy/prod/data-from-logic".into(),
+            Some(DATA_FROM_LOGIC.into()),
+        ),
+    ];
+    let steps: Vec<(&str, Option<String>, bool)> = vec![
+        // (item, new text, expected incremental)
+        (
+            "Pod/prod/api",
+            Some(pod("api", "prod", "tier: logic", "10.0.0.3")),
+            true,
+        ),
+        (
+            "Pod/dev/intruder",
+            Some(pod("intruder", "dev", "tier: logic", "10.0.0.4")),
+            true,
+        ),
+        (
+            "Pod/prod/api",
+            Some(pod("api", "prod", "tier: web", "10.0.0.3")),
+            true,
+        ),
+        (
+            "Pod/prod/api",
+            Some(pod("api", "prod", "tier: logic", "10.0.0.7")),
+            true,
+        ),
+        ("Pod/prod/api", None, true),
+        // This node's pod: recompiled.
+        (
+            "Pod/prod/redis",
+            Some(pod("redis", "prod", "tier: cache", "10.0.0.2")),
+            false,
+        ),
+        (
+            "Pod/prod/redis",
+            Some(pod("redis", "prod", "tier: data", "10.0.0.2")),
+            false,
+        ),
+        // A policy: recompiled; then pods elsewhere are incremental again.
+        (
+            "NetworkPolicy/prod/data-from-logic",
+            Some(DATA_FROM_LOGIC.replace("6379", "6380")),
+            false,
+        ),
+        (
+            "Pod/prod/api2",
+            Some(pod("api2", "prod", "tier: logic", "10.0.0.8")),
+            true,
+        ),
+        // An address another pod already holds: recompiled.
+        (
+            "Pod/prod/api3",
+            Some(pod("api3", "prod", "tier: logic", "10.0.0.8")),
+            false,
+        ),
+    ];
+    let mut a = node(&["10.0.0.2"]);
+    for (k, t) in &world {
+        a.source().set(k, t.as_deref().unwrap());
+    }
+    a.reconcile().unwrap();
+    assert!(
+        !a.stages.incremental,
+        "the first reconcile compiles in full"
+    );
+    for (i, (item, text, incremental)) in steps.into_iter().enumerate() {
+        match &text {
+            Some(t) => a.source().set(item, t),
+            None => a.source().remove(item),
+        }
+        world.retain(|(k, _)| k != item);
+        world.push((item.to_string(), text));
+        a.reconcile().unwrap();
+        assert_eq!(a.stages.incremental, incremental, "step {i}: {item}");
+        let mut fresh = node(&["10.0.0.2"]);
+        for (k, t) in &world {
+            if let Some(t) = t {
+                fresh.source().set(k, t);
+            }
+        }
+        fresh.reconcile().unwrap();
+        assert_eq!(
+            a.enforcer().current(),
+            fresh.enforcer().current(),
+            "step {i}: {item}"
+        );
+    }
+}

@@ -224,6 +224,25 @@ pub struct Decoded {
     warnings: Vec<Diagnostic>,
 }
 
+impl Decoded {
+    /// The endpoint, when this source holds exactly one Pod and nothing else.
+    pub fn lone_pod(&self) -> Option<weir_model::Endpoint> {
+        match self.objects.as_slice() {
+            [pod @ decode::Object::Pod { .. }] => {
+                build::assemble(vec![pod.clone()]).0.endpoints.pop()
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether it holds workloads (Deployments, …): their pods fold into them across sources.
+    pub fn has_workloads(&self) -> bool {
+        self.objects
+            .iter()
+            .any(|o| matches!(o, decode::Object::Workload { .. }))
+    }
+}
+
 /// [`load`]'s checks for one source alone: the errors it would report for this source.
 pub fn decode(source: &NamedText, options: LoadOptions) -> Result<Decoded, LoadError> {
     let mut diagnostics = Vec::new();

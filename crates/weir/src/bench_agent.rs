@@ -63,7 +63,7 @@ fn reconcile(agent: &mut Fed) -> Result<Stages, Failure> {
 }
 
 fn total(s: &Stages) -> Duration {
-    s.load + s.engine + s.compile + s.apply
+    s.read + s.model + s.compile + s.apply
 }
 
 pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> {
@@ -138,15 +138,17 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
             v.sort_by_key(total);
             let median = v[v.len() / 2];
             let p99 = v[((v.len() - 1) as f64 * 0.99).round() as usize];
+            let incremental = v.iter().filter(|s| s.incremental).count();
             writeln!(
                 out,
-                "  {label}: median {} (load {}, engine {}, compile {}, apply {}), p99 {}",
+                "  {label}: median {} (read {}, model {}, compile {}, apply {}), p99 {}; {incremental}/{} incremental",
                 ms(total(&median)),
-                ms(median.load),
-                ms(median.engine),
+                ms(median.read),
+                ms(median.model),
                 ms(median.compile),
                 ms(median.apply),
-                ms(total(&p99))
+                ms(total(&p99)),
+                v.len()
             )?;
         }
     }
