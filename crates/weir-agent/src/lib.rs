@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use weir_engine::{Engine, Options};
 use weir_model::Endpoint;
-use weir_nft::apply::{Applied, Enforcer, Kernel, Nft, NftCli};
+use weir_nft::apply::{Applied, Enforcer, Kernel, Nft, NftCli, NftError};
 use weir_nft::{compile_with, CompileOptions, Incremental, Scope};
 
 use metrics::Metrics;
@@ -313,7 +313,15 @@ pub struct Agent<S, N: Nft> {
     incremental: Option<Incremental>,
     /// A placed (lab) ruleset between its compile and its apply.
     placed: Option<weir_nft::Ruleset>,
+    /// When the last apply reached the kernel, and since when the drift baseline is stale.
+    applied_at: Option<Instant>,
+    stale_since: Option<Instant>,
 }
+
+/// The drift baseline is listed once applies pause this long, or at the latest after
+/// [`SETTLE_MAX`] of continuous applies.
+const SETTLE: Duration = Duration::from_millis(200);
+const SETTLE_MAX: Duration = Duration::from_secs(1);
 
 /// Time per stage of one reconcile (`weir bench agent` reports them).
 #[derive(Clone, Copy, Debug, Default)]
@@ -345,6 +353,8 @@ impl<S: Source, N: Nft> Agent<S, N> {
             stages: Stages::default(),
             incremental: None,
             placed: None,
+            applied_at: None,
+            stale_since: None,
         }
     }
 
@@ -410,7 +420,10 @@ impl<S: Source, N: Nft> Agent<S, N> {
             flush_conntrack(&self.tools)
                 .map_err(|e| SyncError::Other(format!("conntrack flush: {e}")))?;
         }
-        self.source.items_mut().save_if_due();
+        if applied.mode != weir_nft::apply::Mode::Unchanged {
+            self.applied_at = Some(Instant::now());
+            self.stale_since.get_or_insert_with(Instant::now);
+        }
         let took = start.elapsed();
         self.stages = Stages {
             read: t_read - start,
@@ -500,27 +513,49 @@ impl<S: Source, N: Nft> Agent<S, N> {
         Ok(())
     }
 
+    /// Work kept out of the per-event path, done when events pause (at the latest once a
+    /// second): listing the table as the drift baseline (one listing per burst, not per
+    /// event; a table already changed by then is repaired), and the state file.
+    pub fn tick(&mut self) {
+        let due = self.enforcer.baseline_stale()
+            && (self.applied_at.is_some_and(|t| t.elapsed() >= SETTLE)
+                || self.stale_since.is_some_and(|t| t.elapsed() >= SETTLE_MAX));
+        if due {
+            self.stale_since = None;
+            match self.enforcer.refresh_baseline() {
+                Ok(()) => {}
+                Err(NftError::Verify(what)) => self.repair(&what),
+                Err(e) => {
+                    self.metrics.drift_check_failed();
+                    tracing::error!(error = %e, "could not read the table back after applying");
+                }
+            }
+        }
+        self.source.items_mut().save_if_due();
+    }
+
+    fn repair(&mut self, what: &str) {
+        tracing::error!(found = %what, "the kernel's table differs from what weir programmed; replacing it");
+        match self.enforcer.repair() {
+            Ok(applied) => {
+                self.metrics.drift_repaired();
+                tracing::warn!(%applied, "drift repaired");
+            }
+            Err(e) => {
+                self.metrics.sync_failed(&format!("drift repair: {e}"));
+                tracing::error!(error = %e, "drift repair failed; retrying at the next check");
+            }
+        }
+    }
+
     /// Reads the table back; when it is not what was programmed, says what differs and
     /// replaces it whole.
     pub fn check_drift(&mut self) {
-        let metrics = &self.metrics;
         match self.enforcer.drift() {
             Ok(None) => {}
-            Ok(Some(what)) => {
-                tracing::error!(found = %what, "the kernel's table differs from what weir programmed; replacing it");
-                match self.enforcer.repair() {
-                    Ok(applied) => {
-                        metrics.drift_repaired();
-                        tracing::warn!(%applied, "drift repaired");
-                    }
-                    Err(e) => {
-                        metrics.sync_failed(&format!("drift repair: {e}"));
-                        tracing::error!(error = %e, "drift repair failed; retrying at the next check");
-                    }
-                }
-            }
+            Ok(Some(what)) => self.repair(&what),
             Err(e) => {
-                metrics.drift_check_failed();
+                self.metrics.drift_check_failed();
                 tracing::error!(error = %e, "could not read the table back to check for drift");
             }
         }
@@ -676,6 +711,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
                 }
             }
         }
+        agent.tick();
         if let Some(every) = drift_interval {
             if Instant::now() >= next_drift {
                 agent.check_drift();

@@ -275,3 +275,41 @@ fn pods_elsewhere_are_taken_incrementally_and_equal_a_full_compile() {
         );
     }
 }
+
+/// The drift baseline is not listed per event: once applies pause, one listing is taken;
+/// a table found changed at that moment (here: gone) is replaced whole, and counted.
+#[test]
+fn the_drift_baseline_is_listed_once_applies_settle_and_a_changed_table_is_repaired() {
+    let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
+    config.drift_interval = Some(Duration::from_secs(3600));
+    let mut source = MemorySource::new(Items::new(Default::default()));
+    source.set("namespaces", NAMESPACES);
+    source.set("redis", &pod("redis", "prod", "tier: data", "10.0.0.2"));
+    source.set("policy", DATA_FROM_LOGIC);
+    let mut a = Agent::new(config, source, FakeNft::default());
+    assert_eq!(a.reconcile().unwrap().mode, Mode::Full);
+    a.source()
+        .set("api", &pod("api", "prod", "tier: logic", "10.0.0.3"));
+    assert_eq!(a.reconcile().unwrap().mode, Mode::Delta);
+    assert!(a.enforcer().baseline_stale());
+    a.tick();
+    assert!(
+        a.enforcer().baseline_stale(),
+        "applies have not settled yet"
+    );
+    sent(&a);
+    std::thread::sleep(Duration::from_millis(250));
+    // The fake kernel lists nothing: the table is gone.
+    a.tick();
+    let scripts = sent(&a);
+    assert!(
+        scripts
+            .iter()
+            .any(|(s, check)| !check && s.contains("delete table inet weir")),
+        "replaced whole: {scripts:?}"
+    );
+    assert!(a
+        .metrics()
+        .render(&[])
+        .contains("weir_drift_repairs_total 1"));
+}

@@ -212,9 +212,13 @@ pub struct Enforcer<N: Nft> {
     current: Option<Ruleset>,
     /// Read the table back after a full replace and compare object names.
     pub verify: bool,
-    /// Keep a normalised listing of the table after every apply, for [`Enforcer::drift`].
+    /// Keep a normalised listing of the table after applies, for [`Enforcer::drift`]: taken
+    /// by [`Enforcer::refresh_baseline`] once a burst of applies settles (a listing is the
+    /// whole table: never one per event). Until then there is nothing to compare with.
     pub track_drift: bool,
     baseline: Option<String>,
+    /// Applied since the baseline was taken.
+    baseline_stale: bool,
 }
 
 impl<N: Nft> Enforcer<N> {
@@ -225,16 +229,30 @@ impl<N: Nft> Enforcer<N> {
             verify: false,
             track_drift: false,
             baseline: None,
+            baseline_stale: false,
         }
     }
 
     /// After a successful apply: remember how the kernel lists the table now.
     fn remember_listing(&mut self) -> Result<(), NftError> {
-        self.baseline = if self.track_drift {
-            Some(normalise_listing(&self.nft.list()?))
-        } else {
-            None
-        };
+        self.baseline = None;
+        self.baseline_stale = self.track_drift;
+        Ok(())
+    }
+
+    /// Whether applies happened since the drift baseline was taken.
+    pub fn baseline_stale(&self) -> bool {
+        self.baseline_stale
+    }
+
+    /// Lists the table as it is now as the drift baseline (after applies settle).
+    pub fn refresh_baseline(&mut self) -> Result<(), NftError> {
+        if let (true, Some(current)) = (self.track_drift, &self.current) {
+            let listing = self.nft.list()?;
+            verify(current, &listing)?;
+            self.baseline = Some(normalise_listing(&listing));
+        }
+        self.baseline_stale = false;
         Ok(())
     }
 
@@ -345,6 +363,7 @@ impl<N: Nft> Enforcer<N> {
             .run(&format!("table {TABLE}\ndelete table {TABLE}\n"), false)?;
         self.current = None;
         self.baseline = None;
+        self.baseline_stale = false;
         Ok(())
     }
 }

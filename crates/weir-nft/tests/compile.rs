@@ -313,9 +313,16 @@ fn address_scope_dispatches_only_local_replicas() {
 
 #[test]
 fn drift_is_any_change_but_counters() {
-    let cluster = todos();
-    let engine = Engine::new(&cluster);
-    let rs = compile(&engine, Scope::All);
+    // The ruleset the listing below shows: one chain of two rules.
+    let mut rs = weir_nft::Ruleset::default();
+    rs.chains.insert(
+        "ingress".into(),
+        weir_nft::Chain {
+            kind: weir_nft::ChainKind::Base,
+            header: None,
+            rules: vec!["ip daddr @s accept".into(), "drop".into()],
+        },
+    );
     let nft = FakeNft::default();
     // Counters in the middle of a rule and at its start (a group chain's final drop).
     let listing = "table inet weir {\n\tchain ingress {\n\t\tip daddr @s counter packets 0 bytes 0 accept\n\t\tcounter packets 0 bytes 0 drop comment \"x\"\n\t}\n}\n";
@@ -324,6 +331,12 @@ fn drift_is_any_change_but_counters() {
     enforcer.track_drift = true;
     assert_eq!(enforcer.drift().unwrap(), None, "nothing applied yet");
     enforcer.apply(rs.clone()).unwrap();
+    assert_eq!(enforcer.drift().unwrap(), None, "no baseline yet");
+    assert!(enforcer.baseline_stale());
+    let listings = enforcer.nft().scripts.lock().unwrap().len();
+    enforcer.refresh_baseline().unwrap();
+    assert!(!enforcer.baseline_stale());
+    assert_eq!(enforcer.nft().scripts.lock().unwrap().len(), listings);
     assert_eq!(enforcer.drift().unwrap(), None);
     // Counters move: no drift.
     *enforcer.nft().listing.lock().unwrap() = listing
@@ -348,6 +361,12 @@ fn drift_is_any_change_but_counters() {
     *enforcer.nft().listing.lock().unwrap() = listing.into();
     let applied = enforcer.repair().unwrap();
     assert_eq!(applied.mode, Mode::Full);
+    // Changed between an apply and the baseline: refused as a baseline (the agent repairs).
+    enforcer.nft().listing.lock().unwrap().clear();
+    assert!(matches!(
+        enforcer.refresh_baseline(),
+        Err(weir_nft::apply::NftError::Verify(_))
+    ));
     let scripts = enforcer.nft().scripts.lock().unwrap();
     assert!(scripts[before..]
         .iter()
