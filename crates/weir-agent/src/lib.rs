@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use weir_engine::{Engine, Options};
 use weir_model::Endpoint;
 use weir_nft::apply::{Applied, Enforcer, Kernel, Nft, NftCli, NftError};
-use weir_nft::{compile_with, CompileOptions, Incremental, Scope};
+use weir_nft::{compile_with, CompileOptions, ElementChanges, Incremental, Scope};
 
 use metrics::Metrics;
 use source::{Change, DirSource, Items, SourceError};
@@ -313,6 +313,8 @@ pub struct Agent<S, N: Nft> {
     incremental: Option<Incremental>,
     /// A placed (lab) ruleset between its compile and its apply.
     placed: Option<weir_nft::Ruleset>,
+    /// Whether the kernel holds what was last computed (an apply failed since: no).
+    in_sync: bool,
     /// When the last apply reached the kernel, and since when the drift baseline is stale.
     applied_at: Option<Instant>,
     stale_since: Option<Instant>,
@@ -353,6 +355,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
             stages: Stages::default(),
             incremental: None,
             placed: None,
+            in_sync: false,
             applied_at: None,
             stale_since: None,
         }
@@ -395,23 +398,45 @@ impl<S: Source, N: Nft> Agent<S, N> {
             (Some(node), Target::Host | Target::Netns(_)) => self.source.local_addresses(node),
             _ => None,
         };
-        let incremental = self.incremental_step(&changes, node_addresses.as_ref());
-        let t_model = Instant::now();
+        let step = self.incremental_step(&changes, node_addresses.as_ref());
+        let incremental = step.is_some();
+        let mut model = Duration::ZERO;
         if !incremental {
-            if let Err(e) = self.full(node_addresses) {
-                self.incremental = None;
-                return Err(e);
+            match self.full(node_addresses) {
+                Ok(m) => model = m,
+                Err(e) => {
+                    self.incremental = None;
+                    return Err(e);
+                }
             }
         }
         let t_compile = Instant::now();
-        let ruleset = match &self.incremental {
-            Some(inc) => inc.ruleset().clone(),
-            None => self.placed.take().expect("a full compile leaves a ruleset"),
+        // Elements alone when the kernel holds what the kept ruleset held before them;
+        // otherwise (or if the kernel refuses them) the difference of whole rulesets.
+        let elements = match step {
+            Some(changes) if self.in_sync => match self.enforcer.apply_elements(&changes) {
+                Ok(applied) => Some(applied),
+                Err(e) => {
+                    tracing::warn!(error = %e, "element changes refused; applying the difference of whole rulesets");
+                    None
+                }
+            },
+            _ => None,
         };
-        let applied = self
-            .enforcer
-            .apply(ruleset)
-            .map_err(|e| SyncError::Other(e.to_string()))?;
+        let applied = match elements {
+            Some(applied) => applied,
+            None => {
+                let ruleset = match &self.incremental {
+                    Some(inc) => inc.ruleset().clone(),
+                    None => self.placed.take().expect("a full compile leaves a ruleset"),
+                };
+                self.in_sync = false;
+                self.enforcer
+                    .apply(ruleset)
+                    .map_err(|e| SyncError::Other(e.to_string()))?
+            }
+        };
+        self.in_sync = true;
         if let Some(why) = &applied.delta_refused {
             self.metrics.delta_refused();
             tracing::warn!(error = %why, "the kernel refused a delta (was the table changed behind weir's back?); replaced the whole table instead");
@@ -427,16 +452,8 @@ impl<S: Source, N: Nft> Agent<S, N> {
         let took = start.elapsed();
         self.stages = Stages {
             read: t_read - start,
-            model: if incremental {
-                Duration::ZERO
-            } else {
-                t_compile - t_model
-            },
-            compile: if incremental {
-                t_model - t_read
-            } else {
-                t_compile - t_model
-            },
+            model,
+            compile: (t_compile - t_read).saturating_sub(model),
             apply: t_compile.elapsed(),
             incremental,
         };
@@ -452,14 +469,13 @@ impl<S: Source, N: Nft> Agent<S, N> {
         &mut self,
         changes: &[Change],
         node_addresses: Option<&HashSet<IpAddr>>,
-    ) -> bool {
-        let Some(inc) = self.incremental.as_mut() else {
-            return false;
-        };
+    ) -> Option<ElementChanges> {
+        let inc = self.incremental.as_mut()?;
         if self.source.items().has_workloads() || inc.inputs().2 != node_addresses {
             self.incremental = None;
-            return false;
+            return None;
         }
+        let mut all = ElementChanges::default();
         let mut attribution = self.attribution.lock().expect("attribution");
         for c in changes {
             let before = c.before.as_ref().map(|d| d.lone_pod());
@@ -473,23 +489,29 @@ impl<S: Source, N: Nft> Agent<S, N> {
             };
             let (Some(old), Some(new)) = (pod(&before), pod(&after)) else {
                 self.incremental = None;
-                return false;
+                return None;
             };
             let id = c.name.trim_start_matches("Pod/");
-            if inc.endpoint(id, new.clone()).is_err() {
-                self.incremental = None;
-                return false;
+            match inc.endpoint(id, new.clone()) {
+                Ok(changes) => all.extend(changes),
+                Err(_) => {
+                    self.incremental = None;
+                    return None;
+                }
             }
             attribution.endpoint_changed(old.as_ref(), new.as_ref());
         }
-        true
+        Some(all)
     }
 
     /// Compiles from every item's good version; keeps the result for later increments
     /// (except with a placement, whose ruleset is kept for this reconcile only).
-    fn full(&mut self, node_addresses: Option<HashSet<IpAddr>>) -> Result<(), SyncError> {
+    /// Returns how long assembling the cluster took.
+    fn full(&mut self, node_addresses: Option<HashSet<IpAddr>>) -> Result<Duration, SyncError> {
         let config = &self.config;
+        let start = Instant::now();
         let cluster = self.source.items_mut().cluster()?;
+        let model = start.elapsed();
         let options = CompileOptions {
             pod_interfaces: config.pod_interfaces.clone(),
             log_group: config.log_group,
@@ -510,7 +532,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
                 self.incremental = Some(inc);
             }
         }
-        Ok(())
+        Ok(model)
     }
 
     /// Work kept out of the per-event path, done when events pause (at the latest once a

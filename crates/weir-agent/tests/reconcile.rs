@@ -313,3 +313,42 @@ fn the_drift_baseline_is_listed_once_applies_settle_and_a_changed_table_is_repai
         .render(&[])
         .contains("weir_drift_repairs_total 1"));
 }
+
+/// An element change the kernel refuses falls back to the difference of whole rulesets,
+/// then to a whole table; what is programmed stays what a fresh agent would program.
+#[test]
+fn a_refused_element_change_falls_back_and_stays_equal_to_a_full_compile() {
+    let agent = |reject: Option<&str>| {
+        let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
+        config.drift_interval = None;
+        config.node_name = Some("node-a".into());
+        let mut source = MemorySource::new(Items::new(Default::default()));
+        source.node_addresses = Some(["10.0.0.2".parse().unwrap()].into());
+        source.set("Namespace//all", NAMESPACES);
+        source.set(
+            "Pod/prod/redis",
+            &pod("redis", "prod", "tier: data", "10.0.0.2"),
+        );
+        source.set("NetworkPolicy/prod/p", DATA_FROM_LOGIC);
+        let nft = FakeNft {
+            reject_containing: reject.map(str::to_string),
+            ..Default::default()
+        };
+        Agent::new(config, source, nft)
+    };
+    let mut a = agent(Some("add element inet weir sel-"));
+    a.reconcile().unwrap();
+    let api = pod("api", "prod", "tier: logic", "10.0.0.9");
+    a.source().set("Pod/prod/api", &api);
+    let applied = a.reconcile().unwrap();
+    assert!(a.stages.incremental);
+    assert_eq!(
+        applied.mode,
+        Mode::Full,
+        "replaced whole after the refusals"
+    );
+    let mut fresh = agent(None);
+    fresh.source().set("Pod/prod/api", &api);
+    fresh.reconcile().unwrap();
+    assert_eq!(a.enforcer().current(), fresh.enforcer().current());
+}

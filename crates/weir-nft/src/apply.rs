@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use crate::library::NftLib;
-use crate::{Ruleset, Size, TABLE};
+use crate::{ElementChanges, Ruleset, Size, TABLE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -355,6 +355,42 @@ impl<N: Nft> Enforcer<N> {
             elapsed: start.elapsed(),
             delta_refused,
         })
+    }
+
+    /// Applies element changes made against what was last applied, as one transaction,
+    /// without comparing whole rulesets. On error the kernel and what is remembered keep
+    /// the state before (the caller may fall back to [`Enforcer::apply`]).
+    pub fn apply_elements(&mut self, changes: &ElementChanges) -> Result<Applied, NftError> {
+        let start = Instant::now();
+        let Some(current) = self.current.as_mut() else {
+            return Err(NftError::Verify("nothing was applied yet".into()));
+        };
+        let applied = |mode, current: &Ruleset, script_bytes| Applied {
+            mode,
+            size: current.size(),
+            script_bytes,
+            elapsed: start.elapsed(),
+            delta_refused: None,
+        };
+        if changes.is_empty() {
+            return Ok(applied(Mode::Unchanged, current, 0));
+        }
+        let known = changes
+            .removed
+            .keys()
+            .chain(changes.added.keys())
+            .all(|n| current.sets.contains_key(n));
+        if !known {
+            return Err(NftError::Verify(
+                "element changes name an unknown set".into(),
+            ));
+        }
+        let script = changes.render();
+        self.nft.run(&script, false)?;
+        current.apply_elements(changes);
+        let done = applied(Mode::Delta, current, script.len());
+        self.remember_listing()?;
+        Ok(done)
     }
 
     /// Removes the table (nothing else is touched). Missing table is not an error.

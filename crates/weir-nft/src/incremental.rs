@@ -19,7 +19,7 @@ use weir_engine::{peer_matches_endpoint, Engine, Options};
 use weir_model::{Cluster, Endpoint, Labels, Peer, Protocol};
 
 use crate::compile::{compile_recorded, proto_num, Family, SetDef};
-use crate::{CompileOptions, Ruleset, Scope};
+use crate::{CompileOptions, ElementChanges, Ruleset, Scope};
 
 /// Why an event needs the full compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,13 +131,18 @@ impl Incremental {
     /// Endpoint `id` (`namespace/name`) added or replaced (`Some`) or removed (`None`).
     /// Refused, with nothing changed, unless it is a pod on another node that shares no
     /// address with any other endpoint and changes no address family's presence.
-    pub fn endpoint(&mut self, id: &str, new: Option<Endpoint>) -> Result<(), NeedsFull> {
+    /// Returns the elements that changed.
+    pub fn endpoint(
+        &mut self,
+        id: &str,
+        new: Option<Endpoint>,
+    ) -> Result<ElementChanges, NeedsFull> {
         if !self.unique_ids {
             return Err(NeedsFull("two endpoints with one namespace/name"));
         }
         let old = self.by_id.get(id).map(|&i| &self.cluster.endpoints[i]);
         if old.is_none() && new.is_none() {
-            return Ok(());
+            return Ok(ElementChanges::default());
         }
         if let Some(e) = &new {
             if e.id() != id {
@@ -196,40 +201,47 @@ impl Incremental {
         }
 
         // Accepted: move the elements, then the cluster.
-        let before: Vec<(String, BTreeSet<String>)> = match old {
+        let before = match old {
             Some(e) => self.contributions(e),
-            None => Vec::new(),
+            None => BTreeMap::new(),
         };
-        let after: Vec<(String, BTreeSet<String>)> = match &new {
+        let after = match &new {
             Some(e) => self.contributions(e),
-            None => Vec::new(),
+            None => BTreeMap::new(),
         };
-        for (set, elements) in before {
-            let s = self
-                .ruleset
-                .sets
-                .get_mut(&set)
-                .expect("recorded sets exist");
-            for el in elements {
-                s.elements.remove(&el);
+        let mut changes = ElementChanges::default();
+        for (set, els) in &before {
+            let now = after.get(set);
+            let gone: BTreeSet<String> = els
+                .iter()
+                .filter(|e| now.is_none_or(|n| !n.contains(*e)))
+                .cloned()
+                .collect();
+            if !gone.is_empty() {
+                changes.removed.insert(set.clone(), gone);
             }
         }
-        for (set, elements) in after {
-            let s = self
-                .ruleset
-                .sets
-                .get_mut(&set)
-                .expect("recorded sets exist");
-            s.elements.extend(elements);
+        for (set, els) in &after {
+            let was = before.get(set);
+            let new: BTreeSet<String> = els
+                .iter()
+                .filter(|e| was.is_none_or(|w| !w.contains(*e)))
+                .cloned()
+                .collect();
+            if !new.is_empty() {
+                changes.added.insert(set.clone(), new);
+            }
         }
+        let applied = self.ruleset.apply_elements(&changes);
+        debug_assert!(applied, "recorded sets exist");
         self.replace(id, new);
-        Ok(())
+        Ok(changes)
     }
 
     /// The elements `e` puts into each recorded set.
-    fn contributions(&self, e: &Endpoint) -> Vec<(String, BTreeSet<String>)> {
+    fn contributions(&self, e: &Endpoint) -> BTreeMap<String, BTreeSet<String>> {
         let labels = self.namespaces.get(&e.namespace);
-        let mut out = Vec::new();
+        let mut out = BTreeMap::new();
         for (name, def) in &self.defs {
             let elements: BTreeSet<String> = match def {
                 SetDef::Selector {
@@ -286,7 +298,7 @@ impl Incremental {
                 SetDef::Block { .. } => continue,
             };
             if !elements.is_empty() {
-                out.push((name.clone(), elements));
+                out.insert(name.clone(), elements);
             }
         }
         out

@@ -97,6 +97,42 @@ pub struct Size {
     pub rules: usize,
 }
 
+/// Set elements to delete and to add: a delta of elements only, applied deletions first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ElementChanges {
+    pub removed: BTreeMap<String, BTreeSet<String>>,
+    pub added: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl ElementChanges {
+    pub fn is_empty(&self) -> bool {
+        self.removed.values().all(BTreeSet::is_empty) && self.added.values().all(BTreeSet::is_empty)
+    }
+
+    /// Another batch after this one (deletions still go first when applied together).
+    pub fn extend(&mut self, other: ElementChanges) {
+        for (set, els) in other.removed {
+            self.removed.entry(set).or_default().extend(els);
+        }
+        for (set, els) in other.added {
+            self.added.entry(set).or_default().extend(els);
+        }
+    }
+
+    /// The nft transaction: `delete element …` for each set, then `add element …`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (verb, sets) in [("delete", &self.removed), ("add", &self.added)] {
+            for (name, els) in sets.iter().filter(|(_, e)| !e.is_empty()) {
+                let _ = write!(out, "{verb} element {TABLE} {name} {{");
+                write_elements(&mut out, els);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
 fn write_elements(out: &mut String, elements: impl IntoIterator<Item = impl AsRef<str>>) {
     let mut first = true;
     for e in elements {
@@ -158,6 +194,30 @@ impl Ruleset {
     /// new objects added, vanished ones deleted after nothing refers to them. `None` when
     /// a declaration itself changed (a set's type, a base chain's hook): then only a full
     /// replace is right. An empty string means nothing to do.
+    /// Applies element changes made for this ruleset (deletions first). `false`, and
+    /// nothing changed, when a set they name does not exist.
+    pub fn apply_elements(&mut self, changes: &ElementChanges) -> bool {
+        if changes
+            .removed
+            .keys()
+            .chain(changes.added.keys())
+            .any(|n| !self.sets.contains_key(n))
+        {
+            return false;
+        }
+        for (name, els) in &changes.removed {
+            let set = self.sets.get_mut(name).expect("checked");
+            for e in els {
+                set.elements.remove(e);
+            }
+        }
+        for (name, els) in &changes.added {
+            let set = self.sets.get_mut(name).expect("checked");
+            set.elements.extend(els.iter().cloned());
+        }
+        true
+    }
+
     pub fn delta(&self, old: &Ruleset) -> Option<String> {
         let mut out = String::new();
         // 1. New sets and chains, so later elements and rules can refer to them.

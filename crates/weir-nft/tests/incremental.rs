@@ -91,8 +91,13 @@ proptest! {
         for (k, (kind, (ep, _), target)) in events.into_iter().enumerate() {
             let (id, new) = event(&truth, k, kind, ep, target);
             apply(&mut truth, &id, new.clone());
+            let previous = inc.ruleset().clone();
             match inc.endpoint(&id, new) {
-                Ok(()) => { ACCEPTED.fetch_add(1, Ordering::Relaxed); }
+                Ok(changes) => {
+                    ACCEPTED.fetch_add(1, Ordering::Relaxed);
+                    // The changes it reports are exactly the delta to what it held.
+                    prop_assert_eq!(changes.render(), inc.ruleset().delta(&previous).unwrap());
+                }
                 Err(_) => {
                     REFUSED.fetch_add(1, Ordering::Relaxed);
                     inc = Incremental::new(truth.clone(), engine, Some(local.clone()), options.clone());
@@ -135,8 +140,9 @@ fn a_remote_pod_moves_only_its_own_elements_and_a_local_one_is_refused() {
     api.name = "api".into();
     api.labels = [("tier".to_string(), "logic".to_string())].into();
     api.ips = vec!["10.0.0.9".parse().unwrap()];
-    inc.endpoint("prod/api", Some(api.clone())).unwrap();
+    let changes = inc.endpoint("prod/api", Some(api.clone())).unwrap();
     let delta = inc.ruleset().delta(&before).unwrap();
+    assert_eq!(changes.render(), delta);
     assert!(
         delta.starts_with("add element inet weir sel-") && delta.contains("10.0.0.9"),
         "{delta}"

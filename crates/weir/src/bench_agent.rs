@@ -29,7 +29,8 @@ pub struct AgentBench {
 
 type Fed = Agent<MemorySource, FakeNft>;
 
-/// The generated cluster as items keyed `Kind/namespace/name`, as watchers deliver them.
+/// The generated cluster's Namespaces, Pods and NetworkPolicies as items keyed
+/// `Kind/namespace/name`, as the agent's watchers deliver them.
 fn items(pods: usize) -> Result<Vec<(String, Value)>, Failure> {
     let spec = DumpSpec {
         pods,
@@ -42,8 +43,15 @@ fn items(pods: usize) -> Result<Vec<(String, Value)>, Failure> {
     write_dump(spec, &mut json).context("generating")?;
     let list: Value = serde_json::from_slice(&json).context("reading the dump")?;
     let items = list["items"].as_array().cloned().unwrap_or_default();
+    // What the agent watches (weir_kube::enforced): no workloads, so no owner folding.
     Ok(items
         .into_iter()
+        .filter(|o| {
+            matches!(
+                o["kind"].as_str(),
+                Some("Namespace" | "Pod" | "NetworkPolicy")
+            )
+        })
         .map(|o| {
             let key = format!(
                 "{}/{}/{}",
@@ -95,7 +103,7 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
 
         // A pod of an existing Deployment on another node, added then deleted; a policy
         // edited (its first port moved) and restored.
-        let (pod_key, pod) = items
+        let (_, pod) = items
             .iter()
             .find(|(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == "node-1")
             .context("a pod on node-1")?;
@@ -117,18 +125,19 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
             let ip = format!("10.250.{}.{}", k / 250, k % 250 + 1);
             extra["status"]["podIP"] = ip.clone().into();
             extra["status"]["podIPs"] = serde_json::json!([{ "ip": ip }]);
-            let key = format!("{}-{k}", pod_key);
+            let key = format!(
+                "Pod/{}/{name}",
+                pod["metadata"]["namespace"].as_str().unwrap_or("")
+            );
             agent.source().set(&key, &extra.to_string());
             times[0].1.push(reconcile(&mut agent)?);
             agent.source().remove(&key);
             times[1].1.push(reconcile(&mut agent)?);
-            // Any edit that changes the ruleset: the policy's namespace gains a label key in
-            // its podSelector and loses it again.
-            let edited = policy_text.replacen(
-                "\"podSelector\":{",
-                "\"podSelector\":{\"matchLabels\":{\"bench\":\"x\"},",
-                1,
-            );
+            // An edit that changes the ruleset: the policy now selects only pods labelled
+            // bench=x (none), and back.
+            let mut edited = policy.clone();
+            edited["spec"]["podSelector"]["matchLabels"]["bench"] = "x".into();
+            let edited = edited.to_string();
             agent.source().set(policy_key, &edited);
             times[2].1.push(reconcile(&mut agent)?);
             agent.source().set(policy_key, &policy_text);
