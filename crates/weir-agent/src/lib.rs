@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use weir_engine::{Engine, Options};
+use weir_engine::{Options, Selectors};
 use weir_model::Endpoint;
 use weir_nft::apply::{Applied, Enforcer, Kernel, Nft, NftCli, NftError};
 use weir_nft::{compile_with, CompileOptions, ElementChanges, Incremental, Scope};
@@ -520,7 +520,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
         match &config.target {
             Target::Placed { placement, .. } => {
                 let (placed, local) = placement.place(cluster).map_err(SyncError::Other)?;
-                let engine = Engine::with_options(&placed, config.engine);
+                let engine = Selectors::new(&placed, config.engine);
                 let ruleset = compile_with(&engine, Scope::Endpoints(&local), &options);
                 attribution.refresh(&placed, &ruleset);
                 self.placed = Some(ruleset);

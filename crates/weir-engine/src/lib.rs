@@ -53,13 +53,93 @@ pub enum Side {
     Address(IpAddr),
 }
 
-/// The compiled policy set of one cluster.
-pub struct Engine<'c> {
+/// Selector semantics over one cluster without the class index: which endpoints a policy
+/// selects and which a peer matches, one endpoint at a time. What the dataplane compiler
+/// asks; cheap to build (a namespace lookup). An [`Engine`] is one of these plus its
+/// classes, and dereferences to it.
+pub struct Selectors<'c> {
     cluster: &'c Cluster,
     options: Options,
+    /// Namespace name → index in `cluster.namespaces`.
+    namespaces: HashMap<&'c str, usize>,
+}
+
+impl<'c> Selectors<'c> {
+    pub fn new(cluster: &'c Cluster, options: Options) -> Self {
+        Selectors {
+            cluster,
+            options,
+            namespaces: cluster
+                .namespaces
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| (ns.name.as_str(), i))
+                .collect(),
+        }
+    }
+
+    pub fn cluster(&self) -> &'c Cluster {
+        self.cluster
+    }
+
+    pub fn options(&self) -> Options {
+        self.options
+    }
+
+    /// Whether `policy` selects endpoint `i` (its namespace, its podSelector; never hostNetwork).
+    pub fn selects(&self, policy: &weir_model::Policy, i: usize) -> bool {
+        let ep = &self.cluster.endpoints[i];
+        !ep.host_network
+            && ep.namespace == policy.namespace
+            && selector::matches(&policy.pod_selector, &ep.labels)
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Option<&'c weir_model::Labels> {
+        self.namespaces
+            .get(namespace)
+            .map(|&i| &self.cluster.namespaces[i].labels)
+    }
+
+    /// Whether a peer matches `other` (the far side of the connection) in a policy of
+    /// `policy_ns`, for a connection of family `v6`. The dataplane compiler asks this too,
+    /// so that selector semantics live in one place.
+    pub fn peer_matches(&self, peer: &Peer, policy_ns: &str, other: Side, v6: bool) -> bool {
+        match other {
+            Side::Endpoint(i) => {
+                let ep = &self.cluster.endpoints[i];
+                peer_matches_endpoint(
+                    peer,
+                    policy_ns,
+                    ep,
+                    self.namespace_labels(&ep.namespace),
+                    v6,
+                    self.options,
+                )
+            }
+            Side::Address(ip) => match peer {
+                Peer::Pods { .. } => false,
+                Peer::IpBlock { cidr, except } => {
+                    ip.is_ipv6() == v6 && ipblock_contains(cidr, except, ip)
+                }
+            },
+        }
+    }
+}
+
+/// The compiled policy set of one cluster.
+pub struct Engine<'c> {
+    selectors: Selectors<'c>,
+    cluster: &'c Cluster,
     index: classes::Index<'c>,
     /// Namespace name → (index in `cluster.namespaces`, policies in it): explain's lookups.
     namespaces: HashMap<&'c str, (usize, Vec<usize>)>,
+}
+
+impl<'c> std::ops::Deref for Engine<'c> {
+    type Target = Selectors<'c>;
+    fn deref(&self) -> &Selectors<'c> {
+        &self.selectors
+    }
 }
 
 impl<'c> Engine<'c> {
@@ -78,19 +158,11 @@ impl<'c> Engine<'c> {
             }
         }
         Engine {
+            selectors: Selectors::new(cluster, options),
             cluster,
-            options,
             index: classes::Index::build(cluster, options),
             namespaces,
         }
-    }
-
-    pub fn cluster(&self) -> &'c Cluster {
-        self.cluster
-    }
-
-    pub fn options(&self) -> Options {
-        self.options
     }
 
     /// Every (protocol, port) allowed from `src` to `dst` (the class evaluator).
@@ -148,14 +220,6 @@ impl<'c> Engine<'c> {
         }
     }
 
-    /// Whether `policy` selects endpoint `i` (its namespace, its podSelector; never hostNetwork).
-    pub fn selects(&self, policy: &weir_model::Policy, i: usize) -> bool {
-        let ep = self.endpoint(i);
-        !ep.host_network
-            && ep.namespace == policy.namespace
-            && selector::matches(&policy.pod_selector, &ep.labels)
-    }
-
     pub(crate) fn endpoint(&self, i: usize) -> &'c Endpoint {
         &self.cluster.endpoints[i]
     }
@@ -181,44 +245,13 @@ impl Engine<'_> {
             .map_or(&[][..], |(_, ids)| &ids[..]);
         ids.iter().map(|&i| &self.cluster.policies[i])
     }
-
-    fn namespace_labels(&self, namespace: &str) -> Option<&weir_model::Labels> {
-        self.namespaces
-            .get(namespace)
-            .map(|&(i, _)| &self.cluster.namespaces[i].labels)
-    }
-
-    /// Whether a peer matches `other` (the far side of the connection) in a policy of
-    /// `policy_ns`, for a connection of family `v6`. The dataplane compiler asks this too,
-    /// so that selector semantics live in one place.
-    pub fn peer_matches(&self, peer: &Peer, policy_ns: &str, other: Side, v6: bool) -> bool {
-        match other {
-            Side::Endpoint(i) => {
-                let ep = &self.cluster.endpoints[i];
-                peer_matches_endpoint(
-                    peer,
-                    policy_ns,
-                    ep,
-                    self.namespace_labels(&ep.namespace),
-                    v6,
-                    self.options,
-                )
-            }
-            Side::Address(ip) => match peer {
-                Peer::Pods { .. } => false,
-                Peer::IpBlock { cidr, except } => {
-                    ip.is_ipv6() == v6 && ipblock_contains(cidr, except, ip)
-                }
-            },
-        }
-    }
 }
 
 fn ipblock_contains(cidr: &ipnet::IpNet, except: &[ipnet::IpNet], ip: IpAddr) -> bool {
     cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip))
 }
 
-/// [`Engine::peer_matches`] for one endpoint given on its own, with its namespace's labels
+/// [`Selectors::peer_matches`] for one endpoint given on its own, with its namespace's labels
 /// (`None`: the namespace is unknown): what the dataplane asks of a single changed pod
 /// without an engine over the whole cluster.
 pub fn peer_matches_endpoint(

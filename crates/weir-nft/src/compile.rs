@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use rustc_hash::{FxHashMap, FxHasher};
 use weir_engine::ipspace::{from_int, net_range, subtract, to_int};
 use weir_engine::ports::resolve_ports;
-use weir_engine::{Engine, Side};
+use weir_engine::{Selectors, Side};
 use weir_model::{Cluster, Direction, Labels, Peer, PortRef, PortRule, Protocol};
 
 use crate::{quote, Chain, ChainKind, Ruleset, Set};
@@ -101,12 +101,12 @@ fn log_rule(group: u16, tag: &str) -> String {
 }
 
 /// Compiles the policy of the endpoints in `scope` into one table.
-pub fn compile(engine: &Engine, scope: Scope) -> Ruleset {
+pub fn compile(engine: &Selectors, scope: Scope) -> Ruleset {
     compile_with(engine, scope, &CompileOptions::default())
 }
 
 /// [`compile`] with options.
-pub fn compile_with(engine: &Engine, scope: Scope, options: &CompileOptions) -> Ruleset {
+pub fn compile_with(engine: &Selectors, scope: Scope, options: &CompileOptions) -> Ruleset {
     compile_recorded(engine, scope, options).0
 }
 
@@ -117,7 +117,7 @@ pub(crate) struct Recorded {
 
 /// [`compile_with`], also returning what each cluster-wide set stands for.
 pub(crate) fn compile_recorded(
-    engine: &Engine,
+    engine: &Selectors,
     scope: Scope,
     options: &CompileOptions,
 ) -> (Ruleset, Recorded) {
@@ -253,7 +253,7 @@ enum PeerMatch {
 }
 
 struct Compiler<'e, 'c> {
-    engine: &'e Engine<'c>,
+    engine: &'e Selectors<'c>,
     cluster: &'c Cluster,
     local: Vec<bool>,
     /// Address families some endpoint has: selector sets exist only for these.
@@ -295,7 +295,7 @@ pub(crate) enum SetDef {
 }
 
 impl<'e, 'c> Compiler<'e, 'c> {
-    fn new(engine: &'e Engine<'c>, local: Vec<bool>) -> Self {
+    fn new(engine: &'e Selectors<'c>, local: Vec<bool>) -> Self {
         let cluster = engine.cluster();
         let mut index: FxHashMap<(&str, &Labels), usize> = FxHashMap::default();
         let mut groups: Vec<(&str, &Labels, Vec<usize>)> = Vec::new();

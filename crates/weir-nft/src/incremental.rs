@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use weir_engine::ports::resolve_ports;
-use weir_engine::{peer_matches_endpoint, Engine, Options};
+use weir_engine::{peer_matches_endpoint, Options, Selectors};
 use weir_model::{Cluster, Endpoint, Labels, Peer, Protocol};
 
 use crate::compile::{compile_recorded, proto_num, Family, SetDef};
@@ -63,7 +63,7 @@ impl Incremental {
         options: CompileOptions,
     ) -> Incremental {
         let (ruleset, recorded) = {
-            let e = Engine::with_options(&cluster, engine);
+            let e = Selectors::new(&cluster, engine);
             let scope = match &local {
                 Some(ips) => Scope::Addresses(ips),
                 None => Scope::All,

@@ -70,6 +70,30 @@ fn reconcile(agent: &mut Fed) -> Result<Stages, Failure> {
     Ok(agent.stages)
 }
 
+/// This process's resident memory (VmRSS), MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// This process's CPU time (user + system), seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces, in parentheses).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let ticks = weir_netns::process::clock_ticks() as f64;
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
+}
+
 fn total(s: &Stages) -> Duration {
     s.read + s.model + s.compile + s.apply
 }
@@ -91,27 +115,32 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
         for (k, o) in &items {
             source.set(k, &o.to_string());
         }
+        // Keep what the events need, drop the generated objects before measuring memory.
+        let pod = items
+            .iter()
+            .find(|(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == "node-1")
+            .context("a pod on node-1")?
+            .1
+            .clone();
+        let (policy_key, policy) = items
+            .iter()
+            .find(|(k, _)| k.starts_with("NetworkPolicy/"))
+            .cloned()
+            .context("a policy")?;
+        drop(items);
         let mut agent = Agent::new(config, source, FakeNft::default());
         let cold = reconcile(&mut agent)?;
+        let rss = rss_mib();
         let size = agent
             .enforcer()
             .current()
             .map(|r| r.size())
             .unwrap_or_default();
-        writeln!(out, "{pods} pods / {} policies, node-0's share: cold reconcile {} ({} sets, {} elements, {} rules)",
+        writeln!(out, "{pods} pods / {} policies, node-0's share: cold reconcile {} ({} sets, {} elements, {} rules); process RSS after it {rss:.0} MiB",
             (pods / 5).max(1), ms(total(&cold)), size.sets, size.elements, size.rules)?;
 
         // A pod of an existing Deployment on another node, added then deleted; a policy
-        // edited (its first port moved) and restored.
-        let (_, pod) = items
-            .iter()
-            .find(|(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == "node-1")
-            .context("a pod on node-1")?;
-        let (policy_key, policy) = items
-            .iter()
-            .find(|(k, _)| k.starts_with("NetworkPolicy/") && k.contains("allow"))
-            .or_else(|| items.iter().find(|(k, _)| k.starts_with("NetworkPolicy/")))
-            .context("a policy")?;
+        // edited (its podSelector narrowed to nothing) and restored.
         let policy_text = policy.to_string();
         let mut times: Vec<(&str, Vec<Stages>)> = vec![
             ("pod added (another node)", vec![]),
@@ -138,11 +167,40 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
             let mut edited = policy.clone();
             edited["spec"]["podSelector"]["matchLabels"]["bench"] = "x".into();
             let edited = edited.to_string();
-            agent.source().set(policy_key, &edited);
+            agent.source().set(&policy_key, &edited);
             times[2].1.push(reconcile(&mut agent)?);
-            agent.source().set(policy_key, &policy_text);
+            agent.source().set(&policy_key, &policy_text);
             reconcile(&mut agent)?;
         }
+        // Churn: pods on other nodes added and deleted back to back; process CPU per event.
+        let churn = 200u64;
+        let cpu0 = cpu_seconds();
+        let t0 = std::time::Instant::now();
+        for k in 0..churn {
+            let mut extra = pod.clone();
+            let name = format!("churn-{k}");
+            extra["metadata"]["name"] = name.clone().into();
+            let ip = format!("10.251.{}.{}", k / 250, k % 250 + 1);
+            extra["status"]["podIP"] = ip.clone().into();
+            extra["status"]["podIPs"] = serde_json::json!([{ "ip": ip }]);
+            let key = format!(
+                "Pod/{}/{name}",
+                pod["metadata"]["namespace"].as_str().unwrap_or("")
+            );
+            agent.source().set(&key, &extra.to_string());
+            reconcile(&mut agent)?;
+            agent.source().remove(&key);
+            reconcile(&mut agent)?;
+        }
+        let per_event = (cpu_seconds() - cpu0) / (2 * churn) as f64;
+        writeln!(
+            out,
+            "  churn: {} events in {}, CPU {:.2} ms per event: at 100 events/s {:.3} of a core",
+            2 * churn,
+            ms(t0.elapsed()),
+            per_event * 1e3,
+            per_event * 100.0
+        )?;
         for (label, mut v) in times {
             v.sort_by_key(total);
             let median = v[v.len() / 2];

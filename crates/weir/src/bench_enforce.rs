@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use weir_engine::Engine;
+use weir_engine::{Engine, Selectors};
 use weir_lab::{Lab, LabOptions, Session};
 use weir_model::{Cluster, Protocol};
 use weir_netns::netns::command_in;
@@ -362,7 +362,7 @@ fn change_block(
         let allow = k % 2 == 0;
         let cluster = &variants[usize::from(allow)];
         let t0 = Instant::now();
-        let ruleset = compile(&Engine::new(cluster), Scope::All);
+        let ruleset = compile(&Selectors::new(cluster, Default::default()), Scope::All);
         let t1 = Instant::now();
         enforcer.apply(ruleset).map_err(std::io::Error::other)?;
         times.compile.push(t1 - t0);
