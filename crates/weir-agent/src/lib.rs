@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use weir_engine::{Options, Selectors};
 use weir_model::Endpoint;
 use weir_nft::apply::{Applied, Enforcer, Kernel, Nft, NftCli, NftError};
-use weir_nft::{compile_with, CompileOptions, ElementChanges, Incremental, Scope};
+use weir_nft::{compile_with, CompileOptions, ElementChanges, Incremental, NeedsFull, Scope};
 
 use metrics::Metrics;
 use source::{Change, DirSource, Items, SourceError};
@@ -463,18 +463,21 @@ impl<S: Source, N: Nft> Agent<S, N> {
         Ok(applied)
     }
 
-    /// Applies `changes` to the kept ruleset when each is a pod on another node; `false`
-    /// (and the kept ruleset dropped) when a full compile is needed.
+    /// Applies `changes` to the kept ruleset when each is one pod's ([`Incremental`]);
+    /// `None` (and the kept ruleset dropped) when a full compile is needed.
     fn incremental_step(
         &mut self,
         changes: &[Change],
         node_addresses: Option<&HashSet<IpAddr>>,
     ) -> Option<ElementChanges> {
         let inc = self.incremental.as_mut()?;
-        if self.source.items().has_workloads() || inc.inputs().2 != node_addresses {
+        if self.source.items().has_workloads() {
             self.incremental = None;
             return None;
         }
+        // The node's addresses, change by change: a pod's leave with it, its new version's
+        // join when they are among the node's addresses now.
+        let mut local = inc.inputs().2.cloned();
         let mut all = ElementChanges::default();
         let mut attribution = self.attribution.lock().expect("attribution");
         for c in changes {
@@ -492,7 +495,22 @@ impl<S: Source, N: Nft> Agent<S, N> {
                 return None;
             };
             let id = c.name.trim_start_matches("Pod/");
-            match inc.endpoint(id, new.clone()) {
+            let result = match (local.as_mut(), node_addresses) {
+                (Some(here), Some(now)) => {
+                    for ip in old.iter().flat_map(|e| &e.ips) {
+                        here.remove(ip);
+                    }
+                    here.extend(
+                        new.iter()
+                            .flat_map(|e| &e.ips)
+                            .filter(|ip| now.contains(*ip)),
+                    );
+                    inc.endpoint_on_node(id, new.clone(), here.clone())
+                }
+                (None, None) => inc.endpoint(id, new.clone()),
+                _ => Err(NeedsFull("the node's scope changed")),
+            };
+            match result {
                 Ok(changes) => all.extend(changes),
                 Err(_) => {
                     self.incremental = None;
@@ -500,6 +518,11 @@ impl<S: Source, N: Nft> Agent<S, N> {
                 }
             }
             attribution.endpoint_changed(old.as_ref(), new.as_ref());
+        }
+        if local.as_ref() != node_addresses {
+            // The node's addresses changed beyond these pods (e.g. a pod's IP appeared).
+            self.incremental = None;
+            return None;
         }
         Some(all)
     }

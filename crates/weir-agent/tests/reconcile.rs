@@ -167,11 +167,12 @@ fn only_the_addresses_of_this_nodes_pods_are_dispatched() {
     assert!(!full.contains("10.0.0.2 : jump"), "{full}");
 }
 
-/// A node's agent fed like the Kubernetes source (items `Pod/namespace/name`): pods on other
-/// nodes are taken incrementally, this node's pods and policies recompile, and after every
-/// step the kernel holds what a fresh agent compiling everything would program.
+/// A node's agent fed like the Kubernetes source (items `Pod/namespace/name`): pod events
+/// are taken incrementally where they can be (pods elsewhere; this node's pods joining or
+/// leaving a group another local pod keeps), the rest recompiles; after every step the
+/// kernel holds what a fresh agent compiling everything would program.
 #[test]
-fn pods_elsewhere_are_taken_incrementally_and_equal_a_full_compile() {
+fn pod_events_are_taken_incrementally_and_equal_a_full_compile() {
     let node = |local: &[&str]| {
         let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
         config.drift_interval = None;
@@ -191,59 +192,78 @@ fn pods_elsewhere_are_taken_incrementally_and_equal_a_full_compile() {
             Some(DATA_FROM_LOGIC.into()),
         ),
     ];
-    let steps: Vec<(&str, Option<String>, bool)> = vec![
-        // (item, new text, expected incremental)
+    let here = ["10.0.0.2"];
+    let with_redis2 = ["10.0.0.2", "10.0.0.6"];
+    // (item, new text, this node's addresses after, expected incremental)
+    let steps: Vec<(&str, Option<String>, &[&str], bool)> = vec![
         (
             "Pod/prod/api",
             Some(pod("api", "prod", "tier: logic", "10.0.0.3")),
+            &here,
             true,
         ),
         (
             "Pod/dev/intruder",
             Some(pod("intruder", "dev", "tier: logic", "10.0.0.4")),
+            &here,
             true,
         ),
         (
             "Pod/prod/api",
             Some(pod("api", "prod", "tier: web", "10.0.0.3")),
+            &here,
             true,
         ),
         (
             "Pod/prod/api",
             Some(pod("api", "prod", "tier: logic", "10.0.0.7")),
+            &here,
             true,
         ),
-        ("Pod/prod/api", None, true),
-        // This node's pod: recompiled.
+        ("Pod/prod/api", None, &here, true),
+        // This node's only data pod changes group: its group chain goes, recompiled.
         (
             "Pod/prod/redis",
             Some(pod("redis", "prod", "tier: cache", "10.0.0.2")),
+            &here,
             false,
         ),
         (
             "Pod/prod/redis",
             Some(pod("redis", "prod", "tier: data", "10.0.0.2")),
+            &here,
             false,
         ),
-        // A policy: recompiled; then pods elsewhere are incremental again.
+        // A second replica scheduled here joins the group redis keeps: incremental.
+        (
+            "Pod/prod/redis2",
+            Some(pod("redis2", "prod", "tier: data", "10.0.0.6")),
+            &with_redis2,
+            true,
+        ),
+        ("Pod/prod/redis2", None, &here, true),
+        // A policy: recompiled; then pod events are incremental again.
         (
             "NetworkPolicy/prod/data-from-logic",
             Some(DATA_FROM_LOGIC.replace("6379", "6380")),
+            &here,
             false,
         ),
         (
             "Pod/prod/api2",
             Some(pod("api2", "prod", "tier: logic", "10.0.0.8")),
+            &here,
             true,
         ),
         // An address another pod already holds: recompiled.
         (
             "Pod/prod/api3",
             Some(pod("api3", "prod", "tier: logic", "10.0.0.8")),
+            &here,
             false,
         ),
     ];
-    let mut a = node(&["10.0.0.2"]);
+    let mut a = node(&here);
     for (k, t) in &world {
         a.source().set(k, t.as_deref().unwrap());
     }
@@ -252,16 +272,17 @@ fn pods_elsewhere_are_taken_incrementally_and_equal_a_full_compile() {
         !a.stages.incremental,
         "the first reconcile compiles in full"
     );
-    for (i, (item, text, incremental)) in steps.into_iter().enumerate() {
+    for (i, (item, text, local, incremental)) in steps.into_iter().enumerate() {
         match &text {
             Some(t) => a.source().set(item, t),
             None => a.source().remove(item),
         }
+        a.source().node_addresses = Some(local.iter().map(|ip| ip.parse().unwrap()).collect());
         world.retain(|(k, _)| k != item);
         world.push((item.to_string(), text));
         a.reconcile().unwrap();
         assert_eq!(a.stages.incremental, incremental, "step {i}: {item}");
-        let mut fresh = node(&["10.0.0.2"]);
+        let mut fresh = node(local);
         for (k, t) in &world {
             if let Some(t) = t {
                 fresh.source().set(k, t);

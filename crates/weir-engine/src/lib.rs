@@ -88,10 +88,7 @@ impl<'c> Selectors<'c> {
 
     /// Whether `policy` selects endpoint `i` (its namespace, its podSelector; never hostNetwork).
     pub fn selects(&self, policy: &weir_model::Policy, i: usize) -> bool {
-        let ep = &self.cluster.endpoints[i];
-        !ep.host_network
-            && ep.namespace == policy.namespace
-            && selector::matches(&policy.pod_selector, &ep.labels)
+        selects_endpoint(policy, &self.cluster.endpoints[i])
     }
 
     fn namespace_labels(&self, namespace: &str) -> Option<&'c weir_model::Labels> {
@@ -245,6 +242,13 @@ impl Engine<'_> {
             .map_or(&[][..], |(_, ids)| &ids[..]);
         ids.iter().map(|&i| &self.cluster.policies[i])
     }
+}
+
+/// [`Selectors::selects`] for one endpoint given on its own.
+pub fn selects_endpoint(policy: &weir_model::Policy, ep: &Endpoint) -> bool {
+    !ep.host_network
+        && ep.namespace == policy.namespace
+        && selector::matches(&policy.pod_selector, &ep.labels)
 }
 
 fn ipblock_contains(cidr: &ipnet::IpNet, except: &[ipnet::IpNet], ip: IpAddr) -> bool {

@@ -208,10 +208,19 @@ pub(crate) fn proto_num(p: Protocol) -> u8 {
     }
 }
 
-fn hash_of(value: &impl Hash) -> u64 {
+pub(crate) fn hash_of(value: &impl Hash) -> u64 {
     let mut h = FxHasher::default();
     value.hash(&mut h);
     h.finish()
+}
+
+/// The chain shared by endpoints isolated in `dir` by exactly these policies (indexes).
+pub(crate) fn group_chain_name(dir: Direction, policies: &[usize]) -> String {
+    let prefix = match dir {
+        Direction::Ingress => "ig",
+        Direction::Egress => "eg",
+    };
+    format!("{prefix}-{:016x}", hash_of(&policies))
 }
 
 /// Names of chains and sets are generated, never user text: `prefix-<hash of key>`, where
@@ -273,7 +282,8 @@ struct Compiler<'e, 'c> {
     defs: BTreeMap<String, SetDef>,
 }
 
-/// A set whose elements depend on endpoints anywhere in the cluster (not only local ones).
+/// A set whose elements depend on endpoints, and how ([`crate::Incremental`] moves one
+/// endpoint's elements by these).
 #[derive(Clone, Debug)]
 pub(crate) enum SetDef {
     /// Addresses of family `family` of the endpoints a pod-selector peer matches.
@@ -284,6 +294,13 @@ pub(crate) enum SetDef {
     },
     /// An ipBlock peer's ranges (pod addresses cut out when ipBlocks do not match pods).
     Block { peer: Peer },
+    /// (address . protocol . port) of the local endpoints policy `policy` (an index)
+    /// selects, for an ingress rule's named ports.
+    NamedIngress {
+        policy: usize,
+        named: Vec<PortRule>,
+        family: Family,
+    },
     /// (address . protocol . port) of the endpoints an egress peer (`None`: every endpoint)
     /// matches, for the rule's named ports.
     NamedEgress {
@@ -483,11 +500,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
 
     /// The chain shared by endpoints isolated in `dir` by exactly these policies.
     fn group_chain(&mut self, dir: Direction, policies: &[usize]) -> String {
-        let prefix = match dir {
-            Direction::Ingress => "ig",
-            Direction::Egress => "eg",
-        };
-        let name = format!("{prefix}-{:016x}", hash_of(&policies));
+        let name = group_chain_name(dir, policies);
         if self.rs.chains.contains_key(&name) {
             return name;
         }
@@ -578,6 +591,16 @@ impl<'e, 'c> Compiler<'e, 'c> {
                         .filter(|&i| self.local[i] && self.engine.selects(policy, i))
                         .collect();
                     self.named_port_set(&set_base, &dsts, &named);
+                    for f in self.families.clone() {
+                        self.defs.insert(
+                            format!("{set_base}-{}", f.suffix()),
+                            SetDef::NamedIngress {
+                                policy: p,
+                                named: named.clone(),
+                                family: f,
+                            },
+                        );
+                    }
                     for (_, m) in &peers {
                         for f in self.families.clone() {
                             let dport = format!(

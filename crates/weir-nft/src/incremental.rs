@@ -1,25 +1,43 @@
 //! A node's ruleset kept current under pod churn without recompiling the cluster.
 //!
-//! Most events a node's agent sees are pods coming and going on *other* nodes. Such a pod
-//! has no dispatch entry, chain or local set here; it only enters or leaves the sets that
-//! hold peer addresses (selector sets, egress named-port sets). [`Incremental::endpoint`]
-//! tests the changed pod against each of those sets' definitions, recorded by the full
-//! compile, and changes exactly its elements: work in proportion to the sets of the node's
-//! policies, however large the cluster. Anything it cannot do that way (a local pod, an
-//! address another endpoint also holds, an address family appearing or disappearing, an
-//! ipBlock that must cut pod addresses out) is refused with [`NeedsFull`] and nothing
-//! changed; the caller compiles in full. Equal to [`crate::compile_with`] after every
-//! step: a property test holds them to it over random event sequences.
+//! A pod's change moves only its own elements: the peer sets whose selectors match it
+//! (selector sets, egress named-port sets) wherever it runs, and — when it runs on this
+//! node — its dispatch entries (into group chains that already exist), the local-pod
+//! sets and the ingress named-port sets of the policies selecting it.
+//! [`Incremental::endpoint`] tests the pod against each set's definition, recorded by the
+//! full compile: work in proportion to the sets of the node's policies, however large the
+//! cluster. What it cannot do that way (a group of policies no local pod had before, the
+//! last pod of a group leaving, an address another endpoint also holds, an address family
+//! appearing or disappearing, an ipBlock that must cut pod addresses out) is refused with
+//! [`NeedsFull`] and nothing changed; the caller compiles in full. Equal to
+//! [`crate::compile_with`] after every step: a property test holds them to it over random
+//! event sequences.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use weir_engine::ports::resolve_ports;
-use weir_engine::{peer_matches_endpoint, Options, Selectors};
-use weir_model::{Cluster, Endpoint, Labels, Peer, Protocol};
+use weir_engine::{peer_matches_endpoint, selects_endpoint, Options, Selectors};
+use weir_model::{Cluster, Direction, Endpoint, Labels, Peer, PortRule, Protocol};
 
-use crate::compile::{compile_recorded, proto_num, Family, SetDef};
+use crate::compile::{compile_recorded, group_chain_name, proto_num, Family, SetDef};
 use crate::{CompileOptions, ElementChanges, Ruleset, Scope};
+
+/// (address . protocol . port) of `e`'s addresses of `family` for the named ports it resolves.
+fn named_elements(e: &Endpoint, named: &[PortRule], family: Family) -> BTreeSet<String> {
+    let ports = resolve_ports(named, &e.ports);
+    let mut elements = BTreeSet::new();
+    for ip in e.ips.iter().filter(|ip| Family::of(ip) == family) {
+        for proto in Protocol::ALL {
+            for &(lo, hi) in ports.ranges(proto) {
+                for port in lo..=hi {
+                    elements.insert(format!("{ip} . {} . {port}", proto_num(proto)));
+                }
+            }
+        }
+    }
+    elements
+}
 
 /// Why an event needs the full compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +62,17 @@ pub struct Incremental {
     /// How many endpoints have an address of each family (v4, v6).
     family_count: [usize; 2],
     namespaces: HashMap<String, Labels>,
+    /// Policies (indexes) by namespace, in input order.
+    by_namespace: HashMap<String, Vec<usize>>,
+    /// Dispatch entries pointing at each group chain.
+    group_refs: HashMap<String, usize>,
+}
+
+const MAPS: [&str; 4] = ["egress4", "egress6", "ingress4", "ingress6"];
+
+/// The chain a dispatch entry (`ADDRESS : jump CHAIN`) jumps to.
+fn jump_target(element: &str) -> Option<&str> {
+    element.rsplit_once(" : jump ").map(|(_, c)| c)
 }
 
 fn family_index(f: Family) -> usize {
@@ -85,8 +114,29 @@ impl Incremental {
                 .iter()
                 .map(|n| (n.name.clone(), n.labels.clone()))
                 .collect(),
+            by_namespace: HashMap::new(),
+            group_refs: HashMap::new(),
             cluster,
         };
+        for (i, p) in inc.cluster.policies.iter().enumerate() {
+            inc.by_namespace
+                .entry(p.namespace.clone())
+                .or_default()
+                .push(i);
+        }
+        for map in MAPS {
+            for el in inc
+                .ruleset
+                .sets
+                .get(map)
+                .into_iter()
+                .flat_map(|s| &s.elements)
+            {
+                if let Some(chain) = jump_target(el) {
+                    *inc.group_refs.entry(chain.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
         for (i, e) in inc.cluster.endpoints.iter().enumerate() {
             if inc.by_id.insert(e.id(), i).is_some() {
                 inc.unique_ids = false;
@@ -121,21 +171,39 @@ impl Incremental {
         )
     }
 
-    fn is_local(&self, e: &Endpoint) -> bool {
-        match &self.local {
-            None => true,
-            Some(ips) => e.ips.iter().any(|ip| ips.contains(ip)),
-        }
+    /// Whether `e` runs on this node, given the node's addresses (`None`: every endpoint).
+    fn is_local(local: Option<&HashSet<IpAddr>>, e: &Endpoint) -> bool {
+        local.is_none_or(|ips| e.ips.iter().any(|ip| ips.contains(ip)))
     }
 
-    /// Endpoint `id` (`namespace/name`) added or replaced (`Some`) or removed (`None`).
-    /// Refused, with nothing changed, unless it is a pod on another node that shares no
-    /// address with any other endpoint and changes no address family's presence.
-    /// Returns the elements that changed.
+    /// Endpoint `id` (`namespace/name`) added or replaced (`Some`) or removed (`None`); the
+    /// node's pod addresses unchanged. Returns the elements that changed; refused, with
+    /// nothing changed, when it needs the full compile (see the module's doc).
     pub fn endpoint(
         &mut self,
         id: &str,
         new: Option<Endpoint>,
+    ) -> Result<ElementChanges, NeedsFull> {
+        let local = self.local.clone();
+        self.change(id, new, local)
+    }
+
+    /// [`Incremental::endpoint`] when the node's pod addresses are `local` after it (they
+    /// may differ from before only by this endpoint's addresses).
+    pub fn endpoint_on_node(
+        &mut self,
+        id: &str,
+        new: Option<Endpoint>,
+        local: HashSet<IpAddr>,
+    ) -> Result<ElementChanges, NeedsFull> {
+        self.change(id, new, Some(local))
+    }
+
+    fn change(
+        &mut self,
+        id: &str,
+        new: Option<Endpoint>,
+        local_after: Option<HashSet<IpAddr>>,
     ) -> Result<ElementChanges, NeedsFull> {
         if !self.unique_ids {
             return Err(NeedsFull("two endpoints with one namespace/name"));
@@ -149,8 +217,19 @@ impl Incremental {
                 return Err(NeedsFull("the endpoint's id differs from its key"));
             }
         }
-        if old.is_some_and(|e| self.is_local(e)) || new.as_ref().is_some_and(|e| self.is_local(e)) {
-            return Err(NeedsFull("a pod of this node"));
+        // The node's addresses change by this endpoint's, or not at all.
+        match (&self.local, &local_after) {
+            (None, None) => {}
+            (Some(before), Some(after)) => {
+                let own = |ip: &IpAddr| {
+                    old.is_some_and(|e| e.ips.contains(ip))
+                        || new.as_ref().is_some_and(|e| e.ips.contains(ip))
+                };
+                if before.symmetric_difference(after).any(|ip| !own(ip)) {
+                    return Err(NeedsFull("the node's addresses changed beyond this pod"));
+                }
+            }
+            _ => return Err(NeedsFull("the node's scope changed")),
         }
         // Addresses: each held by this endpoint alone, before and after.
         let old_ips: BTreeSet<IpAddr> = old
@@ -200,13 +279,13 @@ impl Incremental {
             }
         }
 
-        // Accepted: move the elements, then the cluster.
+        // Move the elements, then the cluster.
         let before = match old {
-            Some(e) => self.contributions(e),
+            Some(e) => self.contributions(e, self.local.as_ref())?,
             None => BTreeMap::new(),
         };
         let after = match &new {
-            Some(e) => self.contributions(e),
+            Some(e) => self.contributions(e, local_after.as_ref())?,
             None => BTreeMap::new(),
         };
         let mut changes = ElementChanges::default();
@@ -232,16 +311,46 @@ impl Incremental {
                 changes.added.insert(set.clone(), new);
             }
         }
+        // A group chain nothing jumps to any more is removed by the full compile.
+        let mut refs: HashMap<&str, isize> = HashMap::new();
+        for (sign, sets) in [(-1, &changes.removed), (1, &changes.added)] {
+            for map in MAPS {
+                for el in sets.get(map).into_iter().flatten() {
+                    if let Some(chain) = jump_target(el) {
+                        *refs.entry(chain).or_insert(0) += sign;
+                    }
+                }
+            }
+        }
+        for (chain, delta) in &refs {
+            let now = self.group_refs.get(*chain).copied().unwrap_or(0) as isize;
+            if now + delta <= 0 {
+                return Err(NeedsFull("the last pod of a group leaves this node"));
+            }
+        }
+        for (chain, delta) in refs {
+            let n = self.group_refs.entry(chain.to_string()).or_insert(0);
+            *n = (*n as isize + delta) as usize;
+        }
         let applied = self.ruleset.apply_elements(&changes);
         debug_assert!(applied, "recorded sets exist");
         self.replace(id, new);
+        self.local = local_after;
         Ok(changes)
     }
 
     /// The elements `e` puts into each recorded set.
-    fn contributions(&self, e: &Endpoint) -> BTreeMap<String, BTreeSet<String>> {
+    fn contributions(
+        &self,
+        e: &Endpoint,
+        local: Option<&HashSet<IpAddr>>,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, NeedsFull> {
         let labels = self.namespaces.get(&e.namespace);
         let mut out = BTreeMap::new();
+        let on_node = Self::is_local(local, e);
+        if on_node {
+            self.dispatch(e, local, &mut out)?;
+        }
         for (name, def) in &self.defs {
             let elements: BTreeSet<String> = match def {
                 SetDef::Selector {
@@ -258,6 +367,16 @@ impl Incremental {
                     } else {
                         continue;
                     }
+                }
+                SetDef::NamedIngress {
+                    policy,
+                    named,
+                    family,
+                } => {
+                    if !on_node || !selects_endpoint(&self.cluster.policies[*policy], e) {
+                        continue;
+                    }
+                    named_elements(e, named, *family)
                 }
                 SetDef::NamedEgress {
                     peer,
@@ -301,7 +420,56 @@ impl Incremental {
                 out.insert(name.clone(), elements);
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// A local endpoint's dispatch entries and local-set elements. Its group chains must
+    /// exist already.
+    fn dispatch(
+        &self,
+        e: &Endpoint,
+        local: Option<&HashSet<IpAddr>>,
+        out: &mut BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<(), NeedsFull> {
+        if e.host_network {
+            return Ok(());
+        }
+        let here: Vec<&IpAddr> = e
+            .ips
+            .iter()
+            .filter(|ip| local.is_none_or(|l| l.contains(*ip)))
+            .collect();
+        for ip in &here {
+            let set = format!("local{}", Family::of(ip).suffix());
+            if self.ruleset.sets.contains_key(&set) {
+                out.entry(set).or_default().insert(ip.to_string());
+            }
+        }
+        let in_ns = self.by_namespace.get(&e.namespace);
+        for dir in [Direction::Egress, Direction::Ingress] {
+            let policies: Vec<usize> = in_ns
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&p| {
+                    let policy = &self.cluster.policies[p];
+                    policy.isolates(dir) && selects_endpoint(policy, e)
+                })
+                .collect();
+            if policies.is_empty() {
+                continue;
+            }
+            let chain = group_chain_name(dir, &policies);
+            if !self.ruleset.chains.contains_key(&chain) {
+                return Err(NeedsFull("a group of policies no pod of this node had"));
+            }
+            for ip in &here {
+                out.entry(format!("{dir}{}", Family::of(ip).suffix()))
+                    .or_default()
+                    .insert(format!("{ip} : jump {chain}"));
+            }
+        }
+        Ok(())
     }
 
     /// Puts `new` in the cluster in place of endpoint `id` (or removes it).

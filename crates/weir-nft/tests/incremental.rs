@@ -64,12 +64,12 @@ fn apply(cluster: &mut Cluster, id: &str, new: Option<Endpoint>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
     #[test]
     fn incremental_equals_the_full_compile_after_every_event(
         cluster in scenario::cluster(),
         local_pick in proptest::collection::vec(proptest::bool::weighted(0.3), 8),
-        events in proptest::collection::vec((0u8..4, scenario::endpoint(), 0usize..8), 1..20),
+        events in proptest::collection::vec((0u8..6, scenario::endpoint(), 0usize..8), 1..20),
         ipblock_matches_pods in proptest::bool::weighted(0.8),
         fail_closed in any::<bool>(),
     ) {
@@ -85,14 +85,37 @@ proptest! {
             .filter(|(_, pick)| **pick)
             .flat_map(|(e, _)| e.ips.iter().copied())
             .collect();
+        let mut local = local;
         let mut truth = cluster.clone();
         let mut inc = Incremental::new(cluster, engine, Some(local.clone()), options.clone());
         prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options));
         for (k, (kind, (ep, _), target)) in events.into_iter().enumerate() {
-            let (id, new) = event(&truth, k, kind, ep, target);
+            // Kinds 4 and 5: a pod scheduled onto this node, a pod of this node deleted;
+            // the node's addresses change with them.
+            let base = match kind {
+                4 => 0, // added
+                5 => 1, // removed
+                other => other,
+            };
+            let (id, new) = event(&truth, k, base, ep, target);
+            let old_ips: Vec<IpAddr> = truth.endpoints.iter().filter(|e| e.id() == id).flat_map(|e| e.ips.clone()).collect();
+            let node_change = kind >= 4;
+            if node_change {
+                for ip in &old_ips {
+                    local.remove(ip);
+                }
+                if kind == 4 {
+                    local.extend(new.iter().flat_map(|e| e.ips.iter().copied()));
+                }
+            }
             apply(&mut truth, &id, new.clone());
             let previous = inc.ruleset().clone();
-            match inc.endpoint(&id, new) {
+            let result = if node_change {
+                inc.endpoint_on_node(&id, new, local.clone())
+            } else {
+                inc.endpoint(&id, new)
+            };
+            match result {
                 Ok(changes) => {
                     ACCEPTED.fetch_add(1, Ordering::Relaxed);
                     // The changes it reports are exactly the delta to what it held.
@@ -120,7 +143,7 @@ fn most_generated_events_are_taken_incrementally() {
 }
 
 #[test]
-fn a_remote_pod_moves_only_its_own_elements_and_a_local_one_is_refused() {
+fn a_pod_moves_only_its_own_elements_and_the_last_of_a_group_is_refused() {
     let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n---\n\
         apiVersion: v1\nkind: Pod\nmetadata: {name: redis, namespace: prod, labels: {tier: data}}\nspec: {containers: [{name: c, image: x}]}\nstatus: {podIP: 10.0.0.2}\n---\n\
         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: prod}\n\
@@ -157,4 +180,20 @@ fn a_remote_pod_moves_only_its_own_elements_and_a_local_one_is_refused() {
     // The remote pod leaves again.
     inc.endpoint("prod/api", None).unwrap();
     assert_eq!(inc.ruleset(), &before);
+    // A second replica scheduled onto this node joins the group chain the first one has:
+    // one dispatch entry, taken incrementally.
+    let mut redis2 = inc.cluster().endpoints[0].clone();
+    redis2.name = "redis2".into();
+    redis2.ips = vec!["10.0.0.3".parse().unwrap()];
+    let node: HashSet<IpAddr> = ["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()].into();
+    let changes = inc
+        .endpoint_on_node("prod/redis2", Some(redis2), node)
+        .unwrap();
+    let entry = changes.added["ingress4"].iter().next().unwrap().clone();
+    assert!(entry.starts_with("10.0.0.3 : jump ig-"), "{entry}");
+    assert!(before.sets["ingress4"]
+        .elements
+        .iter()
+        .any(|e| e.starts_with("10.0.0.2 : jump ig-")
+            && e.ends_with(entry.rsplit_once(' ').unwrap().1)));
 }
