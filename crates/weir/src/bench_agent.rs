@@ -70,6 +70,21 @@ fn reconcile(agent: &mut Fed) -> Result<Stages, Failure> {
     Ok(agent.stages)
 }
 
+/// A copy of `pod` named `PREFIX-k` at address 10.SUBNET.x.y: its item key, address, text.
+fn variant(pod: &Value, prefix: &str, k: u64, subnet: u8) -> (String, std::net::IpAddr, String) {
+    let mut p = pod.clone();
+    let name = format!("{prefix}-{k}");
+    p["metadata"]["name"] = name.clone().into();
+    let ip = format!("10.{subnet}.{}.{}", k / 250, k % 250 + 1);
+    p["status"]["podIP"] = ip.clone().into();
+    p["status"]["podIPs"] = serde_json::json!([{ "ip": ip }]);
+    let key = format!(
+        "Pod/{}/{name}",
+        p["metadata"]["namespace"].as_str().unwrap_or("")
+    );
+    (key, ip.parse().expect("an address"), p.to_string())
+}
+
 /// This process's resident memory (VmRSS), MiB.
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -116,6 +131,14 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
             source.set(k, &o.to_string());
         }
         // Keep what the events need, drop the generated objects before measuring memory.
+        // A pod of node-0: another replica of it scheduled onto node-0 joins the group of
+        // policies this pod already has here.
+        let local_pod = items
+            .iter()
+            .find(|(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == "node-0")
+            .context("a pod on node-0")?
+            .1
+            .clone();
         let pod = items
             .iter()
             .find(|(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == "node-1")
@@ -145,30 +168,41 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
         let mut times: Vec<(&str, Vec<Stages>)> = vec![
             ("pod added (another node)", vec![]),
             ("pod deleted (another node)", vec![]),
+            ("pod added (this node, a group it has)", vec![]),
+            ("pod deleted (this node)", vec![]),
             ("policy edited", vec![]),
         ];
         for k in 0..args.events {
-            let mut extra = pod.clone();
-            let name = format!("bench-extra-{k}");
-            extra["metadata"]["name"] = name.clone().into();
-            let ip = format!("10.250.{}.{}", k / 250, k % 250 + 1);
-            extra["status"]["podIP"] = ip.clone().into();
-            extra["status"]["podIPs"] = serde_json::json!([{ "ip": ip }]);
-            let key = format!(
-                "Pod/{}/{name}",
-                pod["metadata"]["namespace"].as_str().unwrap_or("")
-            );
-            agent.source().set(&key, &extra.to_string());
+            let (key, _, extra) = variant(&pod, "bench-extra", k, 250);
+            agent.source().set(&key, &extra);
             times[0].1.push(reconcile(&mut agent)?);
             agent.source().remove(&key);
             times[1].1.push(reconcile(&mut agent)?);
+            // A replica scheduled onto node-0, then deleted.
+            let (key, ip, extra) = variant(&local_pod, "bench-local", k, 252);
+            agent.source().set(&key, &extra);
+            agent
+                .source()
+                .node_addresses
+                .as_mut()
+                .expect("set above")
+                .insert(ip);
+            times[2].1.push(reconcile(&mut agent)?);
+            agent.source().remove(&key);
+            agent
+                .source()
+                .node_addresses
+                .as_mut()
+                .expect("set above")
+                .remove(&ip);
+            times[3].1.push(reconcile(&mut agent)?);
             // An edit that changes the ruleset: the policy now selects only pods labelled
             // bench=x (none), and back.
             let mut edited = policy.clone();
             edited["spec"]["podSelector"]["matchLabels"]["bench"] = "x".into();
             let edited = edited.to_string();
             agent.source().set(&policy_key, &edited);
-            times[2].1.push(reconcile(&mut agent)?);
+            times[4].1.push(reconcile(&mut agent)?);
             agent.source().set(&policy_key, &policy_text);
             reconcile(&mut agent)?;
         }
@@ -177,17 +211,8 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
         let cpu0 = cpu_seconds();
         let t0 = std::time::Instant::now();
         for k in 0..churn {
-            let mut extra = pod.clone();
-            let name = format!("churn-{k}");
-            extra["metadata"]["name"] = name.clone().into();
-            let ip = format!("10.251.{}.{}", k / 250, k % 250 + 1);
-            extra["status"]["podIP"] = ip.clone().into();
-            extra["status"]["podIPs"] = serde_json::json!([{ "ip": ip }]);
-            let key = format!(
-                "Pod/{}/{name}",
-                pod["metadata"]["namespace"].as_str().unwrap_or("")
-            );
-            agent.source().set(&key, &extra.to_string());
+            let (key, _, extra) = variant(&pod, "churn", k, 251);
+            agent.source().set(&key, &extra);
             reconcile(&mut agent)?;
             agent.source().remove(&key);
             reconcile(&mut agent)?;
