@@ -220,10 +220,12 @@ pub fn write_dump(spec: DumpSpec, out: &mut dyn Write) -> io::Result<usize> {
             if pod >= spec.pods {
                 break;
             }
-            // Unique per namespace up to 64,000 pods; the namespace picks the /16.
+            // The namespace picks the /16 (ns % 256); namespaces sharing a /16 (more than
+            // 256) take distinct quarters of it: unique up to 1,024 namespaces of 16,000 pods.
             let i = in_ns[ns];
             in_ns[ns] += 1;
-            let ip = format!("10.{}.{}.{}", ns % 256, (i / 250) % 256, i % 250 + 1);
+            let third = (ns / 256 % 4) * 64 + (i / 250) % 64;
+            let ip = format!("10.{}.{third}.{}", ns % 256, i % 250 + 1);
             emit(
                 out,
                 json!({
@@ -248,4 +250,34 @@ pub fn write_dump(spec: DumpSpec, out: &mut dyn Write) -> io::Result<usize> {
     }
     out.write_all(b"\n]}\n")?;
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More namespaces than /16s (the 50k and 100k benchmark dumps): still one address per pod.
+    #[test]
+    fn pod_addresses_are_unique_past_256_namespaces() {
+        let mut out = Vec::new();
+        let spec = DumpSpec {
+            pods: 3000,
+            namespaces: 600,
+            policies: 10,
+            replicas: 5,
+            seed: 1,
+        };
+        write_dump(spec, &mut out).unwrap();
+        let list: Value = serde_json::from_slice(&out).unwrap();
+        let ips: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["kind"] == "Pod")
+            .map(|o| o["status"]["podIP"].as_str().unwrap())
+            .collect();
+        let distinct: std::collections::HashSet<&&str> = ips.iter().collect();
+        assert_eq!(ips.len(), 3000);
+        assert_eq!(distinct.len(), ips.len());
+    }
 }
