@@ -126,6 +126,11 @@ sed 's/^/  /' "$work/explain-agent.err" "$work/explain-agent"
 limited() { [ "$rc" = 0 ] && grep -q "not allowed to list .*Deployment" "$work/explain-agent.err" && grep -q ALLOWED "$work/explain-agent"; }
 check "weir explain with the agent's rights: answers (ALLOWED), says what it could not list" limited
 
+say "The agent programs the kernel through libnftables (no process per change); its log says so"
+kubectl -n weir-system logs ds/weir-agent > "$work/agent.log" 2>&1 || true
+grep -m1 '"via"' "$work/agent.log" | sed 's/^/  /' || true
+check "the agent programs through libnftables" grep -q '"via":"libnftables"' "$work/agent.log"
+
 if [ "${1:-}" = --latency ]; then
   say "Policy change → enforced, as a pod sees it (python3 probe inside personal ubuntu's network namespace)"
   python3 tools/node/latency.py --kubectl "$bin/node/kubectl" --kubeconfig "$kc" --release "$release" \
