@@ -79,11 +79,10 @@ fn placement(text: &str) -> Option<(String, Vec<IpAddr>)> {
         .flatten()
         .filter_map(|x| x["ip"].as_str()?.parse().ok())
         .collect();
-    ips.extend(
-        p["status"]["podIP"]
-            .as_str()
-            .and_then(|ip| ip.parse::<IpAddr>().ok()),
-    );
+    let primary = p["status"]["podIP"].as_str().and_then(|ip| ip.parse().ok());
+    if let Some(ip) = primary.filter(|ip| !ips.contains(ip)) {
+        ips.push(ip);
+    }
     Some((node, ips))
 }
 
@@ -253,5 +252,54 @@ impl KubeSource {
         self.failing
             .load(Ordering::SeqCst)
             .then(|| "the Kubernetes API cannot be watched; enforcing the last state".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(node: &str, ip: &str, host_network: bool) -> String {
+        serde_json::json!({
+            "kind": "Pod",
+            "spec": {"nodeName": node, "hostNetwork": host_network},
+            "status": {"podIP": ip, "podIPs": [{"ip": ip}]},
+        })
+        .to_string()
+    }
+
+    /// The watchers' store: every put and delete is a change; the per-node index follows
+    /// pods being added, moved, readdressed and deleted, and leaves hostNetwork pods out.
+    #[test]
+    fn the_store_tracks_changes_and_where_pods_run() {
+        let mut s = Shared::default();
+        let on = |s: &Shared, node: &str| -> BTreeSet<String> {
+            s.by_node.get(node).cloned().unwrap_or_default()
+        };
+        s.put("Pod/a/x".into(), pod("n1", "10.0.0.1", false));
+        s.put("Pod/a/y".into(), pod("n1", "10.0.0.2", false));
+        s.put("Pod/a/h".into(), pod("n1", "192.168.0.1", true));
+        s.put("Namespace//a".into(), "{}".into());
+        assert_eq!(
+            on(&s, "n1").len(),
+            2,
+            "hostNetwork pods are not this node's pods"
+        );
+        assert_eq!(std::mem::take(&mut s.changed).len(), 4);
+        // Readdressed, then deleted: the index follows, each is a change.
+        s.put("Pod/a/x".into(), pod("n1", "10.0.0.9", false));
+        assert_eq!(
+            s.placed["Pod/a/x"].1,
+            ["10.0.0.9".parse::<IpAddr>().unwrap()]
+        );
+        s.delete("Pod/a/y");
+        s.delete("Pod/a/never");
+        assert_eq!(on(&s, "n1"), BTreeSet::from(["Pod/a/x".to_string()]));
+        assert_eq!(
+            std::mem::take(&mut s.changed),
+            BTreeSet::from(["Pod/a/x".to_string(), "Pod/a/y".to_string()])
+        );
+        s.delete("Pod/a/x");
+        assert!(s.by_node.is_empty() && s.placed.is_empty());
     }
 }

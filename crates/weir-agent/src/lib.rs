@@ -232,7 +232,7 @@ impl Attribution {
             .collect();
     }
 
-    /// One endpoint added, changed or removed (chains do not change with pods elsewhere).
+    /// One endpoint added, changed or removed incrementally (no chain appears or goes then).
     fn endpoint_changed(&mut self, old: Option<&Endpoint>, new: Option<&Endpoint>) {
         for ip in old.iter().flat_map(|e| &e.ips) {
             self.endpoints.remove(ip);

@@ -39,6 +39,25 @@ fn named_elements(e: &Endpoint, named: &[PortRule], family: Family) -> BTreeSet<
     elements
 }
 
+type Elements = BTreeMap<String, BTreeSet<String>>;
+
+/// The elements of `a` that `b` does not have, set by set.
+fn minus(a: &Elements, b: &Elements) -> Elements {
+    let mut out = Elements::new();
+    for (set, els) in a {
+        let other = b.get(set);
+        let only: BTreeSet<String> = els
+            .iter()
+            .filter(|e| other.is_none_or(|o| !o.contains(*e)))
+            .cloned()
+            .collect();
+        if !only.is_empty() {
+            out.insert(set.clone(), only);
+        }
+    }
+    out
+}
+
 /// Why an event needs the full compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("needs a full compile: {0}")]
@@ -288,29 +307,10 @@ impl Incremental {
             Some(e) => self.contributions(e, local_after.as_ref())?,
             None => BTreeMap::new(),
         };
-        let mut changes = ElementChanges::default();
-        for (set, els) in &before {
-            let now = after.get(set);
-            let gone: BTreeSet<String> = els
-                .iter()
-                .filter(|e| now.is_none_or(|n| !n.contains(*e)))
-                .cloned()
-                .collect();
-            if !gone.is_empty() {
-                changes.removed.insert(set.clone(), gone);
-            }
-        }
-        for (set, els) in &after {
-            let was = before.get(set);
-            let new: BTreeSet<String> = els
-                .iter()
-                .filter(|e| was.is_none_or(|w| !w.contains(*e)))
-                .cloned()
-                .collect();
-            if !new.is_empty() {
-                changes.added.insert(set.clone(), new);
-            }
-        }
+        let changes = ElementChanges {
+            removed: minus(&before, &after),
+            added: minus(&after, &before),
+        };
         // A group chain nothing jumps to any more is removed by the full compile.
         let mut refs: HashMap<&str, isize> = HashMap::new();
         for (sign, sets) in [(-1, &changes.removed), (1, &changes.added)] {
@@ -344,7 +344,7 @@ impl Incremental {
         &self,
         e: &Endpoint,
         local: Option<&HashSet<IpAddr>>,
-    ) -> Result<BTreeMap<String, BTreeSet<String>>, NeedsFull> {
+    ) -> Result<Elements, NeedsFull> {
         let labels = self.namespaces.get(&e.namespace);
         let mut out = BTreeMap::new();
         let on_node = Self::is_local(local, e);
@@ -429,7 +429,7 @@ impl Incremental {
         &self,
         e: &Endpoint,
         local: Option<&HashSet<IpAddr>>,
-        out: &mut BTreeMap<String, BTreeSet<String>>,
+        out: &mut Elements,
     ) -> Result<(), NeedsFull> {
         if e.host_network {
             return Ok(());
