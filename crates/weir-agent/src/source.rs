@@ -716,9 +716,9 @@ impl MemorySource {
     }
 
     /// Adds or replaces item `name`.
-    pub fn set(&mut self, name: &str, text: &str) {
+    pub fn set(&mut self, name: impl Into<String>, text: impl Into<String>) {
         self.pending
-            .insert(name.to_string(), Some(Current::Text(text.to_string())));
+            .insert(name.into(), Some(Current::Text(text.into())));
     }
 
     pub fn remove(&mut self, name: &str) {

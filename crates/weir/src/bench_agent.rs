@@ -3,7 +3,9 @@
 //! Kubernetes source holds it, then single events; each reconcile is timed by stage. The
 //! kernel is a fake (no root): `weir bench enforce` measures the dataplane.
 
+use std::collections::HashSet;
 use std::io::Write;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -118,44 +120,46 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
     writeln!(out, "machine: {}", machine())?;
     let base = rss_mib();
     for &pods in &args.pods {
-        let items = items(pods)?;
-        let node_addresses = items
-            .iter()
-            .filter(|(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == "node-0")
-            .filter_map(|(_, o)| o["status"]["podIP"].as_str()?.parse().ok())
-            .collect();
+        // The generated objects as texts, and what the events need; the objects themselves
+        // are dropped (and their memory given back) before the agent gets anything.
+        let (texts, node_addresses, pod, local_pod, (policy_key, policy)) = {
+            let items = items(pods)?;
+            let on = |node: &'static str| {
+                items
+                    .iter()
+                    .filter(move |(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == node)
+            };
+            let node_addresses: HashSet<IpAddr> = on("node-0")
+                .filter_map(|(_, o)| o["status"]["podIP"].as_str()?.parse().ok())
+                .collect();
+            // A pod of node-0: another replica of it scheduled onto node-0 joins the group
+            // of policies this pod already has here. A pod of node-1 for pods elsewhere.
+            let local_pod = on("node-0").next().context("a pod on node-0")?.1.clone();
+            let pod = on("node-1").next().context("a pod on node-1")?.1.clone();
+            let policy = items
+                .iter()
+                .find(|(k, _)| k.starts_with("NetworkPolicy/"))
+                .cloned()
+                .context("a policy")?;
+            let texts: Vec<(String, String)> = items
+                .iter()
+                .map(|(k, o)| (k.clone(), o.to_string()))
+                .collect();
+            (texts, node_addresses, pod, local_pod, policy)
+        };
+        weir_netns::process::release_free_memory();
+        let before = rss_mib();
         let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
         config.node_name = Some("node-0".into());
         config.drift_interval = None;
         let mut source = MemorySource::new(Items::new(Default::default()));
         source.node_addresses = Some(node_addresses);
-        for (k, o) in &items {
-            source.set(k, &o.to_string());
+        for (k, t) in texts {
+            source.set(k, t);
         }
-        // Keep what the events need, drop the generated objects before measuring memory.
-        // A pod of node-0: another replica of it scheduled onto node-0 joins the group of
-        // policies this pod already has here.
-        let local_pod = items
-            .iter()
-            .find(|(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == "node-0")
-            .context("a pod on node-0")?
-            .1
-            .clone();
-        let pod = items
-            .iter()
-            .find(|(k, o)| k.starts_with("Pod/") && o["spec"]["nodeName"] == "node-1")
-            .context("a pod on node-1")?
-            .1
-            .clone();
-        let (policy_key, policy) = items
-            .iter()
-            .find(|(k, _)| k.starts_with("NetworkPolicy/"))
-            .cloned()
-            .context("a policy")?;
-        drop(items);
         let mut agent = Agent::new(config, source, FakeNft::default());
         let cold = reconcile(&mut agent)?;
-        // What the agent holds: the generated objects are gone, freed heap given back.
+        // What the agent holds: freed heap given back.
         weir_netns::process::release_free_memory();
         let rss = rss_mib();
         let size = agent
@@ -163,7 +167,7 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
             .current()
             .map(|r| r.size())
             .unwrap_or_default();
-        writeln!(out, "{pods} pods / {} policies, node-0's share: cold reconcile {} ({} sets, {} elements, {} rules); process RSS after it {rss:.0} MiB ({base:.0} MiB before the first cluster)",
+        writeln!(out, "{pods} pods / {} policies, node-0's share: cold reconcile {} ({} sets, {} elements, {} rules); process RSS after it {rss:.0} MiB ({before:.0} MiB before the agent got the cluster, {base:.0} MiB at start)",
             (pods / 5).max(1), ms(total(&cold)), size.sets, size.elements, size.rules)?;
 
         // A pod of an existing Deployment on another node, added then deleted; a policy
