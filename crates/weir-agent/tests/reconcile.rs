@@ -27,11 +27,11 @@ fn agent() -> Agent<MemorySource, FakeNft> {
     config.debounce = Duration::ZERO;
     let mut source = MemorySource::new(Items::new(Default::default()));
     source.set("namespaces", NAMESPACES);
-    source.set("redis", &pod("redis", "prod", "tier: data", "10.0.0.2"));
-    source.set("api", &pod("api", "prod", "tier: logic", "10.0.0.3"));
+    source.set("redis", pod("redis", "prod", "tier: data", "10.0.0.2"));
+    source.set("api", pod("api", "prod", "tier: logic", "10.0.0.3"));
     source.set(
         "intruder",
-        &pod("intruder", "dev", "tier: logic", "10.0.0.4"),
+        pod("intruder", "dev", "tier: logic", "10.0.0.4"),
     );
     source.set("policy", DATA_FROM_LOGIC);
     Agent::new(config, source, FakeNft::default())
@@ -63,7 +63,7 @@ fn first_reconcile_checks_then_replaces_the_table_and_later_ones_send_deltas() {
 
     // A second logic pod joins the peer set: one element added, the table kept.
     a.source()
-        .set("api2", &pod("api2", "prod", "tier: logic", "10.0.0.5"));
+        .set("api2", pod("api2", "prod", "tier: logic", "10.0.0.5"));
     assert_eq!(a.reconcile().unwrap().mode, Mode::Delta);
     let scripts = sent(&a);
     assert_eq!(scripts.len(), 1);
@@ -92,7 +92,7 @@ fn an_invalid_item_keeps_its_last_good_version_and_sends_nothing() {
     // `protocol: TCPX` is invalid: the policy's last good version stays enforced.
     a.source().set(
         "policy",
-        &DATA_FROM_LOGIC.replace("protocol: TCP", "protocol: TCPX"),
+        DATA_FROM_LOGIC.replace("protocol: TCP", "protocol: TCPX"),
     );
     assert_eq!(a.reconcile().unwrap().mode, Mode::Unchanged);
     assert!(sent(&a).is_empty());
@@ -101,7 +101,7 @@ fn an_invalid_item_keeps_its_last_good_version_and_sends_nothing() {
     // Fixed: a delta again (the port changed).
     a.source().set(
         "policy",
-        &DATA_FROM_LOGIC.replace("port: 6379", "port: 6380"),
+        DATA_FROM_LOGIC.replace("port: 6379", "port: 6380"),
     );
     assert_eq!(a.reconcile().unwrap().mode, Mode::Delta);
     assert!(sent(&a)[0].0.contains("6380"));
@@ -112,7 +112,7 @@ fn an_invalid_item_with_no_last_good_version_programs_nothing() {
     let mut a = agent();
     a.source().set(
         "policy",
-        &DATA_FROM_LOGIC.replace("protocol: TCP", "protocol: TCPX"),
+        DATA_FROM_LOGIC.replace("protocol: TCP", "protocol: TCPX"),
     );
     match a.reconcile() {
         Err(SyncError::Source(SourceError::NoLastGood { item, .. })) => assert_eq!(item, "policy"),
@@ -127,7 +127,7 @@ fn a_refused_delta_falls_back_to_a_whole_table_and_is_counted() {
     config.drift_interval = None;
     let mut source = MemorySource::new(Items::new(Default::default()));
     source.set("namespaces", NAMESPACES);
-    source.set("redis", &pod("redis", "prod", "tier: data", "10.0.0.2"));
+    source.set("redis", pod("redis", "prod", "tier: data", "10.0.0.2"));
     source.set("policy", DATA_FROM_LOGIC);
     // The kernel refuses any script adding an element (as if the table had been changed
     // behind weir's back) but takes whole tables.
@@ -139,7 +139,7 @@ fn a_refused_delta_falls_back_to_a_whole_table_and_is_counted() {
     assert_eq!(a.reconcile().unwrap().mode, Mode::Full);
     sent(&a);
     a.source()
-        .set("api", &pod("api", "prod", "tier: logic", "10.0.0.3"));
+        .set("api", pod("api", "prod", "tier: logic", "10.0.0.3"));
     let applied = a.reconcile().unwrap();
     assert_eq!(applied.mode, Mode::Full);
     assert!(applied.delta_refused.is_some());
@@ -156,8 +156,8 @@ fn only_the_addresses_of_this_nodes_pods_are_dispatched() {
     config.node_name = Some("node-a".into());
     let mut source = MemorySource::new(Items::new(Default::default()));
     source.set("namespaces", NAMESPACES);
-    source.set("redis", &pod("redis", "prod", "tier: data", "10.0.0.2"));
-    source.set("redis2", &pod("redis2", "prod", "tier: data", "10.0.0.6"));
+    source.set("redis", pod("redis", "prod", "tier: data", "10.0.0.2"));
+    source.set("redis2", pod("redis2", "prod", "tier: data", "10.0.0.6"));
     source.set("policy", DATA_FROM_LOGIC);
     source.node_addresses = Some(["10.0.0.6".parse().unwrap()].into());
     let mut a = Agent::new(config, source, FakeNft::default());
@@ -305,12 +305,12 @@ fn the_drift_baseline_is_listed_once_applies_settle_and_a_changed_table_is_repai
     config.drift_interval = Some(Duration::from_secs(3600));
     let mut source = MemorySource::new(Items::new(Default::default()));
     source.set("namespaces", NAMESPACES);
-    source.set("redis", &pod("redis", "prod", "tier: data", "10.0.0.2"));
+    source.set("redis", pod("redis", "prod", "tier: data", "10.0.0.2"));
     source.set("policy", DATA_FROM_LOGIC);
     let mut a = Agent::new(config, source, FakeNft::default());
     assert_eq!(a.reconcile().unwrap().mode, Mode::Full);
     a.source()
-        .set("api", &pod("api", "prod", "tier: logic", "10.0.0.3"));
+        .set("api", pod("api", "prod", "tier: logic", "10.0.0.3"));
     assert_eq!(a.reconcile().unwrap().mode, Mode::Delta);
     assert!(a.enforcer().baseline_stale());
     a.tick();
@@ -348,7 +348,7 @@ fn a_refused_element_change_falls_back_and_stays_equal_to_a_full_compile() {
         source.set("Namespace//all", NAMESPACES);
         source.set(
             "Pod/prod/redis",
-            &pod("redis", "prod", "tier: data", "10.0.0.2"),
+            pod("redis", "prod", "tier: data", "10.0.0.2"),
         );
         source.set("NetworkPolicy/prod/p", DATA_FROM_LOGIC);
         let nft = FakeNft {
