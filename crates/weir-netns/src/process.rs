@@ -44,15 +44,6 @@ pub fn children_peak_rss() -> u64 {
     }
 }
 
-/// Returns freed heap memory to the operating system (glibc `malloc_trim`), so that a
-/// resident-set reading afterwards counts live data rather than what the allocator kept.
-pub fn release_free_memory() {
-    // SAFETY: malloc_trim only releases free pages of the allocator's own heap.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Clock ticks per second (for `/proc/PID/stat` CPU times).
 pub fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no preconditions.
