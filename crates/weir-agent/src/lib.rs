@@ -2,9 +2,12 @@
 //! to the policies, pods and namespaces of its source, level-triggered.
 //!
 //! - Sources: a manifest directory (inotify) or the Kubernetes API (kube-rs watchers).
-//! - Events only mark the state dirty; after a short debounce the whole source is
-//!   re-read, recompiled, and the *difference* to what was programmed is applied
-//!   ([`weir_nft::apply::Enforcer`]): set elements or single chains, one transaction.
+//! - Events only mark the state dirty; after a short debounce the source says what changed
+//!   (only those items are decoded). A pod's change moves only its own set elements
+//!   ([`weir_nft::Incremental`]), sent as element changes alone; anything else recompiles
+//!   the node's table and the *difference* to what was programmed is applied
+//!   ([`weir_nft::apply::Enforcer`]): set elements or single chains, one transaction,
+//!   through libnftables (the `nft` command where the library is missing).
 //! - No kernel writes until the source has been read successfully once; the first write is
 //!   a full atomic replace of weir's own table (adopting or replacing what a previous agent
 //!   left), never anything else.
@@ -15,7 +18,8 @@
 //!   its last good version (persisted with `--state-dir`); a missing source, or an invalid
 //!   item with no known last good version, programs nothing new. Each is reported in logs,
 //!   metrics and `/readyz`.
-//! - Drift: the table is read back periodically and replaced whole when someone changed it.
+//! - Drift: the table is read back periodically (the baseline once applies settle, never
+//!   per event) and replaced whole when someone changed it.
 //! - Established connections are kept when a policy starts denying them (conntrack accepts
 //!   them first, as Calico and Antrea do).
 //! - `/metrics` (Prometheus text), `/healthz`, `/readyz`, and optionally `/drops` ([`http`]).
