@@ -481,7 +481,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
         }
         // The node's addresses, change by change: a pod's leave with it, its new version's
         // join when they are among the node's addresses now.
-        let mut local = inc.inputs().2.cloned();
+        let mut local = inc.local().cloned();
         let mut all = ElementChanges::default();
         let mut attribution = self.attribution.lock().expect("attribution");
         for c in changes {

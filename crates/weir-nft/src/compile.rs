@@ -110,17 +110,13 @@ pub fn compile_with(engine: &Selectors, scope: Scope, options: &CompileOptions) 
     compile_recorded(engine, scope, options).0
 }
 
-/// What [`compile_with`] leaves to keep a ruleset current incrementally.
-pub(crate) struct Recorded {
-    pub defs: BTreeMap<String, SetDef>,
-}
-
-/// [`compile_with`], also returning what each cluster-wide set stands for.
+/// [`compile_with`], also returning what each set holding endpoint addresses stands for
+/// (what [`crate::Incremental`] keeps a ruleset current by).
 pub(crate) fn compile_recorded(
     engine: &Selectors,
     scope: Scope,
     options: &CompileOptions,
-) -> (Ruleset, Recorded) {
+) -> (Ruleset, BTreeMap<String, SetDef>) {
     let cluster = engine.cluster();
     let mut local = vec![matches!(scope, Scope::All); cluster.endpoints.len()];
     match scope {
@@ -151,7 +147,7 @@ pub(crate) fn compile_recorded(
             .as_deref(),
     );
     c.dispatch();
-    (c.rs, Recorded { defs: c.defs })
+    (c.rs, c.defs)
 }
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -200,7 +196,7 @@ fn proto_kw(p: Protocol) -> &'static str {
 }
 
 /// IANA numbers: set elements use them so nothing depends on /etc/protocols.
-pub(crate) fn proto_num(p: Protocol) -> u8 {
+fn proto_num(p: Protocol) -> u8 {
     match p {
         Protocol::Tcp => 6,
         Protocol::Udp => 17,
@@ -208,7 +204,7 @@ pub(crate) fn proto_num(p: Protocol) -> u8 {
     }
 }
 
-pub(crate) fn hash_of(value: &impl Hash) -> u64 {
+fn hash_of(value: &impl Hash) -> u64 {
     let mut h = FxHasher::default();
     value.hash(&mut h);
     h.finish()
@@ -590,17 +586,11 @@ impl<'e, 'c> Compiler<'e, 'c> {
                     let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
                         .filter(|&i| self.local[i] && self.engine.selects(policy, i))
                         .collect();
-                    self.named_port_set(&set_base, &dsts, &named);
-                    for f in self.families.clone() {
-                        self.defs.insert(
-                            format!("{set_base}-{}", f.suffix()),
-                            SetDef::NamedIngress {
-                                policy: p,
-                                named: named.clone(),
-                                family: f,
-                            },
-                        );
-                    }
+                    self.named_port_set(&set_base, &dsts, &named, |family| SetDef::NamedIngress {
+                        policy: p,
+                        named: named.clone(),
+                        family,
+                    });
                     for (_, m) in &peers {
                         for f in self.families.clone() {
                             let dport = format!(
@@ -646,18 +636,12 @@ impl<'e, 'c> Compiler<'e, 'c> {
                             })
                             .collect();
                         let base = format!("{set_base}-{k}");
-                        self.named_port_set(&base, &dsts, &named);
-                        for f in self.families.clone() {
-                            self.defs.insert(
-                                format!("{base}-{}", f.suffix()),
-                                SetDef::NamedEgress {
-                                    peer: peer.cloned(),
-                                    policy_ns: policy.namespace.clone(),
-                                    named: named.clone(),
-                                    family: f,
-                                },
-                            );
-                        }
+                        self.named_port_set(&base, &dsts, &named, |family| SetDef::NamedEgress {
+                            peer: peer.cloned(),
+                            policy_ns: policy.namespace.clone(),
+                            named: named.clone(),
+                            family,
+                        });
                         for f in self.families.clone() {
                             let dport = format!(
                                 "{} daddr . meta l4proto . th dport @{base}-{}",
@@ -682,25 +666,24 @@ impl<'e, 'c> Compiler<'e, 'c> {
     }
 
     /// `{base}-4` / `{base}-6`: (address . protocol . port) for each endpoint's
-    /// containerPorts that a named port of the rule resolves to (by name and protocol).
-    fn named_port_set(&mut self, base: &str, endpoints: &[usize], named: &[PortRule]) {
+    /// containerPorts that a named port of the rule resolves to (by name and protocol);
+    /// `def` says what each stands for.
+    fn named_port_set(
+        &mut self,
+        base: &str,
+        endpoints: &[usize],
+        named: &[PortRule],
+        def: impl Fn(Family) -> SetDef,
+    ) {
         for f in self.families.clone() {
-            let mut elements = BTreeSet::new();
-            for &i in endpoints {
-                let ep = &self.cluster.endpoints[i];
-                let ports = resolve_ports(named, &ep.ports);
-                for ip in ep.ips.iter().filter(|ip| Family::of(ip) == f) {
-                    for proto in Protocol::ALL {
-                        for &(lo, hi) in ports.ranges(proto) {
-                            for port in lo..=hi {
-                                elements.insert(format!("{ip} . {} . {port}", proto_num(proto)));
-                            }
-                        }
-                    }
-                }
-            }
+            let elements = endpoints
+                .iter()
+                .flat_map(|&i| named_port_elements(&self.cluster.endpoints[i], named, f))
+                .collect();
+            let name = format!("{base}-{}", f.suffix());
+            self.defs.insert(name.clone(), def(f));
             self.rs.sets.insert(
-                format!("{base}-{}", f.suffix()),
+                name,
                 Set {
                     spec: format!("type {} . inet_proto . inet_service;", f.addr_type()),
                     comment: None,
@@ -797,6 +780,27 @@ impl<'e, 'c> Compiler<'e, 'c> {
             }
         }
     }
+}
+
+/// (address . protocol . port) of `e`'s addresses of `family`, for the named ports it
+/// resolves: the elements `e` puts into a named-port set.
+pub(crate) fn named_port_elements(
+    e: &weir_model::Endpoint,
+    named: &[PortRule],
+    family: Family,
+) -> Vec<String> {
+    let ports = resolve_ports(named, &e.ports);
+    let mut out = Vec::new();
+    for ip in e.ips.iter().filter(|ip| Family::of(ip) == family) {
+        for proto in Protocol::ALL {
+            for &(lo, hi) in ports.ranges(proto) {
+                for port in lo..=hi {
+                    out.push(format!("{ip} . {} . {port}", proto_num(proto)));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn join(parts: &[&str]) -> String {

@@ -16,28 +16,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-use weir_engine::ports::resolve_ports;
 use weir_engine::{peer_matches_endpoint, selects_endpoint, Options, Selectors};
-use weir_model::{Cluster, Direction, Endpoint, Labels, Peer, PortRule, Protocol};
+use weir_model::{Cluster, Direction, Endpoint, Labels, Peer};
 
-use crate::compile::{compile_recorded, group_chain_name, proto_num, Family, SetDef};
+use crate::compile::{compile_recorded, group_chain_name, named_port_elements, Family, SetDef};
 use crate::{CompileOptions, ElementChanges, Ruleset, Scope};
-
-/// (address . protocol . port) of `e`'s addresses of `family` for the named ports it resolves.
-fn named_elements(e: &Endpoint, named: &[PortRule], family: Family) -> BTreeSet<String> {
-    let ports = resolve_ports(named, &e.ports);
-    let mut elements = BTreeSet::new();
-    for ip in e.ips.iter().filter(|ip| Family::of(ip) == family) {
-        for proto in Protocol::ALL {
-            for &(lo, hi) in ports.ranges(proto) {
-                for port in lo..=hi {
-                    elements.insert(format!("{ip} . {} . {port}", proto_num(proto)));
-                }
-            }
-        }
-    }
-    elements
-}
 
 type Elements = BTreeMap<String, BTreeSet<String>>;
 
@@ -69,7 +52,6 @@ pub struct Incremental {
     engine: Options,
     /// This node's pod addresses (`None`: every endpoint is local).
     local: Option<HashSet<IpAddr>>,
-    options: CompileOptions,
     ruleset: Ruleset,
     defs: BTreeMap<String, SetDef>,
     /// Whether every endpoint's `namespace/name` is distinct (else every event is refused).
@@ -94,6 +76,21 @@ fn jump_target(element: &str) -> Option<&str> {
     element.rsplit_once(" : jump ").map(|(_, c)| c)
 }
 
+/// Whether `e` has an address of family `f`.
+fn has_family(e: &Endpoint, f: Family) -> bool {
+    e.ips.iter().any(|ip| Family::of(ip) == f)
+}
+
+/// Counts `e` in (`sign` 1) or out (-1) of the endpoints having each family.
+fn count_families(counts: &mut [usize; 2], e: &Endpoint, sign: isize) {
+    for f in [Family::V4, Family::V6] {
+        if has_family(e, f) {
+            let n = &mut counts[family_index(f)];
+            *n = n.checked_add_signed(sign).expect("counted in before out");
+        }
+    }
+}
+
 fn family_index(f: Family) -> usize {
     match f {
         Family::V4 => 0,
@@ -110,7 +107,7 @@ impl Incremental {
         local: Option<HashSet<IpAddr>>,
         options: CompileOptions,
     ) -> Incremental {
-        let (ruleset, recorded) = {
+        let (ruleset, defs) = {
             let e = Selectors::new(&cluster, engine);
             let scope = match &local {
                 Some(ips) => Scope::Addresses(ips),
@@ -121,9 +118,8 @@ impl Incremental {
         let mut inc = Incremental {
             engine,
             local,
-            options,
             ruleset,
-            defs: recorded.defs,
+            defs,
             unique_ids: true,
             by_id: HashMap::new(),
             addresses: HashMap::new(),
@@ -163,11 +159,7 @@ impl Incremental {
             for ip in &e.ips {
                 *inc.addresses.entry(*ip).or_insert(0) += 1;
             }
-            for f in [Family::V4, Family::V6] {
-                if e.ips.iter().any(|ip| Family::of(ip) == f) {
-                    inc.family_count[family_index(f)] += 1;
-                }
-            }
+            count_families(&mut inc.family_count, e, 1);
         }
         inc
     }
@@ -180,14 +172,9 @@ impl Incremental {
         &self.cluster
     }
 
-    /// What the full compile is given: the cluster, engine options, local addresses, options.
-    pub fn inputs(&self) -> (&Cluster, Options, Option<&HashSet<IpAddr>>, &CompileOptions) {
-        (
-            &self.cluster,
-            self.engine,
-            self.local.as_ref(),
-            &self.options,
-        )
+    /// This node's pod addresses (`None`: every endpoint is local).
+    pub fn local(&self) -> Option<&HashSet<IpAddr>> {
+        self.local.as_ref()
     }
 
     /// Whether `e` runs on this node, given the node's addresses (`None`: every endpoint).
@@ -271,10 +258,8 @@ impl Incremental {
         }
         // Families: sets exist per family some endpoint has; that must not change.
         for f in [Family::V4, Family::V6] {
-            let had = old.is_some_and(|e| e.ips.iter().any(|ip| Family::of(ip) == f));
-            let has = new
-                .as_ref()
-                .is_some_and(|e| e.ips.iter().any(|ip| Family::of(ip) == f));
+            let had = old.is_some_and(|e| has_family(e, f));
+            let has = new.as_ref().is_some_and(|e| has_family(e, f));
             let count = self.family_count[family_index(f)];
             let after = count - usize::from(had) + usize::from(has);
             if (count == 0) != (after == 0) {
@@ -376,7 +361,7 @@ impl Incremental {
                     if !on_node || !selects_endpoint(&self.cluster.policies[*policy], e) {
                         continue;
                     }
-                    named_elements(e, named, *family)
+                    named_port_elements(e, named, *family).into_iter().collect()
                 }
                 SetDef::NamedEgress {
                     peer,
@@ -399,19 +384,7 @@ impl Incremental {
                     if !matches {
                         continue;
                     }
-                    let ports = resolve_ports(named, &e.ports);
-                    let mut elements = BTreeSet::new();
-                    for ip in e.ips.iter().filter(|ip| Family::of(ip) == *family) {
-                        for proto in Protocol::ALL {
-                            for &(lo, hi) in ports.ranges(proto) {
-                                for port in lo..=hi {
-                                    elements
-                                        .insert(format!("{ip} . {} . {port}", proto_num(proto)));
-                                }
-                            }
-                        }
-                    }
-                    elements
+                    named_port_elements(e, named, *family).into_iter().collect()
                 }
                 // Pod addresses change a Block only when ipBlocks exclude pods (refused above).
                 SetDef::Block { .. } => continue,
@@ -474,18 +447,12 @@ impl Incremental {
 
     /// Puts `new` in the cluster in place of endpoint `id` (or removes it).
     fn replace(&mut self, id: &str, new: Option<Endpoint>) {
-        if let Some(&i) = self.by_id.get(id) {
-            let old = &self.cluster.endpoints[i];
+        if let Some(i) = self.by_id.remove(id) {
+            let old = self.cluster.endpoints.swap_remove(i);
             for ip in &old.ips {
                 self.addresses.remove(ip);
             }
-            for f in [Family::V4, Family::V6] {
-                if old.ips.iter().any(|ip| Family::of(ip) == f) {
-                    self.family_count[family_index(f)] -= 1;
-                }
-            }
-            self.by_id.remove(id);
-            self.cluster.endpoints.swap_remove(i);
+            count_families(&mut self.family_count, &old, -1);
             if let Some(moved) = self.cluster.endpoints.get(i) {
                 self.by_id.insert(moved.id(), i);
             }
@@ -494,11 +461,7 @@ impl Incremental {
             for ip in &e.ips {
                 self.addresses.insert(*ip, 1);
             }
-            for f in [Family::V4, Family::V6] {
-                if e.ips.iter().any(|ip| Family::of(ip) == f) {
-                    self.family_count[family_index(f)] += 1;
-                }
-            }
+            count_families(&mut self.family_count, &e, 1);
             self.by_id
                 .insert(id.to_string(), self.cluster.endpoints.len());
             self.cluster.endpoints.push(e);
