@@ -315,8 +315,6 @@ pub struct Agent<S, N: Nft> {
     pub stages: Stages,
     /// The ruleset and what it was compiled from, kept for pod events.
     incremental: Option<Incremental>,
-    /// A placed (lab) ruleset between its compile and its apply.
-    placed: Option<weir_nft::Ruleset>,
     /// Whether the kernel holds what was last computed (an apply failed since: no).
     in_sync: bool,
     /// When the last apply reached the kernel, and since when the drift baseline is stale.
@@ -358,7 +356,6 @@ impl<S: Source, N: Nft> Agent<S, N> {
             attribution: Arc::new(Mutex::new(Attribution::default())),
             stages: Stages::default(),
             incremental: None,
-            placed: None,
             in_sync: false,
             applied_at: None,
             stale_since: None,
@@ -378,7 +375,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
     }
 
     /// One reconcile: read what changed, bring the ruleset up to date, apply the difference.
-    /// Pods changing on other nodes move only their own set elements ([`Incremental`]);
+    /// A pod's change moves only its own set elements ([`Incremental`]) where it can;
     /// anything else recompiles from every item's good version.
     pub fn reconcile(&mut self) -> Result<Applied, SyncError> {
         let start = Instant::now();
@@ -404,16 +401,17 @@ impl<S: Source, N: Nft> Agent<S, N> {
         };
         let step = self.incremental_step(&changes, node_addresses.as_ref());
         let incremental = step.is_some();
-        let mut model = Duration::ZERO;
-        if !incremental {
+        let (model, placed) = if incremental {
+            (Duration::ZERO, None)
+        } else {
             match self.full(node_addresses) {
-                Ok(m) => model = m,
+                Ok(done) => done,
                 Err(e) => {
                     self.incremental = None;
                     return Err(e);
                 }
             }
-        }
+        };
         let t_compile = Instant::now();
         // Elements alone when the kernel holds what the kept ruleset held before them;
         // otherwise (or if the kernel refuses them) the difference of whole rulesets.
@@ -430,10 +428,10 @@ impl<S: Source, N: Nft> Agent<S, N> {
         let applied = match elements {
             Some(applied) => applied,
             None => {
-                let ruleset = match &self.incremental {
-                    Some(inc) => inc.ruleset().clone(),
-                    None => self.placed.take().expect("a full compile leaves a ruleset"),
-                };
+                // A full compile kept a ruleset, or returned the placed one.
+                let ruleset = placed
+                    .or_else(|| self.incremental.as_ref().map(|i| i.ruleset().clone()))
+                    .ok_or_else(|| SyncError::Other("no ruleset was compiled".into()))?;
                 self.in_sync = false;
                 self.enforcer
                     .apply(ruleset)
@@ -485,20 +483,22 @@ impl<S: Source, N: Nft> Agent<S, N> {
         let mut all = ElementChanges::default();
         let mut attribution = self.attribution.lock().expect("attribution");
         for c in changes {
-            let before = c.before.as_ref().map(|d| d.lone_pod());
-            let after = c.after.as_ref().map(|d| d.lone_pod());
             // Only items that are one pod each, keyed by that pod (the Kubernetes source's
             // `Pod/namespace/name`), so that no other item can hold the same pod.
-            let pod = |e: &Option<Option<Endpoint>>| match e {
+            let pod = |d: &Option<weir_manifest::Decoded>| match d {
                 None => Some(None),
-                Some(Some(p)) if c.name == format!("Pod/{}", p.id()) => Some(Some(p.clone())),
-                Some(_) => None,
+                Some(d) => d
+                    .lone_pod()
+                    .filter(|p| c.name == format!("Pod/{}", p.id()))
+                    .map(Some),
             };
-            let (Some(old), Some(new)) = (pod(&before), pod(&after)) else {
+            let (Some(old), Some(new)) = (pod(&c.before), pod(&c.after)) else {
                 self.incremental = None;
                 return None;
             };
             let id = c.name.trim_start_matches("Pod/");
+            // Named before the ruleset takes `new`; refused, the full compile renames all.
+            attribution.endpoint_changed(old.as_ref(), new.as_ref());
             let result = match (local.as_mut(), node_addresses) {
                 (Some(here), Some(now)) => {
                     for ip in old.iter().flat_map(|e| &e.ips) {
@@ -509,9 +509,9 @@ impl<S: Source, N: Nft> Agent<S, N> {
                             .flat_map(|e| &e.ips)
                             .filter(|ip| now.contains(*ip)),
                     );
-                    inc.endpoint_on_node(id, new.clone(), here.clone())
+                    inc.endpoint_on_node(id, new, here.clone())
                 }
-                (None, None) => inc.endpoint(id, new.clone()),
+                (None, None) => inc.endpoint(id, new),
                 _ => Err(NeedsFull("the node's scope changed")),
             };
             match result {
@@ -521,7 +521,6 @@ impl<S: Source, N: Nft> Agent<S, N> {
                     return None;
                 }
             }
-            attribution.endpoint_changed(old.as_ref(), new.as_ref());
         }
         if local.as_ref() != node_addresses {
             // The node's addresses changed beyond these pods (e.g. a pod's IP appeared).
@@ -531,10 +530,13 @@ impl<S: Source, N: Nft> Agent<S, N> {
         Some(all)
     }
 
-    /// Compiles from every item's good version; keeps the result for later increments
-    /// (except with a placement, whose ruleset is kept for this reconcile only).
-    /// Returns how long assembling the cluster took.
-    fn full(&mut self, node_addresses: Option<HashSet<IpAddr>>) -> Result<Duration, SyncError> {
+    /// Compiles from every item's good version and keeps the result for later increments;
+    /// with a placement (a lab node) returns the ruleset instead. Also returns how long
+    /// assembling the cluster took.
+    fn full(
+        &mut self,
+        node_addresses: Option<HashSet<IpAddr>>,
+    ) -> Result<(Duration, Option<weir_nft::Ruleset>), SyncError> {
         let config = &self.config;
         let start = Instant::now();
         let cluster = self.source.items_mut().cluster()?;
@@ -550,16 +552,16 @@ impl<S: Source, N: Nft> Agent<S, N> {
                 let engine = Selectors::new(&placed, config.engine);
                 let ruleset = compile_with(&engine, Scope::Endpoints(&local), &options);
                 attribution.refresh(&placed, &ruleset);
-                self.placed = Some(ruleset);
                 self.incremental = None;
+                Ok((model, Some(ruleset)))
             }
             Target::Host | Target::Netns(_) => {
                 let inc = Incremental::new(cluster, config.engine, node_addresses, options);
                 attribution.refresh(inc.cluster(), inc.ruleset());
                 self.incremental = Some(inc);
+                Ok((model, None))
             }
         }
-        Ok(model)
     }
 
     /// Work kept out of the per-event path, done when events pause (at the latest once a
