@@ -473,7 +473,8 @@ impl<S: Source, N: Nft> Agent<S, N> {
         node_addresses: Option<&HashSet<IpAddr>>,
     ) -> Option<ElementChanges> {
         let inc = self.incremental.as_mut()?;
-        if self.source.items().has_workloads() {
+        let items = self.source.items();
+        if items.has_workloads() {
             self.incremental = None;
             return None;
         }
@@ -485,14 +486,15 @@ impl<S: Source, N: Nft> Agent<S, N> {
         for c in changes {
             // Only items that are one pod each, keyed by that pod (the Kubernetes source's
             // `Pod/namespace/name`), so that no other item can hold the same pod.
-            let pod = |d: &Option<weir_manifest::Decoded>| match d {
+            let pod = |d: Option<&weir_manifest::Decoded>| match d {
                 None => Some(None),
                 Some(d) => d
                     .lone_pod()
                     .filter(|p| c.name == format!("Pod/{}", p.id()))
                     .map(Some),
             };
-            let (Some(old), Some(new)) = (pod(&c.before), pod(&c.after)) else {
+            let after = c.after.then(|| items.decoded(&c.name)).flatten();
+            let (Some(old), Some(new)) = (pod(c.before.as_ref()), pod(after)) else {
                 self.incremental = None;
                 return None;
             };

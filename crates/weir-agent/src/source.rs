@@ -92,12 +92,13 @@ pub struct Items {
     pub newly_invalid: Vec<String>,
 }
 
-/// An item whose good version changed: before and after, decoded (`None`: none).
+/// An item whose good version changed: the one before, decoded (`None`: none), and
+/// whether it has one now ([`Items::decoded`]).
 #[derive(Clone, Debug)]
 pub struct Change {
     pub name: String,
     pub before: Option<Decoded>,
-    pub after: Option<Decoded>,
+    pub after: bool,
 }
 
 /// The state file's format.
@@ -105,13 +106,6 @@ pub struct Change {
 struct Persisted {
     version: u32,
     items: BTreeMap<String, String>,
-}
-
-fn named(name: &str, text: &str) -> NamedText {
-    NamedText {
-        name: name.to_string(),
-        text: text.to_string(),
-    }
 }
 
 fn shorten(s: String) -> String {
@@ -152,12 +146,15 @@ impl Items {
                 })?;
                 // A persisted item that no longer decodes (an older weir's state) stays
                 // good but undecoded: loading fails until its current version replaces it.
-                for (name, text) in &p.items {
-                    if let Ok(d) = weir_manifest::decode(&named(name, text), options) {
-                        items.decoded.insert(name.clone(), d);
+                for (name, text) in p.items {
+                    let source = NamedText { name, text };
+                    match weir_manifest::decode(&source, options) {
+                        Ok(d) => items.put_good(source, d),
+                        Err(_) => {
+                            items.good.insert(source.name, source.text);
+                        }
                     }
                 }
-                items.good = p.items;
                 items.known = true;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => items.known = true,
@@ -199,44 +196,39 @@ impl Items {
         let mut out = Vec::new();
         let mut newly_invalid = Vec::new();
         for (name, now) in changes {
+            let was_invalid = self.invalid.remove(&name);
             let text = match now {
                 None => {
-                    self.invalid.remove(&name);
                     if self.good.remove(&name).is_some() {
                         let before = self.take_decoded(&name);
                         out.push(Change {
                             name,
                             before,
-                            after: None,
+                            after: false,
                         });
                     }
                     continue;
                 }
-                Some(Current::InProgress) => {
-                    self.invalid.remove(&name);
-                    continue;
-                }
+                Some(Current::InProgress) => continue,
                 Some(Current::Unreadable(why)) => {
-                    self.mark_invalid(name, shorten(why), &mut newly_invalid);
+                    newly_invalid.extend(self.mark_invalid(name, shorten(why), was_invalid));
                     continue;
                 }
                 Some(Current::Text(text)) => text,
             };
             if self.good.get(&name) == Some(&text) {
-                self.invalid.remove(&name);
                 continue;
             }
-            match weir_manifest::decode(&named(&name, &text), self.options) {
+            let source = NamedText { name, text };
+            match weir_manifest::decode(&source, self.options) {
                 Ok(d) => {
-                    self.invalid.remove(&name);
-                    let before = self.take_decoded(&name);
-                    self.workloads += usize::from(d.has_workloads());
-                    self.decoded.insert(name.clone(), d.clone());
-                    self.good.insert(name.clone(), text);
+                    let before = self.take_decoded(&source.name);
+                    let name = source.name.clone();
+                    self.put_good(source, d);
                     out.push(Change {
                         name,
                         before,
-                        after: Some(d),
+                        after: true,
                     });
                 }
                 Err(e) => {
@@ -246,7 +238,11 @@ impl Items {
                         }
                         other => other.to_string(),
                     };
-                    self.mark_invalid(name, shorten(first), &mut newly_invalid);
+                    newly_invalid.extend(self.mark_invalid(
+                        source.name,
+                        shorten(first),
+                        was_invalid,
+                    ));
                 }
             }
         }
@@ -269,17 +265,30 @@ impl Items {
         Ok(out)
     }
 
+    /// Makes `source` an item's good version, `decoded` as it decodes.
+    fn put_good(&mut self, source: NamedText, decoded: Decoded) {
+        self.workloads += usize::from(decoded.has_workloads());
+        self.decoded.insert(source.name.clone(), decoded);
+        self.good.insert(source.name, source.text);
+    }
+
     fn take_decoded(&mut self, name: &str) -> Option<Decoded> {
         let d = self.decoded.remove(name)?;
         self.workloads -= usize::from(d.has_workloads());
         Some(d)
     }
 
-    fn mark_invalid(&mut self, name: String, why: String, newly: &mut Vec<String>) {
-        if self.invalid.get(&name) != Some(&why) {
-            newly.push(name.clone());
-        }
-        self.invalid.insert(name, why);
+    /// Records why item `name` is invalid; returns its name when that is news (it was not
+    /// invalid, or for another reason).
+    fn mark_invalid(&mut self, name: String, why: String, was: Option<String>) -> Option<String> {
+        let news = was.as_ref() != Some(&why);
+        self.invalid.insert(name.clone(), why);
+        news.then_some(name)
+    }
+
+    /// An item's good version, decoded.
+    pub fn decoded(&self, name: &str) -> Option<&Decoded> {
+        self.decoded.get(name)
     }
 
     /// Whether some good item holds workloads (their pods fold into them across items, so
@@ -296,7 +305,11 @@ impl Items {
             .iter()
             .find(|(k, _)| !self.decoded.contains_key(*k))
         {
-            weir_manifest::decode(&named(name, text), self.options)?;
+            let source = NamedText {
+                name: name.clone(),
+                text: text.clone(),
+            };
+            weir_manifest::decode(&source, self.options)?;
         }
         let cluster = weir_manifest::assemble(self.decoded.values())?.cluster;
         self.known = true;
@@ -679,6 +692,25 @@ mod tests {
         assert_eq!(c.namespaces.len(), 1);
         let mode = std::fs::metadata(dir.join("dir.json")).unwrap().mode();
         assert_eq!(mode & 0o077, 0, "state is owner-only");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Items restored from the state directory count like items read: a restored
+    /// Deployment means pods are not changes of themselves alone.
+    #[test]
+    fn restored_items_count_their_workloads() {
+        const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w, namespace: a}\nspec:\n  selector: {matchLabels: {app: w}}\n  template:\n    metadata: {labels: {app: w}}\n    spec: {containers: [{name: c, image: x}]}\n";
+        let dir = std::env::temp_dir().join(format!("weir-state-w-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut items = Items::with_state(LoadOptions::default(), &dir, "s.json").unwrap();
+        load(
+            &mut items,
+            current(&[("d.yaml", Current::Text(DEPLOY.into()))]),
+        )
+        .unwrap();
+        assert!(items.has_workloads());
+        let again = Items::with_state(LoadOptions::default(), &dir, "s.json").unwrap();
+        assert!(again.has_workloads(), "restored, still a workload");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
