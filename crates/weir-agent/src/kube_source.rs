@@ -31,7 +31,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// An object's current text; a text it already had is no change.
     fn put(&mut self, key: String, text: String) {
+        if self.objects.get(&key) == Some(&text) {
+            return;
+        }
         self.unplace(&key);
         if key.starts_with("Pod/") {
             if let Some((node, ips)) = placement(&text) {
@@ -161,9 +165,7 @@ impl KubeSource {
                                         g.delete(&k);
                                     }
                                     for (k, v) in list {
-                                        if g.objects.get(&k) != Some(&v) {
-                                            g.put(k, v);
-                                        }
+                                        g.put(k, v);
                                     }
                                     drop(g);
                                     if !done {

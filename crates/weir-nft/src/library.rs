@@ -47,10 +47,6 @@ impl NftLib {
         Ok(lib)
     }
 
-    pub fn netns(&self) -> Option<&str> {
-        self.netns.as_deref()
-    }
-
     fn start(&self) -> Result<mpsc::Sender<Job>, NftError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), String>>(1);
