@@ -126,10 +126,10 @@ impl<'c> Selectors<'c> {
 /// The compiled policy set of one cluster.
 pub struct Engine<'c> {
     selectors: Selectors<'c>,
-    cluster: &'c Cluster,
     index: classes::Index<'c>,
-    /// Namespace name → (index in `cluster.namespaces`, policies in it): explain's lookups.
-    namespaces: HashMap<&'c str, (usize, Vec<usize>)>,
+    /// Namespace name → the policies in it (indexes; known namespaces only): explain's
+    /// lookups.
+    policies_by_ns: HashMap<&'c str, Vec<usize>>,
 }
 
 impl<'c> std::ops::Deref for Engine<'c> {
@@ -145,20 +145,20 @@ impl<'c> Engine<'c> {
     }
 
     pub fn with_options(cluster: &'c Cluster, options: Options) -> Self {
-        let mut namespaces: HashMap<&str, (usize, Vec<usize>)> = HashMap::new();
-        for (i, ns) in cluster.namespaces.iter().enumerate() {
-            namespaces.insert(&ns.name, (i, Vec::new()));
-        }
+        let mut policies_by_ns: HashMap<&str, Vec<usize>> = cluster
+            .namespaces
+            .iter()
+            .map(|ns| (ns.name.as_str(), Vec::new()))
+            .collect();
         for (i, p) in cluster.policies.iter().enumerate() {
-            if let Some(entry) = namespaces.get_mut(p.namespace.as_str()) {
-                entry.1.push(i);
+            if let Some(ids) = policies_by_ns.get_mut(p.namespace.as_str()) {
+                ids.push(i);
             }
         }
         Engine {
             selectors: Selectors::new(cluster, options),
-            cluster,
             index: classes::Index::build(cluster, options),
-            namespaces,
+            policies_by_ns,
         }
     }
 
@@ -200,25 +200,25 @@ impl<'c> Engine<'c> {
     pub fn resolve(&self, text: &str) -> Option<Side> {
         if let Ok(ip) = text.parse::<IpAddr>() {
             let found = self
-                .cluster
+                .cluster()
                 .endpoints
                 .iter()
                 .position(|e| e.ips.contains(&ip));
             return Some(found.map_or(Side::Address(ip), Side::Endpoint));
         }
-        self.cluster.endpoint_index(text).map(Side::Endpoint)
+        self.cluster().endpoint_index(text).map(Side::Endpoint)
     }
 
     /// A human name for a node.
     pub fn name(&self, node: Side) -> String {
         match node {
-            Side::Endpoint(i) => self.cluster.endpoints[i].id(),
+            Side::Endpoint(i) => self.cluster().endpoints[i].id(),
             Side::Address(ip) => ip.to_string(),
         }
     }
 
     pub(crate) fn endpoint(&self, i: usize) -> &'c Endpoint {
-        &self.cluster.endpoints[i]
+        &self.cluster().endpoints[i]
     }
 }
 
@@ -237,10 +237,10 @@ impl Engine<'_> {
         namespace: &str,
     ) -> impl Iterator<Item = &weir_model::Policy> + '_ {
         let ids = self
-            .namespaces
+            .policies_by_ns
             .get(namespace)
-            .map_or(&[][..], |(_, ids)| &ids[..]);
-        ids.iter().map(|&i| &self.cluster.policies[i])
+            .map_or(&[][..], |ids| &ids[..]);
+        ids.iter().map(|&i| &self.cluster().policies[i])
     }
 }
 
