@@ -182,6 +182,26 @@ pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<NamedText>, LoadErr
 
 /// Decodes, validates and assembles sources into one cluster model.
 pub fn load(sources: &[NamedText], options: LoadOptions) -> Result<Loaded, LoadError> {
+    let (objects, skipped, mut diagnostics) = decode_sources(sources, options);
+    let (cluster, built) = build::assemble(objects);
+    diagnostics.extend(built);
+    let warnings = warnings_or_errors(sources, diagnostics)?;
+    Ok(Loaded {
+        cluster,
+        skipped,
+        warnings,
+    })
+}
+
+/// Every source's objects, the kinds skipped (with counts), and the diagnostics, in order.
+fn decode_sources(
+    sources: &[NamedText],
+    options: LoadOptions,
+) -> (
+    Vec<decode::Object>,
+    BTreeMap<String, usize>,
+    Vec<Diagnostic>,
+) {
     let mut diagnostics = Vec::new();
     let mut objects = Vec::new();
     let mut skipped = BTreeMap::new();
@@ -194,25 +214,22 @@ pub fn load(sources: &[NamedText], options: LoadOptions) -> Result<Loaded, LoadE
             &mut diagnostics,
         );
     }
-    let (cluster, built) = build::assemble(objects);
-    diagnostics.extend(built);
-    let warnings: Vec<Diagnostic> = diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Warning)
-        .cloned()
-        .collect();
-    let errors: Vec<Diagnostic> = diagnostics
+    (objects, skipped, diagnostics)
+}
+
+/// The warnings, or the errors (Helm hints added for `sources`) when there are any.
+fn warnings_or_errors(
+    sources: &[NamedText],
+    diagnostics: Vec<Diagnostic>,
+) -> Result<Vec<Diagnostic>, LoadError> {
+    let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = diagnostics
         .into_iter()
-        .filter(|d| d.severity == Severity::Error)
-        .collect();
-    if !errors.is_empty() {
-        return Err(LoadError::Invalid(helm_hints(sources, errors)));
+        .partition(|d| d.severity == Severity::Error);
+    if errors.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(LoadError::Invalid(helm_hints(sources, errors)))
     }
-    Ok(Loaded {
-        cluster,
-        skipped,
-        warnings,
-    })
 }
 
 /// One source decoded and validated on its own, kept so that sources changing one at a time
@@ -245,26 +262,10 @@ impl Decoded {
 
 /// [`load`]'s checks for one source alone: the errors it would report for this source.
 pub fn decode(source: &NamedText, options: LoadOptions) -> Result<Decoded, LoadError> {
-    let mut diagnostics = Vec::new();
-    let mut objects = Vec::new();
-    let mut skipped = BTreeMap::new();
-    decode::decode_source(
-        source,
-        options,
-        &mut objects,
-        &mut skipped,
-        &mut diagnostics,
-    );
+    let sources = std::slice::from_ref(source);
+    let (objects, skipped, mut diagnostics) = decode_sources(sources, options);
     diagnostics.extend(build::duplicates(&objects));
-    let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = diagnostics
-        .into_iter()
-        .partition(|d| d.severity == Severity::Error);
-    if !errors.is_empty() {
-        return Err(LoadError::Invalid(helm_hints(
-            std::slice::from_ref(source),
-            errors,
-        )));
-    }
+    let warnings = warnings_or_errors(sources, diagnostics)?;
     Ok(Decoded {
         objects,
         skipped,
@@ -287,13 +288,7 @@ pub fn assemble<'a>(parts: impl IntoIterator<Item = &'a Decoded>) -> Result<Load
         warnings.extend(d.warnings.iter().cloned());
     }
     let (cluster, built) = build::assemble(objects);
-    let (errors, built_warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = built
-        .into_iter()
-        .partition(|d| d.severity == Severity::Error);
-    if !errors.is_empty() {
-        return Err(LoadError::Invalid(errors));
-    }
-    warnings.extend(built_warnings);
+    warnings.extend(warnings_or_errors(&[], built)?);
     Ok(Loaded {
         cluster,
         skipped,
