@@ -21,11 +21,32 @@ const DATA_FROM_LOGIC: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPo
     metadata: {name: data-from-logic, namespace: prod}\n\
     spec:\n  podSelector: {matchLabels: {tier: data}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {tier: logic}}}]\n    ports: [{protocol: TCP, port: 6379}]\n";
 
-fn agent() -> Agent<MemorySource, FakeNft> {
+type Fed = Agent<MemorySource, FakeNft>;
+
+/// An agent over an empty in-memory source and `nft`, drift checks off; with `node`, the
+/// agent of node `node-a`, whose pods have these addresses.
+fn fed(node: Option<&[&str]>, nft: FakeNft) -> Fed {
     let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
     config.drift_interval = None;
-    config.debounce = Duration::ZERO;
     let mut source = MemorySource::new(Items::new(Default::default()));
+    if let Some(ips) = node {
+        config.node_name = Some("node-a".into());
+        source.node_addresses = Some(ips.iter().map(|ip| ip.parse().unwrap()).collect());
+    }
+    Agent::new(config, source, nft)
+}
+
+/// The fake kernel, refusing every script that contains `text`.
+fn refusing(text: &str) -> FakeNft {
+    FakeNft {
+        reject_containing: Some(text.into()),
+        ..Default::default()
+    }
+}
+
+fn agent() -> Fed {
+    let mut a = fed(None, FakeNft::default());
+    let source = a.source();
     source.set("namespaces", NAMESPACES);
     source.set("redis", pod("redis", "prod", "tier: data", "10.0.0.2"));
     source.set("api", pod("api", "prod", "tier: logic", "10.0.0.3"));
@@ -34,11 +55,11 @@ fn agent() -> Agent<MemorySource, FakeNft> {
         pod("intruder", "dev", "tier: logic", "10.0.0.4"),
     );
     source.set("policy", DATA_FROM_LOGIC);
-    Agent::new(config, source, FakeNft::default())
+    a
 }
 
 /// Scripts sent since the last call: (script, check only).
-fn sent(agent: &Agent<MemorySource, FakeNft>) -> Vec<(String, bool)> {
+fn sent(agent: &Fed) -> Vec<(String, bool)> {
     std::mem::take(&mut *agent.enforcer().nft().scripts.lock().unwrap())
 }
 
@@ -123,19 +144,13 @@ fn an_invalid_item_with_no_last_good_version_programs_nothing() {
 
 #[test]
 fn a_refused_delta_falls_back_to_a_whole_table_and_is_counted() {
-    let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
-    config.drift_interval = None;
-    let mut source = MemorySource::new(Items::new(Default::default()));
+    // The kernel refuses any script adding an element (as if the table had been changed
+    // behind weir's back) but takes whole tables.
+    let mut a = fed(None, refusing("add element"));
+    let source = a.source();
     source.set("namespaces", NAMESPACES);
     source.set("redis", pod("redis", "prod", "tier: data", "10.0.0.2"));
     source.set("policy", DATA_FROM_LOGIC);
-    // The kernel refuses any script adding an element (as if the table had been changed
-    // behind weir's back) but takes whole tables.
-    let nft = FakeNft {
-        reject_containing: Some("add element".into()),
-        ..Default::default()
-    };
-    let mut a = Agent::new(config, source, nft);
     assert_eq!(a.reconcile().unwrap().mode, Mode::Full);
     sent(&a);
     a.source()
@@ -151,16 +166,12 @@ fn a_refused_delta_falls_back_to_a_whole_table_and_is_counted() {
 
 #[test]
 fn only_the_addresses_of_this_nodes_pods_are_dispatched() {
-    let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
-    config.drift_interval = None;
-    config.node_name = Some("node-a".into());
-    let mut source = MemorySource::new(Items::new(Default::default()));
+    let mut a = fed(Some(&["10.0.0.6"]), FakeNft::default());
+    let source = a.source();
     source.set("namespaces", NAMESPACES);
     source.set("redis", pod("redis", "prod", "tier: data", "10.0.0.2"));
     source.set("redis2", pod("redis2", "prod", "tier: data", "10.0.0.6"));
     source.set("policy", DATA_FROM_LOGIC);
-    source.node_addresses = Some(["10.0.0.6".parse().unwrap()].into());
-    let mut a = Agent::new(config, source, FakeNft::default());
     a.reconcile().unwrap();
     let full = sent(&a).remove(1).0;
     assert!(full.contains("10.0.0.6 : jump"), "{full}");
@@ -173,14 +184,7 @@ fn only_the_addresses_of_this_nodes_pods_are_dispatched() {
 /// kernel holds what a fresh agent compiling everything would program.
 #[test]
 fn pod_events_are_taken_incrementally_and_equal_a_full_compile() {
-    let node = |local: &[&str]| {
-        let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
-        config.drift_interval = None;
-        config.node_name = Some("node-a".into());
-        let mut source = MemorySource::new(Items::new(Default::default()));
-        source.node_addresses = Some(local.iter().map(|ip| ip.parse().unwrap()).collect());
-        Agent::new(config, source, FakeNft::default())
-    };
+    let node = |local: &[&str]| fed(Some(local), FakeNft::default());
     let mut world: Vec<(String, Option<String>)> = vec![
         ("Namespace//prod".into(), Some(NAMESPACES.into())),
         (
@@ -339,25 +343,18 @@ fn the_drift_baseline_is_listed_once_applies_settle_and_a_changed_table_is_repai
 /// then to a whole table; what is programmed stays what a fresh agent would program.
 #[test]
 fn a_refused_element_change_falls_back_and_stays_equal_to_a_full_compile() {
-    let agent = |reject: Option<&str>| {
-        let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
-        config.drift_interval = None;
-        config.node_name = Some("node-a".into());
-        let mut source = MemorySource::new(Items::new(Default::default()));
-        source.node_addresses = Some(["10.0.0.2".parse().unwrap()].into());
+    let agent = |nft: FakeNft| {
+        let mut a = fed(Some(&["10.0.0.2"]), nft);
+        let source = a.source();
         source.set("Namespace//all", NAMESPACES);
         source.set(
             "Pod/prod/redis",
             pod("redis", "prod", "tier: data", "10.0.0.2"),
         );
         source.set("NetworkPolicy/prod/p", DATA_FROM_LOGIC);
-        let nft = FakeNft {
-            reject_containing: reject.map(str::to_string),
-            ..Default::default()
-        };
-        Agent::new(config, source, nft)
+        a
     };
-    let mut a = agent(Some("add element inet weir sel-"));
+    let mut a = agent(refusing("add element inet weir sel-"));
     a.reconcile().unwrap();
     let api = pod("api", "prod", "tier: logic", "10.0.0.9");
     a.source().set("Pod/prod/api", &api);
@@ -368,7 +365,7 @@ fn a_refused_element_change_falls_back_and_stays_equal_to_a_full_compile() {
         Mode::Full,
         "replaced whole after the refusals"
     );
-    let mut fresh = agent(None);
+    let mut fresh = agent(FakeNft::default());
     fresh.source().set("Pod/prod/api", &api);
     fresh.reconcile().unwrap();
     assert_eq!(a.enforcer().current(), fresh.enforcer().current());
