@@ -233,11 +233,10 @@ impl<N: Nft> Enforcer<N> {
         }
     }
 
-    /// After a successful apply: remember how the kernel lists the table now.
-    fn remember_listing(&mut self) -> Result<(), NftError> {
+    /// After a successful apply: the drift baseline no longer describes the table.
+    fn baseline_outdated(&mut self) {
         self.baseline = None;
         self.baseline_stale = self.track_drift;
-        Ok(())
     }
 
     /// Whether applies happened since the drift baseline was taken.
@@ -326,7 +325,7 @@ impl<N: Nft> Enforcer<N> {
                 match self.nft.run(&delta, false) {
                     Ok(()) => {
                         self.current = Some(new);
-                        self.remember_listing()?;
+                        self.baseline_outdated();
                         return Ok(Applied {
                             mode: Mode::Delta,
                             size,
@@ -347,7 +346,7 @@ impl<N: Nft> Enforcer<N> {
             verify(&new, &self.nft.list()?)?;
         }
         self.current = Some(new);
-        self.remember_listing()?;
+        self.baseline_outdated();
         Ok(Applied {
             mode: Mode::Full,
             size,
@@ -389,7 +388,7 @@ impl<N: Nft> Enforcer<N> {
         self.nft.run(&script, false)?;
         current.apply_elements(changes);
         let done = applied(Mode::Delta, current, script.len());
-        self.remember_listing()?;
+        self.baseline_outdated();
         Ok(done)
     }
 
