@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use weir_engine::{Options, Selectors};
 use weir_model::Endpoint;
 use weir_nft::apply::{Applied, Enforcer, Kernel, Nft, NftCli, NftError};
-use weir_nft::{compile_with, CompileOptions, ElementChanges, Incremental, NeedsFull, Scope};
+use weir_nft::{compile_with, CompileOptions, Delta, Incremental, NeedsFull, Scope};
 
 use metrics::Metrics;
 use source::{Change, DirSource, Items, SourceError};
@@ -228,12 +228,28 @@ impl Attribution {
         self.chains = ruleset
             .chains
             .iter()
-            .filter_map(|(name, c)| {
-                let last = c.rules.last()?;
-                let comment = last.split_once("comment \"")?.1.trim_end_matches('"');
-                Some((name.clone(), comment.to_string()))
-            })
+            .filter_map(|(name, c)| Some((name.clone(), Self::why(c)?)))
             .collect();
+    }
+
+    /// What a chain's last rule (its drop) says about why.
+    fn why(chain: &weir_nft::Chain) -> Option<String> {
+        let last = chain.rules.last()?;
+        let comment = last.split_once("comment \"")?.1.trim_end_matches('"');
+        Some(comment.to_string())
+    }
+
+    /// Chains made, remade or removed incrementally.
+    fn chains_changed(&mut self, delta: &Delta) {
+        for name in &delta.removed_chains {
+            self.chains.remove(name);
+        }
+        for (name, chain) in &delta.chains {
+            match Self::why(chain) {
+                Some(why) => self.chains.insert(name.clone(), why),
+                None => self.chains.remove(name),
+            };
+        }
     }
 
     /// One endpoint added, changed or removed incrementally (no chain appears or goes then).
@@ -413,19 +429,19 @@ impl<S: Source, N: Nft> Agent<S, N> {
             }
         };
         let t_compile = Instant::now();
-        // Elements alone when the kernel holds what the kept ruleset held before them;
+        // The changes alone when the kernel holds what the kept ruleset held before them;
         // otherwise (or if the kernel refuses them) the difference of whole rulesets.
-        let elements = match step {
-            Some(changes) if self.in_sync => match self.enforcer.apply_elements(&changes) {
+        let deltas = match step {
+            Some(deltas) if self.in_sync => match self.enforcer.apply_deltas(&deltas) {
                 Ok(applied) => Some(applied),
                 Err(e) => {
-                    tracing::warn!(error = %e, "element changes refused; applying the difference of whole rulesets");
+                    tracing::warn!(error = %e, "incremental changes refused; applying the difference of whole rulesets");
                     None
                 }
             },
             _ => None,
         };
-        let applied = match elements {
+        let applied = match deltas {
             Some(applied) => applied,
             None => {
                 // A full compile kept a ruleset, or returned the placed one.
@@ -465,13 +481,14 @@ impl<S: Source, N: Nft> Agent<S, N> {
         Ok(applied)
     }
 
-    /// Applies `changes` to the kept ruleset when each is one pod's ([`Incremental`]);
-    /// `None` (and the kept ruleset dropped) when a full compile is needed.
+    /// Applies `changes` to the kept ruleset when each is one pod's or one policy's
+    /// ([`Incremental`]), returning what each changed, in order; `None` (and the kept
+    /// ruleset dropped) when a full compile is needed.
     fn incremental_step(
         &mut self,
         changes: &[Change],
         node_addresses: Option<&HashSet<IpAddr>>,
-    ) -> Option<ElementChanges> {
+    ) -> Option<Vec<Delta>> {
         let inc = self.incremental.as_mut()?;
         let items = self.source.items();
         if items.has_workloads() {
@@ -481,9 +498,33 @@ impl<S: Source, N: Nft> Agent<S, N> {
         // The node's addresses, change by change: a pod's leave with it, its new version's
         // join when they are among the node's addresses now.
         let mut local = inc.local().cloned();
-        let mut all = ElementChanges::default();
+        let mut all = Vec::new();
         let mut attribution = self.attribution.lock().expect("attribution");
         for c in changes {
+            let after = c.after.then(|| items.decoded(&c.name)).flatten();
+            if let Some(id) = c.name.strip_prefix("NetworkPolicy/") {
+                // Only items that are one policy each, keyed by it (as the Kubernetes
+                // source keys them), so that no other item can hold the same policy.
+                let policy = |d: Option<&weir_manifest::Decoded>| match d {
+                    None => Some(None),
+                    Some(d) => d.lone_policy().filter(|p| p.id() == id).map(Some),
+                };
+                let (Some(_), Some(new)) = (policy(c.before.as_ref()), policy(after)) else {
+                    self.incremental = None;
+                    return None;
+                };
+                match inc.policy(id, new) {
+                    Ok(delta) => {
+                        attribution.chains_changed(&delta);
+                        all.push(delta);
+                        continue;
+                    }
+                    Err(_) => {
+                        self.incremental = None;
+                        return None;
+                    }
+                }
+            }
             // Only items that are one pod each, keyed by that pod (the Kubernetes source's
             // `Pod/namespace/name`), so that no other item can hold the same pod.
             let pod = |d: Option<&weir_manifest::Decoded>| match d {
@@ -493,7 +534,6 @@ impl<S: Source, N: Nft> Agent<S, N> {
                     .filter(|p| c.name == format!("Pod/{}", p.id()))
                     .map(Some),
             };
-            let after = c.after.then(|| items.decoded(&c.name)).flatten();
             let (Some(old), Some(new)) = (pod(c.before.as_ref()), pod(after)) else {
                 self.incremental = None;
                 return None;
@@ -517,7 +557,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
                 _ => Err(NeedsFull("the node's scope changed")),
             };
             match result {
-                Ok(changes) => all.extend(changes),
+                Ok(changes) => all.push(changes.into()),
                 Err(_) => {
                     self.incremental = None;
                     return None;

@@ -183,7 +183,7 @@ fn only_the_addresses_of_this_nodes_pods_are_dispatched() {
 /// leaving a group another local pod keeps), the rest recompiles; after every step the
 /// kernel holds what a fresh agent compiling everything would program.
 #[test]
-fn pod_events_are_taken_incrementally_and_equal_a_full_compile() {
+fn pod_and_policy_events_are_taken_incrementally_and_equal_a_full_compile() {
     let node = |local: &[&str]| fed(Some(local), FakeNft::default());
     let mut world: Vec<(String, Option<String>)> = vec![
         ("Namespace//prod".into(), Some(NAMESPACES.into())),
@@ -246,10 +246,46 @@ fn pod_events_are_taken_incrementally_and_equal_a_full_compile() {
             true,
         ),
         ("Pod/prod/redis2", None, &here, true),
-        // A policy: recompiled; then pod events are incremental again.
+        // Policies edited, removed, added back, added elsewhere: their namespace's part.
         (
             "NetworkPolicy/prod/data-from-logic",
             Some(DATA_FROM_LOGIC.replace("6379", "6380")),
+            &here,
+            true,
+        ),
+        ("NetworkPolicy/prod/data-from-logic", None, &here, true),
+        (
+            "NetworkPolicy/prod/data-from-logic",
+            Some(DATA_FROM_LOGIC.into()),
+            &here,
+            true,
+        ),
+        (
+            "NetworkPolicy/dev/deny",
+            Some(
+                DATA_FROM_LOGIC
+                    .replace("namespace: prod", "namespace: dev")
+                    .replace("data-from-logic", "deny"),
+            ),
+            &here,
+            true,
+        ),
+        // A policy under a key that is not its own: recompiled.
+        (
+            "NetworkPolicy/dev/other",
+            Some(
+                DATA_FROM_LOGIC
+                    .replace("namespace: prod", "namespace: dev")
+                    .replace("data-from-logic", "x"),
+            ),
+            &here,
+            false,
+        ),
+        ("NetworkPolicy/dev/other", None, &here, false),
+        // A namespace's labels: recompiled.
+        (
+            "Namespace//prod",
+            Some(NAMESPACES.replace("{name: dev}", "{name: dev, labels: {env: dev}}")),
             &here,
             false,
         ),

@@ -246,9 +246,16 @@ impl Engine<'_> {
 
 /// [`Selectors::selects`] for one endpoint given on its own.
 pub fn selects_endpoint(policy: &weir_model::Policy, ep: &Endpoint) -> bool {
-    !ep.host_network
-        && ep.namespace == policy.namespace
-        && selector::matches(&policy.pod_selector, &ep.labels)
+    pod_selector_selects(&policy.namespace, &policy.pod_selector, ep)
+}
+
+/// Whether a policy of namespace `namespace` with this podSelector selects `ep`.
+pub fn pod_selector_selects(
+    namespace: &str,
+    pod_selector: &weir_model::LabelSelector,
+    ep: &Endpoint,
+) -> bool {
+    !ep.host_network && ep.namespace == namespace && selector::matches(pod_selector, &ep.labels)
 }
 
 fn ipblock_contains(cidr: &ipnet::IpNet, except: &[ipnet::IpNet], ip: IpAddr) -> bool {

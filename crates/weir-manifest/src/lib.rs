@@ -252,6 +252,14 @@ impl Decoded {
         }
     }
 
+    /// The policy, when this source holds exactly one NetworkPolicy and nothing else.
+    pub fn lone_policy(&self) -> Option<weir_model::Policy> {
+        match self.objects.as_slice() {
+            [decode::Object::Policy(p)] => Some(p.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether it holds workloads (Deployments, …): their pods fold into them across sources.
     pub fn has_workloads(&self) -> bool {
         self.objects

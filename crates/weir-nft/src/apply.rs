@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use crate::library::NftLib;
-use crate::{ElementChanges, Ruleset, Size, TABLE};
+use crate::{Delta, Ruleset, Size, TABLE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -356,14 +356,24 @@ impl<N: Nft> Enforcer<N> {
         })
     }
 
-    /// Applies element changes made against what was last applied, as one transaction,
-    /// without comparing whole rulesets. On error the kernel and what is remembered keep
-    /// the state before (the caller may fall back to [`Enforcer::apply`]).
-    pub fn apply_elements(&mut self, changes: &ElementChanges) -> Result<Applied, NftError> {
+    /// Applies deltas made one after another against what was last applied, as one
+    /// transaction, without comparing whole rulesets. On error the kernel keeps the state
+    /// before (one transaction) and nothing is remembered as applied, so the caller's
+    /// [`Enforcer::apply`] replaces the whole table.
+    pub fn apply_deltas(&mut self, deltas: &[Delta]) -> Result<Applied, NftError> {
         let start = Instant::now();
-        let Some(current) = self.current.as_mut() else {
+        let Some(mut current) = self.current.take() else {
             return Err(NftError::Verify("nothing was applied yet".into()));
         };
+        let mut script = String::new();
+        for d in deltas {
+            script.push_str(&d.render(&current));
+            if !current.apply_delta(d) {
+                return Err(NftError::Verify(
+                    "a delta does not fit what was applied".into(),
+                ));
+            }
+        }
         let applied = |mode, current: &Ruleset, script_bytes| Applied {
             mode,
             size: current.size(),
@@ -371,23 +381,14 @@ impl<N: Nft> Enforcer<N> {
             elapsed: start.elapsed(),
             delta_refused: None,
         };
-        if changes.is_empty() {
-            return Ok(applied(Mode::Unchanged, current, 0));
+        if script.is_empty() {
+            let done = applied(Mode::Unchanged, &current, 0);
+            self.current = Some(current);
+            return Ok(done);
         }
-        let known = changes
-            .removed
-            .keys()
-            .chain(changes.added.keys())
-            .all(|n| current.sets.contains_key(n));
-        if !known {
-            return Err(NftError::Verify(
-                "element changes name an unknown set".into(),
-            ));
-        }
-        let script = changes.render();
         self.nft.run(&script, false)?;
-        current.apply_elements(changes);
-        let done = applied(Mode::Delta, current, script.len());
+        let done = applied(Mode::Delta, &current, script.len());
+        self.current = Some(current);
         self.baseline_outdated();
         Ok(done)
     }

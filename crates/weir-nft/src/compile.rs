@@ -10,7 +10,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use weir_engine::ipspace::{from_int, net_range, subtract, to_int};
 use weir_engine::ports::resolve_ports;
 use weir_engine::{Selectors, Side};
-use weir_model::{Cluster, Direction, Labels, Peer, PortRef, PortRule, Protocol};
+use weir_model::{Cluster, Direction, LabelSelector, Labels, Peer, PortRef, PortRule, Protocol};
 
 use crate::{quote, Chain, ChainKind, Ruleset, Set};
 
@@ -107,16 +107,26 @@ pub fn compile(engine: &Selectors, scope: Scope) -> Ruleset {
 
 /// [`compile`] with options.
 pub fn compile_with(engine: &Selectors, scope: Scope, options: &CompileOptions) -> Ruleset {
-    compile_recorded(engine, scope, options).0
+    compile_recorded(engine, scope, options).rs
+}
+
+/// A compile's ruleset and what [`crate::Incremental`] keeps it current by.
+pub(crate) struct Compiled {
+    pub rs: Ruleset,
+    /// What each set holding endpoint addresses stands for.
+    pub defs: BTreeMap<String, SetDef>,
+    pub names: Names,
+    /// What each group and policy chain refers to: policy chains, sets.
+    pub uses: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// [`compile_with`], also returning what each set holding endpoint addresses stands for
-/// (what [`crate::Incremental`] keeps a ruleset current by).
+/// and what each chain refers to.
 pub(crate) fn compile_recorded(
     engine: &Selectors,
     scope: Scope,
     options: &CompileOptions,
-) -> (Ruleset, BTreeMap<String, SetDef>) {
+) -> Compiled {
     let cluster = engine.cluster();
     let mut local = vec![matches!(scope, Scope::All); cluster.endpoints.len()];
     match scope {
@@ -134,7 +144,7 @@ pub(crate) fn compile_recorded(
         }
         Scope::All => {}
     }
-    let mut c = Compiler::new(engine, local);
+    let mut c = Compiler::new(engine, local, None);
     if let Scope::Addresses(ips) = scope {
         c.local_addresses = Some(ips.clone());
     }
@@ -147,7 +157,62 @@ pub(crate) fn compile_recorded(
             .as_deref(),
     );
     c.dispatch();
-    (c.rs, c.defs)
+    c.finish()
+}
+
+/// The part of a node's table that namespace `ns`'s policies make — its local pods'
+/// dispatch entries, their group chains, those chains' policy chains and the sets these
+/// use — as the full compile makes it, given `existing`, the whole table it is part of:
+/// sets it already has with the same definition are referred to as they are (`reused`),
+/// not recomputed. Names come from `names`, the ones the table was made with.
+pub(crate) fn compile_namespace(
+    engine: &Selectors,
+    part: Part,
+    local_addresses: Option<&std::collections::HashSet<IpAddr>>,
+    families: Vec<Family>,
+    log_group: Option<u16>,
+    existing: Existing,
+    names: Names,
+) -> Compiled {
+    let mut local = vec![false; engine.cluster().endpoints.len()];
+    for &i in part.endpoints {
+        local[i] = true;
+    }
+    let mut c = Compiler::new(engine, local, Some(part));
+    c.local_addresses = local_addresses.cloned();
+    c.families = families;
+    c.log_group = log_group;
+    c.names = names;
+    c.existing = Some(existing);
+    for dir in [Direction::Egress, Direction::Ingress] {
+        for f in FAMILIES {
+            c.rs.sets.insert(
+                format!("{dir}{}", f.suffix()),
+                Set {
+                    spec: format!("type {} : verdict;", f.addr_type()),
+                    comment: None,
+                    elements: BTreeSet::new(),
+                },
+            );
+        }
+    }
+    c.dispatch();
+    c.finish()
+}
+
+/// One namespace's part of a node's table, by index into the cluster: its endpoints on
+/// the node (not hostNetwork) and its policies. Given, so a partial compile never scans
+/// the cluster for them.
+#[derive(Clone, Copy)]
+pub(crate) struct Part<'a> {
+    pub endpoints: &'a [usize],
+    pub policies: &'a [usize],
+}
+
+/// What a partial compile ([`compile_namespace`]) may take as it is.
+pub(crate) struct Existing<'a> {
+    pub ruleset: &'a Ruleset,
+    pub defs: &'a BTreeMap<String, SetDef>,
 }
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -210,40 +275,70 @@ fn hash_of(value: &impl Hash) -> u64 {
     h.finish()
 }
 
-/// The chain shared by endpoints isolated in `dir` by exactly these policies (indexes).
-pub(crate) fn group_chain_name(dir: Direction, policies: &[usize]) -> String {
+/// The name prefix and key of the chain shared by endpoints isolated in `dir` by exactly
+/// these policies (in name order, all of one namespace).
+pub(crate) fn group_key<'p>(
+    dir: Direction,
+    policies: impl Iterator<Item = &'p weir_model::Policy>,
+) -> (&'static str, String) {
     let prefix = match dir {
         Direction::Ingress => "ig",
         Direction::Egress => "eg",
     };
-    format!("{prefix}-{:016x}", hash_of(&policies))
+    let mut key = String::new();
+    for p in policies {
+        key.push_str(&p.namespace);
+        key.push('\0');
+        key.push_str(&p.name);
+        key.push('\0');
+    }
+    (prefix, key)
 }
 
 /// Names of chains and sets are generated, never user text: `prefix-<hash of key>`, where
 /// `key` is what the object stands for (a policy's namespace and name, a selector). Two
 /// keys with one hash get distinct names (`-1`, `-2`, … in compile order), so a crafted
 /// collision can never merge two policies' rules.
-#[derive(Default)]
-struct Names {
+#[derive(Clone, Default)]
+pub(crate) struct Names {
     taken: FxHashMap<String, String>,
+    /// Whether two keys met on one hash: then names depend on the order things were named
+    /// in, which only a full compile reproduces.
+    pub collided: bool,
 }
 
 impl Names {
     fn name(&mut self, prefix: &str, key: &str) -> String {
         let base = format!("{prefix}-{:016x}", hash_of(&key));
-        let mut name = base.clone();
+        match self.walk(&base, key) {
+            Ok(name) => name,
+            Err(name) => {
+                self.collided |= name != base;
+                self.taken.insert(name.clone(), key.to_string());
+                name
+            }
+        }
+    }
+
+    /// The name `key` has been given, if any.
+    pub(crate) fn find(&self, prefix: &str, key: &str) -> Option<String> {
+        self.walk(&format!("{prefix}-{:016x}", hash_of(&key)), key)
+            .ok()
+    }
+
+    /// `Ok(name)` given to `key` already, or `Err(name)` it would get: `base`, or `base-N`
+    /// past names other keys took.
+    fn walk(&self, base: &str, key: &str) -> Result<String, String> {
+        let mut name = base.to_string();
         let mut n = 0;
         loop {
             match self.taken.get(&name) {
-                Some(k) if k == key => return name,
+                Some(k) if k == key => return Ok(name),
                 Some(_) => {
                     n += 1;
                     name = format!("{base}-{n}");
                 }
-                None => {
-                    self.taken.insert(name.clone(), key.to_string());
-                    return name;
-                }
+                None => return Err(name),
             }
         }
     }
@@ -276,11 +371,16 @@ struct Compiler<'e, 'c> {
     /// What each set that holds addresses of any endpoint in the cluster stands for, so a
     /// single pod's change can be applied to it ([`crate::Incremental`]).
     defs: BTreeMap<String, SetDef>,
+    /// What each chain made refers to (policy chains, sets).
+    uses: BTreeMap<String, BTreeSet<String>>,
+    /// A partial compile's table, and the sets taken from it as they are.
+    existing: Option<Existing<'e>>,
+    reused: BTreeSet<String>,
 }
 
 /// A set whose elements depend on endpoints, and how ([`crate::Incremental`] moves one
 /// endpoint's elements by these).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum SetDef {
     /// Addresses of family `family` of the endpoints a pod-selector peer matches.
     Selector {
@@ -290,10 +390,11 @@ pub(crate) enum SetDef {
     },
     /// An ipBlock peer's ranges (pod addresses cut out when ipBlocks do not match pods).
     Block { peer: Peer },
-    /// (address . protocol . port) of the local endpoints policy `policy` (an index)
-    /// selects, for an ingress rule's named ports.
+    /// (address . protocol . port) of the local endpoints a policy of `namespace` with
+    /// `pod_selector` selects, for an ingress rule's named ports.
     NamedIngress {
-        policy: usize,
+        namespace: String,
+        pod_selector: LabelSelector,
         named: Vec<PortRule>,
         family: Family,
     },
@@ -308,12 +409,22 @@ pub(crate) enum SetDef {
 }
 
 impl<'e, 'c> Compiler<'e, 'c> {
-    fn new(engine: &'e Selectors<'c>, local: Vec<bool>) -> Self {
+    /// `part`: a partial compile of one namespace's part alone.
+    fn new(engine: &'e Selectors<'c>, local: Vec<bool>, part: Option<Part>) -> Self {
         let cluster = engine.cluster();
         let mut index: FxHashMap<(&str, &Labels), usize> = FxHashMap::default();
         let mut groups: Vec<(&str, &Labels, Vec<usize>)> = Vec::new();
         let mut families = Vec::new();
-        for (i, ep) in cluster.endpoints.iter().enumerate() {
+        let all: Vec<usize>;
+        let endpoints = match part {
+            Some(part) => part.endpoints,
+            None => {
+                all = (0..cluster.endpoints.len()).collect();
+                &all
+            }
+        };
+        for &i in endpoints {
+            let ep = &cluster.endpoints[i];
             for f in FAMILIES {
                 if !families.contains(&f) && ep.ips.iter().any(|ip| Family::of(ip) == f) {
                     families.push(f);
@@ -332,11 +443,19 @@ impl<'e, 'c> Compiler<'e, 'c> {
         }
         families.sort_by_key(|f| *f == Family::V6);
         let mut by_namespace: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
-        for (i, p) in cluster.policies.iter().enumerate() {
+        let policies = match part {
+            Some(part) => part.policies.to_vec(),
+            None => (0..cluster.policies.len()).collect(),
+        };
+        for i in policies {
             by_namespace
-                .entry(p.namespace.as_str())
+                .entry(cluster.policies[i].namespace.as_str())
                 .or_default()
                 .push(i);
+        }
+        // Name order, so that a group's chain does not depend on the input's order.
+        for list in by_namespace.values_mut() {
+            list.sort_by(|&a, &b| cluster.policies[a].name.cmp(&cluster.policies[b].name));
         }
         Compiler {
             engine,
@@ -350,7 +469,46 @@ impl<'e, 'c> Compiler<'e, 'c> {
             names: Names::default(),
             rs: Ruleset::default(),
             defs: BTreeMap::new(),
+            uses: BTreeMap::new(),
+            existing: None,
+            reused: BTreeSet::new(),
         }
+    }
+
+    fn finish(self) -> Compiled {
+        Compiled {
+            rs: self.rs,
+            defs: self.defs,
+            names: self.names,
+            uses: self.uses,
+        }
+    }
+
+    /// In a partial compile, whether the sets `sets` are taken from the table as they are
+    /// (then recorded as reused): all exist there and, with a definition given (the name
+    /// of a named-port set does not say it all), were made by it.
+    fn reuse(&mut self, sets: &[(String, Option<SetDef>)]) -> bool {
+        let Some(existing) = &self.existing else {
+            return false;
+        };
+        let fits = sets.iter().all(|(name, def)| {
+            existing.ruleset.sets.contains_key(name)
+                && def
+                    .as_ref()
+                    .is_none_or(|d| existing.defs.get(name) == Some(d))
+        });
+        if fits {
+            self.reused.extend(sets.iter().map(|(n, _)| n.clone()));
+        }
+        fits
+    }
+
+    /// `{base}-4`, `{base}-6` for the families endpoints have.
+    fn family_sets(&self, base: &str) -> Vec<(Family, String)> {
+        self.families
+            .iter()
+            .map(|f| (*f, format!("{base}-{}", f.suffix())))
+            .collect()
     }
 
     fn is_local_address(&self, ip: &IpAddr) -> bool {
@@ -496,7 +654,8 @@ impl<'e, 'c> Compiler<'e, 'c> {
 
     /// The chain shared by endpoints isolated in `dir` by exactly these policies.
     fn group_chain(&mut self, dir: Direction, policies: &[usize]) -> String {
-        let name = group_chain_name(dir, policies);
+        let (prefix, key) = group_key(dir, policies.iter().map(|&p| &self.cluster.policies[p]));
+        let name = self.names.name(prefix, &key);
         if self.rs.chains.contains_key(&name) {
             return name;
         }
@@ -505,6 +664,10 @@ impl<'e, 'c> Compiler<'e, 'c> {
         for &p in policies {
             // Chain names are generated; the comment says which policy each one is.
             let chain = self.policy_chain(dir, p);
+            self.uses
+                .entry(name.clone())
+                .or_default()
+                .insert(chain.clone());
             let id = self.cluster.policies[p].id();
             rules.push(format!("jump {chain} comment {}", quote(&id)));
             ids.push(id);
@@ -544,6 +707,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
             Direction::Egress => "daddr",
         };
         let mut rules = Vec::new();
+        let mut used = BTreeSet::new();
         for (n, rule) in policy.rules(dir).iter().enumerate() {
             let comment = quote(&format!("{} {dir}[{n}]", policy.id()));
             let peers: Vec<(Option<&Peer>, PeerMatch)> = if rule.peers.is_empty() {
@@ -554,6 +718,11 @@ impl<'e, 'c> Compiler<'e, 'c> {
                     .map(|peer| (Some(peer), self.peer_set(peer, &policy.namespace)))
                     .collect()
             };
+            for (_, m) in &peers {
+                if let PeerMatch::Set { base, families } = m {
+                    used.extend(families.iter().map(|f| format!("{base}-{}", f.suffix())));
+                }
+            }
             let (numbered, named) = split_ports(&rule.ports);
             for (_, m) in &peers {
                 for ports in &numbered {
@@ -583,14 +752,21 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 // The destination is the selected (local) endpoint: one set per rule,
                 // with each peer's address matched as for numbered ports.
                 Direction::Ingress => {
-                    let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
-                        .filter(|&i| self.local[i] && self.engine.selects(policy, i))
-                        .collect();
-                    self.named_port_set(&set_base, &dsts, &named, |family| SetDef::NamedIngress {
-                        policy: p,
+                    let def = |family| SetDef::NamedIngress {
+                        namespace: policy.namespace.clone(),
+                        pod_selector: policy.pod_selector.clone(),
                         named: named.clone(),
                         family,
-                    });
+                    };
+                    let sets = self.family_sets(&set_base);
+                    used.extend(sets.iter().map(|(_, n)| n.clone()));
+                    let defs: Vec<_> = sets.into_iter().map(|(f, n)| (n, Some(def(f)))).collect();
+                    if !self.reuse(&defs) {
+                        let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
+                            .filter(|&i| self.local[i] && self.engine.selects(policy, i))
+                            .collect();
+                        self.named_port_set(&set_base, &dsts, &named, def);
+                    }
                     for (_, m) in &peers {
                         for f in self.families.clone() {
                             let dport = format!(
@@ -620,28 +796,35 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 // addresses with its resolved ports, so it matches peer and port at once.
                 Direction::Egress => {
                     for (k, (peer, _)) in peers.iter().enumerate() {
-                        let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
-                            .filter(|&i| {
-                                peer.is_none_or(|peer| {
-                                    let ep = &self.cluster.endpoints[i];
-                                    ep.ips.iter().any(|ip| {
-                                        self.engine.peer_matches(
-                                            peer,
-                                            &policy.namespace,
-                                            Side::Endpoint(i),
-                                            ip.is_ipv6(),
-                                        )
-                                    })
-                                })
-                            })
-                            .collect();
                         let base = format!("{set_base}-{k}");
-                        self.named_port_set(&base, &dsts, &named, |family| SetDef::NamedEgress {
+                        let def = |family| SetDef::NamedEgress {
                             peer: peer.cloned(),
                             policy_ns: policy.namespace.clone(),
                             named: named.clone(),
                             family,
-                        });
+                        };
+                        let sets = self.family_sets(&base);
+                        used.extend(sets.iter().map(|(_, n)| n.clone()));
+                        let defs: Vec<_> =
+                            sets.into_iter().map(|(f, n)| (n, Some(def(f)))).collect();
+                        if !self.reuse(&defs) {
+                            let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
+                                .filter(|&i| {
+                                    peer.is_none_or(|peer| {
+                                        let ep = &self.cluster.endpoints[i];
+                                        ep.ips.iter().any(|ip| {
+                                            self.engine.peer_matches(
+                                                peer,
+                                                &policy.namespace,
+                                                Side::Endpoint(i),
+                                                ip.is_ipv6(),
+                                            )
+                                        })
+                                    })
+                                })
+                                .collect();
+                            self.named_port_set(&base, &dsts, &named, def);
+                        }
                         for f in self.families.clone() {
                             let dport = format!(
                                 "{} daddr . meta l4proto . th dport @{base}-{}",
@@ -662,6 +845,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 rules,
             },
         );
+        self.uses.insert(name.clone(), used);
         name
     }
 
@@ -704,15 +888,34 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 };
                 let base = self.names.name("sel", &format!("{scope_ns}\0{peer:?}"));
                 let families = self.families.clone();
-                if !self.rs.sets.contains_key(&format!("{base}-4"))
-                    && !self.rs.sets.contains_key(&format!("{base}-6"))
-                {
+                let sets: Vec<_> = self
+                    .family_sets(&base)
+                    .into_iter()
+                    .map(|(_, n)| (n, None))
+                    .collect();
+                let made = sets
+                    .iter()
+                    .any(|(n, _)| self.rs.sets.contains_key(n) || self.reused.contains(n));
+                if !made && !self.reuse(&sets) {
                     let mut members: Vec<&IpAddr> = Vec::new();
-                    for (_, _, eps) in &self.groups {
-                        let rep = Side::Endpoint(eps[0]);
-                        if self.engine.peer_matches(peer, policy_ns, rep, false) {
-                            members
-                                .extend(eps.iter().flat_map(|&i| &self.cluster.endpoints[i].ips));
+                    if self.existing.is_some() {
+                        // A partial compile's groups are its namespace's local pods only.
+                        for (i, e) in self.cluster.endpoints.iter().enumerate() {
+                            if self
+                                .engine
+                                .peer_matches(peer, policy_ns, Side::Endpoint(i), false)
+                            {
+                                members.extend(&e.ips);
+                            }
+                        }
+                    } else {
+                        for (_, _, eps) in &self.groups {
+                            let rep = Side::Endpoint(eps[0]);
+                            if self.engine.peer_matches(peer, policy_ns, rep, false) {
+                                members.extend(
+                                    eps.iter().flat_map(|&i| &self.cluster.endpoints[i].ips),
+                                );
+                            }
                         }
                     }
                     let comment = describe_peer(peer, policy_ns);
@@ -750,7 +953,8 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 };
                 let base = self.names.name("blk", &format!("{peer:?}"));
                 let name = format!("{base}-{}", f.suffix());
-                if !self.rs.sets.contains_key(&name) {
+                let made = self.rs.sets.contains_key(&name) || self.reused.contains(&name);
+                if !made && !self.reuse(&[(name.clone(), None)]) {
                     let mut ranges = vec![net_range(cidr)];
                     for e in except {
                         ranges = subtract(&ranges, net_range(e));

@@ -16,11 +16,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-use weir_engine::{peer_matches_endpoint, selects_endpoint, Options, Selectors};
-use weir_model::{Cluster, Direction, Endpoint, Labels, Peer};
+use weir_engine::{
+    peer_matches_endpoint, pod_selector_selects, selects_endpoint, Options, Selectors,
+};
+use weir_model::{Cluster, Direction, Endpoint, Labels, Peer, Policy};
 
-use crate::compile::{compile_recorded, group_chain_name, named_port_elements, Family, SetDef};
-use crate::{CompileOptions, ElementChanges, Ruleset, Scope};
+use crate::compile::{
+    compile_namespace, compile_recorded, group_key, named_port_elements, Existing, Family, Names,
+    Part, SetDef,
+};
+use crate::{CompileOptions, Delta, ElementChanges, Ruleset, Scope};
 
 type Elements = BTreeMap<String, BTreeSet<String>>;
 
@@ -58,15 +63,27 @@ pub struct Incremental {
     unique_ids: bool,
     /// Endpoint `namespace/name` → index in `cluster.endpoints`.
     by_id: HashMap<String, usize>,
+    /// The ids of each namespace's endpoints on this node (not hostNetwork): what a
+    /// policy's change may dispatch differently.
+    local_by_ns: HashMap<String, BTreeSet<String>>,
     /// How many endpoints hold each address.
     addresses: HashMap<IpAddr, usize>,
     /// How many endpoints have an address of each family (v4, v6).
     family_count: [usize; 2],
     namespaces: HashMap<String, Labels>,
-    /// Policies (indexes) by namespace, in input order.
-    by_namespace: HashMap<String, Vec<usize>>,
+    /// Whether every policy's `namespace/name` is distinct (else every event is refused).
+    unique_policies: bool,
+    /// Policies by namespace: name → index in `cluster.policies`.
+    by_namespace: HashMap<String, BTreeMap<String, usize>>,
     /// Dispatch entries pointing at each group chain.
     group_refs: HashMap<String, usize>,
+    /// The names the chains and sets were given.
+    names: Names,
+    /// What each group and policy chain refers to (policy chains, sets).
+    uses: HashMap<String, BTreeSet<String>>,
+    /// How many policy chains refer to each set.
+    set_refs: HashMap<String, usize>,
+    log_group: Option<u16>,
 }
 
 const MAPS: [&str; 4] = ["egress4", "egress6", "ingress4", "ingress6"];
@@ -107,7 +124,7 @@ impl Incremental {
         local: Option<HashSet<IpAddr>>,
         options: CompileOptions,
     ) -> Incremental {
-        let (ruleset, defs) = {
+        let compiled = {
             let e = Selectors::new(&cluster, engine);
             let scope = match &local {
                 Some(ips) => Scope::Addresses(ips),
@@ -115,12 +132,26 @@ impl Incremental {
             };
             compile_recorded(&e, scope, &options)
         };
+        let mut set_refs: HashMap<String, usize> = HashMap::new();
+        for (chain, used) in &compiled.uses {
+            if compiled.rs.chains[chain].kind == crate::ChainKind::Policy {
+                for set in used {
+                    *set_refs.entry(set.clone()).or_insert(0) += 1;
+                }
+            }
+        }
         let mut inc = Incremental {
             engine,
             local,
-            ruleset,
-            defs,
+            ruleset: compiled.rs,
+            defs: compiled.defs,
+            names: compiled.names,
+            uses: compiled.uses.into_iter().collect(),
+            set_refs,
+            log_group: options.log_group,
+            unique_policies: true,
             unique_ids: true,
+            local_by_ns: HashMap::new(),
             by_id: HashMap::new(),
             addresses: HashMap::new(),
             family_count: [0, 0],
@@ -134,10 +165,10 @@ impl Incremental {
             cluster,
         };
         for (i, p) in inc.cluster.policies.iter().enumerate() {
-            inc.by_namespace
-                .entry(p.namespace.clone())
-                .or_default()
-                .push(i);
+            let by_name = inc.by_namespace.entry(p.namespace.clone()).or_default();
+            if by_name.insert(p.name.clone(), i).is_some() {
+                inc.unique_policies = false;
+            }
         }
         for map in MAPS {
             for el in inc
@@ -155,6 +186,12 @@ impl Incremental {
         for (i, e) in inc.cluster.endpoints.iter().enumerate() {
             if inc.by_id.insert(e.id(), i).is_some() {
                 inc.unique_ids = false;
+            }
+            if !e.host_network && Self::is_local(inc.local.as_ref(), e) {
+                inc.local_by_ns
+                    .entry(e.namespace.clone())
+                    .or_default()
+                    .insert(e.id());
             }
             for ip in &e.ips {
                 *inc.addresses.entry(*ip).or_insert(0) += 1;
@@ -211,9 +248,7 @@ impl Incremental {
         new: Option<Endpoint>,
         local_after: Option<HashSet<IpAddr>>,
     ) -> Result<ElementChanges, NeedsFull> {
-        if !self.unique_ids {
-            return Err(NeedsFull("two endpoints with one namespace/name"));
-        }
+        self.comparable()?;
         let old = self.by_id.get(id).map(|&i| &self.cluster.endpoints[i]);
         if old.is_none() && new.is_none() {
             return Ok(ElementChanges::default());
@@ -319,8 +354,8 @@ impl Incremental {
         }
         let applied = self.ruleset.apply_elements(&changes);
         debug_assert!(applied, "recorded sets exist");
-        self.replace(id, new);
         self.local = local_after;
+        self.replace(id, new);
         Ok(changes)
     }
 
@@ -354,11 +389,12 @@ impl Incremental {
                     }
                 }
                 SetDef::NamedIngress {
-                    policy,
+                    namespace,
+                    pod_selector,
                     named,
                     family,
                 } => {
-                    if !on_node || !selects_endpoint(&self.cluster.policies[*policy], e) {
+                    if !on_node || !pod_selector_selects(namespace, pod_selector, e) {
                         continue;
                     }
                     named_port_elements(e, named, *family).into_iter().collect()
@@ -420,22 +456,23 @@ impl Incremental {
         }
         let in_ns = self.by_namespace.get(&e.namespace);
         for dir in [Direction::Egress, Direction::Ingress] {
-            let policies: Vec<usize> = in_ns
+            let policies: Vec<&Policy> = in_ns
                 .into_iter()
-                .flatten()
-                .copied()
-                .filter(|&p| {
-                    let policy = &self.cluster.policies[p];
-                    policy.isolates(dir) && selects_endpoint(policy, e)
-                })
+                .flat_map(|by_name| by_name.values())
+                .map(|&p| &self.cluster.policies[p])
+                .filter(|policy| policy.isolates(dir) && selects_endpoint(policy, e))
                 .collect();
             if policies.is_empty() {
                 continue;
             }
-            let chain = group_chain_name(dir, &policies);
-            if !self.ruleset.chains.contains_key(&chain) {
+            let (prefix, key) = group_key(dir, policies.into_iter());
+            let Some(chain) = self
+                .names
+                .find(prefix, &key)
+                .filter(|c| self.ruleset.chains.contains_key(c))
+            else {
                 return Err(NeedsFull("a group of policies no pod of this node had"));
-            }
+            };
             for ip in &here {
                 out.entry(format!("{dir}{}", Family::of(ip).suffix()))
                     .or_default()
@@ -445,10 +482,265 @@ impl Incremental {
         Ok(())
     }
 
-    /// Puts `new` in the cluster in place of endpoint `id` (or removes it).
+    /// Refuses every event when names are ambiguous: endpoints or policies with one
+    /// `namespace/name`, or chain and set names whose hashes met.
+    fn comparable(&self) -> Result<(), NeedsFull> {
+        if !self.unique_ids {
+            return Err(NeedsFull("two endpoints with one namespace/name"));
+        }
+        if !self.unique_policies {
+            return Err(NeedsFull("two policies with one namespace/name"));
+        }
+        if self.names.collided {
+            return Err(NeedsFull("two chain or set names with one hash"));
+        }
+        Ok(())
+    }
+
+    /// Policy `id` (`namespace/name`) added or replaced (`Some`) or removed (`None`).
+    /// Recompiles only its namespace's part of the table — the dispatch entries of the
+    /// namespace's pods on this node, their group chains, the policy chains of those and
+    /// the sets these use — taking selector and ipBlock sets the table has as they are,
+    /// and returns the difference to what the table held. Refused, with nothing changed,
+    /// when names are ambiguous ([`NeedsFull`]).
+    pub fn policy(&mut self, id: &str, new: Option<Policy>) -> Result<Delta, NeedsFull> {
+        self.comparable()?;
+        let Some((ns, name)) = id.split_once('/') else {
+            return Err(NeedsFull("a policy id without a namespace"));
+        };
+        if new
+            .as_ref()
+            .is_some_and(|p| p.namespace != ns || p.name != name)
+        {
+            return Err(NeedsFull("the policy's id differs from its key"));
+        }
+        let old_index = self.by_namespace.get(ns).and_then(|m| m.get(name)).copied();
+        if old_index.is_none() && new.is_none() {
+            return Ok(Delta::default());
+        }
+        // What the namespace's local pods dispatch to, and the chains behind that.
+        let before = self.namespace_dispatch(ns)?;
+        let old = self.put_policy(ns, name, new);
+        let families: Vec<Family> = [Family::V4, Family::V6]
+            .into_iter()
+            .filter(|f| self.family_count[family_index(*f)] > 0)
+            .collect();
+        let endpoints: Vec<usize> = self
+            .local_by_ns
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.by_id.get(id).copied())
+            .collect();
+        let policies: Vec<usize> = self
+            .by_namespace
+            .get(ns)
+            .into_iter()
+            .flat_map(|m| m.values().copied())
+            .collect();
+        let compiled = compile_namespace(
+            &Selectors::new(&self.cluster, self.engine),
+            Part {
+                endpoints: &endpoints,
+                policies: &policies,
+            },
+            self.local.as_ref(),
+            families,
+            self.log_group,
+            Existing {
+                ruleset: &self.ruleset,
+                defs: &self.defs,
+            },
+            std::mem::take(&mut self.names),
+        );
+        self.names = compiled.names;
+        if self.names.collided {
+            self.put_policy(ns, name, old);
+            return Err(NeedsFull("two chain or set names with one hash"));
+        }
+
+        let mut delta = Delta::default();
+        // Dispatch entries.
+        for map in MAPS {
+            let now = compiled.rs.sets.get(map).map(|s| &s.elements);
+            let was = before.get(map);
+            let empty = BTreeSet::new();
+            let (now, was) = (now.unwrap_or(&empty), was.unwrap_or(&empty));
+            let gone: BTreeSet<String> = was.difference(now).cloned().collect();
+            let new: BTreeSet<String> = now.difference(was).cloned().collect();
+            if !gone.is_empty() {
+                delta.elements.removed.insert(map.to_string(), gone);
+            }
+            if !new.is_empty() {
+                delta.elements.added.insert(map.to_string(), new);
+            }
+        }
+        // Chains: the group chains jumped to before and the policy chains they jump to.
+        let mut old_chains = BTreeSet::new();
+        for chain in before.values().flatten().filter_map(|e| jump_target(e)) {
+            if old_chains.insert(chain.to_string()) {
+                old_chains.extend(self.uses.get(chain).into_iter().flatten().cloned());
+            }
+        }
+        let mut refs: HashMap<String, isize> = HashMap::new();
+        let is_policy = |c: &crate::Chain| c.kind == crate::ChainKind::Policy;
+        for chain in &old_chains {
+            if !compiled.rs.chains.contains_key(chain) {
+                delta.removed_chains.insert(chain.clone());
+            }
+            if self.ruleset.chains.get(chain).is_some_and(is_policy) {
+                for set in self.uses.get(chain).into_iter().flatten() {
+                    *refs.entry(set.clone()).or_insert(0) -= 1;
+                }
+            }
+        }
+        for (name, chain) in &compiled.rs.chains {
+            if self.ruleset.chains.get(name).map(|c| &c.rules) != Some(&chain.rules) {
+                delta.chains.insert(name.clone(), chain.clone());
+            }
+            if is_policy(chain) {
+                for set in compiled.uses.get(name).into_iter().flatten() {
+                    *refs.entry(set.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        // Sets: made anew (added, or their elements moved), or used by nothing any more.
+        for (name, set) in compiled
+            .rs
+            .sets
+            .iter()
+            .filter(|(n, _)| !MAPS.contains(&n.as_str()))
+        {
+            let empty = BTreeSet::new();
+            let was = match self.ruleset.sets.get(name) {
+                Some(s) => &s.elements,
+                None => {
+                    delta.new_sets.insert(
+                        name.clone(),
+                        crate::Set {
+                            elements: BTreeSet::new(),
+                            ..set.clone()
+                        },
+                    );
+                    &empty
+                }
+            };
+            let gone: BTreeSet<String> = was.difference(&set.elements).cloned().collect();
+            let new: BTreeSet<String> = set.elements.difference(was).cloned().collect();
+            if !gone.is_empty() {
+                delta.elements.removed.insert(name.clone(), gone);
+            }
+            if !new.is_empty() {
+                delta.elements.added.insert(name.clone(), new);
+            }
+        }
+        for (set, d) in &refs {
+            let n = self.set_refs.get(set).copied().unwrap_or(0) as isize + d;
+            if n <= 0 && self.ruleset.sets.contains_key(set) {
+                delta.removed_sets.insert(set.clone());
+            }
+        }
+
+        // Take it in.
+        let applied = self.ruleset.apply_delta(&delta);
+        debug_assert!(applied, "the delta is made against this ruleset");
+        for chain in &delta.removed_chains {
+            self.uses.remove(chain);
+        }
+        for (chain, used) in compiled.uses {
+            self.uses.insert(chain, used);
+        }
+        for (set, d) in refs {
+            let n = self.set_refs.get(&set).copied().unwrap_or(0) as isize + d;
+            if n > 0 {
+                self.set_refs.insert(set, n as usize);
+            } else {
+                self.set_refs.remove(&set);
+            }
+        }
+        for set in &delta.removed_sets {
+            self.defs.remove(set);
+        }
+        self.defs.extend(compiled.defs);
+        for (sign, sets) in [(-1, &delta.elements.removed), (1, &delta.elements.added)] {
+            for map in MAPS {
+                for chain in sets
+                    .get(map)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| jump_target(e))
+                {
+                    let n = self.group_refs.entry(chain.to_string()).or_insert(0);
+                    *n = (*n as isize + sign) as usize;
+                }
+            }
+        }
+        self.group_refs.retain(|_, n| *n > 0);
+        Ok(delta)
+    }
+
+    /// The dispatch entries of namespace `ns`'s pods on this node, by map.
+    fn namespace_dispatch(&self, ns: &str) -> Result<Elements, NeedsFull> {
+        let mut out = Elements::new();
+        let ids = self.local_by_ns.get(ns).into_iter().flatten();
+        for e in ids.filter_map(|id| self.by_id.get(id).map(|&i| &self.cluster.endpoints[i])) {
+            for ip in e
+                .ips
+                .iter()
+                .filter(|ip| self.local.as_ref().is_none_or(|l| l.contains(*ip)))
+            {
+                if self.addresses.get(ip) != Some(&1) {
+                    return Err(NeedsFull("an address held by more than one endpoint"));
+                }
+                let prefix = format!("{ip} : jump ");
+                for map in MAPS {
+                    let Some(set) = self.ruleset.sets.get(map) else {
+                        continue;
+                    };
+                    if let Some(el) = set.elements.range(prefix.clone()..).next() {
+                        if el.starts_with(&prefix) {
+                            out.entry(map.to_string()).or_default().insert(el.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts `new` in the cluster as policy `ns/name` (or removes it); returns what it was.
+    fn put_policy(&mut self, ns: &str, name: &str, new: Option<Policy>) -> Option<Policy> {
+        let by_name = self.by_namespace.entry(ns.to_string()).or_default();
+        match (by_name.get(name).copied(), new) {
+            (Some(i), Some(p)) => Some(std::mem::replace(&mut self.cluster.policies[i], p)),
+            (Some(i), None) => {
+                by_name.remove(name);
+                let old = self.cluster.policies.swap_remove(i);
+                if let Some(moved) = self.cluster.policies.get(i) {
+                    self.by_namespace
+                        .entry(moved.namespace.clone())
+                        .or_default()
+                        .insert(moved.name.clone(), i);
+                }
+                Some(old)
+            }
+            (None, Some(p)) => {
+                by_name.insert(name.to_string(), self.cluster.policies.len());
+                self.cluster.policies.push(p);
+                None
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// Puts `new` in the cluster in place of endpoint `id` (or removes it); `self.local`
+    /// is the node's addresses with it.
     fn replace(&mut self, id: &str, new: Option<Endpoint>) {
         if let Some(i) = self.by_id.remove(id) {
             let old = self.cluster.endpoints.swap_remove(i);
+            if let Some(ids) = self.local_by_ns.get_mut(&old.namespace) {
+                ids.remove(id);
+            }
             for ip in &old.ips {
                 self.addresses.remove(ip);
             }
@@ -458,6 +750,12 @@ impl Incremental {
             }
         }
         if let Some(e) = new {
+            if !e.host_network && Self::is_local(self.local.as_ref(), &e) {
+                self.local_by_ns
+                    .entry(e.namespace.clone())
+                    .or_default()
+                    .insert(id.to_string());
+            }
             for ip in &e.ips {
                 self.addresses.insert(*ip, 1);
             }

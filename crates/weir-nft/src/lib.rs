@@ -218,80 +218,173 @@ impl Ruleset {
         true
     }
 
+    /// The transaction that turns `old` (what the kernel holds) into `self`, touching only
+    /// what differs ([`Ruleset::diff`]). `None` when a declaration itself changed (a set's
+    /// type, a base chain's hook): then only a full replace is right. An empty string means
+    /// nothing to do.
     pub fn delta(&self, old: &Ruleset) -> Option<String> {
-        let mut out = String::new();
-        // 1. New sets and chains, so later elements and rules can refer to them.
+        Some(self.diff(old)?.render(old))
+    }
+
+    /// What differs from `old`, as a [`Delta`] to it; `None` when a declaration changed.
+    pub fn diff(&self, old: &Ruleset) -> Option<Delta> {
+        let mut d = Delta::default();
         for (name, set) in &self.sets {
-            match old.sets.get(name) {
+            let empty = BTreeSet::new();
+            let before = match old.sets.get(name) {
                 Some(o) if o.spec != set.spec || o.comment != set.comment => return None,
-                Some(_) => {}
+                Some(o) => &o.elements,
                 None => {
-                    out.push_str("add ");
-                    set.declare(&mut out, &format!("{TABLE} {name}"));
-                    out.push_str(" }\n");
+                    d.new_sets.insert(
+                        name.clone(),
+                        Set {
+                            elements: BTreeSet::new(),
+                            ..set.clone()
+                        },
+                    );
+                    &empty
                 }
+            };
+            let gone: BTreeSet<String> = before.difference(&set.elements).cloned().collect();
+            if !gone.is_empty() {
+                d.elements.removed.insert(name.clone(), gone);
+            }
+            let new: BTreeSet<String> = set.elements.difference(before).cloned().collect();
+            if !new.is_empty() {
+                d.elements.added.insert(name.clone(), new);
             }
         }
         for (name, chain) in &self.chains {
             match old.chains.get(name) {
                 Some(o) if o.header != chain.header || o.kind != chain.kind => return None,
-                Some(_) => {}
+                Some(o) if o.rules == chain.rules => {}
                 None if chain.header.is_some() => return None,
-                None => {
-                    let _ = writeln!(out, "add chain {TABLE} {name}");
+                _ => {
+                    d.chains.insert(name.clone(), chain.clone());
                 }
             }
         }
-        // 2. Elements: deletions first (a map element may change its verdict), then additions.
-        for (name, set) in &self.sets {
-            let empty = BTreeSet::new();
-            let before = old.sets.get(name).map_or(&empty, |o| &o.elements);
-            let gone: Vec<&String> = before.difference(&set.elements).collect();
-            if !gone.is_empty() {
-                let _ = write!(out, "delete element {TABLE} {name} {{");
-                write_elements(&mut out, gone);
-                out.push('\n');
-            }
+        d.removed_chains = old
+            .chains
+            .keys()
+            .filter(|n| !self.chains.contains_key(*n))
+            .cloned()
+            .collect();
+        d.removed_sets = old
+            .sets
+            .keys()
+            .filter(|n| !self.sets.contains_key(*n))
+            .cloned()
+            .collect();
+        Some(d)
+    }
+
+    /// Applies a delta made against this ruleset. `false`, and nothing changed, when it
+    /// does not fit (elements of a set that neither exists nor is created, a chain
+    /// replaced with a different kind or header, or removing what does not exist).
+    pub fn apply_delta(&mut self, d: &Delta) -> bool {
+        let set_known = |n: &String| {
+            (self.sets.contains_key(n) || d.new_sets.contains_key(n)) && !d.removed_sets.contains(n)
+        };
+        let fits = d
+            .elements
+            .removed
+            .keys()
+            .chain(d.elements.added.keys())
+            .all(set_known)
+            && d.new_sets.keys().all(|n| !self.sets.contains_key(n))
+            && d.removed_sets.iter().all(|n| self.sets.contains_key(n))
+            && d.removed_chains
+                .iter()
+                .all(|n| self.chains.contains_key(n) && !d.chains.contains_key(n))
+            && d.chains.iter().all(|(n, c)| match self.chains.get(n) {
+                Some(o) => o.kind == c.kind && o.header == c.header,
+                None => c.header.is_none(),
+            });
+        if !fits {
+            return false;
         }
-        for (name, set) in &self.sets {
-            let empty = BTreeSet::new();
-            let before = old.sets.get(name).map_or(&empty, |o| &o.elements);
-            let new: Vec<&String> = set.elements.difference(before).collect();
-            if !new.is_empty() {
-                let _ = write!(out, "add element {TABLE} {name} {{");
-                write_elements(&mut out, new);
-                out.push('\n');
-            }
+        self.sets.extend(d.new_sets.clone());
+        self.apply_elements(&d.elements);
+        self.chains.extend(d.chains.clone());
+        for n in &d.removed_chains {
+            self.chains.remove(n);
         }
-        // 3. Changed chains are flushed and refilled; chains going away are emptied first,
-        //    so nothing jumps to them or uses their sets when they are deleted.
-        for (name, chain) in self.chains_in_order() {
-            let before = old.chains.get(name);
-            if before.is_some_and(|o| o.rules == chain.rules) {
-                continue;
-            }
-            if before.is_some_and(|o| !o.rules.is_empty()) {
+        for n in &d.removed_sets {
+            self.sets.remove(n);
+        }
+        true
+    }
+}
+
+/// A change to a ruleset: what [`Ruleset::diff`] finds, or what [`Incremental`] computes
+/// directly from an event without comparing whole rulesets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Sets to create, declared empty: their elements are in `elements.added`.
+    pub new_sets: BTreeMap<String, Set>,
+    pub elements: ElementChanges,
+    /// Chains (new or existing) and the rules they hold after the change.
+    pub chains: BTreeMap<String, Chain>,
+    pub removed_chains: BTreeSet<String>,
+    pub removed_sets: BTreeSet<String>,
+}
+
+impl From<ElementChanges> for Delta {
+    fn from(elements: ElementChanges) -> Delta {
+        Delta {
+            elements,
+            ..Delta::default()
+        }
+    }
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        self.new_sets.is_empty()
+            && self.elements.is_empty()
+            && self.chains.is_empty()
+            && self.removed_chains.is_empty()
+            && self.removed_sets.is_empty()
+    }
+
+    /// The nft transaction applying this delta to `old` (what the kernel holds): new sets
+    /// and chains first, so later elements and rules can refer to them; elements, deletions
+    /// first (a map element may change its verdict); changed chains flushed and refilled;
+    /// chains going away emptied first, so nothing jumps to them or uses their sets when
+    /// they and then the sets are deleted.
+    pub fn render(&self, old: &Ruleset) -> String {
+        let mut out = String::new();
+        for (name, set) in &self.new_sets {
+            out.push_str("add ");
+            set.declare(&mut out, &format!("{TABLE} {name}"));
+            out.push_str(" }\n");
+        }
+        for name in self.chains.keys().filter(|n| !old.chains.contains_key(*n)) {
+            let _ = writeln!(out, "add chain {TABLE} {name}");
+        }
+        out.push_str(&self.elements.render());
+        let mut chains: Vec<(&String, &Chain)> = self.chains.iter().collect();
+        chains.sort_by_key(|(name, c)| (c.kind, name.as_str()));
+        for (name, chain) in chains {
+            if old.chains.get(name).is_some_and(|o| !o.rules.is_empty()) {
                 let _ = writeln!(out, "flush chain {TABLE} {name}");
             }
             for r in &chain.rules {
                 let _ = writeln!(out, "add rule {TABLE} {name} {r}");
             }
         }
-        let removed: Vec<&String> = old
-            .chains
-            .keys()
-            .filter(|n| !self.chains.contains_key(*n))
-            .collect();
-        for name in &removed {
+        for name in &self.removed_chains {
             let _ = writeln!(out, "flush chain {TABLE} {name}");
         }
-        for name in &removed {
+        for name in &self.removed_chains {
             let _ = writeln!(out, "delete chain {TABLE} {name}");
         }
-        for name in old.sets.keys().filter(|n| !self.sets.contains_key(*n)) {
-            let _ = writeln!(out, "delete {} {TABLE} {name}", old.sets[name].keyword());
+        for name in &self.removed_sets {
+            let keyword = old.sets.get(name).map_or("set", Set::keyword);
+            let _ = writeln!(out, "delete {keyword} {TABLE} {name}");
         }
-        Some(out)
+        out
     }
 }
 

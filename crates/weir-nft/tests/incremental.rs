@@ -1,6 +1,7 @@
 //! The incremental ruleset against the full compile: after every event of random sequences
-//! (pods added, removed, relabelled, moved between addresses, on this node or others), the
-//! ruleset kept by [`Incremental`] equals compiling the resulting cluster from scratch.
+//! (pods added, removed, relabelled, moved between addresses, on this node or others;
+//! policies added, edited, removed), the ruleset kept by [`Incremental`] equals compiling
+//! the resulting cluster from scratch, and the change it reports is exactly the difference.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -8,12 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use weir_engine::{Engine, Options};
-use weir_model::{Cluster, Endpoint};
+use weir_model::{Cluster, Endpoint, Policy};
 use weir_nft::{compile_with, CompileOptions, Incremental, Scope};
 use weir_synth::scenario;
 
 static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
 static REFUSED: AtomicUsize = AtomicUsize::new(0);
+static POLICY_EVENTS: AtomicUsize = AtomicUsize::new(0);
 
 fn full(
     cluster: &Cluster,
@@ -63,13 +65,38 @@ fn apply(cluster: &mut Cluster, id: &str, new: Option<Endpoint>) {
     cluster.endpoints.extend(new);
 }
 
+/// What one policy event does: kind 0 edits policy `target` (same namespace and name),
+/// 1 removes it, anything else (or no policy to pick) adds `p` as a new policy.
+fn policy_event(
+    cluster: &Cluster,
+    k: usize,
+    kind: u8,
+    mut p: Policy,
+    target: usize,
+) -> (String, Option<Policy>) {
+    let existing =
+        (!cluster.policies.is_empty()).then(|| &cluster.policies[target % cluster.policies.len()]);
+    match (kind, existing) {
+        (0, Some(old)) => {
+            p.namespace = old.namespace.clone();
+            p.name = old.name.clone();
+            (old.id(), Some(p))
+        }
+        (1, Some(old)) => (old.id(), None),
+        _ => {
+            p.name = format!("new{k}");
+            (p.id(), Some(p))
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
     #[test]
     fn incremental_equals_the_full_compile_after_every_event(
         cluster in scenario::cluster(),
         local_pick in proptest::collection::vec(proptest::bool::weighted(0.3), 8),
-        events in proptest::collection::vec((0u8..6, scenario::endpoint(), 0usize..8), 1..20),
+        events in proptest::collection::vec((0u8..9, scenario::endpoint(), scenario::policy(), 0usize..8), 1..20),
         ipblock_matches_pods in proptest::bool::weighted(0.8),
         fail_closed in any::<bool>(),
     ) {
@@ -89,7 +116,30 @@ proptest! {
         let mut truth = cluster.clone();
         let mut inc = Incremental::new(cluster, engine, Some(local.clone()), options.clone());
         prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options));
-        for (k, (kind, (ep, _), target)) in events.into_iter().enumerate() {
+        for (k, (kind, (ep, _), policy, target)) in events.into_iter().enumerate() {
+            if kind >= 6 {
+                // Kinds 6, 7, 8: a policy edited, removed, added.
+                let (id, new) = policy_event(&truth, k, kind - 6, policy, target);
+                truth.policies.retain(|p| p.id() != id);
+                truth.policies.extend(new.clone());
+                let previous = inc.ruleset().clone();
+                match inc.policy(&id, new) {
+                    Ok(delta) => {
+                        ACCEPTED.fetch_add(1, Ordering::Relaxed);
+                        POLICY_EVENTS.fetch_add(1, Ordering::Relaxed);
+                        // Exactly the difference to what it held, and rendered as such.
+                        let diff = inc.ruleset().diff(&previous).unwrap();
+                        prop_assert_eq!(&delta, &diff);
+                        prop_assert_eq!(delta.render(&previous), inc.ruleset().delta(&previous).unwrap());
+                    }
+                    Err(_) => {
+                        REFUSED.fetch_add(1, Ordering::Relaxed);
+                        inc = Incremental::new(truth.clone(), engine, Some(local.clone()), options.clone());
+                    }
+                }
+                prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options), "after policy event {} on {}", k, id);
+                continue;
+            }
             // Kinds 4 and 5: a pod scheduled onto this node, a pod of this node deleted;
             // the node's addresses change with them.
             let base = match kind {
@@ -135,11 +185,13 @@ proptest! {
 #[test]
 fn most_generated_events_are_taken_incrementally() {
     incremental_equals_the_full_compile_after_every_event();
-    let (a, r) = (
+    let (a, r, p) = (
         ACCEPTED.load(Ordering::Relaxed),
         REFUSED.load(Ordering::Relaxed),
+        POLICY_EVENTS.load(Ordering::Relaxed),
     );
     assert!(a > r, "accepted {a}, refused {r}");
+    assert!(p > 1000, "policy events accepted: {p}");
 }
 
 #[test]
@@ -196,4 +248,68 @@ fn a_pod_moves_only_its_own_elements_and_the_last_of_a_group_is_refused() {
         .iter()
         .any(|e| e.starts_with("10.0.0.2 : jump ig-")
             && e.ends_with(entry.rsplit_once(' ').unwrap().1)));
+}
+
+/// A policy's edit recompiles its namespace's part of the table: a named-port set whose
+/// name stays (same rule, same ports) holds the pods the edited selector picks, and what
+/// the edit leaves unused goes.
+#[test]
+fn a_policy_edit_moves_its_named_port_set_and_removes_what_nothing_uses() {
+    let pod = |name: &str, tier: &str, ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: prod, labels: {{tier: {tier}}}}}\n\
+             spec: {{containers: [{{name: c, image: x, ports: [{{name: db, containerPort: 6379}}]}}]}}\nstatus: {{podIP: {ip}}}\n---\n"
+        )
+    };
+    let policy = |tier: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: prod}}\n\
+             spec:\n  podSelector: {{matchLabels: {{tier: {tier}}}}}\n  ingress: [{{from: [{{podSelector: {{matchLabels: {{tier: {tier}}}}}}}], ports: [{{port: db}}]}}]\n"
+        )
+    };
+    let load = |p: &str| {
+        let text = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: prod}}\n---\n{}{}{p}",
+            pod("redis", "data", "10.0.0.2"),
+            pod("cache", "cache", "10.0.0.3")
+        );
+        weir_manifest::load_str("t.yaml", &text, Default::default())
+            .unwrap()
+            .cluster
+    };
+    let local: HashSet<IpAddr> = ["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()].into();
+    let options = CompileOptions::default();
+    let mut inc = Incremental::new(
+        load(&policy("data")),
+        Options::default(),
+        Some(local.clone()),
+        options.clone(),
+    );
+    let before = inc.ruleset().clone();
+    let edited = load(&policy("cache"));
+    let delta = inc
+        .policy("prod/p", Some(edited.policies[0].clone()))
+        .unwrap();
+    assert_eq!(
+        inc.ruleset(),
+        &full(&edited, Options::default(), &local, &options)
+    );
+    let script = delta.render(&before);
+    // The named-port set keeps its name and swaps redis's element for cache's.
+    assert!(
+        script.contains("delete element inet weir npin-") && script.contains("10.0.0.2 . 6 . 6379"),
+        "{script}"
+    );
+    assert!(script.contains("10.0.0.3 . 6 . 6379"), "{script}");
+    // The old selector's set is used by nothing now.
+    assert!(script.contains("delete set inet weir sel-"), "{script}");
+    // Removed, then added back: the table is what it was.
+    inc.policy("prod/p", None).unwrap();
+    assert_eq!(
+        inc.ruleset(),
+        &full(&load(""), Options::default(), &local, &options)
+    );
+    inc.policy("prod/p", Some(load(&policy("data")).policies[0].clone()))
+        .unwrap();
+    assert_eq!(inc.ruleset(), &before);
 }

@@ -160,7 +160,8 @@ fn rule() -> impl Strategy<Value = Rule> {
         })
 }
 
-fn policy() -> impl Strategy<Value = Policy> {
+/// One policy (its name left empty).
+pub fn policy() -> impl Strategy<Value = Policy> {
     // policyTypes: absent (defaulted), [Ingress], [Egress], or both.
     let types = prop_oneof![
         Just(None),
