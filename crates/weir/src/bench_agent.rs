@@ -27,6 +27,10 @@ pub struct AgentBench {
     /// Events of each kind timed per size.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
+    /// Internal: be the agent alone in this process, fed the items in this file, and
+    /// report its memory (what the parent cannot measure in its own process).
+    #[arg(long, hide = true)]
+    memory_of: Option<std::path::PathBuf>,
 }
 
 type Fed = Agent<MemorySource, FakeNft>;
@@ -116,7 +120,129 @@ fn total(s: &Stages) -> Duration {
     s.read + s.model + s.compile + s.apply
 }
 
+/// The agent of node-0 over an in-memory source, drift checks off, a fake kernel.
+fn node_agent(node_addresses: HashSet<IpAddr>) -> Fed {
+    let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
+    config.node_name = Some("node-0".into());
+    config.drift_interval = None;
+    let mut source = MemorySource::new(Items::new(Default::default()));
+    source.node_addresses = Some(node_addresses);
+    Agent::new(config, source, FakeNft::default())
+}
+
+/// This process's resident memory now and at its peak (VmRSS, VmHWM), MiB.
+fn memory_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The child of [`agent_memory`]: reads the node's addresses (first line, JSON) and the
+/// items (`key TAB text` per line) one line at a time, reconciles, takes every policy
+/// event of the file's last policy (edited away, restored), then reports its memory.
+fn memory_child(path: &std::path::Path, out: &mut dyn Write) -> Result<u8, Failure> {
+    use std::io::BufRead;
+    let mut lines =
+        std::io::BufReader::new(std::fs::File::open(path).context("items file")?).lines();
+    let first = lines
+        .next()
+        .context("an empty items file")?
+        .context("reading")?;
+    let addresses: HashSet<IpAddr> = serde_json::from_str(&first).context("node addresses")?;
+    let mut agent = node_agent(addresses);
+    let mut policy = None;
+    for line in lines {
+        let line = line.context("reading")?;
+        let (key, text) = line.split_once('\t').context("a line without a tab")?;
+        if key.starts_with("NetworkPolicy/") {
+            policy = Some((key.to_string(), text.to_string()));
+        }
+        agent.source().set(key, text);
+    }
+    reconcile(&mut agent)?;
+    if let Some((key, text)) = policy {
+        let mut edited: Value = serde_json::from_str(&text).context("a policy")?;
+        edited["spec"]["podSelector"]["matchLabels"]["bench"] = "x".into();
+        agent.source().set(&key, edited.to_string());
+        reconcile(&mut agent)?;
+        agent.source().set(&key, text);
+        reconcile(&mut agent)?;
+    }
+    // Let the allocator give back what it will.
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss, peak) = memory_mib();
+    writeln!(out, "{rss:.1} {peak:.1}")?;
+    Ok(0)
+}
+
+/// The agent's memory in a process of its own, fed the same items from a file: the
+/// resident set after the cold reconcile and a policy event, and the peak.
+fn agent_memory(
+    texts: &[(String, String)],
+    node_addresses: &HashSet<IpAddr>,
+) -> Result<(f64, f64), Failure> {
+    /// Removes the items file however the measurement ends.
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let path = std::env::temp_dir().join(format!(
+        "weir-bench-agent-{}-{}.items",
+        std::process::id(),
+        texts.len()
+    ));
+    let _removed = Removed(path.clone());
+    {
+        // create_new: never through a file (or link) someone else put there.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let mut f = std::io::BufWriter::new(file);
+        writeln!(
+            f,
+            "{}",
+            serde_json::to_string(node_addresses).context("addresses")?
+        )?;
+        for (k, t) in texts {
+            writeln!(f, "{k}\t{t}")?;
+        }
+        f.flush()?;
+    }
+    let exe = std::env::current_exe().context("this program's path")?;
+    let child = std::process::Command::new(exe)
+        .args(["bench", "agent", "--memory-of"])
+        .arg(&path)
+        .output()
+        .context("running the agent's memory measurement")?;
+    let text = String::from_utf8_lossy(&child.stdout);
+    let numbers: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match numbers.as_slice() {
+        [rss, peak] if child.status.success() => Ok((*rss, *peak)),
+        _ => Err(anyhow::anyhow!(
+            "the memory measurement failed: {}",
+            String::from_utf8_lossy(&child.stderr)
+        )
+        .into()),
+    }
+}
+
 pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> {
+    if let Some(path) = &args.memory_of {
+        return memory_child(path, out);
+    }
     writeln!(out, "machine: {}", machine())?;
     let base = rss_mib();
     for &pods in &args.pods {
@@ -147,18 +273,14 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
                 .collect();
             (texts, node_addresses, pod, local_pod, policy)
         };
+        let (own_rss, own_peak) = agent_memory(&texts, &node_addresses)?;
         let before = rss_mib();
-        let mut config = Config::new(SourceSpec::Kubernetes, Target::Host);
-        config.node_name = Some("node-0".into());
-        config.drift_interval = None;
         let text_mib =
             texts.iter().map(|(k, t)| k.len() + t.len()).sum::<usize>() as f64 / 1048576.0;
-        let mut source = MemorySource::new(Items::new(Default::default()));
-        source.node_addresses = Some(node_addresses);
+        let mut agent = node_agent(node_addresses);
         for (k, t) in texts {
-            source.set(k, t);
+            agent.source().set(k, t);
         }
-        let mut agent = Agent::new(config, source, FakeNft::default());
         let cold = reconcile(&mut agent)?;
         // The process's resident set: an upper bound of what the agent holds, since the
         // allocator (mimalloc) keeps pages from generating the cluster.
@@ -170,6 +292,7 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
             .unwrap_or_default();
         writeln!(out, "{pods} pods / {} policies, node-0's share: cold reconcile {} ({} sets, {} elements, {} rules); item texts {text_mib:.0} MiB; process RSS {rss:.0} MiB ({before:.0} MiB before the agent got the cluster, {base:.0} MiB at start; an upper bound: the allocator keeps what generating the cluster used)",
             (pods / 5).max(1), ms(total(&cold)), size.sets, size.elements, size.rules)?;
+        writeln!(out, "  the agent alone in its own process, fed the items from a file: resident {own_rss:.0} MiB after the cold reconcile and a policy edit, peak {own_peak:.0} MiB")?;
 
         // A pod of an existing Deployment on another node, added then deleted; a policy
         // edited (its podSelector narrowed to nothing: its chains and the sets only it used
