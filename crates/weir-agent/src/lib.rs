@@ -3,11 +3,14 @@
 //!
 //! - Sources: a manifest directory (inotify) or the Kubernetes API (kube-rs watchers).
 //! - Events only mark the state dirty; after a short debounce the source says what changed
-//!   (only those items are decoded). A pod's change moves only its own set elements
-//!   ([`weir_nft::Incremental`]), sent as element changes alone; anything else recompiles
-//!   the node's table and the *difference* to what was programmed is applied
-//!   ([`weir_nft::apply::Enforcer`]): set elements or single chains, one transaction,
-//!   through libnftables (the `nft` command where the library is missing).
+//!   (only those items are decoded). A pod's change moves only its own set elements, a
+//!   policy's recompiles its namespace's part of the table, a namespace's labels move its
+//!   pods' elements ([`weir_nft::Incremental`]); each is sent as that change alone. What
+//!   that cannot take (the first or last pod of a group on this node, an address held
+//!   twice, items that are not one object each, …) recompiles the node's table and the
+//!   *difference* to what was programmed is applied ([`weir_nft::apply::Enforcer`]). Either
+//!   way one transaction, through libnftables (the `nft` command where the library is
+//!   missing).
 //! - No kernel writes until the source has been read successfully once; the first write is
 //!   a full atomic replace of weir's own table (adopting or replacing what a previous agent
 //!   left), never anything else.
@@ -391,8 +394,8 @@ impl<S: Source, N: Nft> Agent<S, N> {
     }
 
     /// One reconcile: read what changed, bring the ruleset up to date, apply the difference.
-    /// A pod's change moves only its own set elements ([`Incremental`]) where it can;
-    /// anything else recompiles from every item's good version.
+    /// A pod's, policy's or namespace's change is taken incrementally ([`Incremental`])
+    /// where it can be; anything else recompiles from every item's good version.
     pub fn reconcile(&mut self) -> Result<Applied, SyncError> {
         let start = Instant::now();
         let changes = self.source.changes();
@@ -481,8 +484,8 @@ impl<S: Source, N: Nft> Agent<S, N> {
         Ok(applied)
     }
 
-    /// Applies `changes` to the kept ruleset when each is one pod's or one policy's
-    /// ([`Incremental`]), returning what each changed, in order; `None` (and the kept
+    /// Applies `changes` to the kept ruleset when each is one pod's, policy's or
+    /// namespace's ([`Incremental`]), returning what each changed, in order; `None` (and the kept
     /// ruleset dropped) when a full compile is needed.
     fn incremental_step(
         &mut self,
@@ -502,6 +505,27 @@ impl<S: Source, N: Nft> Agent<S, N> {
         let mut attribution = self.attribution.lock().expect("attribution");
         for c in changes {
             let after = c.after.then(|| items.decoded(&c.name)).flatten();
+            if let Some(name) = c.name.strip_prefix("Namespace//") {
+                // Likewise one namespace per item, keyed by it.
+                let namespace = |d: Option<&weir_manifest::Decoded>| match d {
+                    None => Some(None),
+                    Some(d) => d.lone_namespace().filter(|(n, _)| n == name).map(Some),
+                };
+                let (Some(_), Some(new)) = (namespace(c.before.as_ref()), namespace(after)) else {
+                    self.incremental = None;
+                    return None;
+                };
+                match inc.namespace(name, new.map(|(_, labels)| labels)) {
+                    Ok(changes) => {
+                        all.push(changes.into());
+                        continue;
+                    }
+                    Err(_) => {
+                        self.incremental = None;
+                        return None;
+                    }
+                }
+            }
             if let Some(id) = c.name.strip_prefix("NetworkPolicy/") {
                 // Only items that are one policy each, keyed by it (as the Kubernetes
                 // source keys them), so that no other item can hold the same policy.

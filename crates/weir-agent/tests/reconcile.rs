@@ -186,7 +186,14 @@ fn only_the_addresses_of_this_nodes_pods_are_dispatched() {
 fn pod_and_policy_events_are_taken_incrementally_and_equal_a_full_compile() {
     let node = |local: &[&str]| fed(Some(local), FakeNft::default());
     let mut world: Vec<(String, Option<String>)> = vec![
-        ("Namespace//prod".into(), Some(NAMESPACES.into())),
+        (
+            "Namespace//prod".into(),
+            Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n".into()),
+        ),
+        (
+            "Namespace//dev".into(),
+            Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: dev}\n".into()),
+        ),
         (
             "Pod/prod/redis".into(),
             Some(pod("redis", "prod", "tier: data", "10.0.0.2")),
@@ -282,13 +289,28 @@ fn pod_and_policy_events_are_taken_incrementally_and_equal_a_full_compile() {
             false,
         ),
         ("NetworkPolicy/dev/other", None, &here, false),
-        // A namespace's labels: recompiled.
+        // A namespace's labels: its pods' elements move (intruder, in dev, enters the
+        // set of a policy admitting namespaces labelled env=dev).
         (
-            "Namespace//prod",
-            Some(NAMESPACES.replace("{name: dev}", "{name: dev, labels: {env: dev}}")),
+            "NetworkPolicy/prod/from-dev",
+            Some(
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+                 metadata: {name: from-dev, namespace: prod}\n\
+                 spec:\n  podSelector: {matchLabels: {tier: data}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {env: dev}}}]}]\n"
+                    .into(),
+            ),
             &here,
-            false,
+            true,
         ),
+        (
+            "Namespace//dev",
+            Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: dev, labels: {env: dev}}\n".into()),
+            &here,
+            true,
+        ),
+        ("Namespace//dev", None, &here, true),
+        // An item holding two namespaces: recompiled.
+        ("Namespace//prod", Some(NAMESPACES.into()), &here, false),
         (
             "Pod/prod/api2",
             Some(pod("api2", "prod", "tier: logic", "10.0.0.8")),

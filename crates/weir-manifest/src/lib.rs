@@ -252,6 +252,16 @@ impl Decoded {
         }
     }
 
+    /// The name and labels, when this source holds exactly one Namespace and nothing else.
+    pub fn lone_namespace(&self) -> Option<(String, weir_model::Labels)> {
+        match self.objects.as_slice() {
+            [decode::Object::Namespace { name, labels, .. }] => {
+                Some((name.clone(), labels.clone()))
+            }
+            _ => None,
+        }
+    }
+
     /// The policy, when this source holds exactly one NetworkPolicy and nothing else.
     pub fn lone_policy(&self) -> Option<weir_model::Policy> {
         match self.objects.as_slice() {

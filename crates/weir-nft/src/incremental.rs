@@ -19,7 +19,9 @@ use std::net::IpAddr;
 use weir_engine::{
     peer_matches_endpoint, pod_selector_selects, selects_endpoint, Options, Selectors,
 };
-use weir_model::{Cluster, Direction, Endpoint, Labels, Peer, Policy};
+use weir_model::{
+    Cluster, Direction, Endpoint, Labels, Namespace, Peer, Policy, NAMESPACE_NAME_LABEL,
+};
 
 use crate::compile::{
     compile_namespace, compile_recorded, group_key, named_port_elements, Existing, Family, Names,
@@ -63,8 +65,9 @@ pub struct Incremental {
     unique_ids: bool,
     /// Endpoint `namespace/name` → index in `cluster.endpoints`.
     by_id: HashMap<String, usize>,
-    /// The ids of each namespace's endpoints on this node (not hostNetwork): what a
-    /// policy's change may dispatch differently.
+    /// The ids of each namespace's endpoints, and of those on this node (not
+    /// hostNetwork): what a namespace's labels and a policy's change touch.
+    by_ns: HashMap<String, BTreeSet<String>>,
     local_by_ns: HashMap<String, BTreeSet<String>>,
     /// How many endpoints hold each address.
     addresses: HashMap<IpAddr, usize>,
@@ -91,6 +94,11 @@ const MAPS: [&str; 4] = ["egress4", "egress6", "ingress4", "ingress6"];
 /// The chain a dispatch entry (`ADDRESS : jump CHAIN`) jumps to.
 fn jump_target(element: &str) -> Option<&str> {
     element.rsplit_once(" : jump ").map(|(_, c)| c)
+}
+
+/// The labels every namespace has: its name.
+fn name_label(ns: &str) -> Labels {
+    [(NAMESPACE_NAME_LABEL.to_string(), ns.to_string())].into()
 }
 
 /// Whether `e` has an address of family `f`.
@@ -151,6 +159,7 @@ impl Incremental {
             log_group: options.log_group,
             unique_policies: true,
             unique_ids: true,
+            by_ns: HashMap::new(),
             local_by_ns: HashMap::new(),
             by_id: HashMap::new(),
             addresses: HashMap::new(),
@@ -187,6 +196,10 @@ impl Incremental {
             if inc.by_id.insert(e.id(), i).is_some() {
                 inc.unique_ids = false;
             }
+            inc.by_ns
+                .entry(e.namespace.clone())
+                .or_default()
+                .insert(e.id());
             if !e.host_network && Self::is_local(inc.local.as_ref(), e) {
                 inc.local_by_ns
                     .entry(e.namespace.clone())
@@ -359,13 +372,23 @@ impl Incremental {
         Ok(changes)
     }
 
+    /// The labels of namespace `ns` as the model completes them: a namespace without an
+    /// object (its pods seen first) has its name label alone.
+    fn namespace_labels(&self, ns: &str) -> std::borrow::Cow<'_, Labels> {
+        match self.namespaces.get(ns) {
+            Some(labels) => std::borrow::Cow::Borrowed(labels),
+            None => std::borrow::Cow::Owned(name_label(ns)),
+        }
+    }
+
     /// The elements `e` puts into each recorded set.
     fn contributions(
         &self,
         e: &Endpoint,
         local: Option<&HashSet<IpAddr>>,
     ) -> Result<Elements, NeedsFull> {
-        let labels = self.namespaces.get(&e.namespace);
+        let labels = self.namespace_labels(&e.namespace);
+        let labels = Some(labels.as_ref());
         let mut out = BTreeMap::new();
         let on_node = Self::is_local(local, e);
         if on_node {
@@ -495,6 +518,72 @@ impl Incremental {
             return Err(NeedsFull("two chain or set names with one hash"));
         }
         Ok(())
+    }
+
+    /// Namespace `name`'s object added or relabelled (`Some`: its labels) or removed
+    /// (`None`). Its labels decide only whether its own pods match namespace selectors, so
+    /// the elements of those pods move, and nothing else: work in proportion to the
+    /// namespace's pods.
+    pub fn namespace(
+        &mut self,
+        name: &str,
+        labels: Option<Labels>,
+    ) -> Result<ElementChanges, NeedsFull> {
+        self.comparable()?;
+        let now = match labels {
+            Some(mut l) => {
+                l.insert(NAMESPACE_NAME_LABEL.to_string(), name.to_string());
+                l
+            }
+            None => name_label(name),
+        };
+        if *self.namespace_labels(name) == now {
+            return Ok(ElementChanges::default());
+        }
+        let members: Vec<usize> = self
+            .by_ns
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.by_id.get(id).copied())
+            .collect();
+        let contributions = |inc: &Self| -> Result<Elements, NeedsFull> {
+            let mut all = Elements::new();
+            for &i in &members {
+                for (set, els) in
+                    inc.contributions(&inc.cluster.endpoints[i], inc.local.as_ref())?
+                {
+                    all.entry(set).or_default().extend(els);
+                }
+            }
+            Ok(all)
+        };
+        let before = contributions(self)?;
+        let old = self.namespaces.insert(name.to_string(), now.clone());
+        let after = match contributions(self) {
+            Ok(after) => after,
+            Err(e) => {
+                match old {
+                    Some(labels) => self.namespaces.insert(name.to_string(), labels),
+                    None => self.namespaces.remove(name),
+                };
+                return Err(e);
+            }
+        };
+        let changes = ElementChanges {
+            removed: minus(&before, &after),
+            added: minus(&after, &before),
+        };
+        let applied = self.ruleset.apply_elements(&changes);
+        debug_assert!(applied, "recorded sets exist");
+        match self.cluster.namespaces.iter_mut().find(|n| n.name == name) {
+            Some(n) => n.labels = now,
+            None => self.cluster.namespaces.push(Namespace {
+                name: name.to_string(),
+                labels: now,
+            }),
+        }
+        Ok(changes)
     }
 
     /// Policy `id` (`namespace/name`) added or replaced (`Some`) or removed (`None`).
@@ -738,8 +827,10 @@ impl Incremental {
     fn replace(&mut self, id: &str, new: Option<Endpoint>) {
         if let Some(i) = self.by_id.remove(id) {
             let old = self.cluster.endpoints.swap_remove(i);
-            if let Some(ids) = self.local_by_ns.get_mut(&old.namespace) {
-                ids.remove(id);
+            for index in [&mut self.by_ns, &mut self.local_by_ns] {
+                if let Some(ids) = index.get_mut(&old.namespace) {
+                    ids.remove(id);
+                }
             }
             for ip in &old.ips {
                 self.addresses.remove(ip);
@@ -750,6 +841,20 @@ impl Incremental {
             }
         }
         if let Some(e) = new {
+            if !self.namespaces.contains_key(&e.namespace) {
+                // As the model completes it (a full compile and selector sets made later
+                // see it so).
+                let labels = name_label(&e.namespace);
+                self.namespaces.insert(e.namespace.clone(), labels.clone());
+                self.cluster.namespaces.push(Namespace {
+                    name: e.namespace.clone(),
+                    labels,
+                });
+            }
+            self.by_ns
+                .entry(e.namespace.clone())
+                .or_default()
+                .insert(id.to_string());
             if !e.host_network && Self::is_local(self.local.as_ref(), &e) {
                 self.local_by_ns
                     .entry(e.namespace.clone())

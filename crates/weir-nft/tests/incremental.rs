@@ -1,6 +1,7 @@
 //! The incremental ruleset against the full compile: after every event of random sequences
-//! (pods added, removed, relabelled, moved between addresses, on this node or others;
-//! policies added, edited, removed), the ruleset kept by [`Incremental`] equals compiling
+//! (pods added, removed, relabelled, moved between addresses, on this node or others, in
+//! namespaces with or without an object; policies added, edited, removed; namespaces
+//! relabelled, their objects removed), the ruleset kept by [`Incremental`] equals compiling
 //! the resulting cluster from scratch, and the change it reports is exactly the difference.
 
 use std::collections::HashSet;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use weir_engine::{Engine, Options};
-use weir_model::{Cluster, Endpoint, Policy};
+use weir_model::{Cluster, Endpoint, Policy, NAMESPACE_NAME_LABEL};
 use weir_nft::{compile_with, CompileOptions, Incremental, Scope};
 use weir_synth::scenario;
 
@@ -96,7 +97,7 @@ proptest! {
     fn incremental_equals_the_full_compile_after_every_event(
         cluster in scenario::cluster(),
         local_pick in proptest::collection::vec(proptest::bool::weighted(0.3), 8),
-        events in proptest::collection::vec((0u8..9, scenario::endpoint(), scenario::policy(), 0usize..8), 1..20),
+        events in proptest::collection::vec((0u8..12, scenario::endpoint(), scenario::policy(), 0usize..8), 1..20),
         ipblock_matches_pods in proptest::bool::weighted(0.8),
         fail_closed in any::<bool>(),
     ) {
@@ -116,8 +117,41 @@ proptest! {
         let mut truth = cluster.clone();
         let mut inc = Incremental::new(cluster, engine, Some(local.clone()), options.clone());
         prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options));
-        for (k, (kind, (ep, _), policy, target)) in events.into_iter().enumerate() {
-            if kind >= 6 {
+        for (k, (kind, (mut ep, _), policy, target)) in events.into_iter().enumerate() {
+            if kind == 9 || kind == 10 {
+                // A namespace relabelled (9) or its object removed (10): as the model
+                // completes it, the name label stays.
+                let count = truth.namespaces.len();
+                let ns = &mut truth.namespaces[target % count];
+                let name = ns.name.clone();
+                let labels = (kind == 9).then(|| ep.labels.clone());
+                ns.labels = labels.clone().unwrap_or_default();
+                ns.labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
+                let previous = inc.ruleset().clone();
+                match inc.namespace(&name, labels) {
+                    Ok(changes) => {
+                        ACCEPTED.fetch_add(1, Ordering::Relaxed);
+                        prop_assert_eq!(changes.render(), inc.ruleset().delta(&previous).unwrap());
+                    }
+                    Err(_) => {
+                        REFUSED.fetch_add(1, Ordering::Relaxed);
+                        inc = Incremental::new(truth.clone(), engine, Some(local.clone()), options.clone());
+                    }
+                }
+                prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options), "after namespace event {} on {}", k, name);
+                continue;
+            }
+            if kind == 11 {
+                // A pod in a namespace no object describes (yet): the model completes it.
+                ep.namespace = "extra".into();
+                if !truth.namespaces.iter().any(|n| n.name == "extra") {
+                    truth.namespaces.push(weir_model::Namespace {
+                        name: "extra".into(),
+                        labels: [(NAMESPACE_NAME_LABEL.to_string(), "extra".to_string())].into(),
+                    });
+                }
+            }
+            if (6..9).contains(&kind) {
                 // Kinds 6, 7, 8: a policy edited, removed, added.
                 let (id, new) = policy_event(&truth, k, kind - 6, policy, target);
                 truth.policies.retain(|p| p.id() != id);
@@ -143,7 +177,7 @@ proptest! {
             // Kinds 4 and 5: a pod scheduled onto this node, a pod of this node deleted;
             // the node's addresses change with them.
             let base = match kind {
-                4 => 0, // added
+                4 | 11 => 0, // added
                 5 => 1, // removed
                 other => other,
             };

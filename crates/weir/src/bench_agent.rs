@@ -248,7 +248,7 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
     for &pods in &args.pods {
         // The generated objects as texts, and what the events need; the objects themselves
         // are dropped (and their memory given back) before the agent gets anything.
-        let (texts, node_addresses, pod, local_pod, (policy_key, policy)) = {
+        let (texts, node_addresses, pod, local_pod, (policy_key, policy), (ns_key, namespace)) = {
             let items = items(pods)?;
             let on = |node: &'static str| {
                 items
@@ -267,11 +267,20 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
                 .find(|(k, _)| k.starts_with("NetworkPolicy/"))
                 .cloned()
                 .context("a policy")?;
+            // The namespace of node-1's pod: relabelled, its pods move between sets.
+            let namespace = items
+                .iter()
+                .find(|(k, o)| {
+                    k.starts_with("Namespace/")
+                        && o["metadata"]["name"] == pod["metadata"]["namespace"]
+                })
+                .cloned()
+                .context("a namespace")?;
             let texts: Vec<(String, String)> = items
                 .iter()
                 .map(|(k, o)| (k.clone(), o.to_string()))
                 .collect();
-            (texts, node_addresses, pod, local_pod, policy)
+            (texts, node_addresses, pod, local_pod, policy, namespace)
         };
         let (own_rss, own_peak) = agent_memory(&texts, &node_addresses)?;
         let before = rss_mib();
@@ -305,7 +314,9 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
             ("pod deleted (this node)", vec![]),
             ("policy edited", vec![]),
             ("policy restored (its sets made anew)", vec![]),
+            ("namespace relabelled (its pods move)", vec![]),
         ];
+        let namespace_text = namespace.to_string();
         for k in 0..args.events {
             let (key, _, extra) = variant(&pod, "bench-extra", k, 64);
             agent.source().set(&key, &extra);
@@ -339,6 +350,13 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
             times[4].1.push(reconcile(&mut agent)?);
             agent.source().set(&policy_key, &policy_text);
             times[5].1.push(reconcile(&mut agent)?);
+            // A namespace's labels changed, and back.
+            let mut relabelled = namespace.clone();
+            relabelled["metadata"]["labels"]["bench"] = format!("x{k}").into();
+            agent.source().set(&ns_key, relabelled.to_string());
+            times[6].1.push(reconcile(&mut agent)?);
+            agent.source().set(&ns_key, &namespace_text);
+            reconcile(&mut agent)?;
         }
         // Churn: pods on other nodes added and deleted back to back; process CPU per event.
         let churn = 200u64;

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use weir_engine::{Engine, Selectors};
+use weir_engine::Engine;
 use weir_lab::{Lab, LabOptions, Session};
 use weir_model::{Cluster, Protocol};
 use weir_netns::netns::command_in;
 use weir_nft::apply::{Enforcer, Kernel, NftCli, NftLib};
-use weir_nft::{compile, Scope};
+use weir_nft::{compile, Incremental, Scope};
 use weir_synth::dump::{write_dump, DumpSpec};
 
 use crate::bench::{machine, ms};
@@ -242,7 +242,7 @@ fn measure(args: &EnforceBench, lab: &Lab, out: &mut dyn Write) -> Result<(), Fa
             for (label, mut v) in [
                 ("deny → allow", sums.to_allow),
                 ("allow → deny", sums.to_deny),
-                ("engine + compile", sums.compile),
+                ("incremental compile", sums.compile),
                 ("delta apply", sums.apply),
             ] {
                 v.sort();
@@ -346,25 +346,43 @@ struct ChangeTimes {
 }
 
 /// `changes` round trips deny → allow → deny through `kernel`, each timed until a probe
-/// from the calling thread's namespace (the client pod) sees the new verdict.
+/// from the calling thread's namespace (the client pod) sees the new verdict. Each change
+/// is the allowing policy added or deleted, taken as the agent takes it: the policy's
+/// namespace recompiled ([`Incremental::policy`]) and the delta applied.
 fn change_block(
     kernel: Kernel,
     variants: &[Cluster; 2],
     changes: u64,
     server_ip: IpAddr,
 ) -> std::io::Result<ChangeTimes> {
+    let allowing = variants[1]
+        .policies
+        .iter()
+        .find(|p| !variants[0].policies.iter().any(|q| q.id() == p.id()))
+        .cloned()
+        .ok_or_else(|| std::io::Error::other("no allowing policy"))?;
+    let id = allowing.id();
+    let mut inc = Incremental::new(
+        variants[0].clone(),
+        Default::default(),
+        None,
+        Default::default(),
+    );
     let mut enforcer = Enforcer::new(kernel);
     enforcer
-        .apply(compile(&Engine::new(&variants[0]), Scope::All))
+        .apply(inc.ruleset().clone())
         .map_err(std::io::Error::other)?;
     let mut times = ChangeTimes::default();
     for k in 0..changes as usize * 2 {
         let allow = k % 2 == 0;
-        let cluster = &variants[usize::from(allow)];
         let t0 = Instant::now();
-        let ruleset = compile(&Selectors::new(cluster, Default::default()), Scope::All);
+        let delta = inc
+            .policy(&id, allow.then(|| allowing.clone()))
+            .map_err(std::io::Error::other)?;
         let t1 = Instant::now();
-        enforcer.apply(ruleset).map_err(std::io::Error::other)?;
+        enforcer
+            .apply_deltas(&[delta])
+            .map_err(std::io::Error::other)?;
         times.compile.push(t1 - t0);
         times.apply.push(t1.elapsed());
         // Bounded: at most 2 s of attempts, each connect at most 20 ms.
