@@ -540,13 +540,7 @@ impl Incremental {
         if *self.namespace_labels(name) == now {
             return Ok(ElementChanges::default());
         }
-        let members: Vec<usize> = self
-            .by_ns
-            .get(name)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.by_id.get(id).copied())
-            .collect();
+        let members = self.indexes(&self.by_ns, name);
         let contributions = |inc: &Self| -> Result<Elements, NeedsFull> {
             let mut all = Elements::new();
             for &i in &members {
@@ -614,13 +608,7 @@ impl Incremental {
             .into_iter()
             .filter(|f| self.family_count[family_index(*f)] > 0)
             .collect();
-        let endpoints: Vec<usize> = self
-            .local_by_ns
-            .get(ns)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.by_id.get(id).copied())
-            .collect();
+        let endpoints = self.indexes(&self.local_by_ns, ns);
         let policies: Vec<usize> = self
             .by_namespace
             .get(ns)
@@ -768,11 +756,17 @@ impl Incremental {
         Ok(delta)
     }
 
+    /// Where the endpoints `index` lists for namespace `ns` are in `cluster.endpoints`.
+    fn indexes(&self, index: &HashMap<String, BTreeSet<String>>, ns: &str) -> Vec<usize> {
+        let ids = index.get(ns).into_iter().flatten();
+        ids.filter_map(|id| self.by_id.get(id).copied()).collect()
+    }
+
     /// The dispatch entries of namespace `ns`'s pods on this node, by map.
     fn namespace_dispatch(&self, ns: &str) -> Result<Elements, NeedsFull> {
         let mut out = Elements::new();
-        let ids = self.local_by_ns.get(ns).into_iter().flatten();
-        for e in ids.filter_map(|id| self.by_id.get(id).map(|&i| &self.cluster.endpoints[i])) {
+        for i in self.indexes(&self.local_by_ns, ns) {
+            let e = &self.cluster.endpoints[i];
             for ip in e
                 .ips
                 .iter()

@@ -118,99 +118,84 @@ proptest! {
         let mut inc = Incremental::new(cluster, engine, Some(local.clone()), options.clone());
         prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options));
         for (k, (kind, (mut ep, _), policy, target)) in events.into_iter().enumerate() {
-            if kind == 9 || kind == 10 {
-                // A namespace relabelled (9) or its object removed (10): as the model
-                // completes it, the name label stays.
-                let count = truth.namespaces.len();
-                let ns = &mut truth.namespaces[target % count];
-                let name = ns.name.clone();
-                let labels = (kind == 9).then(|| ep.labels.clone());
-                ns.labels = labels.clone().unwrap_or_default();
-                ns.labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
-                let previous = inc.ruleset().clone();
-                match inc.namespace(&name, labels) {
-                    Ok(changes) => {
-                        ACCEPTED.fetch_add(1, Ordering::Relaxed);
-                        prop_assert_eq!(changes.render(), inc.ruleset().delta(&previous).unwrap());
-                    }
-                    Err(_) => {
-                        REFUSED.fetch_add(1, Ordering::Relaxed);
-                        inc = Incremental::new(truth.clone(), engine, Some(local.clone()), options.clone());
-                    }
-                }
-                prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options), "after namespace event {} on {}", k, name);
-                continue;
-            }
-            if kind == 11 {
-                // A pod in a namespace no object describes (yet): the model completes it.
-                ep.namespace = "extra".into();
-                if !truth.namespaces.iter().any(|n| n.name == "extra") {
-                    truth.namespaces.push(weir_model::Namespace {
-                        name: "extra".into(),
-                        labels: [(NAMESPACE_NAME_LABEL.to_string(), "extra".to_string())].into(),
-                    });
-                }
-            }
-            if (6..9).contains(&kind) {
-                // Kinds 6, 7, 8: a policy edited, removed, added.
-                let (id, new) = policy_event(&truth, k, kind - 6, policy, target);
-                truth.policies.retain(|p| p.id() != id);
-                truth.policies.extend(new.clone());
-                let previous = inc.ruleset().clone();
-                match inc.policy(&id, new) {
-                    Ok(delta) => {
-                        ACCEPTED.fetch_add(1, Ordering::Relaxed);
-                        POLICY_EVENTS.fetch_add(1, Ordering::Relaxed);
-                        // Exactly the difference to what it held, and rendered as such.
-                        let diff = inc.ruleset().diff(&previous).unwrap();
-                        prop_assert_eq!(&delta, &diff);
-                        prop_assert_eq!(delta.render(&previous), inc.ruleset().delta(&previous).unwrap());
-                    }
-                    Err(_) => {
-                        REFUSED.fetch_add(1, Ordering::Relaxed);
-                        inc = Incremental::new(truth.clone(), engine, Some(local.clone()), options.clone());
-                    }
-                }
-                prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options), "after policy event {} on {}", k, id);
-                continue;
-            }
-            // Kinds 4 and 5: a pod scheduled onto this node, a pod of this node deleted;
-            // the node's addresses change with them.
-            let base = match kind {
-                4 | 11 => 0, // added
-                5 => 1, // removed
-                other => other,
-            };
-            let (id, new) = event(&truth, k, base, ep, target);
-            let old_ips: Vec<IpAddr> = truth.endpoints.iter().filter(|e| e.id() == id).flat_map(|e| e.ips.clone()).collect();
-            let node_change = kind >= 4;
-            if node_change {
-                for ip in &old_ips {
-                    local.remove(ip);
-                }
-                if kind == 4 {
-                    local.extend(new.iter().flat_map(|e| e.ips.iter().copied()));
-                }
-            }
-            apply(&mut truth, &id, new.clone());
             let previous = inc.ruleset().clone();
-            let result = if node_change {
-                inc.endpoint_on_node(&id, new, local.clone())
-            } else {
-                inc.endpoint(&id, new)
+            // Each event: applied to the truth and to `inc`, which reports the change as
+            // the nft script that makes it (or refuses).
+            let (what, result) = match kind {
+                9 | 10 => {
+                    // A namespace relabelled (9) or its object removed (10): as the model
+                    // completes it, the name label stays.
+                    let count = truth.namespaces.len();
+                    let ns = &mut truth.namespaces[target % count];
+                    let name = ns.name.clone();
+                    let labels = (kind == 9).then(|| ep.labels.clone());
+                    ns.labels = labels.clone().unwrap_or_default();
+                    ns.labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
+                    (name.clone(), inc.namespace(&name, labels).map(|c| c.render()))
+                }
+                6..=8 => {
+                    // A policy edited, removed, added.
+                    let (id, new) = policy_event(&truth, k, kind - 6, policy, target);
+                    truth.policies.retain(|p| p.id() != id);
+                    truth.policies.extend(new.clone());
+                    let result = inc.policy(&id, new);
+                    if let Ok(delta) = &result {
+                        POLICY_EVENTS.fetch_add(1, Ordering::Relaxed);
+                        // Exactly the difference to what it held.
+                        prop_assert_eq!(delta, &inc.ruleset().diff(&previous).unwrap());
+                    }
+                    (id, result.map(|d| d.render(&previous)))
+                }
+                _ => {
+                    // Kinds 4 and 5: a pod scheduled onto this node, a pod of this node
+                    // deleted; the node's addresses change with them. Kind 11: a pod in a
+                    // namespace no object describes (yet): the model completes it.
+                    if kind == 11 {
+                        ep.namespace = "extra".into();
+                        if !truth.namespaces.iter().any(|n| n.name == "extra") {
+                            truth.namespaces.push(weir_model::Namespace {
+                                name: "extra".into(),
+                                labels: [(NAMESPACE_NAME_LABEL.to_string(), "extra".to_string())].into(),
+                            });
+                        }
+                    }
+                    let base = match kind {
+                        4 | 11 => 0, // added
+                        5 => 1, // removed
+                        other => other,
+                    };
+                    let (id, new) = event(&truth, k, base, ep, target);
+                    let old_ips: Vec<IpAddr> = truth.endpoints.iter().filter(|e| e.id() == id).flat_map(|e| e.ips.clone()).collect();
+                    let node_change = kind >= 4;
+                    if node_change {
+                        for ip in &old_ips {
+                            local.remove(ip);
+                        }
+                        if kind != 5 {
+                            local.extend(new.iter().flat_map(|e| e.ips.iter().copied()));
+                        }
+                    }
+                    apply(&mut truth, &id, new.clone());
+                    let result = if node_change {
+                        inc.endpoint_on_node(&id, new, local.clone())
+                    } else {
+                        inc.endpoint(&id, new)
+                    };
+                    (id, result.map(|c| c.render()))
+                }
             };
             match result {
-                Ok(changes) => {
+                Ok(script) => {
                     ACCEPTED.fetch_add(1, Ordering::Relaxed);
-                    // The changes it reports are exactly the delta to what it held.
-                    prop_assert_eq!(changes.render(), inc.ruleset().delta(&previous).unwrap());
+                    // The change it reports is exactly the delta to what it held.
+                    prop_assert_eq!(script, inc.ruleset().delta(&previous).unwrap());
                 }
                 Err(_) => {
                     REFUSED.fetch_add(1, Ordering::Relaxed);
                     inc = Incremental::new(truth.clone(), engine, Some(local.clone()), options.clone());
                 }
             }
-            prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options), "after event {} on {}", k, id);
+            prop_assert_eq!(inc.ruleset(), &full(&truth, engine, &local, &options), "after event {} (kind {}) on {}", k, kind, what);
         }
     }
 }
