@@ -47,7 +47,37 @@ pub struct Explanation {
     pub ingress: DirectionReport,
 }
 
+/// What explain copies into its reports for one policy.
+pub(crate) struct Described {
+    id: String,
+    origin: String,
+    /// Per rule: its name (`ingress[0]`) and what it admits, in words.
+    ingress: Vec<(String, String)>,
+    egress: Vec<(String, String)>,
+}
+
 impl Engine<'_> {
+    fn described(&self) -> &[Described] {
+        self.described.get_or_init(|| {
+            let words = |p: &weir_model::Policy, dir| {
+                let rules = p.rules(dir).iter().enumerate();
+                rules
+                    .map(|(n, r)| (format!("{dir}[{n}]"), describe_rule(dir, r)))
+                    .collect()
+            };
+            self.cluster()
+                .policies
+                .iter()
+                .map(|p| Described {
+                    id: p.id(),
+                    origin: p.origin.to_string(),
+                    ingress: words(p, Direction::Ingress),
+                    egress: words(p, Direction::Egress),
+                })
+                .collect()
+        })
+    }
+
     /// Why a connection is allowed or denied, policy by policy, in the family a connection
     /// to `dst` uses (its primary address's).
     pub fn explain(&self, src: Side, dst: Side, protocol: Protocol, port: u16) -> Explanation {
@@ -113,11 +143,16 @@ impl Engine<'_> {
             Side::Endpoint(d) => &self.endpoint(d).ports,
             Side::Address(_) => &[],
         };
-        for policy in self
-            .policies_in(&ep.namespace)
-            .filter(|p| p.isolates(direction) && selector::matches(&p.pod_selector, &ep.labels))
-        {
-            report.isolating_policies.push(policy.id());
+        let described = self.described();
+        for (i, policy) in self.policies_in(&ep.namespace).filter(|(_, p)| {
+            p.isolates(direction) && selector::matches(&p.pod_selector, &ep.labels)
+        }) {
+            let words = &described[i];
+            report.isolating_policies.push(words.id.clone());
+            let admits = match direction {
+                Direction::Ingress => &words.ingress,
+                Direction::Egress => &words.egress,
+            };
             for (n, rule) in policy.rules(direction).iter().enumerate() {
                 let peer_matched = rule.peers.is_empty()
                     || rule
@@ -125,17 +160,20 @@ impl Engine<'_> {
                         .iter()
                         .any(|p| self.peer_matches(p, &policy.namespace, other, v6));
                 let port_matched = resolve_ports(&rule.ports, dst_ports).contains(protocol, port);
+                if !peer_matched && !port_matched {
+                    continue; // neither admits nor nearly admits: nothing to describe
+                }
                 let check = RuleCheck {
-                    policy: policy.id(),
-                    rule: format!("{direction}[{n}]"),
-                    origin: policy.origin.to_string(),
+                    policy: words.id.clone(),
+                    rule: admits[n].0.clone(),
+                    origin: words.origin.clone(),
                     peer_matched,
                     port_matched,
-                    admits: describe_rule(direction, rule),
+                    admits: admits[n].1.clone(),
                 };
                 if peer_matched && port_matched {
                     report.allowing.push(check);
-                } else if peer_matched || port_matched {
+                } else {
                     report.near_misses.push(check);
                 }
             }

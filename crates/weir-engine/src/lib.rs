@@ -130,6 +130,9 @@ pub struct Engine<'c> {
     /// Namespace name → the policies in it (indexes; known namespaces only): explain's
     /// lookups.
     policies_by_ns: HashMap<&'c str, Vec<usize>>,
+    /// Each policy's id, origin and rules in words, made on explain's first use so that
+    /// a query formats nothing it can copy.
+    described: std::sync::OnceLock<Vec<explain::Described>>,
 }
 
 impl<'c> std::ops::Deref for Engine<'c> {
@@ -159,6 +162,7 @@ impl<'c> Engine<'c> {
             selectors: Selectors::new(cluster, options),
             index: classes::Index::build(cluster, options),
             policies_by_ns,
+            described: std::sync::OnceLock::new(),
         }
     }
 
@@ -231,16 +235,16 @@ pub(crate) fn family_of(cluster: &Cluster, dst: Side) -> bool {
 }
 
 impl Engine<'_> {
-    /// Policies of a namespace, in input order.
+    /// Policies of a namespace (with their indexes), in input order.
     pub(crate) fn policies_in(
         &self,
         namespace: &str,
-    ) -> impl Iterator<Item = &weir_model::Policy> + '_ {
+    ) -> impl Iterator<Item = (usize, &weir_model::Policy)> + '_ {
         let ids = self
             .policies_by_ns
             .get(namespace)
             .map_or(&[][..], |ids| &ids[..]);
-        ids.iter().map(|&i| &self.cluster().policies[i])
+        ids.iter().map(|&i| (i, &self.cluster().policies[i]))
     }
 }
 
