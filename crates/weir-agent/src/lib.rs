@@ -45,6 +45,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use weir_engine::{Options, Selectors};
+use weir_manifest::Lone;
 use weir_model::Endpoint;
 use weir_nft::apply::{Applied, Enforcer, Kernel, Nft, NftCli, NftError};
 use weir_nft::{compile_with, CompileOptions, Delta, Incremental, NeedsFull, Scope};
@@ -438,7 +439,8 @@ impl<S: Source, N: Nft> Agent<S, N> {
             Some(deltas) if self.in_sync => match self.enforcer.apply_deltas(&deltas) {
                 Ok(applied) => Some(applied),
                 Err(e) => {
-                    tracing::warn!(error = %e, "incremental changes refused; applying the difference of whole rulesets");
+                    self.metrics.delta_refused();
+                    tracing::warn!(error = %e, "the kernel refused incremental changes (was the table changed behind weir's back?); replacing the whole table");
                     None
                 }
             },
@@ -504,87 +506,68 @@ impl<S: Source, N: Nft> Agent<S, N> {
         let mut all = Vec::new();
         let mut attribution = self.attribution.lock().expect("attribution");
         for c in changes {
-            let after = c.after.then(|| items.decoded(&c.name)).flatten();
-            if let Some(name) = c.name.strip_prefix("Namespace//") {
-                // Likewise one namespace per item, keyed by it.
-                let namespace = |d: Option<&weir_manifest::Decoded>| match d {
-                    None => Some(None),
-                    Some(d) => d.lone_namespace().filter(|(n, _)| n == name).map(Some),
-                };
-                let (Some(_), Some(new)) = (namespace(c.before.as_ref()), namespace(after)) else {
-                    self.incremental = None;
-                    return None;
-                };
-                match inc.namespace(name, new.map(|(_, labels)| labels)) {
-                    Ok(changes) => {
-                        all.push(changes.into());
-                        continue;
-                    }
-                    Err(_) => {
-                        self.incremental = None;
-                        return None;
-                    }
-                }
-            }
-            if let Some(id) = c.name.strip_prefix("NetworkPolicy/") {
-                // Only items that are one policy each, keyed by it (as the Kubernetes
-                // source keys them), so that no other item can hold the same policy.
-                let policy = |d: Option<&weir_manifest::Decoded>| match d {
-                    None => Some(None),
-                    Some(d) => d.lone_policy().filter(|p| p.id() == id).map(Some),
-                };
-                let (Some(_), Some(new)) = (policy(c.before.as_ref()), policy(after)) else {
-                    self.incremental = None;
-                    return None;
-                };
-                match inc.policy(id, new) {
-                    Ok(delta) => {
-                        attribution.chains_changed(&delta);
-                        all.push(delta);
-                        continue;
-                    }
-                    Err(_) => {
-                        self.incremental = None;
-                        return None;
-                    }
-                }
-            }
-            // Only items that are one pod each, keyed by that pod (the Kubernetes source's
-            // `Pod/namespace/name`), so that no other item can hold the same pod.
-            let pod = |d: Option<&weir_manifest::Decoded>| match d {
+            // Items holding one object each; an item now holding another object than
+            // before is that one gone and this one's version.
+            let lone = |d: Option<&weir_manifest::Decoded>| match d {
                 None => Some(None),
-                Some(d) => d
-                    .lone_pod()
-                    .filter(|p| c.name == format!("Pod/{}", p.id()))
-                    .map(Some),
+                Some(d) => d.lone().map(Some),
             };
-            let (Some(old), Some(new)) = (pod(c.before.as_ref()), pod(after)) else {
+            let after = c.after.then(|| items.decoded(&c.name)).flatten();
+            let (Some(old), Some(new)) = (lone(c.before.as_ref()), lone(after)) else {
                 self.incremental = None;
                 return None;
             };
-            let id = c.name.trim_start_matches("Pod/");
-            // Named before the ruleset takes `new`; refused, the full compile renames all.
-            attribution.endpoint_changed(old.as_ref(), new.as_ref());
-            let result = match (local.as_mut(), node_addresses) {
-                (Some(here), Some(now)) => {
-                    for ip in old.iter().flat_map(|e| &e.ips) {
-                        here.remove(ip);
-                    }
-                    here.extend(
-                        new.iter()
-                            .flat_map(|e| &e.ips)
-                            .filter(|ip| now.contains(*ip)),
-                    );
-                    inc.endpoint_on_node(id, new, here.clone())
+            let pairs = match (old, new) {
+                (Some(o), Some(n)) if o.identity() != n.identity() => {
+                    vec![(Some(o), None), (None, Some(n))]
                 }
-                (None, None) => inc.endpoint(id, new),
-                _ => Err(NeedsFull("the node's scope changed")),
+                pair => vec![pair],
             };
-            match result {
-                Ok(changes) => all.push(changes.into()),
-                Err(_) => {
+            for (old, new) in pairs {
+                let Some(object) = new.as_ref().or(old.as_ref()) else {
+                    continue;
+                };
+                // No other item may hold the object: a duplicate fails the whole cluster.
+                if items.holders(&object.identity()) != usize::from(new.is_some()) {
                     self.incremental = None;
                     return None;
+                }
+                let result = match Step::of(old, new) {
+                    Some(Step::Namespace(name, labels)) => {
+                        inc.namespace(&name, labels).map(Delta::from)
+                    }
+                    Some(Step::Policy(id, new)) => inc.policy(&id, new).inspect(|delta| {
+                        attribution.chains_changed(delta);
+                    }),
+                    Some(Step::Pod(id, old, new)) => {
+                        // Named before the ruleset takes `new`; refused, the full compile
+                        // renames all.
+                        attribution.endpoint_changed(old.as_ref(), new.as_ref());
+                        match (local.as_mut(), node_addresses) {
+                            (Some(here), Some(now)) => {
+                                for ip in old.iter().flat_map(|e| &e.ips) {
+                                    here.remove(ip);
+                                }
+                                here.extend(
+                                    new.iter()
+                                        .flat_map(|e| &e.ips)
+                                        .filter(|ip| now.contains(*ip)),
+                                );
+                                inc.endpoint_on_node(&id, new, here.clone())
+                            }
+                            (None, None) => inc.endpoint(&id, new),
+                            _ => Err(NeedsFull("the node's scope changed")),
+                        }
+                        .map(Delta::from)
+                    }
+                    None => Err(NeedsFull("an object changed kind")),
+                };
+                match result {
+                    Ok(delta) => all.push(delta),
+                    Err(_) => {
+                        self.incremental = None;
+                        return None;
+                    }
                 }
             }
         }
@@ -676,6 +659,39 @@ impl<S: Source, N: Nft> Agent<S, N> {
                 tracing::error!(error = %e, "could not read the table back to check for drift");
             }
         }
+    }
+}
+
+/// One object's change, as [`Incremental`] takes it.
+enum Step {
+    /// Endpoint id, its version before and now.
+    Pod(String, Option<Endpoint>, Option<Endpoint>),
+    /// Policy id, its version now.
+    Policy(String, Option<weir_model::Policy>),
+    /// Namespace name, its labels now.
+    Namespace(String, Option<weir_model::Labels>),
+}
+
+impl Step {
+    /// The change from `old` to `new`, one object of one identity (or either absent).
+    fn of(old: Option<Lone>, new: Option<Lone>) -> Option<Step> {
+        Some(match (old, new) {
+            (old @ (None | Some(Lone::Pod(_))), Some(Lone::Pod(n))) => {
+                let old = match old {
+                    Some(Lone::Pod(o)) => Some(o),
+                    _ => None,
+                };
+                Step::Pod(n.id(), old, Some(n))
+            }
+            (Some(Lone::Pod(o)), None) => Step::Pod(o.id(), Some(o), None),
+            (None | Some(Lone::Policy(_)), Some(Lone::Policy(p))) => Step::Policy(p.id(), Some(p)),
+            (Some(Lone::Policy(p)), None) => Step::Policy(p.id(), None),
+            (None | Some(Lone::Namespace { .. }), Some(Lone::Namespace { name, labels })) => {
+                Step::Namespace(name, Some(labels))
+            }
+            (Some(Lone::Namespace { name, .. }), None) => Step::Namespace(name, None),
+            _ => return None,
+        })
     }
 }
 

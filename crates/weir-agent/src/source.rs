@@ -78,6 +78,9 @@ pub struct Items {
     decoded: BTreeMap<String, Decoded>,
     /// Good items holding workloads.
     workloads: usize,
+    /// How many good items hold an object of each identity (`Kind/namespace/name`): more
+    /// than one is a duplicate the whole cluster is refused for.
+    holders: HashMap<String, usize>,
     /// The good state changed since it was last persisted, which was then.
     unsaved: bool,
     saved_at: Option<Instant>,
@@ -268,6 +271,9 @@ impl Items {
     /// Makes `source` an item's good version, `decoded` as it decodes.
     fn put_good(&mut self, source: NamedText, decoded: Decoded) {
         self.workloads += usize::from(decoded.has_workloads());
+        for id in decoded.identities() {
+            *self.holders.entry(id).or_insert(0) += 1;
+        }
         self.decoded.insert(source.name.clone(), decoded);
         self.good.insert(source.name, source.text);
     }
@@ -275,6 +281,14 @@ impl Items {
     fn take_decoded(&mut self, name: &str) -> Option<Decoded> {
         let d = self.decoded.remove(name)?;
         self.workloads -= usize::from(d.has_workloads());
+        for id in d.identities() {
+            if let Some(n) = self.holders.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.holders.remove(&id);
+                }
+            }
+        }
         Some(d)
     }
 
@@ -289,6 +303,11 @@ impl Items {
     /// An item's good version, decoded.
     pub fn decoded(&self, name: &str) -> Option<&Decoded> {
         self.decoded.get(name)
+    }
+
+    /// How many good items hold an object of this identity (`Kind/namespace/name`).
+    pub fn holders(&self, identity: &str) -> usize {
+        self.holders.get(identity).copied().unwrap_or(0)
     }
 
     /// Whether some good item holds workloads (their pods fold into them across items, so

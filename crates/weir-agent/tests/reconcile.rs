@@ -145,7 +145,8 @@ fn an_invalid_item_with_no_last_good_version_programs_nothing() {
 #[test]
 fn a_refused_delta_falls_back_to_a_whole_table_and_is_counted() {
     // The kernel refuses any script adding an element (as if the table had been changed
-    // behind weir's back) but takes whole tables.
+    // behind weir's back) but takes whole tables. The new item holds two pods, so the
+    // table is recompiled and the difference sent.
     let mut a = fed(None, refusing("add element"));
     let source = a.source();
     source.set("namespaces", NAMESPACES);
@@ -153,8 +154,14 @@ fn a_refused_delta_falls_back_to_a_whole_table_and_is_counted() {
     source.set("policy", DATA_FROM_LOGIC);
     assert_eq!(a.reconcile().unwrap().mode, Mode::Full);
     sent(&a);
-    a.source()
-        .set("api", pod("api", "prod", "tier: logic", "10.0.0.3"));
+    a.source().set(
+        "api",
+        format!(
+            "{}---\n{}",
+            pod("api", "prod", "tier: logic", "10.0.0.3"),
+            pod("api2", "prod", "tier: logic", "10.0.0.5")
+        ),
+    );
     let applied = a.reconcile().unwrap();
     assert_eq!(applied.mode, Mode::Full);
     assert!(applied.delta_refused.is_some());
@@ -277,7 +284,8 @@ fn pod_and_policy_events_are_taken_incrementally_and_equal_a_full_compile() {
             &here,
             true,
         ),
-        // A policy under a key that is not its own: recompiled.
+        // A policy under any key (a file's name): taken as that policy, which no other
+        // item holds.
         (
             "NetworkPolicy/dev/other",
             Some(
@@ -286,9 +294,9 @@ fn pod_and_policy_events_are_taken_incrementally_and_equal_a_full_compile() {
                     .replace("data-from-logic", "x"),
             ),
             &here,
-            false,
+            true,
         ),
-        ("NetworkPolicy/dev/other", None, &here, false),
+        ("NetworkPolicy/dev/other", None, &here, true),
         // A namespace's labels: its pods' elements move (intruder, in dev, enters the
         // set of a policy admitting namespaces labelled env=dev).
         (
@@ -423,8 +431,57 @@ fn a_refused_element_change_falls_back_and_stays_equal_to_a_full_compile() {
         Mode::Full,
         "replaced whole after the refusals"
     );
+    assert!(
+        a.metrics()
+            .render(&[])
+            .contains("weir_deltas_refused_total 1"),
+        "a refused incremental change is counted"
+    );
     let mut fresh = agent(FakeNft::default());
     fresh.source().set("Pod/prod/api", &api);
+    fresh.reconcile().unwrap();
+    assert_eq!(a.enforcer().current(), fresh.enforcer().current());
+}
+
+/// Items named as files are (the directory source) are taken incrementally when each holds
+/// one object; an object two items hold is refused as the whole cluster is.
+#[test]
+fn items_named_as_files_are_incremental_and_a_duplicate_is_not() {
+    let mut a = fed(None, FakeNft::default());
+    let source = a.source();
+    source.set("ns.yaml", NAMESPACES);
+    source.set("redis.yaml", pod("redis", "prod", "tier: data", "10.0.0.2"));
+    source.set("policy.yaml", DATA_FROM_LOGIC);
+    a.reconcile().unwrap();
+    a.source()
+        .set("api.yaml", pod("api", "prod", "tier: logic", "10.0.0.3"));
+    a.reconcile().unwrap();
+    assert!(a.stages.incremental, "one pod in one file");
+    // The same pod in a second file: the cluster is invalid, nothing new is applied.
+    sent(&a);
+    a.source().set(
+        "api-copy.yaml",
+        pod("api", "prod", "tier: logic", "10.0.0.3"),
+    );
+    assert!(a.reconcile().is_err(), "a duplicate fails as a whole");
+    assert!(sent(&a).is_empty(), "nothing reached the kernel");
+    // The copy goes: the original is what holds, taken in full once, then incrementally.
+    a.source().remove("api-copy.yaml");
+    a.reconcile().unwrap();
+    assert!(!a.stages.incremental);
+    a.source()
+        .set("api.yaml", pod("api", "prod", "tier: web", "10.0.0.3"));
+    a.reconcile().unwrap();
+    assert!(a.stages.incremental);
+    let mut fresh = fed(None, FakeNft::default());
+    for (k, t) in [
+        ("ns.yaml", NAMESPACES.to_string()),
+        ("redis.yaml", pod("redis", "prod", "tier: data", "10.0.0.2")),
+        ("policy.yaml", DATA_FROM_LOGIC.to_string()),
+        ("api.yaml", pod("api", "prod", "tier: web", "10.0.0.3")),
+    ] {
+        fresh.source().set(k, t);
+    }
     fresh.reconcile().unwrap();
     assert_eq!(a.enforcer().current(), fresh.enforcer().current());
 }

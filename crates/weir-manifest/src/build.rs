@@ -41,34 +41,39 @@ struct Workload {
 
 type Key = (String, String, String); // namespace, kind, name
 
+/// An object's kind (`Deployment`, …), namespace (empty for a Namespace), name and origin.
+pub(crate) fn identity(o: &Object) -> (String, &str, &String, &Origin) {
+    match o {
+        Object::Namespace { name, origin, .. } => ("Namespace".to_string(), "", name, origin),
+        Object::Pod { meta, .. } => (
+            "Pod".to_string(),
+            &*meta.namespace,
+            &meta.name,
+            &meta.origin,
+        ),
+        Object::Workload { kind, meta, .. } => (
+            format!("{kind:?}"),
+            &*meta.namespace,
+            &meta.name,
+            &meta.origin,
+        ),
+        Object::Service(s) => ("Service".to_string(), &*s.namespace, &s.name, &s.origin),
+        Object::Policy(p) => (
+            "NetworkPolicy".to_string(),
+            &*p.namespace,
+            &p.name,
+            &p.origin,
+        ),
+    }
+}
+
 /// Objects the API server could never hold twice (same kind, namespace and name): an error
 /// naming both places, for every repeat.
 pub(crate) fn duplicates(objects: &[Object]) -> Vec<Diagnostic> {
     let mut seen: HashMap<(String, &str, &str), &Origin> = HashMap::new();
     let mut out = Vec::new();
     for o in objects {
-        let (kind, namespace, name, origin) = match o {
-            Object::Namespace { name, origin, .. } => ("Namespace".to_string(), "", name, origin),
-            Object::Pod { meta, .. } => (
-                "Pod".to_string(),
-                &*meta.namespace,
-                &meta.name,
-                &meta.origin,
-            ),
-            Object::Workload { kind, meta, .. } => (
-                format!("{kind:?}"),
-                &*meta.namespace,
-                &meta.name,
-                &meta.origin,
-            ),
-            Object::Service(s) => ("Service".to_string(), &*s.namespace, &s.name, &s.origin),
-            Object::Policy(p) => (
-                "NetworkPolicy".to_string(),
-                &*p.namespace,
-                &p.name,
-                &p.origin,
-            ),
-        };
+        let (kind, namespace, name, origin) = identity(o);
         let id = if namespace.is_empty() {
             name.clone()
         } else {

@@ -232,6 +232,29 @@ fn warnings_or_errors(
     }
 }
 
+/// One object a source holds alone ([`Decoded::lone`]).
+#[derive(Clone, Debug)]
+pub enum Lone {
+    Pod(weir_model::Endpoint),
+    Policy(weir_model::Policy),
+    /// Its labels as written (the model adds the name label).
+    Namespace {
+        name: String,
+        labels: weir_model::Labels,
+    },
+}
+
+impl Lone {
+    /// As [`Decoded::identities`] names it.
+    pub fn identity(&self) -> String {
+        match self {
+            Lone::Pod(e) => format!("Pod/{}", e.id()),
+            Lone::Policy(p) => format!("NetworkPolicy/{}", p.id()),
+            Lone::Namespace { name, .. } => format!("Namespace//{name}"),
+        }
+    }
+}
+
 /// One source decoded and validated on its own, kept so that sources changing one at a time
 /// (the agent's files and API objects) are reassembled without decoding the others again.
 #[derive(Clone, Debug)]
@@ -242,32 +265,31 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    /// The endpoint, when this source holds exactly one Pod and nothing else.
-    pub fn lone_pod(&self) -> Option<weir_model::Endpoint> {
+    /// The object, when this source holds exactly one Pod, NetworkPolicy or Namespace
+    /// and nothing else: what the agent can take as a change of that object alone.
+    pub fn lone(&self) -> Option<Lone> {
         match self.objects.as_slice() {
-            [pod @ decode::Object::Pod { .. }] => {
-                build::assemble(vec![pod.clone()]).0.endpoints.pop()
-            }
+            [pod @ decode::Object::Pod { .. }] => build::assemble(vec![pod.clone()])
+                .0
+                .endpoints
+                .pop()
+                .map(Lone::Pod),
+            [decode::Object::Policy(p)] => Some(Lone::Policy(p.clone())),
+            [decode::Object::Namespace { name, labels, .. }] => Some(Lone::Namespace {
+                name: name.clone(),
+                labels: labels.clone(),
+            }),
             _ => None,
         }
     }
 
-    /// The name and labels, when this source holds exactly one Namespace and nothing else.
-    pub fn lone_namespace(&self) -> Option<(String, weir_model::Labels)> {
-        match self.objects.as_slice() {
-            [decode::Object::Namespace { name, labels, .. }] => {
-                Some((name.clone(), labels.clone()))
-            }
-            _ => None,
-        }
-    }
-
-    /// The policy, when this source holds exactly one NetworkPolicy and nothing else.
-    pub fn lone_policy(&self) -> Option<weir_model::Policy> {
-        match self.objects.as_slice() {
-            [decode::Object::Policy(p)] => Some(p.clone()),
-            _ => None,
-        }
+    /// What the API server would call each object (`Kind/namespace/name`, the namespace
+    /// empty for Namespaces): no two objects of a cluster have the same.
+    pub fn identities(&self) -> impl Iterator<Item = String> + '_ {
+        self.objects.iter().map(|o| {
+            let (kind, namespace, name, _) = build::identity(o);
+            format!("{kind}/{namespace}/{name}")
+        })
     }
 
     /// Whether it holds workloads (Deployments, …): their pods fold into them across sources.
