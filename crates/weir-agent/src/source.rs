@@ -64,6 +64,8 @@ pub enum Current {
     Unreadable(String),
     /// Being written: its last good version is kept, and a new item waits.
     InProgress,
+    /// As it was when last read (the directory source knows without reading it).
+    Unchanged,
 }
 
 /// Items (files, or API objects as JSON) validated one by one: an item's last version that
@@ -213,6 +215,12 @@ impl Items {
                     continue;
                 }
                 Some(Current::InProgress) => continue,
+                Some(Current::Unchanged) => {
+                    if let Some(why) = was_invalid {
+                        self.invalid.insert(name, why);
+                    }
+                    continue;
+                }
                 Some(Current::Unreadable(why)) => {
                     newly_invalid.extend(self.mark_invalid(name, shorten(why), was_invalid));
                     continue;
@@ -383,6 +391,11 @@ pub struct DirSource {
     root: PathBuf,
     pub items: Items,
     pub in_progress: InProgress,
+    /// The stamps of files read whole and settled: a file walked with the same stamp is
+    /// not read again, so an event costs a walk, not a read of every file.
+    read: HashMap<PathBuf, Stamp>,
+    /// Files read whole so far.
+    pub files_read: u64,
 }
 
 fn is_manifest_name(p: &Path) -> bool {
@@ -403,6 +416,8 @@ pub struct Walk {
     pub dirs: Vec<PathBuf>,
     /// Manifest-named entries, each once per file (by device and inode), in path order.
     pub files: Vec<PathBuf>,
+    /// What each file's target looked like when walked.
+    stamps: HashMap<PathBuf, Stamp>,
     /// Manifest-named entries whose target cannot be examined (dangling links).
     pub broken: Vec<(PathBuf, String)>,
 }
@@ -439,6 +454,7 @@ pub fn walk(root: &Path) -> std::io::Result<Walk> {
                 }
                 Ok(m) if is_manifest_name(&p) => {
                     if seen_files.insert((m.dev(), m.ino())) {
+                        out.stamps.insert(p.clone(), Stamp::of(&m));
                         out.files.push(p);
                     }
                 }
@@ -452,40 +468,76 @@ pub fn walk(root: &Path) -> std::io::Result<Walk> {
     Ok(out)
 }
 
+/// What tells a file's content changed without reading it: the file (device, inode), its
+/// size, and both times — the status change time cannot be set from user space (every
+/// write, rename onto it or time change moves it), so a writer cannot hide a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// A stamp is trusted only once its file has not changed for this long: the kernel's file
+/// times are coarse (a tick), so a second write in the same tick with the same size would
+/// leave the stamp as it was (git's "racily clean" files). Newer files are read again.
+const SETTLED: Duration = Duration::from_secs(1);
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// Whether both times are at least [`SETTLED`] before `now` (Unix seconds).
+    fn settled(&self, now: i64) -> bool {
+        let limit = now - SETTLED.as_secs() as i64;
+        self.ctime.0 < limit && self.mtime.0 < limit
+    }
+}
+
 /// Reads one manifest file without ever blocking on it (a FIFO), and only if it is a
-/// regular file of bounded size in UTF-8.
-fn read_manifest(path: &Path) -> Current {
+/// regular file of bounded size in UTF-8. With the text, the stamp of the file read.
+fn read_manifest(path: &Path) -> (Current, Option<Stamp>) {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path);
     let mut file = match file {
         Ok(f) => f,
-        Err(e) => return Current::Unreadable(format!("cannot open: {e}")),
+        Err(e) => return (Current::Unreadable(format!("cannot open: {e}")), None),
     };
-    match file.metadata() {
+    let unreadable = |why: String| (Current::Unreadable(why), None);
+    let stamp = match file.metadata() {
         Ok(m) if !m.is_file() => {
-            return Current::Unreadable("not a regular file; skipped".into());
+            return unreadable("not a regular file; skipped".into());
         }
         Ok(m) if m.len() > MAX_FILE_BYTES => {
-            return Current::Unreadable(format!(
+            return unreadable(format!(
                 "{} bytes: larger than the {MAX_FILE_BYTES}-byte limit",
                 m.len()
             ));
         }
-        Ok(_) => {}
-        Err(e) => return Current::Unreadable(format!("cannot stat: {e}")),
-    }
+        Ok(m) => Stamp::of(&m),
+        Err(e) => return unreadable(format!("cannot stat: {e}")),
+    };
     let mut bytes = Vec::new();
     if let Err(e) = (&mut file).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
-        return Current::Unreadable(format!("cannot read: {e}"));
+        return unreadable(format!("cannot read: {e}"));
     }
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Current::Unreadable("grew past the size limit while being read".into());
+        return unreadable("grew past the size limit while being read".into());
     }
     match String::from_utf8(bytes) {
-        Ok(t) => Current::Text(t),
-        Err(e) => Current::Unreadable(format!("not UTF-8 text: {}", e.utf8_error())),
+        Ok(t) => (Current::Text(t), Some(stamp)),
+        Err(e) => unreadable(format!("not UTF-8 text: {}", e.utf8_error())),
     }
 }
 
@@ -495,6 +547,8 @@ impl DirSource {
             root,
             items,
             in_progress: InProgress::default(),
+            read: HashMap::new(),
+            files_read: 0,
         }
     }
 
@@ -513,15 +567,29 @@ impl DirSource {
             w.retain(|_, since| since.elapsed() < IN_PROGRESS_LIMIT);
             w.keys().cloned().collect()
         };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let mut current = BTreeMap::new();
+        let mut read = HashMap::new();
         for f in found.files {
-            let now = if writing.contains(&f) {
+            let walked = found.stamps.get(&f);
+            let state = if writing.contains(&f) {
                 Current::InProgress
+            } else if walked.is_some() && self.read.get(&f) == walked {
+                read.insert(f.clone(), *walked.expect("checked"));
+                Current::Unchanged
             } else {
-                read_manifest(&f)
+                let (state, stamp) = read_manifest(&f);
+                self.files_read += 1;
+                if let Some(stamp) = stamp.filter(|s| s.settled(now)) {
+                    read.insert(f.clone(), stamp);
+                }
+                state
             };
-            current.insert(f.display().to_string(), now);
+            current.insert(f.display().to_string(), state);
         }
+        self.read = read;
         for (f, why) in found.broken {
             current.insert(
                 f.display().to_string(),
@@ -731,6 +799,72 @@ mod tests {
         let again = Items::with_state(LoadOptions::default(), &dir, "s.json").unwrap();
         assert!(again.has_workloads(), "restored, still a workload");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A directory of its own for one test, removed when it ends.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let dir = std::env::temp_dir().join(format!("weir-src-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir(&dir).unwrap();
+            Dir(dir)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn pod(labels: &str) -> String {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: a, labels: {{{labels}}}}}\nspec: {{containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: 10.0.0.2}}\n")
+    }
+
+    /// A file rewritten within the same tick with the same size would leave its stamp as it
+    /// was: a file is read again until it has been still for a second, so the change is seen.
+    #[test]
+    fn a_file_changed_twice_in_a_tick_is_read_again() {
+        let dir = Dir::new("racy");
+        let file = dir.0.join("p.yaml");
+        std::fs::write(&file, pod("t: aa")).unwrap();
+        let mut source = DirSource::new(dir.0.clone(), Items::new(Default::default()));
+        source.changes().unwrap();
+        // Not trusted yet (here the file times are fine-grained, so the rewrite below
+        // would be seen anyway; on a file system with coarse times only this saves it).
+        assert!(!source.read.contains_key(&file));
+        std::fs::write(&file, pod("t: bb")).unwrap(); // same size
+        let changes = source.changes().unwrap();
+        assert_eq!(changes.len(), 1, "the rewrite is seen");
+        assert!(source.items.cluster().unwrap().endpoints[0].labels["t"] == "bb");
+    }
+
+    /// Once a file has been still for a second, walks that find it as it was do not read
+    /// it again; any write changes its status time and it is read.
+    #[test]
+    fn a_settled_file_is_not_read_again_until_it_changes() {
+        let dir = Dir::new("settled");
+        let file = dir.0.join("p.yaml");
+        std::fs::write(&file, pod("t: aa")).unwrap();
+        std::fs::write(dir.0.join("ns.yaml"), NS).unwrap();
+        std::thread::sleep(SETTLED + Duration::from_millis(1100));
+        let mut source = DirSource::new(dir.0.clone(), Items::new(Default::default()));
+        source.changes().unwrap();
+        assert_eq!(source.files_read, 2);
+        assert!(source.changes().unwrap().is_empty());
+        assert_eq!(source.files_read, 2, "nothing read again");
+        std::fs::write(&file, pod("t: bb")).unwrap();
+        let changes = source.changes().unwrap();
+        assert_eq!(source.files_read, 3, "the written file alone");
+        assert_eq!(changes.len(), 1);
+        // Replaced by another file under the same name: another inode, read.
+        let other = dir.0.join("other.tmp");
+        std::fs::write(&other, pod("t: cc")).unwrap();
+        std::fs::rename(&other, &file).unwrap();
+        assert_eq!(source.changes().unwrap().len(), 1);
+        assert_eq!(source.files_read, 4);
     }
 
     #[test]

@@ -187,13 +187,6 @@ fn agent_memory(
     texts: &[(String, String)],
     node_addresses: &HashSet<IpAddr>,
 ) -> Result<(f64, f64), Failure> {
-    /// Removes the items file however the measurement ends.
-    struct Removed(std::path::PathBuf);
-    impl Drop for Removed {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
     let path = std::env::temp_dir().join(format!(
         "weir-bench-agent-{}-{}.items",
         std::process::id(),
@@ -237,6 +230,75 @@ fn agent_memory(
         )
         .into()),
     }
+}
+
+/// Removes a file or directory tree the bench made, however it ends.
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0).or_else(|_| std::fs::remove_file(&self.0));
+    }
+}
+
+/// The agent over the directory source: one file per object in a fresh directory, every
+/// pod local (a directory has no notion of nodes); `events` times a pod's file written
+/// (a replica of `pod`, joining a group of policies it has) and deleted. Returns the cold
+/// reconcile and the events' stages.
+fn directory_events(
+    texts: &[(String, String)],
+    pod: &Value,
+    events: u64,
+) -> Result<(Stages, Vec<Stages>, Vec<Stages>), Failure> {
+    let root = std::env::temp_dir().join(format!("weir-bench-agent-{}", std::process::id()));
+    // create_dir: never into a directory someone else put there.
+    std::fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+    let _removed = Removed(root.clone());
+    for (i, (_, text)) in texts.iter().enumerate() {
+        std::fs::write(root.join(format!("{i}.json")), text)?;
+    }
+    // As a directory's files usually are: older than the second after which the source
+    // trusts a file's stamp instead of reading it again.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut config = Config::new(SourceSpec::Dir(root.clone()), Target::Host);
+    config.drift_interval = None;
+    let source = weir_agent::source::DirSource::new(root.clone(), Items::new(Default::default()));
+    let mut agent = Agent::new(config, source, FakeNft::default());
+    let step =
+        |agent: &mut Agent<weir_agent::source::DirSource, FakeNft>| -> Result<Stages, Failure> {
+            agent.reconcile().map_err(|e| anyhow::anyhow!("{e}"))?;
+            agent.enforcer().nft().scripts.lock().expect("fake").clear();
+            Ok(agent.stages)
+        };
+    let cold = step(&mut agent)?;
+    let (mut added, mut deleted) = (Vec::new(), Vec::new());
+    for k in 0..events {
+        let (_, _, text) = variant(pod, "bench-dir", k, 67);
+        let file = root.join(format!("bench-dir-{k}.json"));
+        std::fs::write(&file, text)?;
+        added.push(step(&mut agent)?);
+        std::fs::remove_file(&file)?;
+        deleted.push(step(&mut agent)?);
+    }
+    Ok((cold, added, deleted))
+}
+
+/// One line: the median's stages and the p99 of `v`.
+fn summary(label: &str, mut v: Vec<Stages>) -> String {
+    v.sort_by_key(total);
+    let median = v[v.len() / 2];
+    let p99 = v[((v.len() - 1) as f64 * 0.99).round() as usize];
+    let incremental = v.iter().filter(|s| s.incremental).count();
+    format!(
+        "  {label}: median {} (read {}, model {}, compile {}, apply {}), p99 {}; {incremental}/{} incremental",
+        ms(total(&median)),
+        ms(median.read),
+        ms(median.model),
+        ms(median.compile),
+        ms(median.apply),
+        ms(total(&p99)),
+        v.len()
+    )
 }
 
 pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> {
@@ -283,6 +345,7 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
             (texts, node_addresses, pod, local_pod, policy, namespace)
         };
         let (own_rss, own_peak) = agent_memory(&texts, &node_addresses)?;
+        let (dir_cold, dir_added, dir_deleted) = directory_events(&texts, &local_pod, args.events)?;
         let before = rss_mib();
         let text_mib =
             texts.iter().map(|(k, t)| k.len() + t.len()).sum::<usize>() as f64 / 1048576.0;
@@ -378,23 +441,24 @@ pub(crate) fn run(args: AgentBench, out: &mut dyn Write) -> Result<u8, Failure> 
             per_event * 1e3,
             per_event * 100.0
         )?;
-        for (label, mut v) in times {
-            v.sort_by_key(total);
-            let median = v[v.len() / 2];
-            let p99 = v[((v.len() - 1) as f64 * 0.99).round() as usize];
-            let incremental = v.iter().filter(|s| s.incremental).count();
-            writeln!(
-                out,
-                "  {label}: median {} (read {}, model {}, compile {}, apply {}), p99 {}; {incremental}/{} incremental",
-                ms(total(&median)),
-                ms(median.read),
-                ms(median.model),
-                ms(median.compile),
-                ms(median.apply),
-                ms(total(&p99)),
-                v.len()
-            )?;
+        for (label, v) in times {
+            writeln!(out, "{}", summary(label, v))?;
         }
+        writeln!(
+            out,
+            "  directory source, one file per object, every pod local: cold reconcile {}",
+            ms(total(&dir_cold))
+        )?;
+        writeln!(
+            out,
+            "{}",
+            summary("pod file written (directory)", dir_added)
+        )?;
+        writeln!(
+            out,
+            "{}",
+            summary("pod file deleted (directory)", dir_deleted)
+        )?;
     }
     Ok(0)
 }
