@@ -396,3 +396,45 @@ fn an_input_without_pods_is_named_as_such() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("no pods"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `weir bench agent` end to end at a small size: every event kind is taken incrementally
+/// (through the in-memory and the directory source), and the agent's own memory is
+/// measured in a second process that leaves no items file behind.
+#[cfg(feature = "lab")]
+#[test]
+fn bench_agent_runs_every_event_incrementally() {
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["bench", "agent", "--pods", "300", "--events", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    let text = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let events: Vec<&str> = text.lines().filter(|l| l.contains("incremental")).collect();
+    assert_eq!(events.len(), 9, "{text}");
+    for line in events {
+        assert!(line.ends_with("2/2 incremental"), "{line}");
+    }
+    assert!(
+        text.contains("the agent alone in its own process"),
+        "{text}"
+    );
+    // The items file and the directory it made are gone.
+    let ours = format!("weir-bench-agent-{pid}");
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name == ours || name.starts_with(&format!("{ours}-"))
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
