@@ -396,7 +396,10 @@ fn with_unknown_fields<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'
             Some(crate::path::Segment::Key(k)) => k.clone(),
             _ => path.to_string(),
         };
-        let message = format!("unknown field {field:?}");
+        let message = match crate::suggest::nearest(&field, crate::suggest::FIELDS) {
+            Some(known) => format!("unknown field {field:?} (did you mean {known:?}?)"),
+            None => format!("unknown field {field:?}"),
+        };
         if options.allow_unknown_fields {
             problems.warn(path, message);
         } else {

@@ -360,7 +360,11 @@ fn port(p: &net::NetworkPolicyPort, path: &FieldPath, problems: &mut Problems) -
             if !is_port_name(name) {
                 problems.error(
                     path.key("port"),
-                    format!("{name:?} is not a valid port name (1-15 lower-case alphanumerics or '-', with a letter)"),
+                    if name.parse::<u16>().is_ok() {
+                        format!("{name:?} is not a valid port name: a number in quotes is a name; write the number without quotes (port: {name})")
+                    } else {
+                        format!("{name:?} is not a valid port name (1-15 lower-case alphanumerics or '-', with a letter)")
+                    },
                 );
             }
             Some(PortRef::Named(name.clone()))

@@ -70,7 +70,7 @@ fn unknown_fields_can_be_warnings() {
     assert_eq!(loaded.warnings.len(), 1);
     assert_eq!(
         loaded.warnings[0].to_string(),
-        "w.yaml:8:3: warning: spec.ingres: unknown field \"ingres\""
+        "w.yaml:8:3: warning: spec.ingres: unknown field \"ingres\" (did you mean \"ingress\"?)"
     );
     assert_eq!(loaded.cluster.policies.len(), 1);
 }

@@ -71,7 +71,16 @@ impl Input {
                         let kinds: Vec<String> = loaded
                             .skipped
                             .iter()
-                            .map(|(kind, n)| format!("{n} {}", weir_manifest::shown(kind)))
+                            .map(|(kind, n)| {
+                                let shown = weir_manifest::shown(kind);
+                                match weir_manifest::suggest::nearest(
+                                    kind,
+                                    weir_manifest::suggest::KINDS,
+                                ) {
+                                    Some(known) => format!("{n} {shown} (did you mean {known}?)"),
+                                    None => format!("{n} {shown}"),
+                                }
+                            })
                             .collect();
                         eprintln!(
                             "note: skipped kinds weir does not model: {}",

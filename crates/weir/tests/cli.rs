@@ -438,3 +438,45 @@ fn bench_agent_runs_every_event_incrementally() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Newcomer mistakes get a hint: a misspelt field or kind names the word it resembles, and
+/// a quoted port number says to drop the quotes.
+#[test]
+fn misspellings_and_quoted_ports_get_a_hint() {
+    let dir = scratch("hints");
+    let write = |name: &str, text: &str| {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        file.display().to_string()
+    };
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let field = write(
+        "field.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x, namespace: a}\nspec: {containers: [{name: c, image: x}]}\nstaus: {podIP: 10.0.0.1}\n",
+    );
+    let o = weir(&["analyze", &field]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(r#"unknown field "staus" (did you mean "status"?)"#),
+        "{}",
+        stderr(&o)
+    );
+    let kind = write(
+        "kind.yaml",
+        "apiVersion: v1\nkind: Pdo\nmetadata: {name: x}\n",
+    );
+    let o = weir(&["analyze", &kind]);
+    assert!(stderr(&o).contains("(did you mean Pod?)"), "{}", stderr(&o));
+    let port = write(
+        "port.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {}\n  ingress:\n  - ports:\n    - port: \"8080\"\n",
+    );
+    let o = weir(&["lint", &port]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("write the number without quotes (port: 8080)"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
