@@ -96,6 +96,24 @@ fn jump_target(element: &str) -> Option<&str> {
     element.rsplit_once(" : jump ").map(|(_, c)| c)
 }
 
+/// How many dispatch entries for each group chain `changes` add (positive) or remove.
+fn jumps(changes: &ElementChanges) -> HashMap<&str, isize> {
+    let mut refs: HashMap<&str, isize> = HashMap::new();
+    for (sign, sets) in [(-1, &changes.removed), (1, &changes.added)] {
+        for map in MAPS {
+            for chain in sets
+                .get(map)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| jump_target(e))
+            {
+                *refs.entry(chain).or_insert(0) += sign;
+            }
+        }
+    }
+    refs
+}
+
 /// The labels every namespace has: its name.
 fn name_label(ns: &str) -> Labels {
     [(NAMESPACE_NAME_LABEL.to_string(), ns.to_string())].into()
@@ -345,26 +363,14 @@ impl Incremental {
             added: minus(&after, &before),
         };
         // A group chain nothing jumps to any more is removed by the full compile.
-        let mut refs: HashMap<&str, isize> = HashMap::new();
-        for (sign, sets) in [(-1, &changes.removed), (1, &changes.added)] {
-            for map in MAPS {
-                for el in sets.get(map).into_iter().flatten() {
-                    if let Some(chain) = jump_target(el) {
-                        *refs.entry(chain).or_insert(0) += sign;
-                    }
-                }
-            }
-        }
+        let refs = jumps(&changes);
         for (chain, delta) in &refs {
             let now = self.group_refs.get(*chain).copied().unwrap_or(0) as isize;
             if now + delta <= 0 {
                 return Err(NeedsFull("the last pod of a group leaves this node"));
             }
         }
-        for (chain, delta) in refs {
-            let n = self.group_refs.entry(chain.to_string()).or_insert(0);
-            *n = (*n as isize + delta) as usize;
-        }
+        self.count_jumps(refs);
         let applied = self.ruleset.apply_elements(&changes);
         debug_assert!(applied, "recorded sets exist");
         self.local = local_after;
@@ -505,6 +511,18 @@ impl Incremental {
         Ok(())
     }
 
+    /// Takes dispatch entries added and removed into the count of entries per group chain
+    /// (a chain no entry points at any more leaves the count).
+    fn count_jumps(&mut self, refs: HashMap<&str, isize>) {
+        for (chain, delta) in refs {
+            let n = self.group_refs.entry(chain.to_string()).or_insert(0);
+            *n = (*n as isize + delta) as usize;
+            if *n == 0 {
+                self.group_refs.remove(chain);
+            }
+        }
+    }
+
     /// Refuses every event when names are ambiguous: endpoints or policies with one
     /// `namespace/name`, or chain and set names whose hashes met.
     fn comparable(&self) -> Result<(), NeedsFull> {
@@ -639,18 +657,11 @@ impl Incremental {
         let mut delta = Delta::default();
         // Dispatch entries.
         for map in MAPS {
-            let now = compiled.rs.sets.get(map).map(|s| &s.elements);
-            let was = before.get(map);
             let empty = BTreeSet::new();
-            let (now, was) = (now.unwrap_or(&empty), was.unwrap_or(&empty));
-            let gone: BTreeSet<String> = was.difference(now).cloned().collect();
-            let new: BTreeSet<String> = now.difference(was).cloned().collect();
-            if !gone.is_empty() {
-                delta.elements.removed.insert(map.to_string(), gone);
-            }
-            if !new.is_empty() {
-                delta.elements.added.insert(map.to_string(), new);
-            }
+            let now = compiled.rs.sets.get(map).map_or(&empty, |s| &s.elements);
+            delta
+                .elements
+                .between(map, before.get(map).unwrap_or(&empty), now);
         }
         // Chains: the group chains jumped to before and the policy chains they jump to.
         let mut old_chains = BTreeSet::new();
@@ -688,28 +699,7 @@ impl Incremental {
             .iter()
             .filter(|(n, _)| !MAPS.contains(&n.as_str()))
         {
-            let empty = BTreeSet::new();
-            let was = match self.ruleset.sets.get(name) {
-                Some(s) => &s.elements,
-                None => {
-                    delta.new_sets.insert(
-                        name.clone(),
-                        crate::Set {
-                            elements: BTreeSet::new(),
-                            ..set.clone()
-                        },
-                    );
-                    &empty
-                }
-            };
-            let gone: BTreeSet<String> = was.difference(&set.elements).cloned().collect();
-            let new: BTreeSet<String> = set.elements.difference(was).cloned().collect();
-            if !gone.is_empty() {
-                delta.elements.removed.insert(name.clone(), gone);
-            }
-            if !new.is_empty() {
-                delta.elements.added.insert(name.clone(), new);
-            }
+            delta.set(name, set, self.ruleset.sets.get(name));
         }
         for (set, d) in &refs {
             let n = self.set_refs.get(set).copied().unwrap_or(0) as isize + d;
@@ -739,20 +729,7 @@ impl Incremental {
             self.defs.remove(set);
         }
         self.defs.extend(compiled.defs);
-        for (sign, sets) in [(-1, &delta.elements.removed), (1, &delta.elements.added)] {
-            for map in MAPS {
-                for chain in sets
-                    .get(map)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| jump_target(e))
-                {
-                    let n = self.group_refs.entry(chain.to_string()).or_insert(0);
-                    *n = (*n as isize + sign) as usize;
-                }
-            }
-        }
-        self.group_refs.retain(|_, n| *n > 0);
+        self.count_jumps(jumps(&delta.elements));
         Ok(delta)
     }
 

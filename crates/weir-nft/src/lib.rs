@@ -119,6 +119,18 @@ impl ElementChanges {
         }
     }
 
+    /// Records what turns `was` into `now` in set `name`.
+    pub fn between(&mut self, name: &str, was: &BTreeSet<String>, now: &BTreeSet<String>) {
+        let gone: BTreeSet<String> = was.difference(now).cloned().collect();
+        if !gone.is_empty() {
+            self.removed.insert(name.to_string(), gone);
+        }
+        let new: BTreeSet<String> = now.difference(was).cloned().collect();
+        if !new.is_empty() {
+            self.added.insert(name.to_string(), new);
+        }
+    }
+
     /// The nft transaction: `delete element …` for each set, then `add element …`.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -230,29 +242,11 @@ impl Ruleset {
     pub fn diff(&self, old: &Ruleset) -> Option<Delta> {
         let mut d = Delta::default();
         for (name, set) in &self.sets {
-            let empty = BTreeSet::new();
-            let before = match old.sets.get(name) {
-                Some(o) if o.spec != set.spec || o.comment != set.comment => return None,
-                Some(o) => &o.elements,
-                None => {
-                    d.new_sets.insert(
-                        name.clone(),
-                        Set {
-                            elements: BTreeSet::new(),
-                            ..set.clone()
-                        },
-                    );
-                    &empty
-                }
-            };
-            let gone: BTreeSet<String> = before.difference(&set.elements).cloned().collect();
-            if !gone.is_empty() {
-                d.elements.removed.insert(name.clone(), gone);
+            let before = old.sets.get(name);
+            if before.is_some_and(|o| o.spec != set.spec || o.comment != set.comment) {
+                return None;
             }
-            let new: BTreeSet<String> = set.elements.difference(before).cloned().collect();
-            if !new.is_empty() {
-                d.elements.added.insert(name.clone(), new);
-            }
+            d.set(name, set, before);
         }
         for (name, chain) in &self.chains {
             match old.chains.get(name) {
@@ -340,6 +334,25 @@ impl From<ElementChanges> for Delta {
 }
 
 impl Delta {
+    /// Set `name` is `set` after this delta; it was `old` (`None`: the delta makes it).
+    pub fn set(&mut self, name: &str, set: &Set, old: Option<&Set>) {
+        let empty = BTreeSet::new();
+        let was = match old {
+            Some(o) => &o.elements,
+            None => {
+                self.new_sets.insert(
+                    name.to_string(),
+                    Set {
+                        elements: BTreeSet::new(),
+                        ..set.clone()
+                    },
+                );
+                &empty
+            }
+        };
+        self.elements.between(name, was, &set.elements);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.new_sets.is_empty()
             && self.elements.is_empty()
