@@ -186,18 +186,21 @@ pub(crate) fn compile_namespace(
     c.existing = Some(existing);
     for dir in [Direction::Egress, Direction::Ingress] {
         for f in FAMILIES {
-            c.rs.sets.insert(
-                format!("{dir}{}", f.suffix()),
-                Set {
-                    spec: format!("type {} : verdict;", f.addr_type()),
-                    comment: None,
-                    elements: BTreeSet::new(),
-                },
-            );
+            c.rs.sets
+                .insert(format!("{dir}{}", f.suffix()), dispatch_map(f));
         }
     }
     c.dispatch();
     c.finish()
+}
+
+/// An empty dispatch map (address → verdict) of family `f`.
+fn dispatch_map(f: Family) -> Set {
+    Set {
+        spec: format!("type {} : verdict;", f.addr_type()),
+        comment: None,
+        elements: BTreeSet::new(),
+    }
 }
 
 /// One namespace's part of a node's table, by index into the cluster: its endpoints on
@@ -582,14 +585,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
             for f in FAMILIES {
                 let map = format!("{dir}{}", f.suffix());
                 rules.push(format!("{} {key} vmap @{map}", f.kw()));
-                self.rs.sets.insert(
-                    map,
-                    Set {
-                        spec: format!("type {} : verdict;", f.addr_type()),
-                        comment: None,
-                        elements: BTreeSet::new(),
-                    },
-                );
+                self.rs.sets.insert(map, dispatch_map(f));
             }
             self.rs.chains.insert(
                 name.to_string(),
