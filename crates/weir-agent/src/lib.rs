@@ -487,96 +487,26 @@ impl<S: Source, N: Nft> Agent<S, N> {
     }
 
     /// Applies `changes` to the kept ruleset when each is one pod's, policy's or
-    /// namespace's ([`Incremental`]), returning what each changed, in order; `None` (and the kept
-    /// ruleset dropped) when a full compile is needed.
+    /// namespace's ([`Incremental`]), returning what each changed, in order; `None` (and the
+    /// kept ruleset dropped) when a full compile is needed.
     fn incremental_step(
         &mut self,
         changes: &[Change],
         node_addresses: Option<&HashSet<IpAddr>>,
     ) -> Option<Vec<Delta>> {
         let inc = self.incremental.as_mut()?;
-        let items = self.source.items();
-        if items.has_workloads() {
-            self.incremental = None;
-            return None;
-        }
-        // The node's addresses, change by change: a pod's leave with it, its new version's
-        // join when they are among the node's addresses now.
-        let mut local = inc.local().cloned();
-        let mut all = Vec::new();
         let mut attribution = self.attribution.lock().expect("attribution");
-        for c in changes {
-            // Items holding one object each; an item now holding another object than
-            // before is that one gone and this one's version.
-            let lone = |d: Option<&weir_manifest::Decoded>| match d {
-                None => Some(None),
-                Some(d) => d.lone().map(Some),
-            };
-            let after = c.after.then(|| items.decoded(&c.name)).flatten();
-            let (Some(old), Some(new)) = (lone(c.before.as_ref()), lone(after)) else {
-                self.incremental = None;
-                return None;
-            };
-            let pairs = match (old, new) {
-                (Some(o), Some(n)) if o.identity() != n.identity() => {
-                    vec![(Some(o), None), (None, Some(n))]
-                }
-                pair => vec![pair],
-            };
-            for (old, new) in pairs {
-                let Some(object) = new.as_ref().or(old.as_ref()) else {
-                    continue;
-                };
-                // No other item may hold the object: a duplicate fails the whole cluster.
-                if items.holders(&object.identity()) != usize::from(new.is_some()) {
-                    self.incremental = None;
-                    return None;
-                }
-                let result = match Step::of(old, new) {
-                    Some(Step::Namespace(name, labels)) => {
-                        inc.namespace(&name, labels).map(Delta::from)
-                    }
-                    Some(Step::Policy(id, new)) => inc.policy(&id, new).inspect(|delta| {
-                        attribution.chains_changed(delta);
-                    }),
-                    Some(Step::Pod(id, old, new)) => {
-                        // Named before the ruleset takes `new`; refused, the full compile
-                        // renames all.
-                        attribution.endpoint_changed(old.as_ref(), new.as_ref());
-                        match (local.as_mut(), node_addresses) {
-                            (Some(here), Some(now)) => {
-                                for ip in old.iter().flat_map(|e| &e.ips) {
-                                    here.remove(ip);
-                                }
-                                here.extend(
-                                    new.iter()
-                                        .flat_map(|e| &e.ips)
-                                        .filter(|ip| now.contains(*ip)),
-                                );
-                                inc.endpoint_on_node(&id, new, here.clone())
-                            }
-                            (None, None) => inc.endpoint(&id, new),
-                            _ => Err(NeedsFull("the node's scope changed")),
-                        }
-                        .map(Delta::from)
-                    }
-                    None => Err(NeedsFull("an object changed kind")),
-                };
-                match result {
-                    Ok(delta) => all.push(delta),
-                    Err(_) => {
-                        self.incremental = None;
-                        return None;
-                    }
-                }
-            }
-        }
-        if local.as_ref() != node_addresses {
-            // The node's addresses changed beyond these pods (e.g. a pod's IP appeared).
+        let step = take_changes(
+            inc,
+            self.source.items(),
+            &mut attribution,
+            changes,
+            node_addresses,
+        );
+        if step.is_none() {
             self.incremental = None;
-            return None;
         }
-        Some(all)
+        step
     }
 
     /// Compiles from every item's good version and keeps the result for later increments;
@@ -660,6 +590,87 @@ impl<S: Source, N: Nft> Agent<S, N> {
             }
         }
     }
+}
+
+/// [`Agent::incremental_step`] over the parts of the agent it uses: `None` as soon as a
+/// change needs the full compile.
+fn take_changes(
+    inc: &mut Incremental,
+    items: &Items,
+    attribution: &mut Attribution,
+    changes: &[Change],
+    node_addresses: Option<&HashSet<IpAddr>>,
+) -> Option<Vec<Delta>> {
+    if items.has_workloads() {
+        return None;
+    }
+    // The node's addresses, change by change: a pod's leave with it, its new version's
+    // join when they are among the node's addresses now.
+    let mut local = inc.local().cloned();
+    let mut all = Vec::new();
+    for c in changes {
+        // Items holding one object each; an item now holding another object than
+        // before is that one gone and this one's version.
+        let lone = |d: Option<&weir_manifest::Decoded>| match d {
+            None => Some(None),
+            Some(d) => d.lone().map(Some),
+        };
+        let after = c.after.then(|| items.decoded(&c.name)).flatten();
+        let (Some(old), Some(new)) = (lone(c.before.as_ref()), lone(after)) else {
+            return None;
+        };
+        let pairs = match (old, new) {
+            (Some(o), Some(n)) if o.identity() != n.identity() => {
+                vec![(Some(o), None), (None, Some(n))]
+            }
+            pair => vec![pair],
+        };
+        for (old, new) in pairs {
+            let Some(object) = new.as_ref().or(old.as_ref()) else {
+                continue;
+            };
+            // No other item may hold the object: a duplicate fails the whole cluster.
+            if items.holders(&object.identity()) != usize::from(new.is_some()) {
+                return None;
+            }
+            let result = match Step::of(old, new) {
+                Some(Step::Namespace(name, labels)) => {
+                    inc.namespace(&name, labels).map(Delta::from)
+                }
+                Some(Step::Policy(id, new)) => inc.policy(&id, new).inspect(|delta| {
+                    attribution.chains_changed(delta);
+                }),
+                Some(Step::Pod(id, old, new)) => {
+                    // Named before the ruleset takes `new`; refused, the full compile
+                    // renames all.
+                    attribution.endpoint_changed(old.as_ref(), new.as_ref());
+                    match (local.as_mut(), node_addresses) {
+                        (Some(here), Some(now)) => {
+                            for ip in old.iter().flat_map(|e| &e.ips) {
+                                here.remove(ip);
+                            }
+                            here.extend(
+                                new.iter()
+                                    .flat_map(|e| &e.ips)
+                                    .filter(|ip| now.contains(*ip)),
+                            );
+                            inc.endpoint_on_node(&id, new, here.clone())
+                        }
+                        (None, None) => inc.endpoint(&id, new),
+                        _ => Err(NeedsFull("the node's scope changed")),
+                    }
+                    .map(Delta::from)
+                }
+                None => Err(NeedsFull("an object changed kind")),
+            };
+            all.push(result.ok()?);
+        }
+    }
+    if local.as_ref() != node_addresses {
+        // The node's addresses changed beyond these pods (e.g. a pod's IP appeared).
+        return None;
+    }
+    Some(all)
 }
 
 /// One object's change, as [`Incremental`] takes it.
