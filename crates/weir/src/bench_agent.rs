@@ -70,7 +70,7 @@ fn items(pods: usize) -> Result<Vec<(String, Value)>, Failure> {
         .collect())
 }
 
-fn reconcile(agent: &mut Fed) -> Result<Stages, Failure> {
+fn reconcile<S: weir_agent::Source>(agent: &mut Agent<S, FakeNft>) -> Result<Stages, Failure> {
     agent.reconcile().map_err(|e| anyhow::anyhow!("{e}"))?;
     agent.enforcer().nft().scripts.lock().expect("fake").clear();
     Ok(agent.stages)
@@ -94,13 +94,7 @@ fn variant(pod: &Value, prefix: &str, k: u64, subnet: u8) -> (String, std::net::
 
 /// This process's resident memory (VmRSS), MiB.
 fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    memory_mib().0
 }
 
 /// This process's CPU time (user + system), seconds.
@@ -264,21 +258,15 @@ fn directory_events(
     config.drift_interval = None;
     let source = weir_agent::source::DirSource::new(root.clone(), Items::new(Default::default()));
     let mut agent = Agent::new(config, source, FakeNft::default());
-    let step =
-        |agent: &mut Agent<weir_agent::source::DirSource, FakeNft>| -> Result<Stages, Failure> {
-            agent.reconcile().map_err(|e| anyhow::anyhow!("{e}"))?;
-            agent.enforcer().nft().scripts.lock().expect("fake").clear();
-            Ok(agent.stages)
-        };
-    let cold = step(&mut agent)?;
+    let cold = reconcile(&mut agent)?;
     let (mut added, mut deleted) = (Vec::new(), Vec::new());
     for k in 0..events {
         let (_, _, text) = variant(pod, "bench-dir", k, 67);
         let file = root.join(format!("bench-dir-{k}.json"));
         std::fs::write(&file, text)?;
-        added.push(step(&mut agent)?);
+        added.push(reconcile(&mut agent)?);
         std::fs::remove_file(&file)?;
-        deleted.push(step(&mut agent)?);
+        deleted.push(reconcile(&mut agent)?);
     }
     Ok((cold, added, deleted))
 }
