@@ -87,9 +87,45 @@ fn tcp(dst: SocketAddr, timeout: Duration) -> Outcome {
     }
 }
 
+/// A new flow for each UDP and SCTP probe: a process-wide count, mapped to source ports
+/// 40000–59999 and used as SCTP's initiate tag. A UDP probe that got a reply leaves an
+/// established conntrack entry (120 s); a later probe on the same addresses and ports would
+/// pass as part of it after a policy change denied the flow — the kernel's own choice of
+/// source port repeats within a few hundred probes (it is random, not a sequence).
+fn next_flow() -> u32 {
+    static FLOWS: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % 1_000_000;
+    start
+        .wrapping_add(FLOWS.fetch_add(1, Ordering::Relaxed))
+        .max(1)
+}
+
+fn source_port(flow: u32) -> u16 {
+    40000 + (flow % 20000) as u16
+}
+
+/// A UDP socket bound to the next unused flow's source port.
+fn udp_socket(dst: SocketAddr) -> io::Result<Socket> {
+    let unspecified: IpAddr = match dst {
+        SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let mut last = None;
+    for _ in 0..16 {
+        let s = Socket::new(Domain::for_address(dst), Type::DGRAM, None)?;
+        let from = SocketAddr::new(unspecified, source_port(next_flow()));
+        match s.bind(&from.into()) {
+            Ok(()) => return Ok(s),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.expect("tried at least once"))
+}
+
 fn udp(dst: SocketAddr, timeout: Duration) -> Outcome {
     let attempt = || -> io::Result<String> {
-        let s = Socket::new(Domain::for_address(dst), Type::DGRAM, None)?;
+        let s = udp_socket(dst)?;
         s.connect(&dst.into())?;
         s.set_read_timeout(Some(timeout))?;
         s.send(b"probe")?;
@@ -204,7 +240,7 @@ fn sctp_probe(
             Domain::IPV4
         };
         let s = Socket::new(domain, Type::RAW, Some(SockProto::from(sctp::IPPROTO_SCTP)))?;
-        let packet = sctp::init_packet(40000 + (tag % 20000) as u16, port, tag);
+        let packet = sctp::init_packet(source_port(tag), port, tag);
         s.send_to(&packet, &SockAddr::from(SocketAddr::new(addr, 0)))?;
         Ok(())
     };
@@ -232,7 +268,6 @@ pub fn run(
     let arrivals = Arrivals::default();
     let stop = AtomicBool::new(false);
     let handles = Handles::default();
-    let tags = AtomicU32::new(1 + std::process::id().wrapping_mul(7919) % 1_000_000);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
     std::thread::scope(|s| {
         if !raw.is_empty() {
@@ -263,7 +298,7 @@ pub fn run(
                                     Protocol::Tcp => tcp(SocketAddr::new(addr, job.port), timeout),
                                     Protocol::Udp => udp(SocketAddr::new(addr, job.port), timeout),
                                     Protocol::Sctp => {
-                                        let tag = tags.fetch_add(1, Ordering::Relaxed).max(1);
+                                        let tag = next_flow();
                                         sctp_probe(job.dst, addr, job.port, tag, &arrivals, timeout)
                                     }
                                 })
@@ -291,4 +326,39 @@ pub fn run(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Outcome::Failed("not run".into())))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    /// Regression: the lab's upstream-case test once saw a denied UDP flow answered, because
+    /// the kernel gave a probe the source port of an earlier, allowed probe whose conntrack
+    /// entry was still established. Successive probes must be successive flows.
+    #[test]
+    fn udp_probes_never_reuse_a_source_port() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dst = server.local_addr().unwrap();
+        let n = 1000;
+        let echo = std::thread::spawn(move || {
+            let mut ports = Vec::new();
+            let mut buf = [0u8; 64];
+            while ports.len() < n {
+                let (_, from) = server.recv_from(&mut buf).unwrap();
+                server.send_to(b"echo", from).unwrap();
+                ports.push(from.port());
+            }
+            ports
+        });
+        for _ in 0..n {
+            assert_eq!(
+                udp(dst, Duration::from_secs(5)),
+                Outcome::Reached(Some("echo".into()))
+            );
+        }
+        let ports = echo.join().unwrap();
+        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), n, "a source port was used twice");
+    }
 }
