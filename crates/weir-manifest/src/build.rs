@@ -64,6 +64,8 @@ pub(crate) fn identity(o: &Object) -> (String, &str, &String, &Origin) {
             &p.name,
             &p.origin,
         ),
+        Object::ClusterPolicy(p) => (p.kind.to_string(), "", &p.name, &p.origin),
+        Object::Node(n) => ("Node".to_string(), "", &n.name, &n.origin),
     }
 }
 
@@ -121,6 +123,8 @@ pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
             }),
             Object::Service(s) => cluster.services.push(s),
             Object::Policy(p) => cluster.policies.push(p),
+            Object::ClusterPolicy(p) => cluster.cluster_policies.push(p),
+            Object::Node(n) => cluster.nodes.push(n),
         }
     }
 

@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use weir_model::{
-    ContainerPort, EndpointKind, Labels, Origin, Policy, PortTarget, Service, ServicePort,
+    ClusterPolicy, ContainerPort, EndpointKind, Labels, Node, Origin, Policy, PortTarget, Service,
+    ServicePort,
 };
 
 use crate::path::FieldPath;
@@ -59,6 +60,8 @@ pub enum Object {
     },
     Service(Service),
     Policy(Policy),
+    ClusterPolicy(ClusterPolicy),
+    Node(Node),
 }
 
 /// One object to decode: a subtree of a YAML document, or a slice of JSON text
@@ -485,6 +488,23 @@ fn decode_kind(
             let meta = meta(&np.metadata, NameRule::Dns1123Subdomain, origin, problems)?;
             Some(Object::Policy(policy(&np, meta, problems)))
         }
+        "ClusterNetworkPolicy" => {
+            let o = typed(value, options, problems)?;
+            crate::tiers::cnp(o, origin, problems).map(Object::ClusterPolicy)
+        }
+        "AdminNetworkPolicy" => {
+            let o = typed(value, options, problems)?;
+            crate::tiers::anp(o, origin, problems).map(Object::ClusterPolicy)
+        }
+        "BaselineAdminNetworkPolicy" => {
+            let o = typed(value, options, problems)?;
+            crate::tiers::banp(o, origin, problems).map(Object::ClusterPolicy)
+        }
+        "Node" => {
+            let node: core::Node = typed(value, options, problems)?;
+            let meta = meta(&node.metadata, NameRule::Dns1123Subdomain, origin, problems)?;
+            Some(Object::Node(self::node(&node, meta, problems)))
+        }
         _ => return Some(None),
     };
     object.map(Some)
@@ -834,6 +854,32 @@ fn policy(np: &net::NetworkPolicy, meta: Meta, problems: &mut Problems) -> Polic
         isolates_egress,
         ingress,
         egress,
+        origin: meta.origin,
+    }
+}
+
+/// A node's labels and addresses (what `nodes` peers of cluster policies match).
+fn node(node: &core::Node, meta: Meta, problems: &mut Problems) -> Node {
+    let path = FieldPath::root().key("status").key("addresses");
+    let mut addresses = Vec::new();
+    let list = node.status.as_ref().and_then(|s| s.addresses.as_ref());
+    for (i, a) in list.into_iter().flatten().enumerate() {
+        if a.type_ != "InternalIP" && a.type_ != "ExternalIP" {
+            continue; // Hostname, InternalDNS, …: names, not addresses
+        }
+        match a.address.parse::<IpAddr>() {
+            Ok(ip) if !addresses.contains(&ip) => addresses.push(ip),
+            Ok(_) => {}
+            Err(_) => problems.error(
+                path.index(i).key("address"),
+                format!("invalid IP address {}", validate::shown(&a.address)),
+            ),
+        }
+    }
+    Node {
+        name: meta.name,
+        labels: meta.labels,
+        addresses,
         origin: meta.origin,
     }
 }

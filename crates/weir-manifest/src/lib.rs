@@ -11,6 +11,7 @@ mod decode;
 pub mod intents;
 pub mod path;
 pub mod suggest;
+mod tiers;
 mod validate;
 pub mod yaml;
 

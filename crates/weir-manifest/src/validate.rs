@@ -240,7 +240,7 @@ pub fn protocol(p: Option<&str>, path: &FieldPath, problems: &mut Problems) -> P
     }
 }
 
-fn cidr(text: &str, path: &FieldPath, problems: &mut Problems) -> Option<IpNet> {
+pub(crate) fn cidr(text: &str, path: &FieldPath, problems: &mut Problems) -> Option<IpNet> {
     match text.parse::<IpNet>() {
         Ok(net) => {
             if net.trunc() != net {

@@ -344,6 +344,158 @@ impl Policy {
     }
 }
 
+/// The cluster-wide tiers of `policy.networking.k8s.io`: Admin policies are evaluated
+/// before NetworkPolicies, Baseline policies after them (and before the default allow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Tier {
+    Admin,
+    Baseline,
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tier::Admin => "Admin",
+            Tier::Baseline => "Baseline",
+        })
+    }
+}
+
+/// What a cluster policy's rule does with the traffic it matches. v1alpha1 spells
+/// Accept `Allow`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Action {
+    /// Allowed in this direction; no later tier is asked.
+    Accept,
+    /// Dropped; no later tier is asked.
+    Deny,
+    /// The rest of this tier is skipped: the next tier decides.
+    Pass,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Accept => "Accept",
+            Action::Deny => "Deny",
+            Action::Pass => "Pass",
+        })
+    }
+}
+
+/// The kind a cluster policy was written as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum ClusterKind {
+    /// `policy.networking.k8s.io/v1alpha2` ClusterNetworkPolicy (either tier).
+    ClusterNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1` AdminNetworkPolicy (Admin tier).
+    AdminNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1` BaselineAdminNetworkPolicy (Baseline tier, the
+    /// singleton `default`).
+    BaselineAdminNetworkPolicy,
+}
+
+impl fmt::Display for ClusterKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClusterKind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
+            ClusterKind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            ClusterKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
+        })
+    }
+}
+
+/// Pods of the namespaces a selector picks, optionally only those a pod selector picks:
+/// a cluster policy's `subject`, and its `namespaces` and `pods` peers. Never hostNetwork pods.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PodsIn {
+    pub namespaces: LabelSelector,
+    /// `None`: every pod of those namespaces (the `namespaces` form).
+    pub pods: Option<LabelSelector>,
+}
+
+/// One element of a cluster policy rule's `from` / `to`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum ClusterPeer {
+    Pods(PodsIn),
+    /// CIDRs (egress only); they match pod addresses too.
+    Networks(Vec<IpNet>),
+    /// The addresses of the nodes a selector picks (egress only; experimental).
+    Nodes(LabelSelector),
+    /// Domain names (egress Accept only; experimental). weir cannot resolve them: such a
+    /// peer matches no traffic, and loading it warns.
+    DomainNames(Vec<String>),
+}
+
+/// One element of a cluster policy rule's `protocols` / `ports`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum ClusterPort {
+    /// `start`..=`end` of one protocol (one port: `start == end`).
+    Range {
+        protocol: Protocol,
+        start: u16,
+        end: u16,
+    },
+    /// A containerPort name on the destination, of any protocol.
+    Named(String),
+}
+
+/// A cluster policy rule: first match in its policy's order wins.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct ClusterRule {
+    /// The rule's `name` (may be empty).
+    pub name: String,
+    pub action: Action,
+    /// Never empty (the API requires at least one).
+    pub peers: Vec<ClusterPeer>,
+    /// `None`: every protocol and port, ICMP included.
+    pub ports: Option<Vec<ClusterPort>>,
+}
+
+/// A cluster-wide policy of either API version, with its tier and priority.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterPolicy {
+    pub kind: ClusterKind,
+    pub name: String,
+    pub tier: Tier,
+    /// 0–1000, lower first. A BaselineAdminNetworkPolicy counts as 0.
+    pub priority: u16,
+    pub subject: PodsIn,
+    pub ingress: Vec<ClusterRule>,
+    pub egress: Vec<ClusterRule>,
+    pub origin: Origin,
+}
+
+impl ClusterPolicy {
+    /// `ClusterNetworkPolicy/name`: cluster-scoped, so the kind tells apart equal names.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+
+    pub fn rules(&self, direction: Direction) -> &[ClusterRule] {
+        match direction {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+
+    /// The order of evaluation within a tier: priority, then name, then kind. The API
+    /// leaves equal priorities to the implementation; this is weir's, and lint names
+    /// overlapping equals.
+    pub fn order_key(&self) -> (u16, &str, ClusterKind) {
+        (self.priority, &self.name, self.kind)
+    }
+}
+
+/// A node: what `nodes` peers of cluster policies select, by its addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub labels: Labels,
+    pub addresses: Vec<IpAddr>,
+    pub origin: Origin,
+}
+
 /// A Service port; kept for the lab (virtual IPs) and later lints.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ServicePort {
@@ -377,6 +529,9 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     pub policies: Vec<Policy>,
     pub services: Vec<Service>,
+    /// ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies.
+    pub cluster_policies: Vec<ClusterPolicy>,
+    pub nodes: Vec<Node>,
 }
 
 impl Cluster {
