@@ -14,11 +14,12 @@ use rustc_hash::FxHashMap as HashMap;
 use ipnet::IpNet;
 use serde::Serialize;
 use weir_model::{
-    Cluster, ContainerPort, Direction, LabelSelector, NamespaceScope, Peer, PortRef, PortRule,
+    Action, Cluster, ClusterPeer, ClusterPort, ContainerPort, Direction, LabelSelector,
+    NamespaceScope, Peer, PortRef, PortRule, Tier,
 };
 
 use crate::ipspace::{Block, IpSpace};
-use crate::ports::{resolve_ports, PortSet};
+use crate::ports::{resolve_cluster_ports, resolve_ports, PortSet};
 use crate::{selector, Options, Side};
 
 /// Index of a class: endpoint classes first, then one per IP-space class.
@@ -131,8 +132,36 @@ fn ones(words: &[u64]) -> impl Iterator<Item = u32> + '_ {
     })
 }
 
+/// A rule's ports: a NetworkPolicy's `ports`, or a cluster policy's `protocols`/`ports`.
+#[derive(Clone, Copy)]
+enum RulePorts<'c> {
+    Np(&'c [PortRule]),
+    Cluster(Option<&'c [ClusterPort]>),
+}
+
+impl RulePorts<'_> {
+    fn resolve(self, named: &[ContainerPort]) -> PortSet {
+        match self {
+            RulePorts::Np(ports) => resolve_ports(ports, named),
+            RulePorts::Cluster(ports) => resolve_cluster_ports(ports, named),
+        }
+    }
+
+    fn has_named(self) -> bool {
+        match self {
+            RulePorts::Np(ports) => ports
+                .iter()
+                .any(|pr| matches!(pr.port, Some(PortRef::Named(_)))),
+            RulePorts::Cluster(ports) => ports
+                .into_iter()
+                .flatten()
+                .any(|p| matches!(p, ClusterPort::Named(_))),
+        }
+    }
+}
+
 struct FlatRule<'c> {
-    ports: &'c [PortRule],
+    ports: RulePorts<'c>,
     has_named: bool,
     all_peers: bool,
     /// The port set when it does not depend on the destination (no named ports).
@@ -155,6 +184,14 @@ struct Row {
     v6: bool,
 }
 
+/// The cluster policy rules that apply to one class in one direction, in evaluation order
+/// (policies by priority, then name, then kind; rules in order), per tier.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct TierRow {
+    admin: Vec<(u32, Action)>,
+    baseline: Vec<(u32, Action)>,
+}
+
 /// Interned port sets, so rows hold small ids and set algebra is memoised.
 #[derive(Clone, Default)]
 struct PortSets {
@@ -162,6 +199,8 @@ struct PortSets {
     ids: HashMap<PortSet, PortSetId>,
     /// (smaller id, larger id, is union) → result: set algebra is commutative.
     combined: HashMap<(PortSetId, PortSetId, bool), PortSetId>,
+    /// (a, b) → a ∖ b.
+    differences: HashMap<(PortSetId, PortSetId), PortSetId>,
     /// (rule, named ports id) → resolved ports.
     resolved: HashMap<(u32, u32), PortSetId>,
 }
@@ -200,6 +239,22 @@ impl PortSets {
         }
         self.combine(a, b, false)
     }
+    /// What `a` has and `b` has not.
+    fn difference(&mut self, a: PortSetId, b: PortSetId) -> PortSetId {
+        if a == NONE || b == NONE {
+            return a;
+        }
+        if a == b || b == ALL {
+            return NONE;
+        }
+        if let Some(&id) = self.differences.get(&(a, b)) {
+            return id;
+        }
+        let set = self.sets[a.index()].difference(&self.sets[b.index()]);
+        let id = self.intern(set);
+        self.differences.insert((a, b), id);
+        id
+    }
     /// The memoised union (`is_union`) or intersection of two interned sets.
     fn combine(&mut self, a: PortSetId, b: PortSetId, is_union: bool) -> PortSetId {
         let key = (a.min(b), a.max(b), is_union);
@@ -225,6 +280,9 @@ pub struct Index<'c> {
     rows: Vec<Row>,
     ingress_row: Vec<Option<u32>>,
     egress_row: Vec<Option<u32>>,
+    tier_rows: Vec<TierRow>,
+    /// Per direction (ingress, egress): each class's tier row, if cluster policies select it.
+    tier_row: [Vec<Option<u32>>; 2],
     /// Lookups intern the results of set algebra. Single queries share this one;
     /// `flows()` gives each worker thread a copy and merges them after.
     port_sets: Mutex<PortSets>,
@@ -295,7 +353,13 @@ struct PolicyRules<'c> {
     policy_rules: Vec<(u32, Vec<u32>, Vec<u32>)>,
     /// The policies whose podSelector each predicate is.
     target_policies: Vec<Vec<u32>>,
+    /// Per cluster policy: its subject predicate, and its ingress / egress rules with actions.
+    cluster_rules: Vec<ClusterRules>,
+    /// The cluster policies whose subject each predicate is.
+    target_cluster: Vec<Vec<u32>>,
 }
+
+type ClusterRules = (u32, Vec<(u32, Action)>, Vec<(u32, Action)>);
 
 impl<'c> PolicyRules<'c> {
     fn flatten(
@@ -348,6 +412,15 @@ impl<'c> PolicyRules<'c> {
         let mut blocks: Vec<Block> = Vec::new();
         let mut block_ids: HashMap<Block, u32> = HashMap::default();
         let mut block_rules: Vec<Vec<u32>> = Vec::new();
+        let mut add_block = |block: Block, rule: u32| {
+            let next = blocks.len() as u32;
+            let bid = *block_ids.entry(block.clone()).or_insert(next);
+            if bid == next {
+                blocks.push(block);
+                block_rules.push(Vec::new());
+            }
+            block_rules[bid as usize].push(rule);
+        };
         let mut policy_rules: Vec<(u32, Vec<u32>, Vec<u32>)> = Vec::new();
         for p in &cluster.policies {
             let ns = ns_of(&p.namespace);
@@ -366,12 +439,10 @@ impl<'c> PolicyRules<'c> {
                 }
                 for r in p.rules(dir) {
                     let id = rules.len() as u32;
+                    let ports = RulePorts::Np(&r.ports);
                     rules.push(FlatRule {
-                        ports: &r.ports,
-                        has_named: r
-                            .ports
-                            .iter()
-                            .any(|pr| matches!(pr.port, Some(PortRef::Named(_)))),
+                        ports,
+                        has_named: ports.has_named(),
                         all_peers: r.peers.is_empty(),
                         fixed: None,
                         members: None,
@@ -391,17 +462,13 @@ impl<'c> PolicyRules<'c> {
                                 pred_rules[pid].push(id);
                             }
                             Peer::IpBlock { cidr, except } => {
-                                let block = Block {
-                                    cidr: *cidr,
-                                    except: except.clone(),
-                                };
-                                let next = blocks.len() as u32;
-                                let bid = *block_ids.entry(block.clone()).or_insert(next);
-                                if bid == next {
-                                    blocks.push(block);
-                                    block_rules.push(Vec::new());
-                                }
-                                block_rules[bid as usize].push(id);
+                                add_block(
+                                    Block {
+                                        cidr: *cidr,
+                                        except: except.clone(),
+                                    },
+                                    id,
+                                );
                             }
                         }
                     }
@@ -411,11 +478,86 @@ impl<'c> PolicyRules<'c> {
             let [ing, eg] = per_dir;
             policy_rules.push((target, ing, eg));
         }
+        let mut cluster_rules: Vec<ClusterRules> = Vec::new();
+        for p in &cluster.cluster_policies {
+            let target = eval_pred(
+                Scope::Selector(&p.subject.namespaces),
+                p.subject.pods.as_ref(),
+                &mut group_preds,
+            );
+            let mut per_dir = [Vec::new(), Vec::new()];
+            for (d, dir) in [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .enumerate()
+            {
+                for r in p.rules(dir) {
+                    let id = rules.len() as u32;
+                    let ports = RulePorts::Cluster(r.ports.as_deref());
+                    rules.push(FlatRule {
+                        ports,
+                        has_named: ports.has_named(),
+                        all_peers: false,
+                        fixed: None,
+                        members: None,
+                    });
+                    for peer in &r.peers {
+                        match peer {
+                            ClusterPeer::Pods(sel) => {
+                                let pid = eval_pred(
+                                    Scope::Selector(&sel.namespaces),
+                                    sel.pods.as_ref(),
+                                    &mut group_preds,
+                                ) as usize;
+                                if pred_rules.len() <= pid {
+                                    pred_rules.resize(pid + 1, Vec::new());
+                                }
+                                pred_rules[pid].push(id);
+                            }
+                            ClusterPeer::Networks(nets) => {
+                                for net in nets {
+                                    add_block(
+                                        Block {
+                                            cidr: *net,
+                                            except: Vec::new(),
+                                        },
+                                        id,
+                                    );
+                                }
+                            }
+                            ClusterPeer::Nodes(sel) => {
+                                for node in &cluster.nodes {
+                                    if selector::matches(sel, &node.labels) {
+                                        for addr in &node.addresses {
+                                            add_block(
+                                                Block {
+                                                    cidr: IpNet::from(*addr),
+                                                    except: Vec::new(),
+                                                },
+                                                id,
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                            // Not resolvable here: the rule matches no traffic.
+                            ClusterPeer::DomainNames(_) => {}
+                        }
+                    }
+                    per_dir[d].push((id, r.action));
+                }
+            }
+            let [ing, eg] = per_dir;
+            cluster_rules.push((target, ing, eg));
+        }
         let n_preds = pred_ids.len();
         pred_rules.resize(n_preds, Vec::new());
         let mut target_policies: Vec<Vec<u32>> = vec![Vec::new(); n_preds];
         for (pi, (t, _, _)) in policy_rules.iter().enumerate() {
             target_policies[*t as usize].push(pi as u32);
+        }
+        let mut target_cluster: Vec<Vec<u32>> = vec![Vec::new(); n_preds];
+        for (pi, (t, _, _)) in cluster_rules.iter().enumerate() {
+            target_cluster[*t as usize].push(pi as u32);
         }
         for preds in group_preds.iter_mut() {
             preds.sort_unstable();
@@ -429,6 +571,8 @@ impl<'c> PolicyRules<'c> {
             block_rules,
             policy_rules,
             target_policies,
+            cluster_rules,
+            target_cluster,
         }
     }
 }
@@ -597,11 +741,14 @@ impl<'c> Index<'c> {
             rows: Vec::new(),
             ingress_row: Vec::new(),
             egress_row: Vec::new(),
+            tier_rows: Vec::new(),
+            tier_row: [Vec::new(), Vec::new()],
             port_sets: Mutex::new(PortSets::new()),
             has_v6,
         };
         index.intern_fixed_ports();
         index.build_rows(&classes.group, &policies);
+        index.build_tier_rows(&classes.group, &policies);
         index
     }
 
@@ -609,7 +756,7 @@ impl<'c> Index<'c> {
     fn intern_fixed_ports(&mut self) {
         for r in 0..self.rules.len() {
             if !self.rules[r].has_named {
-                let set = resolve_ports(self.rules[r].ports, &[]);
+                let set = self.rules[r].ports.resolve(&[]);
                 self.rules[r].fixed = Some(self.sets_mut().intern(set));
             }
         }
@@ -674,6 +821,114 @@ impl<'c> Index<'c> {
         self.egress_row = egress_row;
     }
 
+    /// Phase 6: tier rows, one per distinct ordered list of cluster policy rules, for the
+    /// classes that cluster policies select.
+    fn build_tier_rows(&mut self, class_group: &[u32], policies: &PolicyRules) {
+        let cluster = self.cluster;
+        let mut keys: HashMap<TierRow, u32> = HashMap::default();
+        let mut tier_row = [
+            vec![None; self.classes.len()],
+            vec![None; self.classes.len()],
+        ];
+        for c in 0..self.n_endpoint_classes {
+            let mut selecting: Vec<u32> = policies.group_preds[class_group[c] as usize]
+                .iter()
+                .flat_map(|&p| policies.target_cluster[p as usize].iter().copied())
+                .collect();
+            if selecting.is_empty() {
+                continue;
+            }
+            selecting.sort_unstable_by_key(|&pi| {
+                let p = &cluster.cluster_policies[pi as usize];
+                (p.tier, p.order_key())
+            });
+            selecting.dedup();
+            for (d, row_of) in tier_row.iter_mut().enumerate() {
+                let mut row = TierRow {
+                    admin: Vec::new(),
+                    baseline: Vec::new(),
+                };
+                for &pi in &selecting {
+                    let (_, ing, eg) = &policies.cluster_rules[pi as usize];
+                    let list = if d == 0 { ing } else { eg };
+                    match cluster.cluster_policies[pi as usize].tier {
+                        Tier::Admin => row.admin.extend_from_slice(list),
+                        Tier::Baseline => row.baseline.extend_from_slice(list),
+                    }
+                }
+                if row.admin.is_empty() && row.baseline.is_empty() {
+                    continue;
+                }
+                let next = self.tier_rows.len() as u32;
+                let id = *keys.entry(row.clone()).or_insert(next);
+                if id == next {
+                    self.tier_rows.push(row);
+                }
+                row_of[c] = Some(id);
+            }
+        }
+        self.tier_row = tier_row;
+    }
+
+    /// The ports allowed in one direction at a class that cluster policies select: the
+    /// Admin tier's first matching rules, then what NetworkPolicies allow (`np`: `None` when
+    /// none isolates the class), else the Baseline tier's, else everything. `peer` is the
+    /// far side, `dst` the destination (named ports resolve there), `fam` the family.
+    fn tiered(
+        &self,
+        sets: &mut PortSets,
+        row: u32,
+        fam: usize,
+        peer: ClassId,
+        dst: ClassId,
+        np: Option<PortSetId>,
+    ) -> PortSetId {
+        let row = &self.tier_rows[row as usize];
+        let mut undecided = ALL;
+        let mut allowed = NONE;
+        let mut passed = NONE;
+        for &(r, action) in &row.admin {
+            if undecided == NONE {
+                break;
+            }
+            if !self.admits(r, fam, peer) {
+                continue;
+            }
+            let ps = self.resolve(sets, r, dst);
+            let ps = sets.intersect(ps, undecided);
+            match action {
+                Action::Accept => allowed = sets.union(allowed, ps),
+                Action::Pass => passed = sets.union(passed, ps),
+                Action::Deny => {}
+            }
+            undecided = sets.difference(undecided, ps);
+        }
+        let mut rest = sets.union(undecided, passed);
+        if rest == NONE {
+            return allowed;
+        }
+        if let Some(np) = np {
+            let ps = sets.intersect(rest, np);
+            return sets.union(allowed, ps);
+        }
+        for &(r, action) in &row.baseline {
+            if rest == NONE {
+                break;
+            }
+            if !self.admits(r, fam, peer) {
+                continue;
+            }
+            let ps = self.resolve(sets, r, dst);
+            let ps = sets.intersect(ps, rest);
+            // Pass in the last tier leaves the connection to the default: allowed.
+            if action != Action::Deny {
+                allowed = sets.union(allowed, ps);
+            }
+            rest = sets.difference(rest, ps);
+        }
+        sets.union(allowed, rest)
+    }
+
     /// The ports rule `rule` admits at destination class `dst`.
     fn sets_mut(&mut self) -> &mut PortSets {
         self.port_sets
@@ -697,7 +952,7 @@ impl<'c> Index<'c> {
         if let Some(&id) = sets.resolved.get(&(rule, class.named_id)) {
             return id;
         }
-        let id = sets.intern(resolve_ports(r.ports, &class.named));
+        let id = sets.intern(r.ports.resolve(&class.named));
         sets.resolved.insert((rule, class.named_id), id);
         id
     }
@@ -799,16 +1054,18 @@ impl<'c> Index<'c> {
         if ca.external && (cb.external || ca.v6 != cb.v6) {
             return NONE;
         }
-        let ingress = match self.ingress_row[b as usize] {
-            None => ALL,
-            Some(row) => self.ingress_lookup(sets, row, a),
+        let np_in = self.ingress_row[b as usize].map(|row| self.ingress_lookup(sets, row, a));
+        let ingress = match self.tier_row[0][b as usize] {
+            None => np_in.unwrap_or(ALL),
+            Some(t) => self.tiered(sets, t, cb.v6 as usize, a, b, np_in),
         };
         if ingress == NONE {
             return NONE;
         }
-        let egress = match self.egress_row[a as usize] {
-            None => ALL,
-            Some(row) => self.egress_lookup(sets, row, b),
+        let np_out = self.egress_row[a as usize].map(|row| self.egress_lookup(sets, row, b));
+        let egress = match self.tier_row[1][a as usize] {
+            None => np_out.unwrap_or(ALL),
+            Some(t) => self.tiered(sets, t, cb.v6 as usize, b, b, np_out),
         };
         sets.intersect(ingress, egress)
     }
@@ -843,6 +1100,9 @@ impl<'c> Index<'c> {
     /// Candidate sources for a destination: the union of its rules' peers when
     /// nothing is admitted from everyone, every class otherwise.
     fn sources_for(&self, b: ClassId, scratch: &mut Vec<u64>) -> Option<()> {
+        if self.tier_row[0][b as usize].is_some() {
+            return None; // an Admin or Baseline rule may admit anyone
+        }
         let row = &self.rows[self.ingress_row[b as usize]? as usize];
         if row.base != NONE {
             return None;

@@ -1,9 +1,9 @@
 //! The direct evaluator: one connection, every policy that bears on it, and why.
 
 use serde::Serialize;
-use weir_model::{Direction, Protocol};
+use weir_model::{Action, Direction, Protocol, Tier};
 
-use crate::ports::resolve_ports;
+use crate::ports::{resolve_cluster_ports, resolve_ports};
 use crate::{family_of, selector, Engine, Side};
 
 /// How one rule of a selecting policy judged the connection.
@@ -19,6 +19,34 @@ pub struct RuleCheck {
     pub admits: String,
 }
 
+/// A cluster policy rule that matched a connection first in its tier.
+#[derive(Clone, Debug, Serialize)]
+pub struct TierDecision {
+    pub tier: Tier,
+    /// `ClusterNetworkPolicy/name`, …
+    pub policy: String,
+    pub priority: u16,
+    /// `ingress[0]`, with the rule's name when it has one: `ingress[0] "allow-dns"`.
+    pub rule: String,
+    pub action: Action,
+    pub origin: String,
+    /// What the rule matches, in words.
+    pub matches: String,
+}
+
+/// Which layer decided a direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Layer {
+    /// An Admin tier rule (Accept or Deny).
+    Admin,
+    /// The NetworkPolicies isolating the endpoint.
+    NetworkPolicy,
+    /// A Baseline tier rule.
+    Baseline,
+    /// Nothing: allowed by default.
+    Default,
+}
+
 /// The verdict of one direction: egress at the source, or ingress at the destination.
 #[derive(Clone, Debug, Serialize)]
 pub struct DirectionReport {
@@ -32,6 +60,11 @@ pub struct DirectionReport {
     pub allowing: Vec<RuleCheck>,
     /// Rules that admit the peer or the port, but not both: the nearest misses.
     pub near_misses: Vec<RuleCheck>,
+    /// The Admin tier's first matching rule (a Pass hands the decision on).
+    pub admin: Option<TierDecision>,
+    /// The Baseline tier's first matching rule, when the decision reached that tier.
+    pub baseline: Option<TierDecision>,
+    pub decided_by: Layer,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -132,6 +165,9 @@ impl Engine<'_> {
             allowed: true,
             allowing: Vec::new(),
             near_misses: Vec::new(),
+            admin: None,
+            baseline: None,
+            decided_by: Layer::Default,
         };
         let Side::Endpoint(i) = at else { return report };
         let ep = self.endpoint(i);
@@ -178,9 +214,173 @@ impl Engine<'_> {
                 }
             }
         }
-        report.allowed = report.isolating_policies.is_empty() || !report.allowing.is_empty();
+        report.admin = self.first_match(
+            Tier::Admin,
+            direction,
+            i,
+            other,
+            dst_ports,
+            protocol,
+            port,
+            v6,
+        );
+        let isolated = !report.isolating_policies.is_empty();
+        match report.admin.as_ref().map(|d| d.action) {
+            Some(Action::Accept) => {
+                report.decided_by = Layer::Admin;
+                report.allowed = true;
+            }
+            Some(Action::Deny) => {
+                report.decided_by = Layer::Admin;
+                report.allowed = false;
+            }
+            Some(Action::Pass) | None if isolated => {
+                report.decided_by = Layer::NetworkPolicy;
+                report.allowed = !report.allowing.is_empty();
+            }
+            Some(Action::Pass) | None => {
+                report.baseline = self.first_match(
+                    Tier::Baseline,
+                    direction,
+                    i,
+                    other,
+                    dst_ports,
+                    protocol,
+                    port,
+                    v6,
+                );
+                match report.baseline.as_ref().map(|d| d.action) {
+                    Some(action) => {
+                        report.decided_by = Layer::Baseline;
+                        report.allowed = action != Action::Deny;
+                    }
+                    None => {
+                        report.decided_by = Layer::Default;
+                        report.allowed = true;
+                    }
+                }
+            }
+        }
         report
     }
+
+    /// The first rule of `tier` that matches, among the cluster policies selecting
+    /// endpoint `at`, in evaluation order.
+    #[allow(clippy::too_many_arguments)]
+    fn first_match(
+        &self,
+        tier: Tier,
+        direction: Direction,
+        at: usize,
+        other: Side,
+        dst_ports: &[weir_model::ContainerPort],
+        protocol: Protocol,
+        port: u16,
+        v6: bool,
+    ) -> Option<TierDecision> {
+        let mut policies: Vec<&weir_model::ClusterPolicy> = self
+            .cluster()
+            .cluster_policies
+            .iter()
+            .filter(|p| p.tier == tier && self.subject_selects(p, at))
+            .collect();
+        policies.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        for p in policies {
+            for (n, rule) in p.rules(direction).iter().enumerate() {
+                let peer = rule
+                    .peers
+                    .iter()
+                    .any(|peer| self.cluster_peer_matches(peer, other, v6));
+                if peer
+                    && resolve_cluster_ports(rule.ports.as_deref(), dst_ports)
+                        .contains(protocol, port)
+                {
+                    let name = if rule.name.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {:?}", weir_model::prefix(&rule.name, 100))
+                    };
+                    return Some(TierDecision {
+                        tier,
+                        policy: p.id(),
+                        priority: p.priority,
+                        rule: format!("{direction}[{n}]{name}"),
+                        action: rule.action,
+                        origin: p.origin.to_string(),
+                        matches: describe_cluster_rule(direction, rule),
+                    });
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A cluster policy rule in words: `Deny from namespaces {…} on TCP 80`.
+pub fn describe_cluster_rule(direction: Direction, rule: &weir_model::ClusterRule) -> String {
+    use weir_model::{ClusterPeer, ClusterPort};
+    let word = match direction {
+        Direction::Ingress => "from",
+        Direction::Egress => "to",
+    };
+    let list = |items: Vec<String>| items.join(",");
+    let peers = rule
+        .peers
+        .iter()
+        .map(|p| match p {
+            ClusterPeer::Pods(sel) => {
+                let ns = if sel.namespaces.is_empty() {
+                    "every namespace".to_string()
+                } else {
+                    format!("namespaces {{{}}}", sel.namespaces)
+                };
+                match &sel.pods {
+                    None => format!("all pods in {ns}"),
+                    Some(pods) if pods.is_empty() => format!("all pods in {ns}"),
+                    Some(pods) => format!("pods {{{pods}}} in {ns}"),
+                }
+            }
+            ClusterPeer::Networks(nets) => {
+                format!(
+                    "networks {}",
+                    list(nets.iter().map(|n| n.to_string()).collect())
+                )
+            }
+            ClusterPeer::Nodes(sel) if sel.is_empty() => "every node".to_string(),
+            ClusterPeer::Nodes(sel) => format!("nodes {{{sel}}}"),
+            ClusterPeer::DomainNames(names) => format!(
+                "domain names {} (not resolved by weir)",
+                list(
+                    names
+                        .iter()
+                        .map(|n| weir_model::prefix(n, 100).to_string())
+                        .collect()
+                )
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let ports = match &rule.ports {
+        None => "all ports".to_string(),
+        Some(ports) => ports
+            .iter()
+            .map(|p| match p {
+                ClusterPort::Range {
+                    protocol,
+                    start,
+                    end,
+                } if start == end => format!("{protocol} {start}"),
+                ClusterPort::Range {
+                    protocol,
+                    start,
+                    end,
+                } => format!("{protocol} {start}-{end}"),
+                ClusterPort::Named(n) => format!("port named {n:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    format!("{} {word} {peers} on {ports}", rule.action)
 }
 
 /// A rule in words, for explanations and lint messages.

@@ -24,9 +24,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub use classes::{ClassId, Flow, Flows, PortSetId, Stats};
-pub use explain::{describe_rule, DirectionReport, Explanation, RuleCheck};
+pub use explain::{
+    describe_cluster_rule, describe_rule, DirectionReport, Explanation, Layer, RuleCheck,
+    TierDecision,
+};
 pub use ports::PortSet;
-use weir_model::{Cluster, Endpoint, Peer};
+use weir_model::{Cluster, ClusterPeer, Endpoint, Peer};
 
 /// Switches for semantics that differ between implementations.
 #[derive(Clone, Copy, Debug)]
@@ -121,6 +124,57 @@ impl<'c> Selectors<'c> {
             },
         }
     }
+}
+
+impl Selectors<'_> {
+    /// Whether a cluster policy's subject selects endpoint `i` (never hostNetwork; the
+    /// namespace must be known).
+    pub fn subject_selects(&self, policy: &weir_model::ClusterPolicy, i: usize) -> bool {
+        let ep = &self.cluster.endpoints[i];
+        pods_in_matches(&policy.subject, ep, self.namespace_labels(&ep.namespace))
+    }
+
+    /// Whether a cluster policy peer matches `other` in a connection of family `v6`.
+    pub fn cluster_peer_matches(&self, peer: &ClusterPeer, other: Side, v6: bool) -> bool {
+        let address = match other {
+            Side::Endpoint(i) => {
+                let ep = &self.cluster.endpoints[i];
+                if let ClusterPeer::Pods(sel) = peer {
+                    return pods_in_matches(sel, ep, self.namespace_labels(&ep.namespace));
+                }
+                if !self.options.ipblock_matches_pods {
+                    return false;
+                }
+                ep.ip_of_family(v6)
+            }
+            Side::Address(ip) => (ip.is_ipv6() == v6).then_some(ip),
+        };
+        let Some(ip) = address else { return false };
+        match peer {
+            ClusterPeer::Pods(_) | ClusterPeer::DomainNames(_) => false,
+            ClusterPeer::Networks(nets) => nets.iter().any(|n| n.contains(&ip)),
+            ClusterPeer::Nodes(sel) => self
+                .cluster
+                .nodes
+                .iter()
+                .any(|n| selector::matches(sel, &n.labels) && n.addresses.contains(&ip)),
+        }
+    }
+}
+
+/// Whether `ep` is among the pods a cluster policy's subject or pod peer describes, given
+/// its namespace's labels (`None`: the namespace is unknown).
+pub fn pods_in_matches(
+    sel: &weir_model::PodsIn,
+    ep: &Endpoint,
+    namespace_labels: Option<&weir_model::Labels>,
+) -> bool {
+    !ep.host_network
+        && namespace_labels.is_some_and(|l| selector::matches(&sel.namespaces, l))
+        && sel
+            .pods
+            .as_ref()
+            .is_none_or(|s| selector::matches(s, &ep.labels))
 }
 
 /// The compiled policy set of one cluster.

@@ -5,7 +5,7 @@ use std::fmt;
 
 use smallvec::{smallvec, SmallVec};
 
-use weir_model::{ContainerPort, PortRef, PortRule, Protocol};
+use weir_model::{ClusterPort, ContainerPort, PortRef, PortRule, Protocol};
 
 /// Inclusive port intervals, sorted and disjoint; inline up to two per protocol, so
 /// the millions of sets a large analysis builds rarely touch the heap.
@@ -112,6 +112,39 @@ impl PortSet {
         out
     }
 
+    /// What `self` has and `other` has not.
+    pub fn difference(&self, other: &PortSet) -> PortSet {
+        let mut out = PortSet {
+            other: self.other && !other.other,
+            ..PortSet::default()
+        };
+        for i in 0..3 {
+            let mut cut = other.ranges[i].iter().peekable();
+            for &(lo, hi) in &self.ranges[i] {
+                let mut from = lo as u32;
+                // Cut intervals are sorted: skip those wholly before this one.
+                while cut.peek().is_some_and(|c| (c.1 as u32) < from) {
+                    cut.next();
+                }
+                let mut pending = cut.clone();
+                while let Some(&&(clo, chi)) = pending.peek() {
+                    if clo as u32 > hi as u32 {
+                        break;
+                    }
+                    if clo as u32 > from {
+                        out.ranges[i].push((from as u16, clo - 1));
+                    }
+                    from = from.max(chi as u32 + 1);
+                    pending.next();
+                }
+                if from <= hi as u32 {
+                    out.ranges[i].push((from as u16, hi));
+                }
+            }
+        }
+        out
+    }
+
     /// The intervals of one protocol.
     pub fn ranges(&self, protocol: Protocol) -> &[(u16, u16)] {
         &self.ranges[slot(protocol)]
@@ -148,6 +181,40 @@ pub fn resolve_ports(rules: &[PortRule], dst_ports: &[ContainerPort]) -> PortSet
     rules.iter().fold(PortSet::none(), |acc, r| {
         acc.union(&resolve_port_rule(r, dst_ports))
     })
+}
+
+/// What a cluster policy rule's `protocols` / `ports` mean on a destination: `None` is
+/// everything; a named port matches the destination's containerPort of that name, of any
+/// protocol.
+pub fn resolve_cluster_ports(
+    ports: Option<&[ClusterPort]>,
+    dst_ports: &[ContainerPort],
+) -> PortSet {
+    let Some(ports) = ports else {
+        return PortSet::all();
+    };
+    let mut s = PortSet::none();
+    for p in ports {
+        match p {
+            ClusterPort::Range {
+                protocol,
+                start,
+                end,
+            } => {
+                if start <= end {
+                    s = s.union(&PortSet::range(*protocol, *start, *end));
+                }
+            }
+            ClusterPort::Named(name) => {
+                for cp in dst_ports {
+                    if cp.name.as_deref() == Some(name) {
+                        s = s.union(&PortSet::range(cp.protocol, cp.port, cp.port));
+                    }
+                }
+            }
+        }
+    }
+    s
 }
 
 impl fmt::Display for PortSet {
@@ -205,6 +272,43 @@ mod tests {
         assert!(!a.contains(Protocol::Sctp, 85));
         assert_eq!(PortSet::all().to_string(), "all");
         assert_eq!(PortSet::all().intersect(&a), a);
+    }
+
+    #[test]
+    fn difference_cuts_intervals() {
+        let a = PortSet::range(Protocol::Tcp, 1, 100).union(&PortSet::range(Protocol::Udp, 53, 53));
+        let b = PortSet::range(Protocol::Tcp, 10, 20)
+            .union(&PortSet::range(Protocol::Tcp, 30, 30))
+            .union(&PortSet::range(Protocol::Tcp, 90, 200));
+        assert_eq!(a.difference(&b).to_string(), "TCP 1-9,21-29,31-89; UDP 53");
+        assert_eq!(a.difference(&a), PortSet::none());
+        assert_eq!(PortSet::all().difference(&PortSet::none()), PortSet::all());
+        let all_but = PortSet::all().difference(&PortSet::range(Protocol::Sctp, 1, 65535));
+        assert_eq!(all_but.to_string(), "TCP all; UDP all; other protocols");
+        assert_eq!(
+            PortSet::all()
+                .difference(&PortSet::range(Protocol::Tcp, 65535, 65535))
+                .ranges(Protocol::Tcp),
+            &[(1, 65534)]
+        );
+        assert_eq!(
+            PortSet::all()
+                .difference(&PortSet::range(Protocol::Tcp, 1, 1))
+                .ranges(Protocol::Tcp),
+            &[(2, 65535)]
+        );
+        // Exhaustive on a small space: x ∈ a∖b ⇔ x ∈ a ∧ x ∉ b.
+        for (a, b) in [(&a, &b), (&b, &a)] {
+            let d = a.difference(b);
+            for port in 1..=300 {
+                for p in [Protocol::Tcp, Protocol::Udp] {
+                    assert_eq!(
+                        d.contains(p, port),
+                        a.contains(p, port) && !b.contains(p, port)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

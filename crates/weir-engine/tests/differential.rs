@@ -86,6 +86,13 @@ proptest! {
     fn engine_agrees_with_oracle(cluster in weir_synth::scenario::cluster()) {
         check(&cluster, Options::default())?;
     }
+
+    /// Admin and Baseline tiers (both API versions, equal priorities, Accept/Deny/Pass,
+    /// pod, namespace, network and node peers) mixed with NetworkPolicies.
+    #[test]
+    fn engine_agrees_with_oracle_on_tiers(cluster in weir_synth::scenario::cluster_with_tiers()) {
+        check(&cluster, Options::default())?;
+    }
 }
 
 /// With ipBlock-matches-pods off, pod addresses never match ipBlocks: compare on a

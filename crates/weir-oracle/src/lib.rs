@@ -13,12 +13,24 @@
 //! - podSelector alone = pods in the policy's namespace; namespaceSelector alone =
 //!   all pods in those namespaces; both = pods matching both; ipBlock = addresses.
 //! - Traffic of a pod to itself is always allowed (upstream e2e).
+//!
+//! And from `policy.networking.k8s.io` (ClusterNetworkPolicy, AdminNetworkPolicy,
+//! BaselineAdminNetworkPolicy), per direction at the subject pod:
+//! - The Admin tier first: its policies selecting the pod in priority order (then name,
+//!   then kind), each one's rules in order; the first rule whose peer and port match
+//!   decides: Accept allows, Deny denies, Pass skips to the NetworkPolicy tier.
+//! - Then NetworkPolicies: an isolated pod's verdict is theirs, final.
+//! - Then the Baseline tier the same way (Pass there: on to the default), then allow.
+//! - Subjects and pod peers are never hostNetwork pods; `networks` match any address,
+//!   pod addresses too; `nodes` match the addresses of the nodes selected; `domainNames`
+//!   match nothing (weir cannot resolve them).
 
 use std::net::IpAddr;
 
 use weir_model::{
-    Cluster, ContainerPort, Direction, Endpoint, LabelSelector, Labels, NamespaceScope, Operator,
-    Peer, Policy, PortRef, PortRule, Protocol, Rule,
+    Action, Cluster, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, ContainerPort,
+    Direction, Endpoint, LabelSelector, Labels, NamespaceScope, Operator, Peer, PodsIn, Policy,
+    PortRef, PortRule, Protocol, Rule, Tier,
 };
 
 /// One side of a connection.
@@ -163,8 +175,104 @@ fn selects(policy: &Policy, pod: &Endpoint) -> bool {
         && label_selector_matches(&policy.pod_selector, &pod.labels)
 }
 
+/// Whether pod `pod` is among the pods `sel` describes.
+fn pods_in_matches(cluster: &Cluster, sel: &PodsIn, pod: &Endpoint) -> bool {
+    if pod.host_network {
+        return false;
+    }
+    let Some(ns_labels) = namespace_labels(cluster, &pod.namespace) else {
+        return false;
+    };
+    if !label_selector_matches(&sel.namespaces, ns_labels) {
+        return false;
+    }
+    match &sel.pods {
+        None => true,
+        Some(s) => label_selector_matches(s, &pod.labels),
+    }
+}
+
+fn cluster_peer_matches(cluster: &Cluster, peer: &ClusterPeer, side: Side, v6: bool) -> bool {
+    match peer {
+        ClusterPeer::Pods(sel) => match side {
+            Side::Pod(i) => pods_in_matches(cluster, sel, &cluster.endpoints[i]),
+            Side::Ip(_) => false,
+        },
+        ClusterPeer::Networks(nets) => match address_of(cluster, side, v6) {
+            Some(ip) => nets.iter().any(|n| n.contains(&ip)),
+            None => false,
+        },
+        ClusterPeer::Nodes(sel) => match address_of(cluster, side, v6) {
+            Some(ip) => cluster
+                .nodes
+                .iter()
+                .any(|n| label_selector_matches(sel, &n.labels) && n.addresses.contains(&ip)),
+            None => false,
+        },
+        ClusterPeer::DomainNames(_) => false,
+    }
+}
+
+fn cluster_port_matches(p: &ClusterPort, q: &Question) -> bool {
+    match p {
+        ClusterPort::Range {
+            protocol,
+            start,
+            end,
+        } => *protocol == q.protocol && *start <= q.port && q.port <= *end,
+        ClusterPort::Named(name) => q.dst_ports.iter().any(|cp| {
+            cp.name.as_deref() == Some(name.as_str())
+                && cp.protocol == q.protocol
+                && cp.port == q.port
+        }),
+    }
+}
+
+fn cluster_rule_matches(cluster: &Cluster, rule: &ClusterRule, other: Side, q: &Question) -> bool {
+    let peer_ok = rule
+        .peers
+        .iter()
+        .any(|p| cluster_peer_matches(cluster, p, other, q.v6));
+    let port_ok = match &rule.ports {
+        None => true,
+        Some(ports) => ports.iter().any(|p| cluster_port_matches(p, q)),
+    };
+    peer_ok && port_ok
+}
+
+/// The action of the first rule of `tier` that matches, at pod `i` in `direction`.
+fn tier_action(
+    cluster: &Cluster,
+    tier: Tier,
+    i: usize,
+    direction: Direction,
+    other: Side,
+    q: &Question,
+) -> Option<Action> {
+    let pod = &cluster.endpoints[i];
+    let mut policies: Vec<&ClusterPolicy> = Vec::new();
+    for p in &cluster.cluster_policies {
+        if p.tier == tier && pods_in_matches(cluster, &p.subject, pod) {
+            policies.push(p);
+        }
+    }
+    policies.sort_by(|a, b| (a.priority, &a.name, a.kind).cmp(&(b.priority, &b.name, b.kind)));
+    for p in policies {
+        let rules = match direction {
+            Direction::Ingress => &p.ingress,
+            Direction::Egress => &p.egress,
+        };
+        for rule in rules {
+            if cluster_rule_matches(cluster, rule, other, q) {
+                return Some(rule.action);
+            }
+        }
+    }
+    None
+}
+
 /// Whether pod `i` lets the connection through in `direction`, `other` being the far side:
-/// not isolated in that direction, or some rule of an isolating policy matches.
+/// the Admin tier, NetworkPolicies, the Baseline tier, in that order.
 fn direction_allows(
     cluster: &Cluster,
     i: usize,
@@ -172,6 +280,29 @@ fn direction_allows(
     other: Side,
     q: &Question,
 ) -> bool {
+    match tier_action(cluster, Tier::Admin, i, direction, other, q) {
+        Some(Action::Accept) => return true,
+        Some(Action::Deny) => return false,
+        Some(Action::Pass) | None => {}
+    }
+    if let Some(verdict) = network_policies_allow(cluster, i, direction, other, q) {
+        return verdict;
+    }
+    !matches!(
+        tier_action(cluster, Tier::Baseline, i, direction, other, q),
+        Some(Action::Deny)
+    )
+}
+
+/// The NetworkPolicies' verdict at pod `i` in `direction`, or `None` when none isolates it:
+/// allowed if some rule of an isolating policy matches.
+fn network_policies_allow(
+    cluster: &Cluster,
+    i: usize,
+    direction: Direction,
+    other: Side,
+    q: &Question,
+) -> Option<bool> {
     let pod = &cluster.endpoints[i];
     let mut isolated = false;
     for policy in &cluster.policies {
@@ -183,12 +314,16 @@ fn direction_allows(
             isolated = true;
             for rule in rules {
                 if rule_matches(cluster, policy, rule, other, q) {
-                    return true;
+                    return Some(true);
                 }
             }
         }
     }
-    !isolated
+    if isolated {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Is a connection from `from` to `to` on `protocol`/`port` allowed?

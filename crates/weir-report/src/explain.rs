@@ -2,12 +2,20 @@
 
 use std::io::{self, Write};
 
-use weir_engine::{DirectionReport, Explanation, RuleCheck};
+use weir_engine::{DirectionReport, Explanation, RuleCheck, TierDecision};
+use weir_model::Action;
 
 use crate::ExplainFormat as Format;
 
 fn rule_line(c: &RuleCheck) -> String {
     format!("{} {}: {} ({})", c.policy, c.rule, c.admits, c.origin)
+}
+
+fn decision_line(t: &TierDecision) -> String {
+    format!(
+        "{} tier: {} (priority {}) {}: {} ({})",
+        t.tier, t.policy, t.priority, t.rule, t.matches, t.origin
+    )
 }
 
 fn direction(out: &mut dyn Write, d: &DirectionReport) -> io::Result<()> {
@@ -21,11 +29,36 @@ fn direction(out: &mut dyn Write, d: &DirectionReport) -> io::Result<()> {
             "  {word}: an outside address; no policy applies → allowed"
         );
     };
+    if let Some(a) = &d.admin {
+        let outcome = match a.action {
+            Action::Accept => "→ allowed (NetworkPolicies are not consulted)",
+            Action::Deny => "→ denied (NetworkPolicies are not consulted)",
+            Action::Pass => "→ passed on to NetworkPolicies",
+        };
+        writeln!(out, "  {word} at {ep}: {} {outcome}", decision_line(a))?;
+        if a.action != Action::Pass {
+            return Ok(());
+        }
+    }
     if d.isolating_policies.is_empty() {
-        return writeln!(
-            out,
-            "  {word} at {ep}: not isolated (no policy selects it for {word}) → allowed"
-        );
+        return match &d.baseline {
+            None => writeln!(
+                out,
+                "  {word} at {ep}: not isolated (no policy selects it for {word}) → allowed"
+            ),
+            Some(b) => {
+                let outcome = match b.action {
+                    Action::Deny => "denied",
+                    Action::Accept => "allowed",
+                    Action::Pass => "allowed (Pass in the last tier: the default)",
+                };
+                writeln!(
+                    out,
+                    "  {word} at {ep}: not isolated by NetworkPolicies; {} → {outcome}",
+                    decision_line(b)
+                )
+            }
+        };
     }
     writeln!(
         out,

@@ -7,9 +7,10 @@ use ipnet::IpNet;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use weir_model::{
-    Cluster, ContainerPort, Endpoint, EndpointKind, LabelSelector, Labels, Namespace,
-    NamespaceScope, Operator, Peer, Policy, PortKey, PortRef, PortRule, Protocol, Requirement,
-    Rule, NAMESPACE_NAME_LABEL,
+    Action, Cluster, ClusterKind, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule,
+    ContainerPort, Endpoint, EndpointKind, LabelSelector, Labels, Namespace, NamespaceScope, Node,
+    Operator, Peer, PodsIn, Policy, PortKey, PortRef, PortRule, Protocol, Requirement, Rule, Tier,
+    NAMESPACE_NAME_LABEL,
 };
 
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
@@ -280,7 +281,150 @@ pub fn cluster() -> impl Strategy<Value = Cluster> {
                 namespaces,
                 endpoints: eps,
                 policies,
-                services: vec![],
+                ..Default::default()
             }
         })
+}
+
+/// Nodes whose addresses are among [`outside_addresses`] (and one pod address), for
+/// `nodes` peers.
+pub fn nodes() -> Vec<Node> {
+    [
+        ("node-a", "a", vec!["10.1.0.1", "fd00::99"]),
+        ("node-b", "b", vec!["192.168.1.1"]),
+        ("node-c", "c", vec!["10.0.1.3"]),
+    ]
+    .into_iter()
+    .map(|(name, role, addrs)| Node {
+        name: name.to_string(),
+        labels: [("role".to_string(), role.to_string())].into(),
+        addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        origin: Default::default(),
+    })
+    .collect()
+}
+
+/// Every pod often (so that tiers and NetworkPolicies meet), else any selection.
+fn pods_in() -> impl Strategy<Value = PodsIn> {
+    prop_oneof![
+        2 => Just(PodsIn { namespaces: LabelSelector::default(), pods: None }),
+        3 => (namespace_selector(), proptest::option::of(selector()))
+            .prop_map(|(namespaces, pods)| PodsIn { namespaces, pods }),
+    ]
+}
+
+fn cluster_peer(egress: bool) -> BoxedStrategy<ClusterPeer> {
+    let networks: Vec<Vec<&str>> = vec![
+        vec!["10.0.0.0/16"],
+        vec!["10.0.1.0/24", "fd00::/64"],
+        vec!["0.0.0.0/0"],
+        vec!["10.0.0.4/30"],
+        vec!["fd00::/120"],
+        vec!["192.168.0.0/16", "10.1.0.0/16"],
+    ];
+    let pods = pods_in().prop_map(ClusterPeer::Pods);
+    if !egress {
+        return pods.boxed();
+    }
+    prop_oneof![
+        4 => pods,
+        2 => select(networks).prop_map(|n| ClusterPeer::Networks(n.iter().map(|c| c.parse().unwrap()).collect())),
+        1 => prop_oneof![
+            Just(LabelSelector::default()),
+            select(&VALUES[..]).prop_map(|v| LabelSelector {
+                match_labels: [("role".to_string(), v.to_string())].into(),
+                match_expressions: vec![],
+            }),
+        ].prop_map(ClusterPeer::Nodes),
+        1 => Just(ClusterPeer::DomainNames(vec!["example.com".into()])),
+    ]
+    .boxed()
+}
+
+fn cluster_port() -> impl Strategy<Value = ClusterPort> {
+    prop_oneof![
+        3 => (protocol(), select(&PORTS[..])).prop_map(|(protocol, p)| ClusterPort::Range { protocol, start: p, end: p }),
+        1 => (protocol(), select(&PORTS[..]), 1u16..400).prop_map(|(protocol, p, len)| ClusterPort::Range { protocol, start: p, end: p.saturating_add(len) }),
+        2 => select(&PORT_NAMES[..]).prop_map(|n| ClusterPort::Named(n.to_string())),
+    ]
+}
+
+fn cluster_rule(tier: Tier, egress: bool) -> impl Strategy<Value = ClusterRule> {
+    let action = match tier {
+        Tier::Admin => {
+            prop_oneof![Just(Action::Accept), Just(Action::Deny), Just(Action::Pass)].boxed()
+        }
+        Tier::Baseline => prop_oneof![
+            2 => Just(Action::Accept),
+            2 => Just(Action::Deny),
+            1 => Just(Action::Pass)
+        ]
+        .boxed(),
+    };
+    (
+        action,
+        proptest::collection::vec(cluster_peer(egress), 1..3),
+        proptest::option::weighted(0.6, proptest::collection::vec(cluster_port(), 1..3)),
+    )
+        .prop_map(|(action, peers, ports)| ClusterRule {
+            name: String::new(),
+            action,
+            peers,
+            ports,
+        })
+}
+
+/// One cluster policy (named `cp{priority}` by [`cluster_with_tiers`]): either tier, a
+/// narrow band of priorities so that equal ones happen, rules of every action.
+pub fn cluster_policy() -> impl Strategy<Value = ClusterPolicy> {
+    (
+        prop_oneof![Just(Tier::Admin), Just(Tier::Baseline)],
+        0u16..4,
+        pods_in(),
+        prop_oneof![
+            Just(ClusterKind::ClusterNetworkPolicy),
+            Just(ClusterKind::AdminNetworkPolicy)
+        ],
+    )
+        .prop_flat_map(|(tier, priority, subject, kind)| {
+            (
+                proptest::collection::vec(cluster_rule(tier, false), 0..4),
+                proptest::collection::vec(cluster_rule(tier, true), 0..4),
+            )
+                .prop_map(move |(ingress, egress)| ClusterPolicy {
+                    kind: match (tier, kind) {
+                        (Tier::Baseline, ClusterKind::AdminNetworkPolicy) => {
+                            ClusterKind::BaselineAdminNetworkPolicy
+                        }
+                        _ => kind,
+                    },
+                    name: String::new(),
+                    tier,
+                    priority,
+                    subject: subject.clone(),
+                    ingress,
+                    egress,
+                    origin: Default::default(),
+                })
+        })
+}
+
+/// A random cluster with cluster-wide tiers: [`cluster`], [`nodes`] and 0–4 cluster policies.
+pub fn cluster_with_tiers() -> impl Strategy<Value = Cluster> {
+    (cluster(), proptest::collection::vec(cluster_policy(), 0..5)).prop_map(
+        |(mut cluster, tiers)| {
+            cluster.nodes = nodes();
+            cluster.cluster_policies = tiers
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut p)| {
+                    // Names decide ties of priority: give some the same priority and
+                    // names out of input order.
+                    p.name = format!("cp{}", 9 - i);
+                    p
+                })
+                .collect();
+            cluster
+        },
+    )
 }
