@@ -10,7 +10,10 @@ use rustc_hash::{FxHashMap, FxHasher};
 use weir_engine::ipspace::{from_int, net_range, subtract, to_int};
 use weir_engine::ports::resolve_ports;
 use weir_engine::{Selectors, Side};
-use weir_model::{Cluster, Direction, LabelSelector, Labels, Peer, PortRef, PortRule, Protocol};
+use weir_model::{
+    Action, Cluster, ClusterPeer, ClusterPolicy, ClusterPort, Direction, LabelSelector, Labels,
+    NamespaceScope, Peer, PodsIn, PortRef, PortRule, Protocol, Rule, Tier,
+};
 
 use crate::{quote, Chain, ChainKind, Ruleset, Set};
 
@@ -157,6 +160,7 @@ pub(crate) fn compile_recorded(
             .as_deref(),
     );
     c.dispatch();
+    c.tier_dispatch();
     c.finish()
 }
 
@@ -355,6 +359,52 @@ enum PeerMatch {
     Set { base: String, families: Vec<Family> },
 }
 
+/// Where one policy rule's nft rules go and what they do.
+struct Line<'a> {
+    dir: Direction,
+    /// The namespace a peer without namespaceSelector means.
+    policy_ns: &'a str,
+    /// Named-port sets of the rule are `{set_base}-…`.
+    set_base: String,
+    /// Quoted: which policy and rule.
+    comment: String,
+    /// `accept`, `drop`, `return`.
+    verdict: &'a str,
+    selected: Selected<'a>,
+}
+
+/// Who a rule's policy applies to: the destinations of its ingress named ports.
+#[derive(Clone, Copy)]
+enum Selected<'a> {
+    Policy(&'a weir_model::Policy),
+    Subject(&'a ClusterPolicy),
+}
+
+impl Selected<'_> {
+    fn selects(self, engine: &Selectors, i: usize) -> bool {
+        match self {
+            Selected::Policy(p) => engine.selects(p, i),
+            Selected::Subject(p) => engine.subject_selects(p, i),
+        }
+    }
+
+    fn named_ingress(self, named: Vec<PortRule>, family: Family) -> SetDef {
+        match self {
+            Selected::Policy(p) => SetDef::NamedIngress {
+                namespace: p.namespace.clone(),
+                pod_selector: p.pod_selector.clone(),
+                named,
+                family,
+            },
+            Selected::Subject(p) => SetDef::NamedSubject {
+                subject: p.subject.clone(),
+                named,
+                family,
+            },
+        }
+    }
+}
+
 struct Compiler<'e, 'c> {
     engine: &'e Selectors<'c>,
     cluster: &'c Cluster,
@@ -398,6 +448,13 @@ pub(crate) enum SetDef {
     NamedIngress {
         namespace: String,
         pod_selector: LabelSelector,
+        named: Vec<PortRule>,
+        family: Family,
+    },
+    /// (address . protocol . port) of the local endpoints a cluster policy's subject
+    /// selects, for an ingress rule's named ports.
+    NamedSubject {
+        subject: PodsIn,
         named: Vec<PortRule>,
         family: Family,
     },
@@ -582,10 +639,18 @@ impl<'e, 'c> Compiler<'e, 'c> {
                     ));
                 }
             }
-            for f in FAMILIES {
-                let map = format!("{dir}{}", f.suffix());
-                rules.push(format!("{} {key} vmap @{map}", f.kw()));
-                self.rs.sets.insert(map, dispatch_map(f));
+            // Admin tier, NetworkPolicies, Baseline tier: a tier's chain accepts, drops, or
+            // returns here for the next (Pass, or no rule matched).
+            let tiers = !self.cluster.cluster_policies.is_empty();
+            for layer in ["admin-", "", "baseline-"] {
+                if !layer.is_empty() && !tiers {
+                    continue;
+                }
+                for f in FAMILIES {
+                    let map = format!("{layer}{dir}{}", f.suffix());
+                    rules.push(format!("{} {key} vmap @{map}", f.kw()));
+                    self.rs.sets.insert(map, dispatch_map(f));
+                }
             }
             self.rs.chains.insert(
                 name.to_string(),
@@ -648,6 +713,210 @@ impl<'e, 'c> Compiler<'e, 'c> {
         }
     }
 
+    /// Map elements for every local endpoint that cluster policies select, and their tier
+    /// chains.
+    fn tier_dispatch(&mut self) {
+        if self.cluster.cluster_policies.is_empty() {
+            return;
+        }
+        let mut order: Vec<usize> = (0..self.cluster.cluster_policies.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (
+                &self.cluster.cluster_policies[a],
+                &self.cluster.cluster_policies[b],
+            );
+            (a.tier, a.order_key()).cmp(&(b.tier, b.order_key()))
+        });
+        for g in 0..self.groups.len() {
+            let local: Vec<usize> = self.groups[g]
+                .2
+                .iter()
+                .copied()
+                .filter(|&i| self.local[i])
+                .collect();
+            let Some(&representative) = local.first() else {
+                continue;
+            };
+            let selecting: Vec<usize> = order
+                .iter()
+                .copied()
+                .filter(|&p| {
+                    self.engine
+                        .subject_selects(&self.cluster.cluster_policies[p], representative)
+                })
+                .collect();
+            for tier in [Tier::Admin, Tier::Baseline] {
+                for dir in [Direction::Egress, Direction::Ingress] {
+                    let list: Vec<usize> = selecting
+                        .iter()
+                        .copied()
+                        .filter(|&p| {
+                            let p = &self.cluster.cluster_policies[p];
+                            p.tier == tier && !p.rules(dir).is_empty()
+                        })
+                        .collect();
+                    if list.is_empty() {
+                        continue;
+                    }
+                    let chain = self.tier_chain(tier, dir, &list);
+                    let layer = match tier {
+                        Tier::Admin => "admin",
+                        Tier::Baseline => "baseline",
+                    };
+                    for &i in &local {
+                        for ip in &self.cluster.endpoints[i].ips {
+                            if !self.is_local_address(ip) {
+                                continue;
+                            }
+                            let map = format!("{layer}-{dir}{}", Family::of(ip).suffix());
+                            self.rs
+                                .sets
+                                .get_mut(&map)
+                                .expect("base chains declare the tier maps")
+                                .elements
+                                .insert(format!("{ip} : jump {chain}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The chain of one tier and direction shared by endpoints that exactly these cluster
+    /// policies select (in evaluation order): their rules inline, in order, so that the
+    /// first match decides — Accept accepts, Deny drops, Pass returns to the next tier (in
+    /// the Baseline tier, whose next is the default, it accepts).
+    fn tier_chain(&mut self, tier: Tier, dir: Direction, list: &[usize]) -> String {
+        let prefix = match (tier, dir) {
+            (Tier::Admin, Direction::Ingress) => "tai",
+            (Tier::Admin, Direction::Egress) => "tae",
+            (Tier::Baseline, Direction::Ingress) => "tbi",
+            (Tier::Baseline, Direction::Egress) => "tbe",
+        };
+        let key: String = list
+            .iter()
+            .map(|&p| format!("{}\0", self.cluster.cluster_policies[p].id()))
+            .collect();
+        let name = self.names.name(prefix, &key);
+        if self.rs.chains.contains_key(&name) {
+            return name;
+        }
+        let cluster = self.cluster;
+        let mut rules = Vec::new();
+        let mut used = BTreeSet::new();
+        for &p in list {
+            let policy = &cluster.cluster_policies[p];
+            let sets = self
+                .names
+                .name(&format!("{prefix}n"), &format!("{}\0", policy.id()));
+            for (n, rule) in policy.rules(dir).iter().enumerate() {
+                let Some(rule) = self.as_rule(rule) else {
+                    continue; // matches no traffic (domain names, empty ranges)
+                };
+                let verdict = match (rule.1, tier) {
+                    (Action::Accept, _) | (Action::Pass, Tier::Baseline) => "accept",
+                    (Action::Deny, _) => "drop",
+                    (Action::Pass, Tier::Admin) => "return",
+                };
+                let line = Line {
+                    dir,
+                    policy_ns: "",
+                    set_base: format!("{sets}-{n}"),
+                    comment: quote(&format!("{} {dir}[{n}] {}", policy.id(), rule.1)),
+                    verdict,
+                    selected: Selected::Subject(policy),
+                };
+                self.rule_lines(&rule.0, &line, &mut rules, &mut used);
+            }
+        }
+        self.rs.chains.insert(
+            name.clone(),
+            Chain {
+                kind: ChainKind::Group,
+                header: None,
+                rules,
+            },
+        );
+        self.uses.insert(name.clone(), used);
+        name
+    }
+
+    /// A cluster policy rule as a NetworkPolicy rule (peers and ports) with its action, or
+    /// `None` when it matches no traffic. Pods and namespaces are selector peers, networks
+    /// and the nodes' addresses are ipBlocks; a named port of any protocol is one per
+    /// protocol.
+    fn as_rule(&self, rule: &weir_model::ClusterRule) -> Option<(Rule, Action)> {
+        let mut peers = Vec::new();
+        for peer in &rule.peers {
+            match peer {
+                ClusterPeer::Pods(sel) => peers.push(Peer::Pods {
+                    namespaces: NamespaceScope::Selector(sel.namespaces.clone()),
+                    pods: sel.pods.clone(),
+                }),
+                ClusterPeer::Networks(nets) => peers.extend(nets.iter().map(|n| Peer::IpBlock {
+                    cidr: *n,
+                    except: Vec::new(),
+                })),
+                ClusterPeer::Nodes(sel) => {
+                    for node in &self.cluster.nodes {
+                        if weir_engine::selector::matches(sel, &node.labels) {
+                            peers.extend(node.addresses.iter().map(|a| Peer::IpBlock {
+                                cidr: IpNet::from(*a),
+                                except: Vec::new(),
+                            }));
+                        }
+                    }
+                }
+                ClusterPeer::DomainNames(_) => {}
+            }
+        }
+        peers.sort();
+        peers.dedup();
+        if peers.is_empty() {
+            return None;
+        }
+        let ports = match &rule.ports {
+            None => Vec::new(),
+            Some(list) => {
+                let mut ports = Vec::new();
+                for p in list {
+                    match p {
+                        ClusterPort::Range {
+                            protocol,
+                            start,
+                            end,
+                        } if start <= end => ports.push(PortRule {
+                            protocol: *protocol,
+                            port: Some(PortRef::Number {
+                                port: *start,
+                                end: *end,
+                            }),
+                        }),
+                        ClusterPort::Range { .. } => {}
+                        ClusterPort::Named(name) => {
+                            ports.extend(Protocol::ALL.map(|protocol| PortRule {
+                                protocol,
+                                port: Some(PortRef::Named(name.clone())),
+                            }))
+                        }
+                    }
+                }
+                if ports.is_empty() {
+                    return None;
+                }
+                ports
+            }
+        };
+        Some((
+            Rule {
+                peers,
+                ports,
+                origin: Default::default(),
+            },
+            rule.action,
+        ))
+    }
+
     /// The chain shared by endpoints isolated in `dir` by exactly these policies.
     fn group_chain(&mut self, dir: Direction, policies: &[usize]) -> String {
         let (prefix, key) = group_key(dir, policies.iter().map(|&p| &self.cluster.policies[p]));
@@ -698,140 +967,18 @@ impl<'e, 'c> Compiler<'e, 'c> {
         if self.rs.chains.contains_key(&name) {
             return name;
         }
-        let key = match dir {
-            Direction::Ingress => "saddr",
-            Direction::Egress => "daddr",
-        };
         let mut rules = Vec::new();
         let mut used = BTreeSet::new();
         for (n, rule) in policy.rules(dir).iter().enumerate() {
-            let comment = quote(&format!("{} {dir}[{n}]", policy.id()));
-            let peers: Vec<(Option<&Peer>, PeerMatch)> = if rule.peers.is_empty() {
-                vec![(None, PeerMatch::Any)]
-            } else {
-                rule.peers
-                    .iter()
-                    .map(|peer| (Some(peer), self.peer_set(peer, &policy.namespace)))
-                    .collect()
+            let line = Line {
+                dir,
+                policy_ns: &policy.namespace,
+                set_base: format!("np{}-{n}", &name[1..]),
+                comment: quote(&format!("{} {dir}[{n}]", policy.id())),
+                verdict: "accept",
+                selected: Selected::Policy(policy),
             };
-            for (_, m) in &peers {
-                if let PeerMatch::Set { base, families } = m {
-                    used.extend(families.iter().map(|f| format!("{base}-{}", f.suffix())));
-                }
-            }
-            let (numbered, named) = split_ports(&rule.ports);
-            for (_, m) in &peers {
-                for ports in &numbered {
-                    match m {
-                        PeerMatch::Any => {
-                            rules.push(join(&[ports, "counter accept comment", &comment]))
-                        }
-                        PeerMatch::Set { base, families } => {
-                            for f in families {
-                                let addr = format!("{} {key} @{base}-{}", f.kw(), f.suffix());
-                                rules.push(join(&[
-                                    &addr,
-                                    ports,
-                                    "counter accept comment",
-                                    &comment,
-                                ]));
-                            }
-                        }
-                    }
-                }
-            }
-            if named.is_empty() {
-                continue;
-            }
-            let set_base = format!("np{}-{n}", &name[1..]);
-            match dir {
-                // The destination is the selected (local) endpoint: one set per rule,
-                // with each peer's address matched as for numbered ports.
-                Direction::Ingress => {
-                    let def = |family| SetDef::NamedIngress {
-                        namespace: policy.namespace.clone(),
-                        pod_selector: policy.pod_selector.clone(),
-                        named: named.clone(),
-                        family,
-                    };
-                    let sets = self.family_sets(&set_base);
-                    used.extend(sets.iter().map(|(_, n)| n.clone()));
-                    let defs: Vec<_> = sets.into_iter().map(|(f, n)| (n, Some(def(f)))).collect();
-                    if !self.reuse(&defs) {
-                        let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
-                            .filter(|&i| self.local[i] && self.engine.selects(policy, i))
-                            .collect();
-                        self.named_port_set(&set_base, &dsts, &named, def);
-                    }
-                    for (_, m) in &peers {
-                        for f in self.families.clone() {
-                            let dport = format!(
-                                "{} daddr . meta l4proto . th dport @{set_base}-{}",
-                                f.kw(),
-                                f.suffix()
-                            );
-                            match m {
-                                PeerMatch::Any => {
-                                    rules.push(join(&[&dport, "counter accept comment", &comment]))
-                                }
-                                PeerMatch::Set { base, families } if families.contains(&f) => {
-                                    let addr = format!("{} saddr @{base}-{}", f.kw(), f.suffix());
-                                    rules.push(join(&[
-                                        &addr,
-                                        &dport,
-                                        "counter accept comment",
-                                        &comment,
-                                    ]));
-                                }
-                                PeerMatch::Set { .. } => {}
-                            }
-                        }
-                    }
-                }
-                // The destination is the peer: one set per peer holds the peer's own
-                // addresses with its resolved ports, so it matches peer and port at once.
-                Direction::Egress => {
-                    for (k, (peer, _)) in peers.iter().enumerate() {
-                        let base = format!("{set_base}-{k}");
-                        let def = |family| SetDef::NamedEgress {
-                            peer: peer.cloned(),
-                            policy_ns: policy.namespace.clone(),
-                            named: named.clone(),
-                            family,
-                        };
-                        let sets = self.family_sets(&base);
-                        used.extend(sets.iter().map(|(_, n)| n.clone()));
-                        let defs: Vec<_> =
-                            sets.into_iter().map(|(f, n)| (n, Some(def(f)))).collect();
-                        if !self.reuse(&defs) {
-                            let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
-                                .filter(|&i| {
-                                    peer.is_none_or(|peer| {
-                                        let ep = &self.cluster.endpoints[i];
-                                        ep.ips.iter().any(|ip| {
-                                            self.engine.peer_matches(
-                                                peer,
-                                                &policy.namespace,
-                                                Side::Endpoint(i),
-                                                ip.is_ipv6(),
-                                            )
-                                        })
-                                    })
-                                })
-                                .collect();
-                            self.named_port_set(&base, &dsts, &named, def);
-                        }
-                        for f in self.families.clone() {
-                            let dport = format!(
-                                "{} daddr . meta l4proto . th dport @{base}-{}",
-                                f.kw(),
-                                f.suffix()
-                            );
-                            rules.push(join(&[&dport, "counter accept comment", &comment]));
-                        }
-                    }
-                }
-            }
+            self.rule_lines(rule, &line, &mut rules, &mut used);
         }
         self.rs.chains.insert(
             name.clone(),
@@ -843,6 +990,131 @@ impl<'e, 'c> Compiler<'e, 'c> {
         );
         self.uses.insert(name.clone(), used);
         name
+    }
+
+    /// The nft rules of one policy rule: for each peer and port it admits, a match ending
+    /// in `line.verdict`; named ports through (address . protocol . port) sets.
+    fn rule_lines(
+        &mut self,
+        rule: &Rule,
+        line: &Line,
+        rules: &mut Vec<String>,
+        used: &mut BTreeSet<String>,
+    ) {
+        let dir = line.dir;
+        let key = match dir {
+            Direction::Ingress => "saddr",
+            Direction::Egress => "daddr",
+        };
+        let comment = &line.comment;
+        let action = format!("counter {} comment", line.verdict);
+        let action = action.as_str();
+        let peers: Vec<(Option<&Peer>, PeerMatch)> = if rule.peers.is_empty() {
+            vec![(None, PeerMatch::Any)]
+        } else {
+            rule.peers
+                .iter()
+                .map(|peer| (Some(peer), self.peer_set(peer, line.policy_ns)))
+                .collect()
+        };
+        for (_, m) in &peers {
+            if let PeerMatch::Set { base, families } = m {
+                used.extend(families.iter().map(|f| format!("{base}-{}", f.suffix())));
+            }
+        }
+        let (numbered, named) = split_ports(&rule.ports);
+        for (_, m) in &peers {
+            for ports in &numbered {
+                match m {
+                    PeerMatch::Any => rules.push(join(&[ports, action, comment])),
+                    PeerMatch::Set { base, families } => {
+                        for f in families {
+                            let addr = format!("{} {key} @{base}-{}", f.kw(), f.suffix());
+                            rules.push(join(&[&addr, ports, action, comment]));
+                        }
+                    }
+                }
+            }
+        }
+        if named.is_empty() {
+            return;
+        }
+        let set_base = &line.set_base;
+        match dir {
+            // The destination is the selected (local) endpoint: one set per rule,
+            // with each peer's address matched as for numbered ports.
+            Direction::Ingress => {
+                let def = |family| line.selected.named_ingress(named.clone(), family);
+                let sets = self.family_sets(set_base);
+                used.extend(sets.iter().map(|(_, n)| n.clone()));
+                let defs: Vec<_> = sets.into_iter().map(|(f, n)| (n, Some(def(f)))).collect();
+                if !self.reuse(&defs) {
+                    let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
+                        .filter(|&i| self.local[i] && line.selected.selects(self.engine, i))
+                        .collect();
+                    self.named_port_set(set_base, &dsts, &named, def);
+                }
+                for (_, m) in &peers {
+                    for f in self.families.clone() {
+                        let dport = format!(
+                            "{} daddr . meta l4proto . th dport @{set_base}-{}",
+                            f.kw(),
+                            f.suffix()
+                        );
+                        match m {
+                            PeerMatch::Any => rules.push(join(&[&dport, action, comment])),
+                            PeerMatch::Set { base, families } if families.contains(&f) => {
+                                let addr = format!("{} saddr @{base}-{}", f.kw(), f.suffix());
+                                rules.push(join(&[&addr, &dport, action, comment]));
+                            }
+                            PeerMatch::Set { .. } => {}
+                        }
+                    }
+                }
+            }
+            // The destination is the peer: one set per peer holds the peer's own
+            // addresses with its resolved ports, so it matches peer and port at once.
+            Direction::Egress => {
+                for (k, (peer, _)) in peers.iter().enumerate() {
+                    let base = format!("{set_base}-{k}");
+                    let def = |family| SetDef::NamedEgress {
+                        peer: peer.cloned(),
+                        policy_ns: line.policy_ns.to_string(),
+                        named: named.clone(),
+                        family,
+                    };
+                    let sets = self.family_sets(&base);
+                    used.extend(sets.iter().map(|(_, n)| n.clone()));
+                    let defs: Vec<_> = sets.into_iter().map(|(f, n)| (n, Some(def(f)))).collect();
+                    if !self.reuse(&defs) {
+                        let dsts: Vec<usize> = (0..self.cluster.endpoints.len())
+                            .filter(|&i| {
+                                peer.is_none_or(|peer| {
+                                    let ep = &self.cluster.endpoints[i];
+                                    ep.ips.iter().any(|ip| {
+                                        self.engine.peer_matches(
+                                            peer,
+                                            line.policy_ns,
+                                            Side::Endpoint(i),
+                                            ip.is_ipv6(),
+                                        )
+                                    })
+                                })
+                            })
+                            .collect();
+                        self.named_port_set(&base, &dsts, &named, def);
+                    }
+                    for f in self.families.clone() {
+                        let dport = format!(
+                            "{} daddr . meta l4proto . th dport @{base}-{}",
+                            f.kw(),
+                            f.suffix()
+                        );
+                        rules.push(join(&[&dport, action, comment]));
+                    }
+                }
+            }
+        }
     }
 
     /// `{base}-4` / `{base}-6`: (address . protocol . port) for each endpoint's

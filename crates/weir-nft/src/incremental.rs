@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use weir_engine::{
-    peer_matches_endpoint, pod_selector_selects, selects_endpoint, Options, Selectors,
+    peer_matches_endpoint, pod_selector_selects, pods_in_matches, selects_endpoint, Options,
+    Selectors,
 };
 use weir_model::{
     Cluster, Direction, Endpoint, Labels, Namespace, Peer, Policy, NAMESPACE_NAME_LABEL,
@@ -451,6 +452,16 @@ impl Incremental {
                     }
                     named_port_elements(e, named, *family).into_iter().collect()
                 }
+                SetDef::NamedSubject {
+                    subject,
+                    named,
+                    family,
+                } => {
+                    if !on_node || !pods_in_matches(subject, e, labels) {
+                        continue;
+                    }
+                    named_port_elements(e, named, *family).into_iter().collect()
+                }
                 // Pod addresses change a Block only when ipBlocks exclude pods (refused above).
                 SetDef::Block { .. } => continue,
             };
@@ -523,9 +534,13 @@ impl Incremental {
         }
     }
 
-    /// Refuses every event when names are ambiguous: endpoints or policies with one
+    /// Refuses every event when cluster-wide policies exist, or when names are ambiguous: endpoints or policies with one
     /// `namespace/name`, or chain and set names whose hashes met.
     fn comparable(&self) -> Result<(), NeedsFull> {
+        if !self.cluster.cluster_policies.is_empty() {
+            // Their chains and sets depend on every pod a subject or peer selects.
+            return Err(NeedsFull("cluster-wide policies are compiled in full"));
+        }
         if !self.unique_ids {
             return Err(NeedsFull("two endpoints with one namespace/name"));
         }

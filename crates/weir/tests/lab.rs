@@ -184,15 +184,34 @@ fn upstream_cases_probed_on_tcp_udp_sctp() {
 
 #[test]
 fn random_scenarios_engine_equals_dataplane() {
-    use proptest::strategy::{Strategy, ValueTree};
-    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
     let Some(_lock) = privileged("random_scenarios_engine_equals_dataplane") else {
         return;
     };
+    random_scenarios(weir_synth::scenario::cluster(), 20);
+}
+
+/// Admin and Baseline tiers with NetworkPolicies: the dataplane's tier chains (Accept,
+/// Deny, Pass) equal the engine on real probes.
+#[test]
+fn random_tier_scenarios_engine_equals_dataplane() {
+    let Some(_lock) = privileged("random_tier_scenarios_engine_equals_dataplane") else {
+        return;
+    };
+    random_scenarios(weir_synth::scenario::cluster_with_tiers(), 30);
+}
+
+/// `WEIR_LAB_SCENARIOS` (default `default_n`) generated clusters, each in a fresh lab,
+/// probed against the engine (`WEIR_LAB_SEED` picks them).
+fn random_scenarios(
+    strategy: impl proptest::strategy::Strategy<Value = Cluster>,
+    default_n: usize,
+) {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
     let n: usize = std::env::var("WEIR_LAB_SCENARIOS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(default_n);
     let seed: u64 = std::env::var("WEIR_LAB_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -206,10 +225,7 @@ fn random_scenarios_engine_equals_dataplane() {
     let probes: Vec<PortKey> = weir_synth::scenario::probes();
     let (mut deltas, mut with_policies) = (0, 0);
     for k in 0..n {
-        let cluster = weir_synth::scenario::cluster()
-            .new_tree(&mut runner)
-            .unwrap()
-            .current();
+        let cluster = strategy.new_tree(&mut runner).unwrap().current();
         let lab = up(&cluster, 2, &probes);
         let deployed = &lab.0.deployed;
         // First the pods without policy (full replace), then the scenario's policies as a
@@ -217,6 +233,7 @@ fn random_scenarios_engine_equals_dataplane() {
         let mut enforcer = Lab::enforcers(&lab.0.state);
         let bare = Cluster {
             policies: vec![],
+            cluster_policies: vec![],
             ..deployed.clone()
         };
         enforcer
@@ -225,7 +242,8 @@ fn random_scenarios_engine_equals_dataplane() {
         let engine = Engine::new(deployed);
         let applied = enforcer.apply(&engine).expect("enforce scenario");
         deltas += applied.iter().filter(|a| a.mode == Mode::Delta).count();
-        with_policies += usize::from(!cluster.policies.is_empty());
+        with_policies +=
+            usize::from(!cluster.policies.is_empty() || !cluster.cluster_policies.is_empty());
         let observed = probe_all(&lab.0, &probes);
         assert_agree(
             &format!("scenario {k} (seed {seed}): {cluster:#?}"),
