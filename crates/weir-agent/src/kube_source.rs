@@ -1,6 +1,7 @@
 //! The Kubernetes source: kube-rs watchers (list, then watch; relist on errors, with
 //! backoff) for Pods, Namespaces and NetworkPolicies in all namespaces, since selectors
-//! reach everywhere. Objects are kept untyped and validated one by one like files, so an
+//! reach everywhere, and the cluster-wide tiers' custom resources (none while their CRD is
+//! not installed). Objects are kept untyped and validated one by one like files, so an
 //! object that fails to decode is skipped and reported and never stops the watch.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -180,6 +181,25 @@ impl KubeSource {
                                 Ok(Event::Delete(o)) => {
                                     s.lock().expect("kube objects").delete(&key(&ar, &o));
                                 }
+                                Err(e) if weir_kube::may_be_absent(&ar) && not_found(&e) => {
+                                    // Not installed: none of its objects exist (any seen
+                                    // before went with the CRD). The watcher retries.
+                                    let prefix = format!("{}/", ar.kind);
+                                    let mut g = s.lock().expect("kube objects");
+                                    let gone: Vec<String> = g.objects.keys()
+                                        .filter(|k| k.starts_with(&prefix)).cloned().collect();
+                                    for k in &gone {
+                                        g.delete(k);
+                                    }
+                                    drop(g);
+                                    if !done {
+                                        done = true;
+                                        n.fetch_add(1, Ordering::SeqCst);
+                                        tracing::info!(kind = %ar.kind, "not installed in this cluster: none to enforce");
+                                    } else if gone.is_empty() {
+                                        continue;
+                                    }
+                                }
                                 Err(e) => {
                                     f.store(true, Ordering::SeqCst);
                                     if let Some(held) = throttle.admit() {
@@ -303,5 +323,16 @@ mod tests {
         );
         s.delete("Pod/a/x");
         assert!(s.by_node.is_empty() && s.placed.is_empty());
+    }
+}
+
+/// Whether a watch error is the server not knowing the resource (a CRD not installed).
+fn not_found(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => weir_kube::is_not_found(k),
+        watcher::Error::WatchError(status) => status.code == 404,
+        watcher::Error::NoResourceVersion => false,
     }
 }

@@ -64,18 +64,59 @@ pub async fn client(connect: &Connect) -> Result<kube::Client, KubeError> {
     kube::Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
 }
 
-/// What an agent enforces from: the policy, and the pods and namespaces it selects.
+/// The API group of the cluster-wide tiers.
+pub const TIERS_GROUP: &str = "policy.networking.k8s.io";
+
+/// ClusterNetworkPolicy (v1alpha2), AdminNetworkPolicy and BaselineAdminNetworkPolicy
+/// (v1alpha1): custom resources a cluster may not have installed ([`may_be_absent`]).
+pub fn tiers() -> Vec<ApiResource> {
+    [
+        ("v1alpha2", "ClusterNetworkPolicy", "clusternetworkpolicies"),
+        ("v1alpha1", "AdminNetworkPolicy", "adminnetworkpolicies"),
+        (
+            "v1alpha1",
+            "BaselineAdminNetworkPolicy",
+            "baselineadminnetworkpolicies",
+        ),
+    ]
+    .into_iter()
+    .map(|(version, kind, plural)| ApiResource {
+        group: TIERS_GROUP.into(),
+        version: version.into(),
+        api_version: format!("{TIERS_GROUP}/{version}"),
+        kind: kind.into(),
+        plural: plural.into(),
+    })
+    .collect()
+}
+
+/// Whether the server may not know a resource at all (a CRD not installed): its list
+/// answers 404, and that means it has no objects.
+pub fn may_be_absent(ar: &ApiResource) -> bool {
+    ar.group == TIERS_GROUP
+}
+
+/// Whether an error is the server saying it does not know the resource.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 404)
+}
+
+/// What an agent enforces from: the policy (NetworkPolicies and the cluster-wide tiers),
+/// and the pods and namespaces it selects.
 pub fn enforced() -> Vec<ApiResource> {
     use k8s_openapi::api::{core::v1, networking::v1 as net};
-    vec![
+    let mut all = vec![
         ApiResource::erase::<v1::Namespace>(&()),
         ApiResource::erase::<v1::Pod>(&()),
         ApiResource::erase::<net::NetworkPolicy>(&()),
-    ]
+    ];
+    all.extend(tiers());
+    all
 }
 
 /// What analysis reads: [`enforced`], the workloads pods fold into (so a live cluster reads
-/// like its manifests: `production/redis`, not one row per replica) and Services.
+/// like its manifests: `production/redis`, not one row per replica), Services, and Nodes
+/// (whose addresses `nodes` peers of cluster policies match).
 pub fn analysed() -> Vec<ApiResource> {
     use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1};
     let mut all = enforced();
@@ -88,6 +129,7 @@ pub fn analysed() -> Vec<ApiResource> {
         ApiResource::erase::<apps::DaemonSet>(&()),
         ApiResource::erase::<batch::Job>(&()),
         ApiResource::erase::<batch::CronJob>(&()),
+        ApiResource::erase::<v1::Node>(&()),
     ]);
     all
 }
@@ -129,7 +171,8 @@ pub struct Snapshot {
 
 /// Every object of these resources, all namespaces, each as a [`NamedText`] named
 /// `cluster:Kind/namespace/name`. A resource beyond [`enforced`] that the credentials may not
-/// list (HTTP 403) is skipped and named in [`Snapshot::forbidden`]: analysis then shows
+/// list (HTTP 403) is skipped and named in [`Snapshot::forbidden`]; a custom resource the
+/// server does not know (404, [`may_be_absent`]) has no objects: analysis then shows
 /// replicas one by one and no Services, which is still correct. Any other failure is an error.
 pub async fn list(client: &kube::Client, resources: &[ApiResource]) -> Result<Snapshot, KubeError> {
     let required: Vec<String> = enforced().into_iter().map(|ar| ar.kind).collect();
@@ -144,6 +187,7 @@ pub async fn list(client: &kube::Client, resources: &[ApiResource]) -> Result<Sn
             }
             let page = match api.list(&params).await {
                 Ok(page) => page,
+                Err(e) if may_be_absent(ar) && is_not_found(&e) => continue 'resources,
                 Err(kube::Error::Api(status))
                     if status.code == 403 && !required.contains(&ar.kind) =>
                 {
