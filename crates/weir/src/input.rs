@@ -17,8 +17,9 @@ pub struct Input {
     /// Manifest files or directories (recursive; *.yaml, *.yml, *.json), or - for stdin.
     #[arg(required_unless_present_any = ["cluster", "kubeconfig", "context"], conflicts_with_all = ["cluster", "kubeconfig", "context"])]
     pub paths: Vec<PathBuf>,
-    /// Read a live cluster instead of files: Namespaces, Pods, their workloads, Services
-    /// and NetworkPolicies, validated like manifests. Kubeconfig from --kubeconfig,
+    /// Read a live cluster instead of files: Namespaces, Pods, their workloads, Services,
+    /// Nodes, NetworkPolicies and the cluster-wide tiers (ClusterNetworkPolicies,
+    /// AdminNetworkPolicies, BaselineAdminNetworkPolicies), validated like manifests. Kubeconfig from --kubeconfig,
     /// $KUBECONFIG or ~/.kube/config, else the in-cluster service account.
     #[arg(long)]
     pub cluster: bool,

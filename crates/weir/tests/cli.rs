@@ -480,3 +480,57 @@ fn misspellings_and_quoted_ports_get_a_hint() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The lesson under cluster-wide guardrails: the Admin tier denies before NetworkPolicies
+/// are asked, a Pass hands the decision to them, the Baseline tier denies what no
+/// NetworkPolicy isolates; explain names tier, policy, priority and rule.
+#[test]
+fn tiers_decide_in_explain() {
+    let explain = |from: &str, to: &str, port: &str| {
+        let o = weir(&[
+            "explain",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--port",
+            port,
+            "examples/todos",
+            "examples/tiers",
+        ]);
+        (o.status.code(), stdout(&o))
+    };
+    let (code, out) = explain("personal/ubuntu", "production/redis", "TCP/6379");
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("Admin tier: ClusterNetworkPolicy/data-tier-stays-in-production (priority 10) ingress[1] \"nobody-else\"")
+            && out.contains("→ denied (NetworkPolicies are not consulted)"),
+        "{out}"
+    );
+    let (code, out) = explain("production/ubuntu", "production/redis", "TCP/6379");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("\"production-decides\": Pass")
+            && out.contains("passed on to NetworkPolicies")
+            && out.contains("✔ allowed by production/data-from-logic-redis ingress[0]"),
+        "{out}"
+    );
+    let (code, out) = explain("production/ubuntu", "personal/ubuntu", "TCP/80");
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("Baseline tier: BaselineAdminNetworkPolicy/default (priority 0) ingress[0]"),
+        "{out}"
+    );
+    // Without the guardrails the same connection is allowed: the tiers made the difference.
+    let o = weir(&[
+        "explain",
+        "--from",
+        "production/ubuntu",
+        "--to",
+        "personal/ubuntu",
+        "--port",
+        "TCP/80",
+        "examples/todos",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+}
