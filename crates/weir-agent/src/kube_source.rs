@@ -277,9 +277,43 @@ impl KubeSource {
     }
 }
 
+/// Whether a watch error is the server not knowing the resource (a CRD not installed).
+fn not_found(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => weir_kube::is_not_found(k),
+        watcher::Error::WatchError(status) => status.code == 404,
+        watcher::Error::NoResourceVersion => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A CRD that is not installed (404) counts as no objects; any other refusal is a
+    /// failing watch (fail closed: not ready, the last state enforced).
+    #[test]
+    fn only_not_found_means_not_installed() {
+        let api = |code| {
+            kube::Error::Api(
+                kube::core::Status::failure("x", "y")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        assert!(not_found(&watcher::Error::InitialListFailed(api(404))));
+        assert!(not_found(&watcher::Error::WatchStartFailed(api(404))));
+        assert!(!not_found(&watcher::Error::InitialListFailed(api(403))));
+        assert!(!not_found(&watcher::Error::InitialListFailed(api(500))));
+        assert!(!not_found(&watcher::Error::NoResourceVersion));
+        assert!(weir_kube::tiers().iter().all(weir_kube::may_be_absent));
+        assert!(!weir_kube::enforced()
+            .iter()
+            .take(3)
+            .any(weir_kube::may_be_absent));
+    }
 
     fn pod(node: &str, ip: &str, host_network: bool) -> String {
         serde_json::json!({
@@ -323,16 +357,5 @@ mod tests {
         );
         s.delete("Pod/a/x");
         assert!(s.by_node.is_empty() && s.placed.is_empty());
-    }
-}
-
-/// Whether a watch error is the server not knowing the resource (a CRD not installed).
-fn not_found(e: &watcher::Error) -> bool {
-    match e {
-        watcher::Error::InitialListFailed(k)
-        | watcher::Error::WatchStartFailed(k)
-        | watcher::Error::WatchFailed(k) => weir_kube::is_not_found(k),
-        watcher::Error::WatchError(status) => status.code == 404,
-        watcher::Error::NoResourceVersion => false,
     }
 }
