@@ -80,6 +80,19 @@ pub struct Explanation {
     pub ingress: DirectionReport,
 }
 
+/// One direction of one connection, as the tiers are asked about it: at endpoint `at`,
+/// with `other` the far side, to a destination with `dst_ports`.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    direction: Direction,
+    at: usize,
+    other: Side,
+    dst_ports: &'a [weir_model::ContainerPort],
+    protocol: Protocol,
+    port: u16,
+    v6: bool,
+}
+
 /// What explain copies into its reports for one policy.
 pub(crate) struct Described {
     id: String,
@@ -214,16 +227,16 @@ impl Engine<'_> {
                 }
             }
         }
-        report.admin = self.first_match(
-            Tier::Admin,
+        let asked = Asked {
             direction,
-            i,
+            at: i,
             other,
             dst_ports,
             protocol,
             port,
             v6,
-        );
+        };
+        report.admin = self.first_match(Tier::Admin, &asked);
         let isolated = !report.isolating_policies.is_empty();
         match report.admin.as_ref().map(|d| d.action) {
             Some(Action::Accept) => {
@@ -239,16 +252,7 @@ impl Engine<'_> {
                 report.allowed = !report.allowing.is_empty();
             }
             Some(Action::Pass) | None => {
-                report.baseline = self.first_match(
-                    Tier::Baseline,
-                    direction,
-                    i,
-                    other,
-                    dst_ports,
-                    protocol,
-                    port,
-                    v6,
-                );
+                report.baseline = self.first_match(Tier::Baseline, &asked);
                 match report.baseline.as_ref().map(|d| d.action) {
                     Some(action) => {
                         report.decided_by = Layer::Baseline;
@@ -265,19 +269,17 @@ impl Engine<'_> {
     }
 
     /// The first rule of `tier` that matches, among the cluster policies selecting
-    /// endpoint `at`, in evaluation order.
-    #[allow(clippy::too_many_arguments)]
-    fn first_match(
-        &self,
-        tier: Tier,
-        direction: Direction,
-        at: usize,
-        other: Side,
-        dst_ports: &[weir_model::ContainerPort],
-        protocol: Protocol,
-        port: u16,
-        v6: bool,
-    ) -> Option<TierDecision> {
+    /// the endpoint asked about, in evaluation order.
+    fn first_match(&self, tier: Tier, asked: &Asked) -> Option<TierDecision> {
+        let Asked {
+            direction,
+            at,
+            other,
+            dst_ports,
+            protocol,
+            port,
+            v6,
+        } = *asked;
         let mut policies: Vec<&weir_model::ClusterPolicy> = self
             .cluster()
             .cluster_policies

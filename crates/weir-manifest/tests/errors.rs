@@ -1,30 +1,10 @@
 //! Bad input: every error names file:line:col and the field path; nothing loads.
 //! Positions point at the offending key (for a list element: the element).
 
-use weir_manifest::{load_str, Diagnostic, LoadError, LoadOptions};
+use weir_manifest::{load_str, LoadOptions};
 
-fn errors(text: &str) -> Vec<Diagnostic> {
-    match load_str("bad.yaml", text, LoadOptions::default()) {
-        Err(LoadError::Invalid(d)) => d,
-        Err(e) => panic!("unexpected error kind: {e}"),
-        Ok(_) => panic!("input loaded, but it is invalid:\n{text}"),
-    }
-}
-
-/// Asserts exactly one error, at `line:col`, on `field`, whose message contains `needle`.
-#[track_caller]
-fn single(text: &str, line: usize, col: usize, field: &str, needle: &str) {
-    let errs = errors(text);
-    assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}");
-    let e = &errs[0];
-    assert_eq!((e.line, e.col, e.field.as_str()), (line, col, field), "{e}");
-    assert!(
-        e.message.contains(needle),
-        "message {:?} lacks {needle:?}",
-        e.message
-    );
-    assert_eq!(e.file, "bad.yaml");
-}
+mod common;
+use common::{errors, single};
 
 const HEAD: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  namespace: x\nspec:\n";
 

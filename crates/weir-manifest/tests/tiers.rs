@@ -2,34 +2,15 @@
 //! (v1alpha1): loaded into one model, and refused like the API server refuses them, with
 //! every error located.
 
-use weir_manifest::{load_str, Diagnostic, LoadError, LoadOptions};
+use weir_manifest::{load_str, Diagnostic, LoadOptions};
 use weir_model::{Action, ClusterKind, ClusterPeer, ClusterPort, PodsIn, Protocol, Tier};
 
 fn load(text: &str) -> weir_manifest::Loaded {
     load_str("tiers.yaml", text, LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn errors(text: &str) -> Vec<Diagnostic> {
-    match load_str("bad.yaml", text, LoadOptions::default()) {
-        Err(LoadError::Invalid(d)) => d,
-        Err(e) => panic!("unexpected error kind: {e}"),
-        Ok(_) => panic!("input loaded, but it is invalid:\n{text}"),
-    }
-}
-
-/// Asserts exactly one error, at `line:col`, on `field`, whose message contains `needle`.
-#[track_caller]
-fn single(text: &str, line: usize, col: usize, field: &str, needle: &str) {
-    let errs = errors(text);
-    assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}");
-    let e = &errs[0];
-    assert_eq!((e.line, e.col, e.field.as_str()), (line, col, field), "{e}");
-    assert!(
-        e.message.contains(needle),
-        "message {:?} lacks {needle:?}",
-        e.message
-    );
-}
+mod common;
+use common::single;
 
 const ALL_KINDS: &str = r#"
 apiVersion: policy.networking.k8s.io/v1alpha2
