@@ -11,7 +11,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use weir_kube::{key, manifest};
@@ -132,87 +132,8 @@ impl KubeSource {
                     }
                 };
                 let tasks = resources.into_iter().map(|ar| {
-                    let (s, n, f, tx, client) = (s.clone(), n.clone(), f.clone(), tx.clone(), client.clone());
-                    async move {
-                        let api: Api<DynamicObject> = Api::all_with(client, &ar);
-                        // Exponential backoff with jitter (0.8 s doubling to 30 s) between
-                        // failed lists and watches, reset after two quiet minutes.
-                        let mut stream = watcher::watcher(api, watcher::Config::default())
-                            .default_backoff()
-                            .boxed();
-                        let mut fresh: Option<BTreeMap<String, String>> = None;
-                        let mut done = false;
-                        let mut throttle = Throttle::new();
-                        while let Some(event) = stream.next().await {
-                            if event.is_ok() && f.swap(false, Ordering::SeqCst) {
-                                tracing::info!(kind = %ar.kind, "watching again");
-                                throttle.reset();
-                            }
-                            match event {
-                                Ok(Event::Init) => fresh = Some(BTreeMap::new()),
-                                Ok(Event::InitApply(o)) => {
-                                    if let Some(f) = fresh.as_mut() {
-                                        f.insert(key(&ar, &o), manifest(&ar, &o));
-                                    }
-                                }
-                                Ok(Event::InitDone) => {
-                                    let list = fresh.take().unwrap_or_default();
-                                    let prefix = format!("{}/", ar.kind);
-                                    let mut g = s.lock().expect("kube objects");
-                                    let gone: Vec<String> = g.objects.keys()
-                                        .filter(|k| k.starts_with(&prefix) && !list.contains_key(*k))
-                                        .cloned().collect();
-                                    for k in gone {
-                                        g.delete(&k);
-                                    }
-                                    for (k, v) in list {
-                                        g.put(k, v);
-                                    }
-                                    drop(g);
-                                    if !done {
-                                        done = true;
-                                        n.fetch_add(1, Ordering::SeqCst);
-                                    }
-                                    tracing::info!(kind = %ar.kind, "listed");
-                                }
-                                Ok(Event::Apply(o)) => {
-                                    s.lock().expect("kube objects").put(key(&ar, &o), manifest(&ar, &o));
-                                }
-                                Ok(Event::Delete(o)) => {
-                                    s.lock().expect("kube objects").delete(&key(&ar, &o));
-                                }
-                                Err(e) if weir_kube::may_be_absent(&ar) && not_found(&e) => {
-                                    // Not installed: none of its objects exist (any seen
-                                    // before went with the CRD). The watcher retries.
-                                    let prefix = format!("{}/", ar.kind);
-                                    let mut g = s.lock().expect("kube objects");
-                                    let gone: Vec<String> = g.objects.keys()
-                                        .filter(|k| k.starts_with(&prefix)).cloned().collect();
-                                    for k in &gone {
-                                        g.delete(k);
-                                    }
-                                    drop(g);
-                                    if !done {
-                                        done = true;
-                                        n.fetch_add(1, Ordering::SeqCst);
-                                        tracing::info!(kind = %ar.kind, "not installed in this cluster: none to enforce");
-                                    } else if gone.is_empty() {
-                                        continue;
-                                    }
-                                }
-                                Err(e) => {
-                                    f.store(true, Ordering::SeqCst);
-                                    if let Some(held) = throttle.admit() {
-                                        tracing::warn!(kind = %ar.kind, error = %e, held_back = held, "watch error; retrying with backoff, enforcing the last state meanwhile");
-                                    }
-                                    continue;
-                                }
-                            }
-                            if tx.send(()).is_err() {
-                                return;
-                            }
-                        }
-                    }
+                    let watch = Watch { shared: s.clone(), synced: n.clone(), failing: f.clone(), tx: tx.clone() };
+                    watch.run(ar, client.clone())
                 });
                 futures::future::join_all(tasks).await;
             });
@@ -276,6 +197,134 @@ impl KubeSource {
             .then(|| "the Kubernetes API cannot be watched; enforcing the last state".into())
     }
 }
+
+/// What each resource's watcher shares with the source: the objects, how many resources
+/// have been listed once, whether some watch is failing, and who hears of changes.
+struct Watch {
+    shared: Arc<Mutex<Shared>>,
+    synced: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+    tx: Sender<()>,
+}
+
+impl Watch {
+    /// Lists and watches one resource until the source is dropped.
+    async fn run(self, ar: ApiResource, client: kube::Client) {
+        let Watch {
+            shared: s,
+            synced: n,
+            failing: f,
+            tx,
+        } = self;
+        let mut done = false;
+        let mut throttle = Throttle::new();
+        loop {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+            // Exponential backoff with jitter (0.8 s doubling to 30 s) between
+            // failed lists and watches, reset after two quiet minutes.
+            let mut stream = watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            let mut fresh: Option<BTreeMap<String, String>> = None;
+            let mut absent = false;
+            while let Some(event) = stream.next().await {
+                // Init comes before every list attempt: only an answer shows
+                // the API is back.
+                let answered = matches!(&event, Ok(e) if !matches!(e, Event::Init));
+                if answered && f.swap(false, Ordering::SeqCst) {
+                    tracing::info!(kind = %ar.kind, "watching again");
+                    throttle.reset();
+                }
+                match event {
+                    Ok(Event::Init) => fresh = Some(BTreeMap::new()),
+                    Ok(Event::InitApply(o)) => {
+                        if let Some(f) = fresh.as_mut() {
+                            f.insert(key(&ar, &o), manifest(&ar, &o));
+                        }
+                    }
+                    Ok(Event::InitDone) => {
+                        let list = fresh.take().unwrap_or_default();
+                        let prefix = format!("{}/", ar.kind);
+                        let mut g = s.lock().expect("kube objects");
+                        let gone: Vec<String> = g
+                            .objects
+                            .keys()
+                            .filter(|k| k.starts_with(&prefix) && !list.contains_key(*k))
+                            .cloned()
+                            .collect();
+                        for k in gone {
+                            g.delete(&k);
+                        }
+                        for (k, v) in list {
+                            g.put(k, v);
+                        }
+                        drop(g);
+                        if !done {
+                            done = true;
+                            n.fetch_add(1, Ordering::SeqCst);
+                        }
+                        tracing::info!(kind = %ar.kind, "listed");
+                    }
+                    Ok(Event::Apply(o)) => {
+                        s.lock()
+                            .expect("kube objects")
+                            .put(key(&ar, &o), manifest(&ar, &o));
+                    }
+                    Ok(Event::Delete(o)) => {
+                        s.lock().expect("kube objects").delete(&key(&ar, &o));
+                    }
+                    Err(e) if weir_kube::may_be_absent(&ar) && not_found(&e) => {
+                        // Not installed: none of its objects exist (any seen
+                        // before went with the CRD). The watcher retries.
+                        let prefix = format!("{}/", ar.kind);
+                        let mut g = s.lock().expect("kube objects");
+                        let gone: Vec<String> = g
+                            .objects
+                            .keys()
+                            .filter(|k| k.starts_with(&prefix))
+                            .cloned()
+                            .collect();
+                        for k in &gone {
+                            g.delete(k);
+                        }
+                        drop(g);
+                        let first = !done;
+                        if first {
+                            done = true;
+                            n.fetch_add(1, Ordering::SeqCst);
+                            tracing::info!(kind = %ar.kind, "not installed in this cluster: none to enforce");
+                        }
+                        if (first || !gone.is_empty()) && tx.send(()).is_err() {
+                            return;
+                        }
+                        absent = true;
+                        break;
+                    }
+                    Err(e) => {
+                        f.store(true, Ordering::SeqCst);
+                        if let Some(held) = throttle.admit() {
+                            tracing::warn!(kind = %ar.kind, error = %e, held_back = held, "watch error; retrying with backoff, enforcing the last state meanwhile");
+                        }
+                        continue;
+                    }
+                }
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+            if !absent {
+                return;
+            }
+            // Looked for again now and then: a CRD installed later is watched
+            // from then on.
+            tokio::time::sleep(ABSENT_RECHECK).await;
+        }
+    }
+}
+
+/// How long a resource the server does not know (a CRD not installed) waits before it is
+/// looked for again.
+const ABSENT_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Whether a watch error is the server not knowing the resource (a CRD not installed).
 fn not_found(e: &watcher::Error) -> bool {
