@@ -120,8 +120,9 @@ pub fn complement(cidrs: &[IpNet], v6: bool) -> Vec<IpNet> {
         .collect()
 }
 
-/// Addresses standing for "outside" in checks: every ipBlock and except edge, and two
-/// documentation addresses that no policy names.
+/// Addresses standing for "outside" in checks: every ipBlock and except edge, every edge of
+/// a cluster policy's networks, the nodes' addresses, and two documentation addresses that
+/// no policy names.
 pub fn outside_representatives(clusters: &[&weir_model::Cluster]) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
     for c in clusters {
@@ -137,6 +138,19 @@ pub fn outside_representatives(clusters: &[&weir_model::Cluster]) -> Vec<IpAddr>
                 }
             }
         }
+        for p in &c.cluster_policies {
+            for rule in p.ingress.iter().chain(&p.egress) {
+                for peer in &rule.peers {
+                    if let weir_model::ClusterPeer::Networks(nets) = peer {
+                        for net in nets {
+                            out.push(net.network());
+                            out.push(net.broadcast());
+                        }
+                    }
+                }
+            }
+        }
+        out.extend(c.nodes.iter().flat_map(|n| n.addresses.iter().copied()));
     }
     out.sort();
     out.dedup();

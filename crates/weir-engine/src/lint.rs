@@ -70,6 +70,9 @@ pub enum Check {
     AllowAllRule,
     NamespaceWithoutDefaultDeny,
     DenyAllDirection,
+    TierRuleShadowed,
+    TierPriorityTie,
+    PassToNothing,
 }
 
 /// What a check is called and what to do about its findings.
@@ -84,7 +87,7 @@ pub struct CheckSpec {
 }
 
 impl Check {
-    pub const ALL: [Check; 11] = [
+    pub const ALL: [Check; 14] = [
         Check::PolicySelectsNothing,
         Check::PeerMatchesNothing,
         Check::NamedPortUnresolved,
@@ -96,6 +99,9 @@ impl Check {
         Check::AllowAllRule,
         Check::NamespaceWithoutDefaultDeny,
         Check::DenyAllDirection,
+        Check::TierRuleShadowed,
+        Check::TierPriorityTie,
+        Check::PassToNothing,
     ];
 
     pub const fn spec(self) -> CheckSpec {
@@ -123,6 +129,12 @@ impl Check {
                 "add a NetworkPolicy with podSelector: {} and policyTypes: [Ingress] and no rules"),
             Check::DenyAllDirection => ("I002", "deny-all-direction", Info,
                 "intended as default-deny? fine; otherwise add rules"),
+            Check::TierRuleShadowed => ("W010", "tier-rule-shadowed", Warning,
+                "delete the rule, move it before the rule that takes its traffic, or narrow that one"),
+            Check::TierPriorityTie => ("W011", "tier-priority-tie", Warning,
+                "give the policies distinct priorities: with equal ones, which decides is up to the implementation (weir: by name)"),
+            Check::PassToNothing => ("W012", "pass-to-nothing", Warning,
+                "nothing below decides, so the traffic is allowed by default: write Accept if that is meant, or add the NetworkPolicy or Baseline rule it should reach"),
         };
         CheckSpec {
             code,
@@ -246,6 +258,7 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
             }
         }
     }
+    tiers(&mut l, &outside);
     redundant_policies(&mut l, &outside);
     egress_dns(&mut l, &outside);
     default_deny(&mut l);
@@ -515,4 +528,192 @@ fn default_deny(l: &mut Linter) {
             l.push(Check::NamespaceWithoutDefaultDeny, String::new(), ns.name.clone(), format!("namespace {} has endpoints but no default-deny ingress policy: anything not isolated by another policy accepts all traffic", ns.name));
         }
     }
+}
+
+/// How many (rule × subject × peer) evaluations the tier checks may cost before the
+/// shadowing check is skipped.
+const TIER_BUDGET: usize = 4_000_000;
+
+/// Findings about cluster policies: shadowed rules, priority ties, Pass with nothing below.
+fn tiers(l: &mut Linter, outside: &[IpAddr]) {
+    use weir_model::{Action, Tier};
+    let cluster = l.cluster;
+    let n = cluster.endpoints.len();
+    let subjects: Vec<Vec<usize>> = cluster
+        .cluster_policies
+        .iter()
+        .map(|p| (0..n).filter(|&i| l.engine.subject_selects(p, i)).collect())
+        .collect();
+    let peers: Vec<Side> = (0..n)
+        .map(Side::Endpoint)
+        .chain(outside.iter().map(|&ip| Side::Address(ip)))
+        .collect();
+    let rules: usize = cluster
+        .cluster_policies
+        .iter()
+        .map(|p| p.ingress.len() + p.egress.len())
+        .sum();
+    let affordable = rules * n * peers.len() <= TIER_BUDGET;
+    for (pi, policy) in cluster.cluster_policies.iter().enumerate() {
+        let (loc, id) = (policy.origin.to_string(), policy.id());
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let list = policy.rules(direction);
+            // What each rule matches, per (subject, peer): a rule whose matches the rules
+            // before it always took first never decides anything.
+            if affordable && !subjects[pi].is_empty() {
+                let mut taken: Vec<PortSet> =
+                    vec![PortSet::none(); subjects[pi].len() * peers.len()];
+                for (k, rule) in list.iter().enumerate() {
+                    let mut fresh = false;
+                    let mut any = false;
+                    for (si, &s) in subjects[pi].iter().enumerate() {
+                        for (pj, &peer) in peers.iter().enumerate() {
+                            let m = tier_rule_matches(l.engine, direction, rule, s, peer);
+                            if m.is_empty() {
+                                continue;
+                            }
+                            any = true;
+                            let slot = &mut taken[si * peers.len() + pj];
+                            if !m.difference(slot).is_empty() {
+                                fresh = true;
+                                *slot = slot.union(&m);
+                            }
+                        }
+                    }
+                    if any && !fresh {
+                        l.push(
+                            Check::TierRuleShadowed,
+                            loc.clone(),
+                            id.clone(),
+                            format!(
+                                "{} ({}) never decides: the rules before it in this policy match all its traffic first",
+                                rule_path(direction, k),
+                                rule.action
+                            ),
+                        );
+                    }
+                }
+            }
+            let word = if direction == Direction::Ingress {
+                "from"
+            } else {
+                "to"
+            };
+            for (k, rule) in list.iter().enumerate() {
+                for (j, peer) in rule.peers.iter().enumerate() {
+                    let weir_model::ClusterPeer::Pods(_) = peer else {
+                        continue;
+                    };
+                    let none = (0..n).all(|i| {
+                        !l.engine.cluster_peer_matches(
+                            peer,
+                            Side::Endpoint(i),
+                            cluster.endpoints[i].primary_is_v6(),
+                        )
+                    });
+                    if none {
+                        l.push(
+                            Check::PeerMatchesNothing,
+                            loc.clone(),
+                            id.clone(),
+                            format!(
+                                "{}.{word}[{j}] matches no endpoint",
+                                rule_path(direction, k)
+                            ),
+                        );
+                    }
+                }
+            }
+            // Pass: the NetworkPolicies and the Baseline tier decide; if neither applies to
+            // any pod the policy selects, the Pass is an Accept in disguise.
+            if policy.tier == Tier::Admin {
+                for (k, rule) in list.iter().enumerate() {
+                    if rule.action != Action::Pass || subjects[pi].is_empty() {
+                        continue;
+                    }
+                    let below = subjects[pi].iter().any(|&s| {
+                        cluster
+                            .policies
+                            .iter()
+                            .any(|np| np.isolates(direction) && l.engine.selects(np, s))
+                            || cluster.cluster_policies.iter().any(|b| {
+                                b.tier == Tier::Baseline
+                                    && !b.rules(direction).is_empty()
+                                    && l.engine.subject_selects(b, s)
+                            })
+                    });
+                    if !below {
+                        l.push(
+                            Check::PassToNothing,
+                            loc.clone(),
+                            id.clone(),
+                            format!(
+                                "{} passes to NetworkPolicies and the Baseline tier, but neither has {direction} rules for the {} pod(s) this policy selects",
+                                rule_path(direction, k),
+                                subjects[pi].len()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        // Equal priorities in one tier over common pods, both with rules in one direction.
+        for (qi, other) in cluster.cluster_policies.iter().enumerate().skip(pi + 1) {
+            if other.tier != policy.tier || other.priority != policy.priority {
+                continue;
+            }
+            let common = subjects[pi]
+                .iter()
+                .filter(|s| subjects[qi].contains(s))
+                .count();
+            let both = [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .find(|&d| !policy.rules(d).is_empty() && !other.rules(d).is_empty());
+            if let (true, Some(d)) = (common > 0, both) {
+                l.push(
+                    Check::TierPriorityTie,
+                    loc.clone(),
+                    id.clone(),
+                    format!(
+                        "{} priority {} is also {}'s ({}), and both have {d} rules for {common} common pod(s)",
+                        policy.tier,
+                        policy.priority,
+                        other.id(),
+                        other.origin
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The ports a cluster policy rule matches between subject `s` and `peer` (none if the
+/// peer does not match), resolved on the destination.
+fn tier_rule_matches(
+    engine: &Engine,
+    direction: Direction,
+    rule: &weir_model::ClusterRule,
+    s: usize,
+    peer: Side,
+) -> PortSet {
+    let (dst, v6) = match direction {
+        Direction::Ingress => (
+            Side::Endpoint(s),
+            engine.cluster().endpoints[s].primary_is_v6(),
+        ),
+        Direction::Egress => (peer, crate::family_of(engine.cluster(), peer)),
+    };
+    if peer == Side::Endpoint(s)
+        || !rule
+            .peers
+            .iter()
+            .any(|p| engine.cluster_peer_matches(p, peer, v6))
+    {
+        return PortSet::none();
+    }
+    let dst_ports: &[weir_model::ContainerPort] = match dst {
+        Side::Endpoint(i) => &engine.cluster().endpoints[i].ports,
+        Side::Address(_) => &[],
+    };
+    crate::ports::resolve_cluster_ports(rule.ports.as_deref(), dst_ports)
 }

@@ -92,10 +92,11 @@ impl Input {
                     if c.endpoints.is_empty() {
                         // An empty table with exit 0 would look like "nothing is allowed".
                         eprintln!(
-                            "warning: no pods or workloads in {} (read {} namespace(s), {} NetworkPolicy(ies), {} Service(s)): nothing can be selected, so there is nothing to analyse; give weir the Pods, Deployments, StatefulSets… the policies govern",
+                            "warning: no pods or workloads in {} (read {} namespace(s), {} NetworkPolicy(ies), {} cluster-wide policy(ies), {} Service(s)): nothing can be selected, so there is nothing to analyse; give weir the Pods, Deployments, StatefulSets… the policies govern",
                             self.describe(),
                             c.namespaces.len(),
                             c.policies.len(),
+                            c.cluster_policies.len(),
                             c.services.len()
                         );
                     }
