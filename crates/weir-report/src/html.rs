@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use weir_engine::lint::Finding;
-use weir_engine::{describe_rule, Engine, Side};
+use weir_engine::{describe_cluster_rule, describe_rule, Engine, Side};
 use weir_model::Direction;
 
 fn esc(s: &str) -> String {
@@ -46,12 +46,13 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
 .sev-warning{{color:#b35c00}} .sev-error{{color:#c00}} .sev-info{{color:#555}} code{{font-size:12px}}
 </style></head><body>
 <h1>{t}</h1>
-<p id="summary">{ns} namespaces, {ne} endpoints, {np} policies, {nf} lint findings.</p>
+<p id="summary">{ns} namespaces, {ne} endpoints, {np} policies, {ncp} cluster-wide policies, {nf} lint findings.</p>
 "#,
         t = esc(title),
         ns = cluster.namespaces.len(),
         ne = eps.len(),
         np = cluster.policies.len(),
+        ncp = cluster.cluster_policies.len(),
         nf = findings.len()
     );
 
@@ -214,6 +215,47 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
         );
     }
     h.push_str("</table>");
+
+    // Cluster-wide tiers, in evaluation order.
+    if !cluster.cluster_policies.is_empty() {
+        h.push_str(r#"<h2>Cluster-wide policies</h2><p>Admin tier first (lower priority first), then NetworkPolicies, then the Baseline tier; in a policy, the first matching rule decides.</p><table id="cluster-policies"><tr><th>tier</th><th>priority</th><th>policy</th><th>selects</th><th>rules, in order</th><th>source</th></tr>"#);
+        let mut ordered: Vec<&weir_model::ClusterPolicy> =
+            cluster.cluster_policies.iter().collect();
+        ordered.sort_by(|a, b| (a.tier, a.order_key()).cmp(&(b.tier, b.order_key())));
+        for p in ordered {
+            let selected: Vec<String> = (0..eps.len())
+                .filter(|&i| engine.subject_selects(p, i))
+                .map(|i| eps[i].id())
+                .collect();
+            let mut rules = String::new();
+            for d in [Direction::Ingress, Direction::Egress] {
+                for (n, r) in p.rules(d).iter().enumerate() {
+                    let name = if r.name.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" <em>{}</em>", esc(&r.name))
+                    };
+                    let _ = write!(
+                        rules,
+                        "{d}[{n}]{name}: {}<br>",
+                        esc(&describe_cluster_rule(d, r))
+                    );
+                }
+            }
+            let _ = write!(
+                h,
+                r#"<tr class="cluster-policy"><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td><code>{}</code></td></tr>"#,
+                p.tier,
+                p.priority,
+                esc(&p.id()),
+                selected.len(),
+                esc(&selected.join(", ")),
+                rules,
+                esc(&p.origin.to_string())
+            );
+        }
+        h.push_str("</table>");
+    }
 
     // Findings.
     h.push_str(r#"<h2>Lint findings</h2><table id="findings"><tr><th>severity</th><th>code</th><th>where</th><th>subject</th><th>finding</th><th>fix</th></tr>"#);

@@ -422,6 +422,36 @@ fn report_is_one_self_contained_page() {
         "no external resources"
     );
     assert!(!html.contains("<script"), "no scripts needed");
+    assert!(
+        !html.contains(r#"id="cluster-policies""#),
+        "no tiers, no table"
+    );
+}
+
+/// With cluster-wide guardrails, the page lists them in evaluation order and its heatmap
+/// shows their verdicts (the Baseline tier cuts production → personal).
+#[test]
+fn report_lists_cluster_policies_in_order() {
+    let out = std::env::temp_dir().join(format!("weir-report-tiers-{}.html", std::process::id()));
+    let o = weir(&[
+        "report",
+        "-q",
+        "examples/todos",
+        "examples/tiers",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let html = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    assert!(html.contains(r#"id="cluster-policies""#));
+    assert_eq!(html.matches(r#"class="cluster-policy""#).count(), 2);
+    let admin = html
+        .find("ClusterNetworkPolicy/data-tier-stays-in-production")
+        .unwrap();
+    let baseline = html.find("BaselineAdminNetworkPolicy/default").unwrap();
+    assert!(admin < baseline, "the Admin tier is listed first");
+    assert!(html.contains("2 cluster-wide policies"));
 }
 
 /// The page as Chromium renders it (Debian's chromium, headless): the DOM after layout has
