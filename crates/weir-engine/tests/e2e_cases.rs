@@ -9,6 +9,12 @@
 //! allow x/b -> x/a
 //! ```
 //! Traffic of a pod to itself is always allowed, as upstream.
+//!
+//! The `tier-*` cases do the same for the cluster-wide tiers (ClusterNetworkPolicy,
+//! AdminNetworkPolicy, BaselineAdminNetworkPolicy), modelled on the network-policy-api
+//! conformance scenarios (Deny over a NetworkPolicy's allow, Pass, priorities, Baseline only
+//! where nothing isolates, networks, port ranges and names); the lab probes every case on
+//! TCP, UDP and SCTP against its dataplane (`upstream_cases_probed_on_tcp_udp_sctp`).
 
 use std::path::{Path, PathBuf};
 
