@@ -535,6 +535,18 @@ impl<'e, 'c> Compiler<'e, 'c> {
         }
     }
 
+    /// Adds a chain that base chains or other chains jump to (no hook header).
+    fn chain(&mut self, name: &str, kind: ChainKind, rules: Vec<String>) {
+        self.rs.chains.insert(
+            name.to_string(),
+            Chain {
+                kind,
+                header: None,
+                rules,
+            },
+        );
+    }
+
     fn finish(self) -> Compiled {
         Compiled {
             rs: self.rs,
@@ -810,10 +822,10 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 .names
                 .name(&format!("{prefix}n"), &format!("{}\0", policy.id()));
             for (n, rule) in policy.rules(dir).iter().enumerate() {
-                let Some(rule) = self.as_rule(rule) else {
+                let Some((rule, action)) = self.as_rule(rule) else {
                     continue; // matches no traffic (domain names, empty ranges)
                 };
-                let verdict = match (rule.1, tier) {
+                let verdict = match (action, tier) {
                     (Action::Accept, _) | (Action::Pass, Tier::Baseline) => "accept",
                     (Action::Deny, _) => "drop",
                     (Action::Pass, Tier::Admin) => "return",
@@ -822,21 +834,14 @@ impl<'e, 'c> Compiler<'e, 'c> {
                     dir,
                     policy_ns: "",
                     set_base: format!("{sets}-{n}"),
-                    comment: quote(&format!("{} {dir}[{n}] {}", policy.id(), rule.1)),
+                    comment: quote(&format!("{} {dir}[{n}] {action}", policy.id())),
                     verdict,
                     selected: Selected::Subject(policy),
                 };
-                self.rule_lines(&rule.0, &line, &mut rules, &mut used);
+                self.rule_lines(&rule, &line, &mut rules, &mut used);
             }
         }
-        self.rs.chains.insert(
-            name.clone(),
-            Chain {
-                kind: ChainKind::Group,
-                header: None,
-                rules,
-            },
-        );
+        self.chain(&name, ChainKind::Group, rules);
         self.uses.insert(name.clone(), used);
         name
     }
@@ -944,14 +949,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
             "counter drop comment {}",
             quote(&format!("{dir} isolated by {}", ids.join(", ")))
         ));
-        self.rs.chains.insert(
-            name.clone(),
-            Chain {
-                kind: ChainKind::Group,
-                header: None,
-                rules,
-            },
-        );
+        self.chain(&name, ChainKind::Group, rules);
         name
     }
 
@@ -980,14 +978,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
             };
             self.rule_lines(rule, &line, &mut rules, &mut used);
         }
-        self.rs.chains.insert(
-            name.clone(),
-            Chain {
-                kind: ChainKind::Policy,
-                header: None,
-                rules,
-            },
-        );
+        self.chain(&name, ChainKind::Policy, rules);
         self.uses.insert(name.clone(), used);
         name
     }

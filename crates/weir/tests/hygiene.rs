@@ -388,19 +388,22 @@ fn intents_file_errors_are_located() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn report_is_one_self_contained_page() {
-    let out = std::env::temp_dir().join(format!("weir-report-{}.html", std::process::id()));
-    let o = weir(&[
-        "report",
-        "-q",
-        "examples/todos",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success());
+/// `weir report -q PATHS…`'s page.
+fn report_page(tag: &str, paths: &[&str]) -> String {
+    let out = std::env::temp_dir().join(format!("weir-report-{tag}-{}.html", std::process::id()));
+    let mut args = vec!["report", "-q"];
+    args.extend_from_slice(paths);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let o = weir(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(&out).unwrap();
     let _ = std::fs::remove_file(&out);
+    html
+}
+
+#[test]
+fn report_is_one_self_contained_page() {
+    let html = report_page("todos", &["examples/todos"]);
     for id in [
         r#"id="matrix""#,
         r#"id="graph""#,
@@ -432,18 +435,7 @@ fn report_is_one_self_contained_page() {
 /// shows their verdicts (the Baseline tier cuts production → personal).
 #[test]
 fn report_lists_cluster_policies_in_order() {
-    let out = std::env::temp_dir().join(format!("weir-report-tiers-{}.html", std::process::id()));
-    let o = weir(&[
-        "report",
-        "-q",
-        "examples/todos",
-        "examples/tiers",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success());
-    let html = std::fs::read_to_string(&out).unwrap();
-    let _ = std::fs::remove_file(&out);
+    let html = report_page("tiers", &["examples/todos", "examples/tiers"]);
     assert!(html.contains(r#"id="cluster-policies""#));
     assert_eq!(html.matches(r#"class="cluster-policy""#).count(), 2);
     let admin = html
