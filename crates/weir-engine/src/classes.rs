@@ -838,11 +838,8 @@ impl<'c> Index<'c> {
             if selecting.is_empty() {
                 continue;
             }
-            selecting.sort_unstable_by_key(|&pi| {
-                let p = &cluster.cluster_policies[pi as usize];
-                (p.tier, p.order_key())
-            });
-            selecting.dedup();
+            // Each policy once: its subject is one predicate, and a group's are distinct.
+            selecting.sort_unstable_by_key(|&pi| cluster.cluster_policies[pi as usize].order_key());
             for (d, row_of) in tier_row.iter_mut().enumerate() {
                 let mut row = TierRow {
                     admin: Vec::new(),

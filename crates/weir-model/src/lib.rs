@@ -479,11 +479,11 @@ impl ClusterPolicy {
         }
     }
 
-    /// The order of evaluation within a tier: priority, then name, then kind. The API
-    /// leaves equal priorities to the implementation; this is weir's, and lint names
-    /// overlapping equals.
-    pub fn order_key(&self) -> (u16, &str, ClusterKind) {
-        (self.priority, &self.name, self.kind)
+    /// The order of evaluation: the Admin tier before the Baseline tier, and within a tier
+    /// priority, then name, then kind. The API leaves equal priorities to the
+    /// implementation; this is weir's, and lint names overlapping equals.
+    pub fn order_key(&self) -> (Tier, u16, &str, ClusterKind) {
+        (self.tier, self.priority, &self.name, self.kind)
     }
 }
 

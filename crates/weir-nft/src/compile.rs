@@ -731,14 +731,9 @@ impl<'e, 'c> Compiler<'e, 'c> {
         if self.cluster.cluster_policies.is_empty() {
             return;
         }
-        let mut order: Vec<usize> = (0..self.cluster.cluster_policies.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (
-                &self.cluster.cluster_policies[a],
-                &self.cluster.cluster_policies[b],
-            );
-            (a.tier, a.order_key()).cmp(&(b.tier, b.order_key()))
-        });
+        let cluster = self.cluster;
+        let mut order: Vec<usize> = (0..cluster.cluster_policies.len()).collect();
+        order.sort_by_key(|&p| cluster.cluster_policies[p].order_key());
         for g in 0..self.groups.len() {
             let local: Vec<usize> = self.groups[g]
                 .2

@@ -221,7 +221,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
         h.push_str(r#"<h2>Cluster-wide policies</h2><p>Admin tier first (lower priority first), then NetworkPolicies, then the Baseline tier; in a policy, the first matching rule decides.</p><table id="cluster-policies"><tr><th>tier</th><th>priority</th><th>policy</th><th>selects</th><th>rules, in order</th><th>source</th></tr>"#);
         let mut ordered: Vec<&weir_model::ClusterPolicy> =
             cluster.cluster_policies.iter().collect();
-        ordered.sort_by(|a, b| (a.tier, a.order_key()).cmp(&(b.tier, b.order_key())));
+        ordered.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         for p in ordered {
             let selected: Vec<String> = (0..eps.len())
                 .filter(|&i| engine.subject_selects(p, i))
