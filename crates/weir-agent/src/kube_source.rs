@@ -51,6 +51,25 @@ impl Shared {
         self.objects.insert(key, text);
     }
 
+    /// Every object of `kind` is now exactly `list`: the others are deleted. Returns how
+    /// many were.
+    fn replace_kind(&mut self, kind: &str, list: BTreeMap<String, String>) -> usize {
+        let prefix = format!("{kind}/");
+        let gone: Vec<String> = self
+            .objects
+            .keys()
+            .filter(|k| k.starts_with(&prefix) && !list.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in &gone {
+            self.delete(k);
+        }
+        for (k, v) in list {
+            self.put(k, v);
+        }
+        gone.len()
+    }
+
     fn delete(&mut self, key: &str) {
         self.unplace(key);
         if self.objects.remove(key).is_some() {
@@ -244,23 +263,8 @@ impl Watch {
                     }
                     Ok(Event::InitDone) => {
                         let list = fresh.take().unwrap_or_default();
-                        let prefix = format!("{}/", ar.kind);
-                        let mut g = s.lock().expect("kube objects");
-                        let gone: Vec<String> = g
-                            .objects
-                            .keys()
-                            .filter(|k| k.starts_with(&prefix) && !list.contains_key(*k))
-                            .cloned()
-                            .collect();
-                        for k in gone {
-                            g.delete(&k);
-                        }
-                        for (k, v) in list {
-                            g.put(k, v);
-                        }
-                        drop(g);
-                        if !done {
-                            done = true;
+                        s.lock().expect("kube objects").replace_kind(&ar.kind, list);
+                        if !std::mem::replace(&mut done, true) {
                             n.fetch_add(1, Ordering::SeqCst);
                         }
                         tracing::info!(kind = %ar.kind, "listed");
@@ -275,26 +279,17 @@ impl Watch {
                     }
                     Err(e) if weir_kube::may_be_absent(&ar) && not_found(&e) => {
                         // Not installed: none of its objects exist (any seen
-                        // before went with the CRD). The watcher retries.
-                        let prefix = format!("{}/", ar.kind);
-                        let mut g = s.lock().expect("kube objects");
-                        let gone: Vec<String> = g
-                            .objects
-                            .keys()
-                            .filter(|k| k.starts_with(&prefix))
-                            .cloned()
-                            .collect();
-                        for k in &gone {
-                            g.delete(k);
-                        }
-                        drop(g);
-                        let first = !done;
+                        // before went with the CRD). Looked for again below.
+                        let gone = s
+                            .lock()
+                            .expect("kube objects")
+                            .replace_kind(&ar.kind, BTreeMap::new());
+                        let first = !std::mem::replace(&mut done, true);
                         if first {
-                            done = true;
                             n.fetch_add(1, Ordering::SeqCst);
                             tracing::info!(kind = %ar.kind, "not installed in this cluster: none to enforce");
                         }
-                        if (first || !gone.is_empty()) && tx.send(()).is_err() {
+                        if (first || gone > 0) && tx.send(()).is_err() {
                             return;
                         }
                         absent = true;
@@ -406,5 +401,25 @@ mod tests {
         );
         s.delete("Pod/a/x");
         assert!(s.by_node.is_empty() && s.placed.is_empty());
+    }
+
+    /// A relist (or a CRD found missing) replaces one kind's objects: those not listed go,
+    /// other kinds stay.
+    #[test]
+    fn a_relist_replaces_only_its_kind() {
+        let mut s = Shared::default();
+        s.put("Pod/a/x".into(), pod("n1", "10.0.0.1", false));
+        s.put("AdminNetworkPolicy//p".into(), "{}".into());
+        s.put("AdminNetworkPolicy//q".into(), "{}".into());
+        s.changed.clear();
+        let list = BTreeMap::from([("AdminNetworkPolicy//q".to_string(), "{}".to_string())]);
+        assert_eq!(s.replace_kind("AdminNetworkPolicy", list), 1);
+        assert_eq!(
+            s.changed,
+            BTreeSet::from(["AdminNetworkPolicy//p".to_string()])
+        );
+        assert_eq!(s.replace_kind("AdminNetworkPolicy", BTreeMap::new()), 1);
+        assert_eq!(s.objects.keys().collect::<Vec<_>>(), ["Pod/a/x"]);
+        assert!(s.by_node["n1"].contains("Pod/a/x"));
     }
 }
