@@ -258,18 +258,8 @@ impl Ruleset {
                 }
             }
         }
-        d.removed_chains = old
-            .chains
-            .keys()
-            .filter(|n| !self.chains.contains_key(*n))
-            .cloned()
-            .collect();
-        d.removed_sets = old
-            .sets
-            .keys()
-            .filter(|n| !self.sets.contains_key(*n))
-            .cloned()
-            .collect();
+        d.removed_chains = gone(&old.chains, &self.chains);
+        d.removed_sets = gone(&old.sets, &self.sets);
         Some(d)
     }
 
@@ -309,6 +299,14 @@ impl Ruleset {
         }
         true
     }
+}
+
+/// The names `old` has and `new` has not.
+fn gone<A, B>(old: &BTreeMap<String, A>, new: &BTreeMap<String, B>) -> BTreeSet<String> {
+    old.keys()
+        .filter(|n| !new.contains_key(*n))
+        .cloned()
+        .collect()
 }
 
 /// A change to a ruleset: what [`Ruleset::diff`] finds, or what [`Incremental`] computes
