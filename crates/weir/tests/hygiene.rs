@@ -89,6 +89,22 @@ fn lint_on_the_seed() {
 const POLICY_HEAD: &str =
     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: production\n";
 
+/// The finding `code` that lint reports in `policies/case.yaml` of `dir`, whose message
+/// says `words` (`text`: the case, for the message when it is missing).
+fn case_finding(dir: &Path, code: &str, words: &str, text: &str) -> serde_json::Value {
+    let f = findings(dir);
+    let hit = f
+        .iter()
+        .find(|x| x["code"] == code && x["location"].as_str().unwrap().contains("case.yaml:"))
+        .unwrap_or_else(|| panic!("{code} not found in {f:#?}\n{text}"))
+        .clone();
+    assert!(
+        hit["message"].as_str().unwrap().contains(words),
+        "{code}: {hit:#?}"
+    );
+    hit
+}
+
 #[test]
 fn each_finding_on_a_case_built_for_it() {
     let cases: [(&str, &str, &str); 9] = [
@@ -110,15 +126,7 @@ fn each_finding_on_a_case_built_for_it() {
             code,
             &[("policies/case.yaml", &text), ("ip.yaml", ubuntu_ip)],
         );
-        let f = findings(&dir.0);
-        let hit = f
-            .iter()
-            .find(|x| x["code"] == code && x["location"].as_str().unwrap().contains("case.yaml:"))
-            .unwrap_or_else(|| panic!("{code} not found in {f:#?}\n{text}"));
-        assert!(
-            hit["message"].as_str().unwrap().contains(words),
-            "{code}: {hit:#?}"
-        );
+        let hit = case_finding(&dir.0, code, words, &text);
         assert!(
             hit["location"].as_str().unwrap().contains("case.yaml:"),
             "{code}: {hit:#?}"
@@ -160,15 +168,7 @@ fn tier_findings_on_cases_built_for_them() {
         );
         let text = format!("{CNP}{body}");
         let dir = seed_with(code, &[("policies/case.yaml", &text)]);
-        let f = findings(&dir.0);
-        let hit = f
-            .iter()
-            .find(|x| x["code"] == code && x["location"].as_str().unwrap().contains("case.yaml:"))
-            .unwrap_or_else(|| panic!("{code} not found in {f:#?}\n{text}"));
-        assert!(
-            hit["message"].as_str().unwrap().contains(words),
-            "{code}: {hit:#?}"
-        );
+        let hit = case_finding(&dir.0, code, words, &text);
         assert!(!hit["hint"].as_str().unwrap().is_empty());
     }
 }
