@@ -881,10 +881,35 @@ impl<'c> Index<'c> {
         np: Option<PortSetId>,
     ) -> PortSetId {
         let row = &self.tier_rows[row as usize];
-        let mut undecided = ALL;
-        let mut allowed = NONE;
-        let mut passed = NONE;
-        for &(r, action) in &row.admin {
+        let (accepted, passed, undecided) = self.walk(sets, &row.admin, fam, peer, dst, ALL);
+        let rest = sets.union(undecided, passed);
+        if rest == NONE {
+            return accepted;
+        }
+        if let Some(np) = np {
+            let ps = sets.intersect(rest, np);
+            return sets.union(accepted, ps);
+        }
+        // The Baseline tier; what it passes or leaves undecided reaches the default: allowed.
+        let (b_accepted, b_passed, b_rest) = self.walk(sets, &row.baseline, fam, peer, dst, rest);
+        let allowed = sets.union(accepted, b_accepted);
+        let allowed = sets.union(allowed, b_passed);
+        sets.union(allowed, b_rest)
+    }
+
+    /// One tier's first-match walk over the `undecided` ports: what its rules accept, what
+    /// they pass, and what none matches (denied ports are in none of the three).
+    fn walk(
+        &self,
+        sets: &mut PortSets,
+        rules: &[(u32, Action)],
+        fam: usize,
+        peer: ClassId,
+        dst: ClassId,
+        mut undecided: PortSetId,
+    ) -> (PortSetId, PortSetId, PortSetId) {
+        let (mut accepted, mut passed) = (NONE, NONE);
+        for &(r, action) in rules {
             if undecided == NONE {
                 break;
             }
@@ -894,36 +919,13 @@ impl<'c> Index<'c> {
             let ps = self.resolve(sets, r, dst);
             let ps = sets.intersect(ps, undecided);
             match action {
-                Action::Accept => allowed = sets.union(allowed, ps),
+                Action::Accept => accepted = sets.union(accepted, ps),
                 Action::Pass => passed = sets.union(passed, ps),
                 Action::Deny => {}
             }
             undecided = sets.difference(undecided, ps);
         }
-        let mut rest = sets.union(undecided, passed);
-        if rest == NONE {
-            return allowed;
-        }
-        if let Some(np) = np {
-            let ps = sets.intersect(rest, np);
-            return sets.union(allowed, ps);
-        }
-        for &(r, action) in &row.baseline {
-            if rest == NONE {
-                break;
-            }
-            if !self.admits(r, fam, peer) {
-                continue;
-            }
-            let ps = self.resolve(sets, r, dst);
-            let ps = sets.intersect(ps, rest);
-            // Pass in the last tier leaves the connection to the default: allowed.
-            if action != Action::Deny {
-                allowed = sets.union(allowed, ps);
-            }
-            rest = sets.difference(rest, ps);
-        }
-        sets.union(allowed, rest)
+        (accepted, passed, undecided)
     }
 
     /// The ports rule `rule` admits at destination class `dst`.
