@@ -21,6 +21,7 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -358,19 +359,24 @@ impl Items {
         self.saved_at = Some(Instant::now());
     }
 
-    /// Writes the good state atomically (temporary file, then rename), owner-only.
+    /// Writes the good state atomically (a temporary file of this writer's own, then
+    /// rename), owner-only. Several agents may share one state directory (nodes of a
+    /// test cluster on one machine share a hostPath): with one temporary name, a writer
+    /// could truncate the file another had just renamed into place, leaving a torn state
+    /// that refuses the next start.
     fn persist(&self) {
         let Some(file) = &self.state_file else { return };
         let p = Persisted {
             version: 1,
             items: self.good.clone(),
         };
-        let tmp = file.with_extension("tmp");
+        let tmp = temporary_for(file);
         let write = || -> std::io::Result<()> {
+            // A leftover of an earlier process with this PID is ours to replace.
+            let _ = std::fs::remove_file(&tmp);
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o600)
                 .open(&tmp)?;
             serde_json::to_writer(&mut f, &p)?;
@@ -378,9 +384,20 @@ impl Items {
             std::fs::rename(&tmp, file)
         };
         if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
             tracing::error!(file = %file.display(), error = %e, "could not persist the last good state");
         }
     }
+}
+
+/// A temporary name for writing `file` that no other writer uses: this process's ID and
+/// a number no other writer of this process drew.
+fn temporary_for(file: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    file.with_file_name(name)
 }
 
 /// Files being written, as the watcher sees them: path → when first seen modified.
@@ -693,6 +710,7 @@ fn note_writes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
 
     const NS: &str = "kind: Namespace\napiVersion: v1\nmetadata:\n  name: a\n";
 
@@ -779,6 +797,58 @@ mod tests {
         assert_eq!(c.namespaces.len(), 1);
         let mode = std::fs::metadata(dir.join("dir.json")).unwrap().mode();
         assert_eq!(mode & 0o077, 0, "state is owner-only");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Two writers of one state file (two agents on one machine's hostPath) never
+    /// share a temporary file, and the state file is whole whenever it is read.
+    #[test]
+    fn writers_sharing_a_state_dir_never_tear_the_state() {
+        let file = Path::new("/var/lib/weir/kubernetes.json");
+        assert_ne!(temporary_for(file), temporary_for(file));
+        let dir = std::env::temp_dir().join(format!("weir-state-2w-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let writer = |size: usize| {
+            let mut items = Items::with_state(LoadOptions::default(), &dir, "k.json").unwrap();
+            for i in 0..size {
+                items.good.insert(format!("item-{i}"), "x".repeat(4096));
+            }
+            items
+        };
+        let (a, b) = (writer(50), writer(3));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = [a, b]
+            .into_iter()
+            .map(|items| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        items.persist();
+                    }
+                })
+            })
+            .collect();
+        let mut reads = 0;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(1500) {
+            if let Ok(bytes) = std::fs::read(dir.join("k.json")) {
+                let p: Result<Persisted, _> = serde_json::from_slice(&bytes);
+                assert!(p.is_ok(), "a torn state file after {reads} reads");
+                reads += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert!(reads > 10, "only {reads} reads");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("k.json")],
+            "temporaries left"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
