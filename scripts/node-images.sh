@@ -6,6 +6,8 @@
 #
 # - the e2e suite's: pause (a static C program), busybox (busybox-static) and agnhost
 #   (built with the node binaries), under the names the pinned suite asks for;
+# - the network-policy-api conformance suites': agnhost:2.45, that agnhost behind an SCTP
+#   front (tools/node/agnhost-sctp) with busybox as its shell;
 # - weir:0.1.0, the name deploy/weir-agent.yaml uses: the weir binary with nft and
 #   conntrack from Debian (nftables, conntrack packages) and their shared libraries;
 # - the lesson's: weir.dev/todos (the todos crate), weir.dev/redis (Debian's
@@ -87,6 +89,14 @@ build() {
   image registry.k8s.io/e2e-test-images/busybox:1.37.0-2 "$out/busybox.tar" /bin/sh /bin/busybox=/bin/busybox
   image registry.k8s.io/e2e-test-images/agnhost:2.66.1 "$out/agnhost.tar" /agnhost \
     "$bin/node/agnhost=/agnhost" /bin/busybox=/bin/busybox
+  # The network-policy-api conformance pods' agnhost: upstream's, behind a front that
+  # speaks SCTP over raw sockets (tools/node/agnhost-sctp: this kernel has no SCTP), with
+  # busybox and a /bin/bash that is busybox sh (the pods run `/bin/bash -c CMD`).
+  (cd tools/node/agnhost-sctp && go vet ./... && go test -count=1 ./... >/dev/null \
+    && CGO_ENABLED=0 go build -trimpath -o "$out/agnhost-sctp" .)
+  image registry.k8s.io/e2e-test-images/agnhost:2.45 "$out/agnhost-2.45.tar" "/agnhost pause" \
+    "$out/agnhost-sctp=/agnhost" "$bin/node/agnhost=/agnhost-upstream" /bin/busybox=/bin/busybox \
+    tools/node/bash=/bin/bash
   image weir:0.1.0 "$out/weir.tar" /usr/local/bin/weir \
     "libs:$out/weir" "$out/weir=/usr/local/bin/weir" lib:/usr/sbin/nft lib:/usr/sbin/conntrack
   image weir.dev/todos:0.1.0 "$out/todos.tar" /usr/local/bin/todos \
@@ -101,7 +111,7 @@ build() {
 import() {
   local sock=$1
   build
-  for t in pause busybox agnhost weir todos redis client coredns; do
+  for t in pause busybox agnhost agnhost-2.45 weir todos redis client coredns; do
     ctr -a "$sock" -n k8s.io images import "$out/$t.tar" >/dev/null
   done
   # containerd's configured sandbox image, as the same pause.

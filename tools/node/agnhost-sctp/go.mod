@@ -1,0 +1,3 @@
+module weir.dev/tools/agnhost-sctp
+
+go 1.26.0
