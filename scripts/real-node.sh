@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# weir on a real Kubernetes node, end to end (the last stage of scripts/test.sh): build
-# what is missing (cached per machine), bring the node up with weir deployed from
-# deploy/, run the upstream Netpol e2e suite, replay the lesson with helm and kubectl and
-# measure policy change → enforced, take the node down, and check that nothing is left:
-# no network namespaces, mounts, cgroups or processes of the node, sysctls as they were.
+# weir on a real Kubernetes cluster of two nodes, end to end (the last stage of
+# scripts/test.sh): build what is missing (cached per machine), bring the nodes up with
+# weir deployed from deploy/, run the upstream Netpol e2e suite and the network-policy-api
+# conformance suites, replay the lesson with helm and kubectl and measure policy change →
+# enforced, take the nodes down, and check that nothing is left: no network namespaces,
+# mounts, cgroups or processes of the nodes, sysctls as they were.
 # Prints one line per stage and `N passed, M failed` over the stages. Needs root.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -17,29 +18,32 @@ record() { # record NAME STATUS
 }
 [ -e /run/netns/weir-node ] && { echo "real-node.sh: a node is up; take it down first (scripts/cluster.sh down)" >&2; exit 1; }
 
-stage "build (cached per machine: node binaries, add-ons, e2e binary, weir release, images)"
+stage "build (cached per machine: node binaries, add-ons, e2e and conformance binaries, weir release, images)"
 bash scripts/cluster.sh install
 bash scripts/netpol-e2e.sh --build
 sysctls=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 before=$(for s in "${sysctls[@]}"; do echo "$s=$(sysctl -n "$s")"; done)
 netns_before=$(ip netns list 2>/dev/null | awk '{print $1}' | sort)
 
-stage "node up, weir from deploy/"
+stage "two nodes up, weir from deploy/"
 pids=$(mktemp -d)
 trap 'cp "$run"/*.pid "$pids"/ 2>/dev/null || true; bash scripts/cluster.sh down' EXIT
 s=0; bash scripts/cluster.sh up || s=$?
-record "node up with weir's DaemonSet ready" "$s"
+record "two nodes up with weir's DaemonSet ready on each" "$s"
 if [ "$s" = 0 ]; then
   stage "upstream [sig-network] Netpol e2e suite"
   s=0; bash scripts/netpol-e2e.sh || s=$?
   record "upstream Netpol e2e suite (non-SCTP specs)" "$s"
+  stage "network-policy-api conformance suites (v1beta1 ClusterNetworkPolicy, v1alpha1 ANP/BANP)"
+  s=0; bash scripts/netpol-api.sh || s=$?
+  record "network-policy-api conformance suites" "$s"
   stage "the lesson, with helm and kubectl"
   s=0; bash scripts/lesson.sh --latency || s=$?
   record "the lesson" "$s"
   echo "weir agent over the run: $(bash scripts/cluster.sh agent-usage)"
 fi
 
-stage "node down; is anything left?"
+stage "nodes down; is anything left?"
 cp "$run"/*.pid "$pids"/ 2>/dev/null || true
 trap - EXIT
 bash scripts/cluster.sh down
@@ -51,7 +55,7 @@ done
 rm -rf "$pids"
 [ "$(ip netns list 2>/dev/null | awk '{print $1}' | sort)" = "$netns_before" ] || left+=("network namespaces")
 grep -qE " ($state|$run)" /proc/mounts && left+=("mounts")
-compgen -G "/sys/fs/cgroup/*/weir-node" >/dev/null && left+=("cgroups")
+compgen -G "/sys/fs/cgroup/*/weir-node*" >/dev/null && left+=("cgroups")
 after=$(for s in "${sysctls[@]}"; do echo "$s=$(sysctl -n "$s")"; done)
 [ "$before" = "$after" ] || left+=("sysctls: $(echo $after)")
 [ -e /var/lib/weir ] && left+=("/var/lib/weir")
