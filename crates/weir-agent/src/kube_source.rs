@@ -1,7 +1,7 @@
 //! The Kubernetes source: kube-rs watchers (list, then watch; relist on errors, with
 //! backoff) for Pods, Namespaces and NetworkPolicies in all namespaces, since selectors
-//! reach everywhere, and the cluster-wide tiers' custom resources (none while their CRD is
-//! not installed). Objects are kept untyped and validated one by one like files, so an
+//! reach everywhere, Nodes (name, labels, addresses: what `nodes` peers match), and the
+//! cluster-wide tiers' custom resources (none while their CRD is not installed). Objects are kept untyped and validated one by one like files, so an
 //! object that fails to decode is skipped and reported and never stops the watch.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

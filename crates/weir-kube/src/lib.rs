@@ -102,21 +102,28 @@ pub fn is_not_found(e: &kube::Error) -> bool {
 }
 
 /// What an agent enforces from: the policy (NetworkPolicies and the cluster-wide tiers),
-/// and the pods and namespaces it selects.
+/// the pods and namespaces it selects, and Nodes (whose addresses `nodes` peers of
+/// cluster policies match).
 pub fn enforced() -> Vec<ApiResource> {
     use k8s_openapi::api::{core::v1, networking::v1 as net};
     let mut all = vec![
         ApiResource::erase::<v1::Namespace>(&()),
         ApiResource::erase::<v1::Pod>(&()),
         ApiResource::erase::<net::NetworkPolicy>(&()),
+        ApiResource::erase::<v1::Node>(&()),
     ];
     all.extend(tiers());
     all
 }
 
+/// Whether a list must be allowed: analysis without Services, workloads or Nodes is still
+/// correct for everything but what they add (named in [`Snapshot::forbidden`]).
+fn required(ar: &ApiResource) -> bool {
+    ar.kind != "Node" && enforced().iter().any(|e| e.kind == ar.kind)
+}
+
 /// What analysis reads: [`enforced`], the workloads pods fold into (so a live cluster reads
-/// like its manifests: `production/redis`, not one row per replica), Services, and Nodes
-/// (whose addresses `nodes` peers of cluster policies match).
+/// like its manifests: `production/redis`, not one row per replica), and Services.
 pub fn analysed() -> Vec<ApiResource> {
     use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1};
     let mut all = enforced();
@@ -129,7 +136,6 @@ pub fn analysed() -> Vec<ApiResource> {
         ApiResource::erase::<apps::DaemonSet>(&()),
         ApiResource::erase::<batch::Job>(&()),
         ApiResource::erase::<batch::CronJob>(&()),
-        ApiResource::erase::<v1::Node>(&()),
     ]);
     all
 }
@@ -145,7 +151,9 @@ pub fn key(ar: &ApiResource, o: &DynamicObject) -> String {
 }
 
 /// The object as a manifest (list and watch items come without apiVersion and kind);
-/// server-side bookkeeping the loader has no use for is dropped.
+/// server-side bookkeeping the loader has no use for is dropped. A Node keeps only its
+/// name, labels and addresses: its status changes with every heartbeat and lists every
+/// image it holds, and a text that changed is a change to enforce.
 pub fn manifest(ar: &ApiResource, o: &DynamicObject) -> String {
     let mut v = serde_json::to_value(o).unwrap_or_default();
     if let Some(m) = v.as_object_mut() {
@@ -153,6 +161,16 @@ pub fn manifest(ar: &ApiResource, o: &DynamicObject) -> String {
         m.insert("kind".into(), ar.kind.clone().into());
         if let Some(meta) = m.get_mut("metadata").and_then(|x| x.as_object_mut()) {
             meta.remove("managedFields");
+        }
+        if ar.group.is_empty() && ar.kind == "Node" {
+            let meta = &m["metadata"];
+            let node = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": meta["name"], "labels": meta["labels"]},
+                "status": {"addresses": m.get("status").map(|s| &s["addresses"])},
+            });
+            return node.to_string();
         }
     }
     v.to_string()
@@ -175,7 +193,6 @@ pub struct Snapshot {
 /// server does not know (404, [`may_be_absent`]) has no objects: analysis then shows
 /// replicas one by one and no Services, which is still correct. Any other failure is an error.
 pub async fn list(client: &kube::Client, resources: &[ApiResource]) -> Result<Snapshot, KubeError> {
-    let required: Vec<String> = enforced().into_iter().map(|ar| ar.kind).collect();
     let mut snapshot = Snapshot::default();
     'resources: for ar in resources {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
@@ -188,9 +205,7 @@ pub async fn list(client: &kube::Client, resources: &[ApiResource]) -> Result<Sn
             let page = match api.list(&params).await {
                 Ok(page) => page,
                 Err(e) if may_be_absent(ar) && is_not_found(&e) => continue 'resources,
-                Err(kube::Error::Api(status))
-                    if status.code == 403 && !required.contains(&ar.kind) =>
-                {
+                Err(kube::Error::Api(status)) if status.code == 403 && !required(ar) => {
                     snapshot.forbidden.push(ar.kind.clone());
                     continue 'resources;
                 }
@@ -230,4 +245,71 @@ pub fn snapshot(connect: &Connect, timeout: Duration) -> Result<Snapshot, KubeEr
         .await
         .map_err(|_| KubeError::Timeout(timeout))?
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(heartbeat: &str, images: usize) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "node-1", "labels": {"zone": "a"}, "resourceVersion": heartbeat,
+                         "managedFields": [{"manager": "kubelet"}]},
+            "spec": {"podCIDR": "10.244.1.0/24"},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": "10.200.0.2"},
+                              {"type": "Hostname", "address": "node-1"}],
+                "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": heartbeat}],
+                "images": (0..images).map(|i| serde_json::json!({"names": [format!("img-{i}")]})).collect::<Vec<_>>(),
+            }
+        }))
+        .unwrap()
+    }
+
+    /// A Node is its name, labels and addresses: a heartbeat or a new image is no change
+    /// (the agent recompiles on every changed text), and the text still decodes.
+    #[test]
+    fn a_node_is_kept_as_what_policy_matches() {
+        let ar = enforced().into_iter().find(|a| a.kind == "Node").unwrap();
+        let a = manifest(&ar, &node("2026-11-26T00:00:00Z", 3));
+        let b = manifest(&ar, &node("2026-11-26T00:05:00Z", 40));
+        assert_eq!(a, b);
+        assert!(
+            !a.contains("img-") && !a.contains("Heartbeat") && !a.contains("podCIDR"),
+            "{a}"
+        );
+        let d = weir_manifest::decode(
+            &NamedText {
+                name: "cluster:Node//node-1".into(),
+                text: a,
+            },
+            Default::default(),
+        )
+        .unwrap();
+        let c = weir_manifest::assemble([&d]).unwrap().cluster;
+        assert_eq!(c.nodes.len(), 1);
+        assert_eq!(
+            c.nodes[0].addresses,
+            vec!["10.200.0.2".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(c.nodes[0].labels.get("zone").map(String::as_str), Some("a"));
+    }
+
+    /// Analysis may go without Nodes (403: named, skipped); never without what policy
+    /// selects.
+    #[test]
+    fn nodes_are_enforced_but_not_required_for_analysis() {
+        let kinds = |v: Vec<ApiResource>| v.into_iter().map(|a| a.kind).collect::<Vec<_>>();
+        assert!(kinds(enforced()).contains(&"Node".to_string()));
+        for ar in analysed() {
+            let must = ["Namespace", "Pod", "NetworkPolicy", "ClusterNetworkPolicy"]
+                .contains(&ar.kind.as_str());
+            assert_eq!(
+                required(&ar),
+                must || ar.kind.ends_with("AdminNetworkPolicy"),
+                "{}",
+                ar.kind
+            );
+        }
+    }
 }
