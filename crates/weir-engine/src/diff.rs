@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use serde::Serialize;
-use weir_model::{Cluster, Policy};
+use weir_model::{Cluster, ClusterPolicy, Direction, Policy};
 
 use crate::ipspace::outside_representatives;
 use crate::ports::PortSet;
@@ -27,6 +27,7 @@ pub struct Change {
     pub after: String,
     /// Changed policies (added, removed or edited) that select the source for egress or the
     /// destination for ingress, in either version; empty when only endpoints changed.
+    /// NetworkPolicies as `namespace/name`, cluster policies as `Kind/name`.
     pub policies: Vec<String>,
 }
 
@@ -44,6 +45,45 @@ fn same(a: &Policy, b: &Policy) -> bool {
         && a.isolates_egress == b.isolates_egress
         && a.ingress.len() == b.ingress.len()
         && rules(a) == rules(b)
+}
+
+/// A cluster policy's meaning, without where it was written.
+fn same_cluster(a: &ClusterPolicy, b: &ClusterPolicy) -> bool {
+    let mut a = a.clone();
+    a.origin = b.origin.clone();
+    a == *b
+}
+
+/// Policies of `new` that are not in `old` with the same meaning, with their old version;
+/// then those of `old` that `new` lacks.
+fn changed_between<'p, P>(
+    new: &'p [P],
+    old: &'p [P],
+    id: impl Fn(&P) -> String,
+    same: impl Fn(&P, &P) -> bool,
+) -> Vec<(&'p P, Option<&'p P>)> {
+    new.iter()
+        .map(|p| (p, old.iter().find(|o| id(o) == id(p))))
+        .filter(|(p, o)| o.is_none_or(|o| !same(p, o)))
+        .chain(
+            old.iter()
+                .filter(|o| !new.iter().any(|p| id(p) == id(o)))
+                .map(|o| (o, None)),
+        )
+        .collect()
+}
+
+/// The changed policies that bear on a connection (`bears`) in either version.
+fn touched<'p, P>(
+    changed: &'p [(&'p P, Option<&'p P>)],
+    old: &'p Engine,
+    new: &'p Engine,
+    bears: impl Fn(&Engine, &P) -> bool + 'p,
+) -> impl Iterator<Item = &'p P> + 'p {
+    changed
+        .iter()
+        .filter(move |(p, o)| bears(new, p) || bears(old, p) || o.is_some_and(|o| bears(old, o)))
+        .map(|(p, _)| *p)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -77,18 +117,13 @@ pub fn diff(old: &Engine, new: &Engine) -> Vec<Change> {
         .collect();
     ids.sort();
     ids.dedup();
-    let changed: Vec<(&Policy, Option<&Policy>)> = nc
-        .policies
-        .iter()
-        .map(|p| (p, oc.policies.iter().find(|o| o.id() == p.id())))
-        .filter(|(p, o)| o.is_none_or(|o| !same(p, o)))
-        .chain(
-            oc.policies
-                .iter()
-                .filter(|o| !nc.policies.iter().any(|p| p.id() == o.id()))
-                .map(|o| (o, None)),
-        )
-        .collect();
+    let changed = changed_between(&nc.policies, &oc.policies, Policy::id, same);
+    let changed_cluster = changed_between(
+        &nc.cluster_policies,
+        &oc.cluster_policies,
+        ClusterPolicy::id,
+        same_cluster,
+    );
     let mut sides: Vec<Named> = ids.iter().map(|id| Named::Endpoint(id)).collect();
     sides.extend(
         outside_representatives(&[oc, nc])
@@ -104,6 +139,13 @@ pub fn diff(old: &Engine, new: &Engine) -> Vec<Change> {
         } else {
             p.isolates_ingress
         }) && engine.selects(p, i)
+    };
+    // A cluster policy bears on the side its subject selects, in a direction it has rules for.
+    let subject = |engine: &Engine, p: &ClusterPolicy, side: Named, dir: Direction| -> bool {
+        let Some(Side::Endpoint(i)) = node(engine, side) else {
+            return false;
+        };
+        !p.rules(dir).is_empty() && engine.subject_selects(p, i)
     };
     let mut out = Vec::new();
     for &a in &sides {
@@ -122,18 +164,13 @@ pub fn diff(old: &Engine, new: &Engine) -> Vec<Change> {
             } else {
                 ChangeKind::Changed
             };
-            let mut policies: Vec<String> = changed
-                .iter()
-                .filter(|(p, o)| {
-                    [(new, Some(*p)), (old, *o), (old, Some(*p))]
-                        .iter()
-                        .any(|(e, pol)| {
-                            pol.is_some_and(|pol| {
-                                selects(e, pol, a, true) || selects(e, pol, b, false)
-                            })
-                        })
-                })
-                .map(|(p, _)| p.id())
+            let bears = |e: &Engine, p: &Policy| selects(e, p, a, true) || selects(e, p, b, false);
+            let bears_cluster = |e: &Engine, p: &ClusterPolicy| {
+                subject(e, p, a, Direction::Egress) || subject(e, p, b, Direction::Ingress)
+            };
+            let mut policies: Vec<String> = touched(&changed, old, new, bears)
+                .map(Policy::id)
+                .chain(touched(&changed_cluster, old, new, bears_cluster).map(ClusterPolicy::id))
                 .collect();
             policies.sort();
             policies.dedup();

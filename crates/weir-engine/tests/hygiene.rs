@@ -22,6 +22,7 @@ fn with(extra: &str) -> Cluster {
         .unwrap()
         .cluster;
     c.policies.extend(more.policies);
+    c.cluster_policies.extend(more.cluster_policies);
     c
 }
 
@@ -72,6 +73,44 @@ fn lint_finds_what_it_says() {
         w001.location.starts_with("extra.yaml:1:1"),
         "{}",
         w001.location
+    );
+}
+
+/// A cluster policy added or edited is named in the changes it makes, as `Kind/name`;
+/// one that changes nothing a connection sees is not.
+#[test]
+fn diff_names_the_cluster_policies_that_changed_a_connection() {
+    let before = seed();
+    let guard = |priority: u16| {
+        with(&format!(
+            "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: guard}}\nspec:\n  tier: Admin\n  priority: {priority}\n  subject: {{namespaces: {{matchLabels: {{kubernetes.io/metadata.name: production}}}}}}\n  ingress:\n  - name: no-personal\n    action: Deny\n    from: [{{namespaces: {{matchLabels: {{kubernetes.io/metadata.name: personal}}}}}}]\n"
+        ))
+    };
+    let after = guard(10);
+    let changes = diff(&Engine::new(&before), &Engine::new(&after));
+    let todos = changes
+        .iter()
+        .find(|c| c.from == "personal/ubuntu" && c.to == "production/todos")
+        .expect("personal loses todos");
+    assert_eq!(todos.kind, ChangeKind::Removed);
+    assert_eq!(
+        todos.policies,
+        vec!["ClusterNetworkPolicy/guard".to_string()]
+    );
+    assert!(
+        changes.iter().all(|c| c.from.starts_with("personal/")
+            && c.policies
+                .contains(&"ClusterNetworkPolicy/guard".to_string())),
+        "{changes:#?}"
+    );
+    // Its priority alone changes no connection: no change, so nothing named.
+    assert!(diff(&Engine::new(&after), &Engine::new(&guard(20))).is_empty());
+    // Removed: named again, in the old version's terms.
+    let back = diff(&Engine::new(&after), &Engine::new(&before));
+    assert!(
+        back.iter()
+            .any(|c| c.to == "production/todos" && c.policies == ["ClusterNetworkPolicy/guard"]),
+        "{back:#?}"
     );
 }
 
