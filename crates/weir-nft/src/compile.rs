@@ -792,7 +792,9 @@ impl<'e, 'c> Compiler<'e, 'c> {
     /// The chain of one tier and direction shared by endpoints that exactly these cluster
     /// policies select (in evaluation order): their rules inline, in order, so that the
     /// first match decides — Accept accepts, Deny drops, Pass returns to the next tier (in
-    /// the Baseline tier, whose next is the default, it accepts).
+    /// the Baseline tier, whose next is the default, it accepts). With a drop log, a Deny
+    /// jumps to a chain of its rule that logs (rate limited) and drops: a rule cannot do
+    /// both, since a limit over its rate would end the rule before its drop.
     fn tier_chain(&mut self, tier: Tier, dir: Direction, list: &[usize]) -> String {
         let prefix = match (tier, dir) {
             (Tier::Admin, Direction::Ingress) => "tai",
@@ -820,10 +822,27 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 let Some((rule, action)) = self.as_rule(rule) else {
                     continue; // matches no traffic (domain names, empty ranges)
                 };
-                let verdict = match (action, tier) {
-                    (Action::Accept, _) | (Action::Pass, Tier::Baseline) => "accept",
-                    (Action::Deny, _) => "drop",
-                    (Action::Pass, Tier::Admin) => "return",
+                let logged_deny;
+                let verdict = match (action, tier, self.log_group) {
+                    (Action::Accept, _, _) | (Action::Pass, Tier::Baseline, _) => "accept",
+                    (Action::Deny, _, None) => "drop",
+                    (Action::Deny, _, Some(group)) => {
+                        let deny = format!("{sets}-{n}d");
+                        let why = format!(
+                            "{dir} denied by {} (tier {tier}, priority {}) rule {dir}[{n}]",
+                            policy.id(),
+                            policy.priority
+                        );
+                        let rules = vec![
+                            log_rule(group, &deny),
+                            format!("counter drop comment {}", quote(&why)),
+                        ];
+                        self.chain(&deny, ChainKind::Group, rules);
+                        used.insert(deny.clone());
+                        logged_deny = format!("jump {deny}");
+                        &logged_deny
+                    }
+                    (Action::Pass, Tier::Admin, _) => "return",
                 };
                 let line = Line {
                     dir,

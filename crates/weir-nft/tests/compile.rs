@@ -201,6 +201,88 @@ fn fail_closed_and_drop_log_options() {
 
 /// Pod interface patterns are the operator's text: only names nft takes as names parse,
 /// and a list becomes one anonymous set in every rule that uses it.
+/// A tier's Deny is logged like an isolation drop when the drop log is on: the rule jumps
+/// to a chain of its own that logs under that chain's name, then drops with a comment
+/// naming the policy, tier, priority and rule (what `weir drops` prints). Never a log and
+/// a drop in one rule: over the rate limit, such a rule would stop before its drop.
+#[test]
+fn tier_denies_are_logged_with_their_rule_when_asked() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut cluster = load_paths(
+        &[format!("{root}/todos"), format!("{root}/tiers")],
+        LoadOptions::default(),
+    )
+    .expect("examples load")
+    .cluster;
+    for (i, ep) in cluster.endpoints.iter_mut().enumerate() {
+        ep.ips = vec![format!("10.244.0.{}", i + 1).parse().unwrap()];
+    }
+    let engine = Engine::new(&cluster);
+    let logged = compile_with(
+        &engine,
+        Scope::All,
+        &CompileOptions {
+            pod_interfaces: None,
+            log_group: Some(7),
+        },
+    );
+    let denies: Vec<(&String, &weir_nft::Chain)> = logged
+        .chains
+        .iter()
+        .filter(|(_, c)| c.rules.iter().any(|r| r.contains(" denied by ")))
+        .collect();
+    let whys: Vec<&str> = denies.iter().map(|(_, c)| c.rules[1].as_str()).collect();
+    assert!(
+        whys.iter().any(|w| w.contains(
+            "ingress denied by ClusterNetworkPolicy/data-tier-stays-in-production (tier Admin, priority"
+        ) && w.contains("rule ingress[1]")),
+        "{whys:#?}"
+    );
+    assert!(
+        whys.iter()
+            .any(|w| w.contains("denied by BaselineAdminNetworkPolicy/default (tier Baseline")),
+        "{whys:#?}"
+    );
+    for (name, chain) in &denies {
+        assert_eq!(chain.rules.len(), 2, "{name}: {:?}", chain.rules);
+        assert!(
+            chain.rules[0].starts_with("limit rate 50/second")
+                && chain.rules[0].ends_with(&format!("prefix \"weir {name}\" group 7")),
+            "{name}: {}",
+            chain.rules[0]
+        );
+        assert!(chain.rules[1].starts_with("counter drop comment"), "{name}");
+        // Reached from its tier chain, by a rule that matches and jumps.
+        let jump = format!("jump {name} comment");
+        assert!(
+            logged
+                .chains
+                .values()
+                .flat_map(|c| &c.rules)
+                .any(|r| r.contains(&jump)),
+            "nothing jumps to {name}"
+        );
+    }
+    let text = logged.render();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("log prefix") && l.contains("drop")),
+        "{text}"
+    );
+    // Without the drop log the Deny drops in place, and no such chain exists.
+    let plain = compile(&engine, Scope::All);
+    assert!(plain
+        .chains
+        .values()
+        .all(|c| c.rules.iter().all(|r| !r.contains(" denied by "))));
+    assert!(plain
+        .chains
+        .values()
+        .flat_map(|c| &c.rules)
+        .any(|r| r.contains("counter drop comment \"ClusterNetworkPolicy/data-tier-stays-in-production ingress[1] Deny\"")));
+}
+
 #[test]
 fn pod_interfaces_parse_strictly_and_render_as_a_set() {
     for bad in [

@@ -388,6 +388,12 @@ fn a_pod_cannot_borrow_another_pods_address() {
         "production/redis",
         6379
     ));
+    // A cluster-wide Deny is attributed like an isolation: tier, policy, priority, rule.
+    assert!(connects(&lab, "personal/ubuntu", "production/todos", 80));
+    std::fs::write(dir.join("policies/guardrail.yaml"), TIER_DENY).unwrap();
+    wait_until("the Admin Deny enforced", Duration::from_secs(15), || {
+        !connects(&lab, "personal/ubuntu", "production/todos", 80)
+    });
     let _ = std::fs::remove_file(&log);
     let _ = drops.kill();
     let mut seen = String::new();
@@ -401,7 +407,24 @@ fn a_pod_cannot_borrow_another_pods_address() {
         seen.contains("UDP 5353: source address not of the sending pod's interface (spoofed)"),
         "{seen}"
     );
+    assert!(
+        seen.contains("dropped personal/ubuntu → production/todos TCP 80: ingress denied by ClusterNetworkPolicy/no-personal-to-todos (tier Admin, priority 5) rule ingress[0]"),
+        "{seen}"
+    );
 }
+
+const TIER_DENY: &str = "apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: no-personal-to-todos}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: production}}}
+  ingress:
+  - name: not-from-personal
+    action: Deny
+    from: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: personal}}}]
+";
 
 #[test]
 fn the_agent_repairs_drift_and_holds_its_last_good_state() {
