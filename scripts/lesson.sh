@@ -109,7 +109,7 @@ weir matrix --kubeconfig "$kc" --ports "$ports" -q \
 echo "  $(($(wc -l < "$work/files.csv") - 1)) verdicts from the manifests, $(($(wc -l < "$work/live.csv") - 1)) from the live cluster (lesson namespaces)"
 check "weir matrix: live cluster == helm template" diff -u "$work/files.csv" "$work/live.csv"
 
-say "…and with only the agent's rights (its service account: get/list/watch pods, namespaces, networkpolicies)"
+say "…and with only the agent's rights (its service account: get/list/watch pods, namespaces, networkpolicies, nodes, the tiers)"
 token=$(kubectl -n weir-system create token weir-agent --duration=10m)
 server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
 cat > "$work/agent.kubeconfig" <<KC
@@ -126,10 +126,12 @@ sed 's/^/  /' "$work/explain-agent.err" "$work/explain-agent"
 limited() { [ "$rc" = 0 ] && grep -q "not allowed to list .*Deployment" "$work/explain-agent.err" && grep -q ALLOWED "$work/explain-agent"; }
 check "weir explain with the agent's rights: answers (ALLOWED), says what it could not list" limited
 
-say "The agent programs the kernel through libnftables (no process per change); its log says so"
-kubectl -n weir-system logs ds/weir-agent > "$work/agent.log" 2>&1 || true
-grep -m1 '"via"' "$work/agent.log" | sed 's/^/  /' || true
-check "the agent programs through libnftables" grep -q '"via":"libnftables"' "$work/agent.log"
+say "Every agent programs the kernel through libnftables (no process per change); their logs say so"
+kubectl -n weir-system logs -l app=weir-agent --prefix --tail=-1 > "$work/agent.log" 2>&1 || true
+grep '"via"' "$work/agent.log" | sed 's/^/  /' || true
+agents=$(kubectl -n weir-system get pods -l app=weir-agent --no-headers | wc -l)
+every_agent() { [ "$agents" -gt 0 ] && [ "$(grep -c '"via":"libnftables"' "$work/agent.log")" = "$agents" ]; }
+check "every agent ($agents) programs through libnftables" every_agent
 
 if [ "${1:-}" = --latency ]; then
   say "Policy change → enforced, as a pod sees it (python3 probe inside personal ubuntu's network namespace)"

@@ -50,7 +50,14 @@ if [ ! -e /run/netns/weir-node ]; then
 fi
 mkdir -p "$state/netpol-api"
 status=0
+kubectl() { nsenter --net=/run/netns/weir-node "$bin/node/kubectl" --kubeconfig="$state/etc/kubeconfig" "$@"; }
 for v in "${suites[@]}"; do
+  # The suites share their namespaces: the last one's must be gone (its pods take their
+  # grace period to stop).
+  for _ in $(seq 1 180); do
+    kubectl get ns --no-headers 2>/dev/null | grep -q '^network-policy-conformance-' || break
+    sleep 1
+  done
   log="$state/netpol-api/$v.log"
   s=0
   (cd "$state/netpol-api" && nsenter --net=/run/netns/weir-node env KUBECONFIG="$state/etc/kubeconfig" \

@@ -34,12 +34,12 @@ if [ "$s" = 0 ]; then
   stage "upstream [sig-network] Netpol e2e suite"
   s=0; bash scripts/netpol-e2e.sh || s=$?
   record "upstream Netpol e2e suite (non-SCTP specs)" "$s"
-  stage "network-policy-api conformance suites (v1beta1 ClusterNetworkPolicy, v1alpha1 ANP/BANP)"
-  s=0; bash scripts/netpol-api.sh || s=$?
-  record "network-policy-api conformance suites" "$s"
   stage "the lesson, with helm and kubectl"
   s=0; bash scripts/lesson.sh --latency || s=$?
   record "the lesson" "$s"
+  stage "network-policy-api conformance suites (v1beta1 ClusterNetworkPolicy, v1alpha1 ANP/BANP)"
+  s=0; bash scripts/netpol-api.sh || s=$?
+  record "network-policy-api conformance suites" "$s"
   echo "weir agent over the run: $(bash scripts/cluster.sh agent-usage)"
 fi
 

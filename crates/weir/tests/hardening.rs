@@ -394,6 +394,12 @@ fn a_pod_cannot_borrow_another_pods_address() {
     wait_until("the Admin Deny enforced", Duration::from_secs(15), || {
         !connects(&lab, "personal/ubuntu", "production/todos", 80)
     });
+    // The kernel batches NFLOG messages for up to a second: wait for the agent to log it.
+    wait_until(
+        "the Admin Deny's drop logged",
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("ingress denied by")),
+    );
     let _ = std::fs::remove_file(&log);
     let _ = drops.kill();
     let mut seen = String::new();
