@@ -92,6 +92,10 @@ pub struct Items {
     known: bool,
     /// Where the last good state is persisted (`--state-dir`), if anywhere.
     state_file: Option<PathBuf>,
+    /// This writer's temporary file for the state file: random, so that agents sharing
+    /// the directory never share it — not even two in PID namespaces of their own, where
+    /// each is PID 1.
+    state_tmp: Option<PathBuf>,
     /// Items whose current version is invalid, with the first error.
     pub invalid: BTreeMap<String, String>,
     /// Items that became invalid (or changed error) in the last update: logged once each.
@@ -166,6 +170,7 @@ impl Items {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => items.known = true,
             Err(e) => return Err(e),
         }
+        items.state_tmp = Some(temporary_for(&file));
         items.state_file = Some(file);
         Ok(items)
     }
@@ -365,38 +370,42 @@ impl Items {
     /// could truncate the file another had just renamed into place, leaving a torn state
     /// that refuses the next start.
     fn persist(&self) {
-        let Some(file) = &self.state_file else { return };
+        let (Some(file), Some(tmp)) = (&self.state_file, &self.state_tmp) else {
+            return;
+        };
         let p = Persisted {
             version: 1,
             items: self.good.clone(),
         };
-        let tmp = temporary_for(file);
         let write = || -> std::io::Result<()> {
-            // A leftover of an earlier process with this PID is ours to replace.
-            let _ = std::fs::remove_file(&tmp);
+            // A leftover of an earlier write of ours is ours to replace.
+            let _ = std::fs::remove_file(tmp);
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&tmp)?;
+                .open(tmp)?;
             serde_json::to_writer(&mut f, &p)?;
             f.sync_all()?;
-            std::fs::rename(&tmp, file)
+            std::fs::rename(tmp, file)
         };
         if let Err(e) = write() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(tmp);
             tracing::error!(file = %file.display(), error = %e, "could not persist the last good state");
         }
     }
 }
 
-/// A temporary name for writing `file` that no other writer uses: this process's ID and
-/// a number no other writer of this process drew.
+/// A temporary name for writing `file` that no other writer uses: 64 random bits (the
+/// standard library's per-process random hash keys, mixed with a per-process counter).
+/// Not the PID: agents in containers are all PID 1.
 fn temporary_for(file: &Path) -> PathBuf {
+    use std::hash::BuildHasher;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let random = std::collections::hash_map::RandomState::new().hash_one(n);
     let mut name = file.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    name.push(format!(".{random:016x}.tmp"));
     file.with_file_name(name)
 }
 
@@ -804,8 +813,6 @@ mod tests {
     /// share a temporary file, and the state file is whole whenever it is read.
     #[test]
     fn writers_sharing_a_state_dir_never_tear_the_state() {
-        let file = Path::new("/var/lib/weir/kubernetes.json");
-        assert_ne!(temporary_for(file), temporary_for(file));
         let dir = std::env::temp_dir().join(format!("weir-state-2w-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let writer = |size: usize| {
@@ -816,6 +823,19 @@ mod tests {
             items
         };
         let (a, b) = (writer(50), writer(3));
+        assert_ne!(a.state_tmp, b.state_tmp);
+        let name = a
+            .state_tmp
+            .as_ref()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        assert!(
+            !name.contains(&format!(".{}.", std::process::id())),
+            "{name}: not the PID"
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let threads: Vec<_> = [a, b]
             .into_iter()
