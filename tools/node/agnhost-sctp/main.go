@@ -101,16 +101,29 @@ func dial(ip net.IP, dport uint16, timeout time.Duration) error {
 	// reuse a port within the 3 s conntrack keeps an unanswered or half-open association,
 	// so no probe rides on an earlier one's conntrack entry.
 	sport := uint16(32768 + time.Now().UnixMilli()%28000)
-	if err := sendTo(fd, ip, initChunk(sport, dport, 0, chunkInit, tag, nil)); err != nil {
-		return err
-	}
+	init := initChunk(sport, dport, 0, chunkInit, tag, nil)
+	// Like an SCTP stack, the INIT is sent again when unanswered: after RTO.Initial (1 s),
+	// doubling (RFC 9260 §15), as TCP retransmits a SYN.
 	deadline := time.Now().Add(timeout)
+	resend, rto := time.Now(), time.Second
 	buf := make([]byte, 65536)
 	for {
-		left := time.Until(deadline)
+		now := time.Now()
+		left := deadline.Sub(now)
 		if left <= 0 {
 			return errTimeout
 		}
+		if !now.Before(resend) {
+			if err := sendTo(fd, ip, init); err != nil {
+				return err
+			}
+			resend, rto = now.Add(rto), 2*rto
+		}
+		if wait := resend.Sub(now); wait < left {
+			left = wait
+		}
+		// A zero SO_RCVTIMEO blocks forever: wait at least a millisecond.
+		left = max(left, time.Millisecond)
 		tv := syscall.NsecToTimeval(left.Nanoseconds())
 		if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
 			return err
