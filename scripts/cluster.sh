@@ -157,7 +157,7 @@ node_prepare() {
   for f in containerd.toml kubelet.yaml kube-proxy.yaml; do render "tools/node/$f" "$n_state/etc/$f"; done
   render tools/node/10-weir-node.conflist "$n_state/etc/cni/net.d/10-weir-node.conflist"
   echo "nameserver 127.0.0.1" > "$n_state/etc/resolv.conf"
-  rm -rf "$n_state/kubelet" "$n_state/containerd" "$n_state/cni-ipam"
+  rm -rf "$n_state/kubelet" "$n_state/containerd" "$n_state/cni-ipam" "$n_state/pod-logs"
   daemon_in "$n_ns" "containerd$n_sfx" containerd --config "$n_state/etc/containerd.toml"
   for _ in $(seq 1 100); do ctr -a "$n_run/containerd/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
   bash scripts/node-images.sh import "$n_run/containerd/containerd.sock"
