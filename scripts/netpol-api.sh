@@ -58,8 +58,11 @@ kubectl() { nsenter --net=/run/netns/weir-node "$bin/node/kubectl" --kubeconfig=
 for v in "${suites[@]}"; do
   # The suites share their namespaces: the last one's must be gone (its pods take their
   # grace period to stop).
+  # (The listing first: `kubectl … | grep -q` under pipefail fails as soon as grep has
+  # seen a match and kubectl gets SIGPIPE, which ended this wait at once.)
   for _ in $(seq 1 180); do
-    kubectl get ns --no-headers 2>/dev/null | grep -q '^network-policy-conformance-' || break
+    left=$(kubectl get ns --no-headers -o custom-columns=N:.metadata.name 2>/dev/null || echo '?')
+    grep -q '^network-policy-conformance-\|^?$' <<< "$left" || break
     sleep 1
   done
   log="$state/netpol-api/$v.log"
