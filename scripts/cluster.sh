@@ -287,6 +287,9 @@ down() {
     done
   fi
   for m in $(awk '{print $2}' /proc/mounts | grep -E "^($state|$run)" | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  # kubelet links every container's log into the machine's /var/log/containers (the
+  # path is fixed); ours point into the nodes' state.
+  find /var/log/containers -maxdepth 1 -type l -lname "$state/*" -delete 2>/dev/null || true
   for i in "${all[@]}"; do
     node_vars "$i"
     for c in /sys/fs/cgroup/*/; do

@@ -59,6 +59,7 @@ compgen -G "/sys/fs/cgroup/*/weir-node*" >/dev/null && left+=("cgroups")
 after=$(for s in "${sysctls[@]}"; do echo "$s=$(sysctl -n "$s")"; done)
 [ "$before" = "$after" ] || left+=("sysctls: $(echo $after)")
 [ -e /var/lib/weir ] && left+=("/var/lib/weir")
+[ -n "$(find /var/log/containers -maxdepth 1 -type l -lname "$state/*" 2>/dev/null)" ] && left+=("/var/log/containers links")
 if [ ${#left[@]} = 0 ]; then record "nothing left behind" 0; else echo "left behind: ${left[*]}"; record "nothing left behind" 1; fi
 
 echo
