@@ -826,18 +826,19 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 let verdict = match (action, tier, self.log_group) {
                     (Action::Accept, _, _) | (Action::Pass, Tier::Baseline, _) => "accept",
                     (Action::Deny, _, None) => "drop",
-                    (Action::Deny, _, Some(group)) => {
+                    (Action::Deny, _, Some(_)) => {
                         let deny = format!("{sets}-{n}d");
-                        let why = format!(
-                            "{dir} denied by {} (tier {tier}, priority {}) rule {dir}[{n}]",
-                            policy.id(),
-                            policy.priority
-                        );
-                        let rules = vec![
-                            log_rule(group, &deny),
-                            format!("counter drop comment {}", quote(&why)),
-                        ];
-                        self.chain(&deny, ChainKind::Group, rules);
+                        // Shared by every tier chain holding the policy: made once.
+                        if !self.rs.chains.contains_key(&deny) {
+                            let why = format!(
+                                "{dir} denied by {} (tier {tier}, priority {}) rule {dir}[{n}]",
+                                policy.id(),
+                                policy.priority
+                            );
+                            let mut rules = Vec::with_capacity(2);
+                            self.push_drop(&deny, &why, &mut rules);
+                            self.chain(&deny, ChainKind::Group, rules);
+                        }
                         used.insert(deny.clone());
                         logged_deny = format!("jump {deny}");
                         &logged_deny
@@ -956,15 +957,23 @@ impl<'e, 'c> Compiler<'e, 'c> {
             rules.push(format!("jump {chain} comment {}", quote(&id)));
             ids.push(id);
         }
-        if let Some(group) = self.log_group {
-            rules.push(log_rule(group, &name));
-        }
-        rules.push(format!(
-            "counter drop comment {}",
-            quote(&format!("{dir} isolated by {}", ids.join(", ")))
-        ));
+        self.push_drop(
+            &name,
+            &format!("{dir} isolated by {}", ids.join(", ")),
+            &mut rules,
+        );
         self.chain(&name, ChainKind::Group, rules);
         name
+    }
+
+    /// A chain's closing drop, commented with why (what `weir drops` reports), logged
+    /// first under the chain's name when there is a drop log: in a rule of its own, since
+    /// a limit over its rate ends the rule it stands in.
+    fn push_drop(&self, chain: &str, why: &str, rules: &mut Vec<String>) {
+        if let Some(group) = self.log_group {
+            rules.push(log_rule(group, chain));
+        }
+        rules.push(format!("counter drop comment {}", quote(why)));
     }
 
     /// One chain per policy and direction: every rule accepts what it admits.
