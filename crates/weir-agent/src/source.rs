@@ -21,7 +21,6 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -396,14 +395,12 @@ impl Items {
     }
 }
 
-/// A temporary name for writing `file` that no other writer uses: 64 random bits (the
-/// standard library's per-process random hash keys, mixed with a per-process counter).
-/// Not the PID: agents in containers are all PID 1.
+/// A temporary name for writing `file` that no other writer uses: 64 random bits (a hash
+/// under the standard library's random keys, fresh for every `RandomState`). Not the PID:
+/// agents in containers are all PID 1.
 fn temporary_for(file: &Path) -> PathBuf {
     use std::hash::BuildHasher;
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let random = std::collections::hash_map::RandomState::new().hash_one(n);
+    let random = std::collections::hash_map::RandomState::new().hash_one(());
     let mut name = file.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{random:016x}.tmp"));
     file.with_file_name(name)
@@ -719,7 +716,7 @@ fn note_writes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     const NS: &str = "kind: Namespace\napiVersion: v1\nmetadata:\n  name: a\n";
 
