@@ -7,7 +7,7 @@
 #             issue names, is not served by the Go module proxy here; v0.1.7 is the newest
 #             v0.1 that is)
 # Each suite is the module's own tests, built with `go test -c` from tools/kube/netpol-api/
-# (cached per machine by go.sum) and run with every feature on, experimental ones
+# (scripts/go-build.sh: cached per machine by the module's files) and run with every feature on, experimental ones
 # included. Prints per suite `standard: N passed, M failed; experimental: …`. Exit 0 only
 # when no standard test of v1beta1 failed; experimental tests (named ports, node peers)
 # and the v1alpha1 suite are run and reported, not gating — v0.1.7 probes once, right
@@ -32,12 +32,7 @@ build() {
   local v
   for v in "${suites[@]}"; do
     local mod=tools/kube/netpol-api/$v
-    if ! cmp -s "$out/$v.go.sum" "$mod/go.sum" || [ ! -x "$out/$v.test" ]; then
-      echo "netpol-api.sh: building the $v conformance suite (once per machine, ~1-3 min)" >&2
-      (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go test -c -trimpath -o "$out/$v.test.tmp" .)
-      mv "$out/$v.test.tmp" "$out/$v.test"
-      cp "$mod/go.sum" "$out/$v.go.sum"
-    fi
+    bash scripts/go-build.sh "the $v conformance suite (~1-3 min)" "$mod" "$out/$v" "" test:conformance.test
     # The CRDs of the pinned module (experimental channel: named ports and node peers).
     local dir; dir=$(cd "$mod" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/network-policy-api)
     cp "$dir"/config/crd/experimental/policy.networking.k8s.io_*.yaml "$out/crds/"
@@ -54,21 +49,20 @@ if [ ! -e /run/netns/weir-node ]; then
 fi
 mkdir -p "$state/netpol-api"
 status=0
-kubectl() { nsenter --net=/run/netns/weir-node "$bin/node/kubectl" --kubeconfig="$state/etc/kubeconfig" "$@"; }
 for v in "${suites[@]}"; do
   # The suites share their namespaces: the last one's must be gone (its pods take their
   # grace period to stop).
   # (The listing first: `kubectl … | grep -q` under pipefail fails as soon as grep has
   # seen a match and kubectl gets SIGPIPE, which ended this wait at once.)
   for _ in $(seq 1 180); do
-    left=$(kubectl get ns --no-headers -o custom-columns=N:.metadata.name 2>/dev/null || echo '?')
+    left=$(bash scripts/cluster.sh kubectl get ns --no-headers -o custom-columns=N:.metadata.name 2>/dev/null || echo '?')
     grep -q '^network-policy-conformance-\|^?$' <<< "$left" || break
     sleep 1
   done
   log="$state/netpol-api/$v.log"
   s=0
   (cd "$state/netpol-api" && nsenter --net=/run/netns/weir-node env KUBECONFIG="$state/etc/kubeconfig" \
-    "$out/$v.test" -test.v -test.timeout=45m -all-features > "$log" 2>&1) || s=$?
+    "$out/$v/conformance.test" -test.v -test.timeout=45m -all-features > "$log" 2>&1) || s=$?
   echo "$v: suite exit $s, log $log"
   gating=false; [ "$v" = v1beta1 ] && gating=true
   python3 - "$log" "$v" <<'PY' || if $gating; then status=1; else echo "  ($v: failures reported, not gating)"; fi

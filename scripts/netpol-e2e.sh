@@ -12,12 +12,7 @@ cd "$(dirname "$0")/.."
 state="${WEIR_NODE_STATE:-/var/tmp/weir-node}"
 bin="${WEIR_KUBE_DIR:-/var/tmp/weir-kube}"
 bash scripts/kube-node.sh
-if ! cmp -s "$bin/e2e/go.sum" tools/kube/e2e/go.sum || [ ! -x "$bin/e2e/netpol.test" ]; then
-  echo "netpol-e2e.sh: building the slim Netpol e2e binary (once per machine, ~5 min)" >&2
-  mkdir -p "$bin/e2e"
-  (cd tools/kube/e2e && GOFLAGS=-mod=mod CGO_ENABLED=0 go test -c -trimpath -o "$bin/e2e/netpol.test" .)
-  cp tools/kube/e2e/go.sum "$bin/e2e/go.sum"
-fi
+bash scripts/go-build.sh "the slim Netpol e2e binary (~5 min)" tools/kube/e2e "$bin/e2e" "" test:netpol.test
 [ "${1:-}" = --build ] && exit 0  # the binary only (scripts/real-node.sh builds first)
 if [ ! -e /run/netns/weir-node ]; then
   trap 'bash scripts/cluster.sh down' EXIT
