@@ -185,18 +185,15 @@ func serve(ports []uint16) {
 			fmt.Fprintf(os.Stderr, "agnhost-sctp: raw socket: %v\n", err)
 			os.Exit(1)
 		}
-		go func(fd int, v4 bool) { done <- answer(fd, v4, ours) }(fd, ip.To4() != nil)
+		go func(fd int, family net.IP) { done <- answer(fd, family, ours) }(fd, ip)
 	}
 	fmt.Fprintf(os.Stderr, "agnhost-sctp: %v\n", <-done)
 	os.Exit(1)
 }
 
-func answer(fd int, v4 bool, ours map[uint16]bool) error {
+// answer serves one raw socket of `family` (the unspecified address of IPv4 or IPv6).
+func answer(fd int, family net.IP, ours map[uint16]bool) error {
 	buf := make([]byte, 65536)
-	family := net.IPv6zero
-	if v4 {
-		family = net.IPv4zero
-	}
 	for {
 		n, from, err := syscall.Recvfrom(fd, buf, 0)
 		if err != nil {
