@@ -56,16 +56,16 @@ install() {
   bash scripts/netpol-api.sh --build  # the policy.networking.k8s.io CRDs (and the suites)
 }
 
-# Node i: its network namespace, address, pod range, state and runtime directories,
+# Node i: its network namespace, address, link, pod range, state and runtime directories,
 # cgroup root and the suffix of its daemons' names (PID files, logs). Node 0 keeps the
 # single node's layout.
 node_vars() {
   local i=$1
   n_name=node-$i n_ip=10.200.0.$((i + 1)) n_cidr=10.244.$i.0/24 n_gw=10.244.$i.1
   if [ "$i" = 0 ]; then
-    n_ns=$ns n_state=$state n_run=$run n_cgroup=weir-node n_sfx=""
+    n_ns=$ns n_state=$state n_run=$run n_cgroup=weir-node n_sfx="" n_link=node0
   else
-    n_ns=$ns-$i n_state=$state/node-$i n_run=$run/node-$i n_cgroup=weir-node-$i n_sfx=-$i
+    n_ns=$ns-$i n_state=$state/node-$i n_run=$run/node-$i n_cgroup=weir-node-$i n_sfx=-$i n_link=eth0
   fi
 }
 
@@ -151,7 +151,7 @@ node_prepare() {
   # The Service range on the node's own link: a host process (weir's agent, hostNetwork)
   # must pass routing before kube-proxy's output DNAT rewrites a ClusterIP; with only the
   # blackhole, connect() fails first. Unanswered, such packets loop here until TTL.
-  ip -n "$n_ns" route add 10.96.0.0/16 dev "$([ "$1" = 0 ] && echo node0 || echo eth0)"
+  ip -n "$n_ns" route add 10.96.0.0/16 dev "$n_link"
   ip netns exec "$n_ns" sysctl -q -w net.ipv4.ip_forward=1
   mkdir -p "$n_state/etc/cni/net.d" "$n_run"
   for f in containerd.toml kubelet.yaml kube-proxy.yaml; do render "tools/node/$f" "$n_state/etc/$f"; done
