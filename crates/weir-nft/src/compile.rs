@@ -616,9 +616,36 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 );
             }
         }
-        for (dir, name, priority, key, iface) in [
-            (Direction::Egress, "egress", -1, "saddr", "iifname"),
-            (Direction::Ingress, "ingress", 0, "daddr", "oifname"),
+        // A pod's packets to its own node's addresses are delivered, not forwarded: the
+        // input hook sees them. Its egress policy applies there too (as it does to every
+        // other node), or a `nodes` Deny and an egress default-deny would depend on where the
+        // pod is scheduled. The node reaching its pods (output hook) stays unfiltered: the
+        // kubelet's probes must always get through, as NetworkPolicy documents.
+        for (dir, name, hook, priority, key, iface) in [
+            (
+                Direction::Egress,
+                "egress",
+                "forward",
+                -1,
+                "saddr",
+                "iifname",
+            ),
+            (
+                Direction::Egress,
+                crate::EGRESS_TO_NODE,
+                "input",
+                -1,
+                "saddr",
+                "iifname",
+            ),
+            (
+                Direction::Ingress,
+                "ingress",
+                "forward",
+                0,
+                "daddr",
+                "oifname",
+            ),
         ] {
             let mut rules = Vec::new();
             if let (Some(pattern), Direction::Egress) = (fail_closed, dir) {
@@ -633,6 +660,17 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 rules.push(format!(
                     "{spoofed} counter drop comment \"source address not of this pod interface\""
                 ));
+            }
+            if hook == "input" {
+                // Neighbour discovery, often from a link-local address no pod is known by:
+                // the node must answer it for the pod to reach anything over IPv6.
+                for kind in [
+                    "nd-neighbor-solicit",
+                    "nd-neighbor-advert",
+                    "nd-router-solicit",
+                ] {
+                    rules.push(format!("icmpv6 type {kind} accept"));
+                }
             }
             rules.push("ct state established,related accept".to_string());
             rules.push("ct state invalid drop".to_string());
@@ -669,7 +707,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 Chain {
                     kind: ChainKind::Base,
                     header: Some(format!(
-                        "type filter hook forward priority {priority}; policy accept;"
+                        "type filter hook {hook} priority {priority}; policy accept;"
                     )),
                     rules,
                 },

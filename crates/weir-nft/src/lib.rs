@@ -9,7 +9,9 @@
 //! Shape of the table (the doctrine of Calico's nftables mode and kube-proxy's nft mode):
 //! - two base chains on the forward hook: `egress` (priority -1) then `ingress` (0); each
 //!   accepts `established,related` first and drops `invalid`. An accept in `egress` lets
-//!   the packet on to `ingress`; a drop anywhere is final.
+//!   the packet on to `ingress`; a drop anywhere is final. `egress-to-node` (input hook)
+//!   holds the same rules for packets from local pods to the node's own addresses, which
+//!   are delivered rather than forwarded.
 //! - dispatch by address through verdict maps (`egress4`, `ingress6`, …): O(1) per packet,
 //!   however many pods and policies. Endpoints that no policy isolates have no element and
 //!   are not touched.
@@ -33,6 +35,9 @@ pub use incremental::{Incremental, NeedsFull};
 
 /// The table weir owns; nothing outside it is ever touched.
 pub const TABLE: &str = "inet weir";
+
+/// The base chain on the input hook: local pods' egress to this node's own addresses.
+pub const EGRESS_TO_NODE: &str = "egress-to-node";
 
 /// A named set or verdict map.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -199,6 +199,72 @@ fn fail_closed_and_drop_log_options() {
     assert!(!plain.contains("local4") && !plain.contains("log prefix") && !plain.contains("fib"));
 }
 
+/// A pod's packets to its own node are delivered (input hook), not forwarded: the input
+/// hook gets the forward egress chain's rules — anti-spoofing first, fail-closed, every
+/// tier's dispatch — with only neighbour discovery let through ahead of them; and nothing
+/// filters what the node sends its pods (the kubelet's probes).
+#[test]
+fn a_pods_egress_to_its_own_node_is_the_egress_chain_on_the_input_hook() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut cluster = load_paths(
+        &[format!("{root}/todos"), format!("{root}/tiers")],
+        LoadOptions::default(),
+    )
+    .expect("examples load")
+    .cluster;
+    for (i, ep) in cluster.endpoints.iter_mut().enumerate() {
+        ep.ips = vec![format!("10.244.0.{}", i + 1).parse().unwrap()];
+    }
+    let engine = Engine::new(&cluster);
+    for options in [
+        CompileOptions::default(),
+        CompileOptions {
+            pod_interfaces: Some("wp*".parse().unwrap()),
+            log_group: Some(7),
+        },
+    ] {
+        let rs = compile_with(&engine, Scope::All, &options);
+        let forward = &rs.chains["egress"];
+        let input = &rs.chains[weir_nft::EGRESS_TO_NODE];
+        assert_eq!(
+            forward.header.as_deref(),
+            Some("type filter hook forward priority -1; policy accept;")
+        );
+        assert_eq!(
+            input.header.as_deref(),
+            Some("type filter hook input priority -1; policy accept;")
+        );
+        let nd: Vec<&String> = input
+            .rules
+            .iter()
+            .filter(|r| r.starts_with("icmpv6 type nd-"))
+            .collect();
+        assert_eq!(nd.len(), 3, "{:?}", input.rules);
+        let rest: Vec<&String> = input
+            .rules
+            .iter()
+            .filter(|r| !r.starts_with("icmpv6 type nd-"))
+            .collect();
+        assert_eq!(rest, forward.rules.iter().collect::<Vec<_>>());
+        for layer in ["admin-", "", "baseline-"] {
+            assert!(
+                rest.iter()
+                    .any(|r| r.as_str() == format!("ip saddr vmap @{layer}egress4")),
+                "{layer}: {rest:?}"
+            );
+        }
+        // Spoofed sources are dropped before neighbour discovery or anything is accepted.
+        if options.pod_interfaces.is_some() {
+            assert!(input.rules[0].contains("fib saddr . iif oif missing"));
+        }
+        assert!(rs
+            .chains
+            .values()
+            .filter_map(|c| c.header.as_deref())
+            .all(|h| !h.contains("hook output")));
+    }
+}
+
 /// Pod interface patterns are the operator's text: only names nft takes as names parse,
 /// and a list becomes one anonymous set in every rule that uses it.
 /// A tier's Deny is logged like an isolation drop when the drop log is on: the rule jumps
