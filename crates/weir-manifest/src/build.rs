@@ -69,12 +69,12 @@ pub(crate) fn identity(o: &Object) -> (String, &str, &String, &Origin) {
     }
 }
 
-/// Objects the API server could never hold twice (same kind, namespace and name): an error
-/// naming both places, for every repeat.
-pub(crate) fn duplicates(objects: &[Object]) -> Vec<Diagnostic> {
+/// Objects the API server could never hold twice (same kind, namespace and name): for every
+/// repeat, its index and an error naming both places.
+pub(crate) fn duplicates(objects: &[Object]) -> Vec<(usize, Diagnostic)> {
     let mut seen: HashMap<(String, &str, &str), &Origin> = HashMap::new();
     let mut out = Vec::new();
-    for o in objects {
+    for (i, o) in objects.iter().enumerate() {
         let (kind, namespace, name, origin) = identity(o);
         let id = if namespace.is_empty() {
             name.clone()
@@ -82,14 +82,17 @@ pub(crate) fn duplicates(objects: &[Object]) -> Vec<Diagnostic> {
             format!("{namespace}/{name}")
         };
         if let Some(first) = seen.insert((kind.clone(), namespace, name), origin) {
-            out.push(Diagnostic {
-                severity: Severity::Error,
-                file: origin.file.clone(),
-                line: origin.line,
-                col: origin.col,
-                field: "metadata.name".into(),
-                message: format!("duplicate {kind} {id}: also defined at {first}"),
-            });
+            out.push((
+                i,
+                Diagnostic {
+                    severity: Severity::Error,
+                    file: origin.file.clone(),
+                    line: origin.line,
+                    col: origin.col,
+                    field: "metadata.name".into(),
+                    message: format!("duplicate {kind} {id}: also defined at {first}"),
+                },
+            ));
         }
     }
     out
@@ -97,7 +100,7 @@ pub(crate) fn duplicates(objects: &[Object]) -> Vec<Diagnostic> {
 
 /// Builds the model. Errors (duplicate objects) and warnings come back as diagnostics.
 pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
-    let mut warnings = duplicates(&objects);
+    let mut warnings: Vec<Diagnostic> = duplicates(&objects).into_iter().map(|(_, d)| d).collect();
     let mut namespaces: BTreeMap<String, Labels> = BTreeMap::new();
     let mut pods = Vec::new();
     let mut workloads: Vec<Workload> = Vec::new();

@@ -244,13 +244,15 @@ fn units_of<'a>(
     }
 }
 
+/// Decodes one source into `objects`; returns how many objects (or, unparsable, the whole
+/// file: 1) [`LoadOptions::skip_invalid`] left out.
 pub fn decode_source(
     source: &NamedText,
     options: LoadOptions,
     objects: &mut Vec<Object>,
     skipped: &mut BTreeMap<String, usize>,
     diagnostics: &mut Vec<Diagnostic>,
-) {
+) -> usize {
     let docs = match yaml::parse_documents(&source.text) {
         Ok(d) => d,
         Err(e) => {
@@ -262,9 +264,10 @@ pub fn decode_source(
                 field: "(document)".into(),
                 message: e.message,
             });
-            return;
+            return 1;
         }
     };
+    let mut left_out = 0;
     let lines = yaml::LineIndex::new(&source.text);
     let units: Vec<Unit> = docs
         .into_iter()
@@ -284,6 +287,7 @@ pub fn decode_source(
     let mut located: HashMap<usize, HashMap<FieldPath, Position>> = HashMap::new();
     for (decoded, problems, (outer, locate_at, prefix, start)) in results {
         match decoded {
+            _ if options.skip_invalid && !problems.errors.is_empty() => left_out += 1,
             Decoded::Object(o) => objects.push(*o),
             Decoded::Skipped(kind) => *skipped.entry(kind).or_insert(0) += 1,
             Decoded::Failed => {}
@@ -315,6 +319,7 @@ pub fn decode_source(
             }
         }
     }
+    left_out
 }
 
 /// `kind: List` (or `FooList`) with `items` → the items' implied kind and the items;

@@ -4,7 +4,8 @@
 //! `kind: List` wrappers. Each object is decoded with k8s-openapi (unknown
 //! fields are caught, which k8s-openapi alone would drop silently), validated
 //! like the API server would, and every problem is reported with
-//! `file:line:col` and the field path. Either the whole input loads or nothing does.
+//! `file:line:col` and the field path. Either the whole input loads or nothing does —
+//! unless [`LoadOptions::skip_invalid`] asks to leave out what the API server would reject.
 
 mod build;
 mod decode;
@@ -79,6 +80,12 @@ pub enum LoadError {
 pub struct LoadOptions {
     /// Report unknown fields as warnings instead of errors.
     pub allow_unknown_fields: bool,
+    /// Leave out what fails validation — each object with an error, each file that is not
+    /// YAML or not text, each repeat of an object — and load the rest, reporting what was
+    /// left out ([`Loaded::invalid`]). For analysing messy repositories: an object the API
+    /// server would reject never exists in a cluster. Never for enforcement: [`decode`]
+    /// ignores it.
+    pub skip_invalid: bool,
 }
 
 /// A loaded input: the model, what was skipped, and non-fatal findings.
@@ -88,6 +95,10 @@ pub struct Loaded {
     /// Kinds weir does not model, with how many objects of each were seen.
     pub skipped: BTreeMap<String, usize>,
     pub warnings: Vec<Diagnostic>,
+    /// Under [`LoadOptions::skip_invalid`]: the errors of what was left out.
+    pub invalid: Vec<Diagnostic>,
+    /// Under [`LoadOptions::skip_invalid`]: how many objects and files were left out.
+    pub left_out: usize,
 }
 
 fn is_manifest_file(path: &Path) -> bool {
@@ -131,11 +142,11 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
 }
 
 /// A file that is not UTF-8 text: located at its first invalid byte.
-fn not_text(name: &str, e: std::string::FromUtf8Error) -> LoadError {
+fn not_utf8(name: &str, e: std::string::FromUtf8Error) -> Diagnostic {
     let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
     let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
     let col = 1 + valid.len() - valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    LoadError::Invalid(vec![Diagnostic {
+    Diagnostic {
         severity: Severity::Error,
         file: name.to_string(),
         line,
@@ -145,12 +156,22 @@ fn not_text(name: &str, e: std::string::FromUtf8Error) -> LoadError {
             "not UTF-8 text (byte 0x{:02x}); manifests are YAML or JSON",
             e.as_bytes()[valid.len()]
         ),
-    }])
+    }
 }
 
 /// Reads files, directories (recursively: `*.yaml`, `*.yml`, `*.json`) and `-` for stdin.
 pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<NamedText>, LoadError> {
+    let (sources, not_text) = read_texts(paths)?;
+    match not_text.is_empty() {
+        true => Ok(sources),
+        false => Err(LoadError::Invalid(not_text)),
+    }
+}
+
+/// [`read_paths`], with files that are not UTF-8 text reported (located) instead of failing.
+fn read_texts<P: AsRef<Path>>(paths: &[P]) -> Result<(Vec<NamedText>, Vec<Diagnostic>), LoadError> {
     let mut sources = Vec::new();
+    let mut not_text = Vec::new();
     for p in paths {
         let p = p.as_ref();
         if p == Path::new("-") {
@@ -175,27 +196,59 @@ pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<NamedText>, LoadErr
                 path: name.clone(),
                 error,
             })?;
-            let text = String::from_utf8(bytes).map_err(|e| not_text(&name, e))?;
-            sources.push(NamedText { name, text });
+            match String::from_utf8(bytes) {
+                Ok(text) => sources.push(NamedText { name, text }),
+                Err(e) => not_text.push(not_utf8(&name, e)),
+            }
         }
     }
-    Ok(sources)
+    Ok((sources, not_text))
 }
 
 /// Decodes, validates and assembles sources into one cluster model.
 pub fn load(sources: &[NamedText], options: LoadOptions) -> Result<Loaded, LoadError> {
-    let (objects, skipped, mut diagnostics) = decode_sources(sources, options);
+    load_with(sources, Vec::new(), options)
+}
+
+/// [`load`], with the errors of files already left out (`unread`: not text).
+fn load_with(
+    sources: &[NamedText],
+    unread: Vec<Diagnostic>,
+    options: LoadOptions,
+) -> Result<Loaded, LoadError> {
+    let mut left_out = unread.len();
+    let (mut objects, skipped, mut diagnostics, invalid) = decode_sources(sources, options);
+    diagnostics.splice(0..0, unread);
+    left_out += invalid;
+    if options.skip_invalid {
+        // A repeat is left out, the first definition kept (and reported).
+        let repeats = build::duplicates(&objects);
+        left_out += repeats.len();
+        let doomed: std::collections::HashSet<usize> = repeats.iter().map(|(i, _)| *i).collect();
+        let mut i = 0;
+        objects.retain(|_| {
+            i += 1;
+            !doomed.contains(&(i - 1))
+        });
+        diagnostics.extend(repeats.into_iter().map(|(_, d)| d));
+    }
     let (cluster, built) = build::assemble(objects);
     diagnostics.extend(built);
-    let warnings = warnings_or_errors(sources, diagnostics)?;
+    let (errors, warnings) = split(sources, diagnostics);
+    if !errors.is_empty() && !options.skip_invalid {
+        return Err(LoadError::Invalid(errors));
+    }
     Ok(Loaded {
         cluster,
         skipped,
         warnings,
+        invalid: errors,
+        left_out,
     })
 }
 
-/// Every source's objects, the kinds skipped (with counts), and the diagnostics, in order.
+/// Every source's objects, the kinds skipped (with counts), the diagnostics in order, and
+/// how many objects and files [`LoadOptions::skip_invalid`] left out.
 fn decode_sources(
     sources: &[NamedText],
     options: LoadOptions,
@@ -203,12 +256,14 @@ fn decode_sources(
     Vec<decode::Object>,
     BTreeMap<String, usize>,
     Vec<Diagnostic>,
+    usize,
 ) {
     let mut diagnostics = Vec::new();
     let mut objects = Vec::new();
     let mut skipped = BTreeMap::new();
+    let mut left_out = 0;
     for source in sources {
-        decode::decode_source(
+        left_out += decode::decode_source(
             source,
             options,
             &mut objects,
@@ -216,21 +271,28 @@ fn decode_sources(
             &mut diagnostics,
         );
     }
-    (objects, skipped, diagnostics)
+    (objects, skipped, diagnostics, left_out)
 }
 
-/// The warnings, or the errors (Helm hints added for `sources`) when there are any.
+/// The errors (Helm hints added for `sources`) and the warnings.
+fn split(
+    sources: &[NamedText],
+    diagnostics: Vec<Diagnostic>,
+) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+    let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = diagnostics
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    (helm_hints(sources, errors), warnings)
+}
+
+/// The warnings, or the errors when there are any.
 fn warnings_or_errors(
     sources: &[NamedText],
     diagnostics: Vec<Diagnostic>,
 ) -> Result<Vec<Diagnostic>, LoadError> {
-    let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = diagnostics
-        .into_iter()
-        .partition(|d| d.severity == Severity::Error);
-    if errors.is_empty() {
-        Ok(warnings)
-    } else {
-        Err(LoadError::Invalid(helm_hints(sources, errors)))
+    match split(sources, diagnostics) {
+        (errors, warnings) if errors.is_empty() => Ok(warnings),
+        (errors, _) => Err(LoadError::Invalid(errors)),
     }
 }
 
@@ -303,10 +365,16 @@ impl Decoded {
 }
 
 /// [`load`]'s checks for one source alone: the errors it would report for this source.
+/// Strict whatever the options say: what enforces policy never leaves out an invalid object
+/// (it keeps that item's last good version instead).
 pub fn decode(source: &NamedText, options: LoadOptions) -> Result<Decoded, LoadError> {
+    let options = LoadOptions {
+        skip_invalid: false,
+        ..options
+    };
     let sources = std::slice::from_ref(source);
-    let (objects, skipped, mut diagnostics) = decode_sources(sources, options);
-    diagnostics.extend(build::duplicates(&objects));
+    let (objects, skipped, mut diagnostics, _) = decode_sources(sources, options);
+    diagnostics.extend(build::duplicates(&objects).into_iter().map(|(_, d)| d));
     let warnings = warnings_or_errors(sources, diagnostics)?;
     Ok(Decoded {
         objects,
@@ -335,6 +403,8 @@ pub fn assemble<'a>(parts: impl IntoIterator<Item = &'a Decoded>) -> Result<Load
         cluster,
         skipped,
         warnings,
+        invalid: Vec::new(),
+        left_out: 0,
     })
 }
 
@@ -357,7 +427,11 @@ fn helm_hints(sources: &[NamedText], mut errors: Vec<Diagnostic>) -> Vec<Diagnos
 
 /// [`read_paths`] then [`load`].
 pub fn load_paths<P: AsRef<Path>>(paths: &[P], options: LoadOptions) -> Result<Loaded, LoadError> {
-    load(&read_paths(paths)?, options)
+    let (sources, not_text) = read_texts(paths)?;
+    if !not_text.is_empty() && !options.skip_invalid {
+        return Err(LoadError::Invalid(not_text));
+    }
+    load_with(&sources, not_text, options)
 }
 
 /// Loads one in-memory text (tests, fuzzing, stdin-like callers).

@@ -44,6 +44,7 @@ fn unknown_fields_can_be_warnings() {
         &text,
         LoadOptions {
             allow_unknown_fields: true,
+            ..LoadOptions::default()
         },
     )
     .unwrap();

@@ -32,6 +32,11 @@ pub struct Input {
     /// Report unknown fields as warnings instead of errors.
     #[arg(long)]
     pub allow_unknown_fields: bool,
+    /// Leave out what fails validation (an object with an error, a file that is not YAML or
+    /// not text, a repeated object) and analyse the rest; what was left out is listed on
+    /// stderr. For messy repositories: the API server would reject those objects too.
+    #[arg(long)]
+    pub skip_invalid: bool,
     /// Do not match ipBlock peers against pod IPs (Cilium / np-guard behaviour).
     #[arg(long)]
     pub no_ipblock_pods: bool,
@@ -46,6 +51,7 @@ impl Input {
     pub fn load(&self) -> Result<weir_manifest::Loaded, Failure> {
         let options = LoadOptions {
             allow_unknown_fields: self.allow_unknown_fields,
+            skip_invalid: self.skip_invalid,
         };
         let result = match self.live() {
             Some(connect) => {
@@ -64,6 +70,19 @@ impl Input {
         };
         match result {
             Ok(loaded) => {
+                // Left out: said even under --quiet, since the answer is about less than was
+                // given.
+                for d in &loaded.invalid {
+                    eprintln!("{d}");
+                }
+                if loaded.left_out > 0 || !loaded.invalid.is_empty() {
+                    eprintln!(
+                        "warning: --skip-invalid left out {} object(s) or file(s) with {} error(s) above; the rest of {} was analysed",
+                        loaded.left_out,
+                        loaded.invalid.len(),
+                        self.describe()
+                    );
+                }
                 if !self.quiet {
                     for w in &loaded.warnings {
                         eprintln!("{w}");

@@ -534,3 +534,48 @@ fn tiers_decide_in_explain() {
     ]);
     assert_eq!(o.status.code(), Some(0));
 }
+
+/// `--skip-invalid`: a repository with one bad object among good ones is analysed (exit 0)
+/// with the bad object left out and named on stderr (file:line:col, field); strict by default
+/// (exit 2, nothing analysed).
+#[test]
+fn skip_invalid_analyses_the_rest_and_names_what_it_left_out() {
+    let dir = scratch("skip-invalid");
+    for f in ["namespaces.yaml", "todos.yaml", "redis.yaml", "ubuntu.yaml"] {
+        std::fs::copy(repo().join("examples/todos").join(f), dir.join(f)).unwrap();
+    }
+    std::fs::copy(
+        repo().join("examples/todos/policies/data-from-logic-redis.yaml"),
+        dir.join("policy.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("broken.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: typo, namespace: production}\nspec:\n  podSelector: {}\n  ingress: [{ports: [{port: 0}]}]\n",
+    )
+    .unwrap();
+    let path = dir.to_str().unwrap();
+    let strict = weir(&["analyze", path]);
+    assert_eq!(strict.status.code(), Some(2));
+    let o = weir(&["analyze", path, "--skip-invalid", "-o", "csv", "-q"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("broken.yaml:6:") && err.contains("spec.ingress[0].ports[0].port"),
+        "{err}"
+    );
+    assert!(err.contains("--skip-invalid left out 1 object(s)"), "{err}");
+    // The valid policy still decides: only the logic tier reaches redis.
+    let out = stdout(&o);
+    assert!(
+        out.contains("production/ubuntu,production/redis,TCP 6379"),
+        "{out}"
+    );
+    assert!(!out.contains("personal/ubuntu,production/redis"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
