@@ -1,12 +1,13 @@
 //! What changed between two policy sets: connections added, removed and changed, per
-//! endpoint pair (matched by `namespace/name`) and outside representative address.
+//! endpoint pair (matched by `namespace/name`) and per range of outside addresses that both
+//! versions treat alike (named as `analyze` names them: `0.0.0.0/0 except 10.0.0.0/8`).
 
 use std::net::IpAddr;
 
 use serde::Serialize;
 use weir_model::{Cluster, ClusterPolicy, Direction, Policy};
 
-use crate::ipspace::outside_representatives;
+use crate::ipspace::{describe, intersect, outside_representatives};
 use crate::ports::PortSet;
 use crate::{Engine, Side};
 
@@ -125,11 +126,23 @@ pub fn diff(old: &Engine, new: &Engine) -> Vec<Change> {
         same_cluster,
     );
     let mut sides: Vec<Named> = ids.iter().map(|id| Named::Endpoint(id)).collect();
-    sides.extend(
-        outside_representatives(&[oc, nc])
-            .into_iter()
-            .map(Named::Address),
-    );
+    // Outside addresses: one representative per pair of (old, new) address classes, named by
+    // the addresses in both, so a change is stated for exactly the addresses it holds for.
+    let mut outside: Vec<(IpAddr, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for ip in outside_representatives(&[oc, nc]) {
+        let side = Side::Address(ip);
+        let (Some(a), Some(b)) = (old.index.class_of(side), new.index.class_of(side)) else {
+            continue;
+        };
+        if seen.insert((a, b)) {
+            let (Some(x), Some(y)) = (old.class_cidrs(a), new.class_cidrs(b)) else {
+                continue;
+            };
+            outside.push((ip, describe(&intersect(&x, &y))));
+        }
+    }
+    sides.extend(outside.iter().map(|(ip, _)| Named::Address(*ip)));
     let selects = |engine: &Engine, p: &Policy, side: Named, egress: bool| -> bool {
         let Some(Side::Endpoint(i)) = node(engine, side) else {
             return false;
@@ -176,7 +189,10 @@ pub fn diff(old: &Engine, new: &Engine) -> Vec<Change> {
             policies.dedup();
             let show = |s: Named| match s {
                 Named::Endpoint(id) => id.to_string(),
-                Named::Address(ip) => ip.to_string(),
+                Named::Address(ip) => outside
+                    .iter()
+                    .find(|(o, _)| *o == ip)
+                    .map_or_else(|| ip.to_string(), |(_, name)| name.clone()),
             };
             out.push(Change {
                 kind,

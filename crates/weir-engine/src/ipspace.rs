@@ -281,12 +281,112 @@ impl IpSpace {
     }
 }
 
+/// A set of CIDRs of one family, written as the shorter of the list and "the smallest CIDR
+/// covering them except …" (`0.0.0.0/0 except 10.0.0.0/8`, `10.0.0.0/8 except
+/// 10.1.0.0/16`): how every command names outside addresses.
+pub fn describe(cidrs: &[IpNet]) -> String {
+    let list = |l: &[IpNet]| {
+        l.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let Some(first) = cidrs.first() else {
+        return String::new();
+    };
+    let v6 = matches!(first, IpNet::V6(_));
+    let bits = if v6 { 128 } else { 32 };
+    let (lo, hi) = cidrs
+        .iter()
+        .map(net_range)
+        .fold((u128::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
+    // The longest prefix lo and hi share, within the family's width.
+    let shared = ((lo ^ hi).leading_zeros() - (128 - bits)).min(bits);
+    let cover_lo = match shared {
+        0 => 0,
+        s if s >= bits => lo,
+        s => lo & !(top(v6) >> s),
+    };
+    let cover = range_to_cidrs(cover_lo, span_end(cover_lo, bits - shared), v6);
+    let mut holes = vec![(cover_lo, span_end(cover_lo, bits - shared))];
+    for c in cidrs {
+        holes = subtract(&holes, net_range(c));
+    }
+    let holes: Vec<IpNet> = holes
+        .into_iter()
+        .flat_map(|(a, b)| range_to_cidrs(a, b, v6))
+        .collect();
+    match (cover.as_slice(), holes.is_empty()) {
+        ([c], true) => c.to_string(),
+        ([c], false) if holes.len() < cidrs.len() => format!("{c} except {}", list(&holes)),
+        _ => list(cidrs),
+    }
+}
+
+/// The addresses in both lists (one family), as the fewest CIDRs.
+pub fn intersect(a: &[IpNet], b: &[IpNet]) -> Vec<IpNet> {
+    let v6 = a.first().is_some_and(|c| matches!(c, IpNet::V6(_)));
+    let ranges = |l: &[IpNet]| {
+        let mut r: Vec<(u128, u128)> = l.iter().map(net_range).collect();
+        r.sort_unstable();
+        r
+    };
+    let (a, b) = (ranges(a), ranges(b));
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        let (lo, hi) = (a[i].0.max(b[j].0), a[i].1.min(b[j].1));
+        if lo <= hi {
+            out.extend(range_to_cidrs(lo, hi, v6));
+        }
+        if a[i].1 < b[j].1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_descriptions_pick_the_shorter_form() {
+        assert_eq!(describe(&[net("10.0.0.0/8")]), "10.0.0.0/8");
+        // Everything but 10.0.0.0/8, as a list of 5 CIDRs, reads better as an exception.
+        let rest = complement(&[net("10.0.0.0/8")], false);
+        assert_eq!(describe(&rest), "0.0.0.0/0 except 10.0.0.0/8");
+        let office = subtract(
+            &[net_range(&net("10.0.0.0/8"))],
+            net_range(&net("10.1.0.0/16")),
+        );
+        let office: Vec<IpNet> = office
+            .iter()
+            .flat_map(|&(a, b)| range_to_cidrs(a, b, false))
+            .collect();
+        assert_eq!(describe(&office), "10.0.0.0/8 except 10.1.0.0/16");
+        assert_eq!(describe(&[net("::/0")]), "::/0");
+        assert_eq!(describe(&[net("2001:db8::1/128")]), "2001:db8::1/128");
+        assert_eq!(
+            describe(&[net("10.0.0.0/24"), net("10.0.2.0/24")]),
+            "10.0.0.0/24,10.0.2.0/24"
+        );
+    }
+
+    #[test]
+    fn intersection_of_cidr_lists() {
+        let a = complement(&[net("10.0.0.0/8")], false);
+        let b = [net("8.0.0.0/6"), net("192.0.2.0/24")];
+        assert_eq!(
+            intersect(&a, &b),
+            [net("8.0.0.0/7"), net("11.0.0.0/8"), net("192.0.2.0/24")]
+        );
+        assert_eq!(intersect(&a, &[net("10.1.0.0/16")]), []);
     }
 
     #[test]

@@ -136,6 +136,27 @@ fn diff_names_the_connections_a_change_opens() {
     assert!(diff(&Engine::new(&before), &Engine::new(&before)).is_empty());
 }
 
+/// Outside traffic is named as `analyze` names it — the range of addresses the change holds
+/// for — never by the address the engine happened to evaluate (`192.0.2.1`).
+#[test]
+fn diff_names_outside_addresses_by_the_range_they_stand_for() {
+    let before = seed();
+    let after = with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: office, namespace: production}\nspec:\n  podSelector: {matchLabels: {networking/data: \"true\"}}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}]}]\n");
+    let changes = diff(&Engine::new(&before), &Engine::new(&after));
+    let outside: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.from.starts_with(|ch: char| ch.is_ascii_digit()))
+        .map(|c| c.from.as_str())
+        .collect();
+    assert_eq!(outside, ["10.0.0.0/8 except 10.1.0.0/16"], "{changes:#?}");
+    assert!(
+        changes
+            .iter()
+            .all(|c| !c.from.starts_with("192.0.2.") && !c.to.starts_with("192.0.2.")),
+        "{changes:#?}"
+    );
+}
+
 #[test]
 fn intents_pass_on_the_seed_and_fail_when_redis_opens() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/todos/intents.yaml");

@@ -19,39 +19,12 @@ pub struct Connection {
 /// The peers of a class: endpoint ids, or the CIDRs of an outside address class.
 fn peers(engine: &Engine, class: ClassId) -> Vec<String> {
     match engine.class_cidrs(class) {
-        Some(cidrs) => vec![describe_cidrs(&cidrs)],
+        Some(cidrs) => vec![weir_engine::ipspace::describe(&cidrs)],
         None => engine
             .class_members(class)
             .iter()
             .map(|&i| engine.cluster().endpoints[i].id())
             .collect(),
-    }
-}
-
-/// A set of CIDRs, written as the shorter of the list and "everything except …".
-fn describe_cidrs(cidrs: &[ipnet::IpNet]) -> String {
-    use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-    let v6 = cidrs.first().is_some_and(|c| matches!(c, IpNet::V6(_)));
-    let all = if v6 {
-        IpNet::V6(Ipv6Net::default())
-    } else {
-        IpNet::V4(Ipv4Net::default())
-    };
-    if cidrs == [all] {
-        return all.to_string();
-    }
-    // The complement within the family, as CIDRs.
-    let mut complement = weir_engine::ipspace::complement(cidrs, v6);
-    if !complement.is_empty() && complement.len() < cidrs.len() {
-        complement.sort();
-        let list: Vec<String> = complement.iter().map(|c| c.to_string()).collect();
-        format!("{all} except {}", list.join(","))
-    } else {
-        cidrs
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
     }
 }
 
@@ -379,18 +352,4 @@ pub fn render_summary(
         writeln!(out, "{t}")?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidr_descriptions_pick_the_shorter_form() {
-        let n = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
-        assert_eq!(describe_cidrs(&[n("10.0.0.0/8")]), "10.0.0.0/8");
-        // Everything but 10.0.0.0/8, as a list of 5 CIDRs, reads better as an exception.
-        let rest = weir_engine::ipspace::complement(&[n("10.0.0.0/8")], false);
-        assert_eq!(describe_cidrs(&rest), "0.0.0.0/0 except 10.0.0.0/8");
-    }
 }
