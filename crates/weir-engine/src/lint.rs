@@ -49,6 +49,9 @@ pub struct Finding {
     pub severity: Severity,
     /// `file:line:col` of the object concerned.
     pub location: String,
+    /// The field of that object it is about (`spec.ingress[1].from[0]`), or empty: where
+    /// a caller with the file can point more precisely.
+    pub field: String,
     /// `namespace/name` of the policy (or namespace / endpoint) concerned.
     pub subject: String,
     pub message: String,
@@ -157,12 +160,25 @@ struct Linter<'e, 'c> {
 
 impl Linter<'_, '_> {
     fn push(&mut self, check: Check, location: String, subject: String, message: String) {
+        self.push_at(check, location, String::new(), subject, message);
+    }
+
+    /// [`Linter::push`] about one field of the object.
+    fn push_at(
+        &mut self,
+        check: Check,
+        location: String,
+        field: String,
+        subject: String,
+        message: String,
+    ) {
         let spec = check.spec();
         self.out.push(Finding {
             code: spec.code,
             name: spec.name,
             severity: spec.severity,
             location,
+            field,
             subject,
             message,
             hint: spec.hint.to_string(),
@@ -189,9 +205,10 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
         let id = policy.id();
         let targets: Vec<usize> = (0..n).filter(|&i| engine.selects(policy, i)).collect();
         if targets.is_empty() {
-            l.push(
+            l.push_at(
                 Check::PolicySelectsNothing,
                 loc.clone(),
+                "spec.podSelector".into(),
                 id.clone(),
                 format!(
                     "podSelector {{{}}} selects no endpoint in namespace {}",
@@ -202,9 +219,10 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
         for direction in [Direction::Ingress, Direction::Egress] {
             let rules = policy.rules(direction);
             if !policy.isolates(direction) && !rules.is_empty() {
-                l.push(
+                l.push_at(
                     Check::RulesIgnoredByPolicyTypes,
                     loc.clone(),
+                    format!("spec.{direction}"),
                     id.clone(),
                     format!(
                         "{} {direction} rule(s) are ignored: policyTypes does not list {}",
@@ -244,9 +262,10 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
                                 l.engine, pi, direction, &rules[k], &rules[j], &targets, &outside,
                             ))
                 }) {
-                    l.push(
+                    l.push_at(
                         Check::RuleShadowed,
                         loc.clone(),
+                        rule_path(direction, k),
                         id.clone(),
                         format!(
                             "{} adds nothing: {} admits everything it admits",
@@ -285,7 +304,7 @@ fn lint_rule(
         "to"
     };
     if rule.peers.is_empty() && rule.ports.is_empty() {
-        l.push(Check::AllowAllRule, loc.clone(), id.clone(), format!("{path} is `{{}}`: it allows all {direction} traffic, from every peer on every port"));
+        l.push_at(Check::AllowAllRule, loc.clone(), path.clone(), id.clone(), format!("{path} is `{{}}`: it allows all {direction} traffic, from every peer on every port"));
     }
     for (j, peer) in rule.peers.iter().enumerate() {
         let members: Vec<usize> = (0..l.cluster.endpoints.len())
@@ -299,9 +318,10 @@ fn lint_rule(
             })
             .collect();
         match peer {
-            Peer::Pods { .. } if members.is_empty() => l.push(
+            Peer::Pods { .. } if members.is_empty() => l.push_at(
                 Check::PeerMatchesNothing,
                 loc.clone(),
+                format!("{path}.{word}[{j}]"),
                 id.clone(),
                 format!("{path}.{word}[{j}] matches no endpoint"),
             ),
@@ -311,7 +331,7 @@ fn lint_rule(
                     .take(3)
                     .map(|&i| l.cluster.endpoints[i].id())
                     .collect();
-                l.push(Check::IpblockCoversPods, loc.clone(), id.clone(), format!("{path}.{word}[{j}] ipBlock {cidr} covers the IPs of {} endpoint(s) ({}{}): CNIs differ on whether ipBlock matches pod IPs",
+                l.push_at(Check::IpblockCoversPods, loc.clone(), format!("{path}.{word}[{j}]"), id.clone(), format!("{path}.{word}[{j}] ipBlock {cidr} covers the IPs of {} endpoint(s) ({}{}): CNIs differ on whether ipBlock matches pod IPs",
                         members.len(), names.join(", "), if members.len() > 3 { ", …" } else { "" }));
             }
             _ => {}
@@ -332,9 +352,10 @@ fn lint_rule(
                 Side::Address(_) => false,
             });
             if !resolved {
-                l.push(
+                l.push_at(
                     Check::NamedPortUnresolved,
                     loc.clone(),
+                    format!("{path}.ports[{j}]"),
                     id.clone(),
                     format!(
                         "{path}.ports[{j}]: no destination has a {} containerPort named {name:?}",
@@ -470,7 +491,7 @@ fn redundant_policies(l: &mut Linter, outside: &[IpAddr]) {
             })
         });
         if same {
-            l.push(Check::PolicyRedundant, policy.origin.to_string(), policy.id(), "removing this policy changes no connection: other policies already isolate and allow exactly the same".into());
+            l.push_at(Check::PolicyRedundant, policy.origin.to_string(), "metadata.name".into(), policy.id(), "removing this policy changes no connection: other policies already isolate and allow exactly the same".into());
         }
     }
 }
@@ -581,9 +602,10 @@ fn tiers(l: &mut Linter, outside: &[IpAddr]) {
                         }
                     }
                     if any && !fresh {
-                        l.push(
+                        l.push_at(
                             Check::TierRuleShadowed,
                             loc.clone(),
+                            rule_path(direction, k),
                             id.clone(),
                             format!(
                                 "{} ({}) never decides: the rules before it in this policy match all its traffic first",
@@ -612,9 +634,10 @@ fn tiers(l: &mut Linter, outside: &[IpAddr]) {
                         )
                     });
                     if none {
-                        l.push(
+                        l.push_at(
                             Check::PeerMatchesNothing,
                             loc.clone(),
+                            format!("{}.{word}[{j}]", rule_path(direction, k)),
                             id.clone(),
                             format!(
                                 "{}.{word}[{j}] matches no endpoint",
@@ -643,9 +666,10 @@ fn tiers(l: &mut Linter, outside: &[IpAddr]) {
                             })
                     });
                     if !below {
-                        l.push(
+                        l.push_at(
                             Check::PassToNothing,
                             loc.clone(),
+                            rule_path(direction, k),
                             id.clone(),
                             format!(
                                 "{} passes to NetworkPolicies and the Baseline tier, but neither has {direction} rules for the {} pod(s) this policy selects",
@@ -670,9 +694,10 @@ fn tiers(l: &mut Linter, outside: &[IpAddr]) {
                 .into_iter()
                 .find(|&d| !policy.rules(d).is_empty() && !other.rules(d).is_empty());
             if let (true, Some(d)) = (common > 0, both) {
-                l.push(
+                l.push_at(
                     Check::TierPriorityTie,
                     loc.clone(),
+                    "spec.priority".into(),
                     id.clone(),
                     format!(
                         "{} priority {} is also {}'s ({}), and both have {d} rules for {common} common pod(s)",

@@ -82,6 +82,34 @@ impl FieldPath {
     }
 }
 
+impl FieldPath {
+    /// Reads a path as [`fmt::Display`] writes it with plain keys (`spec.ingress[1].from[0]`);
+    /// `None` for anything else.
+    pub fn parse(text: &str) -> Option<FieldPath> {
+        let mut out = Vec::new();
+        for part in text.split('.') {
+            let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+            let plain = |k: &str| {
+                k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            };
+            if key.is_empty() || !plain(key) {
+                return None;
+            }
+            out.push(Segment::Key(key.to_string()));
+            while !rest.is_empty() {
+                let (n, after) = rest.split_once(']')?;
+                out.push(Segment::Index(n.parse().ok()?));
+                rest = match after {
+                    "" => "",
+                    a => a.strip_prefix('[')?,
+                };
+            }
+        }
+        Some(FieldPath(out))
+    }
+}
+
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.is_empty() {

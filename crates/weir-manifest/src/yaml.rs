@@ -52,6 +52,13 @@ impl LineIndex {
         LineIndex { starts }
     }
 
+    /// The byte offset of a 1-based line and column, if the text has it.
+    pub fn offset(&self, line: usize, col: usize) -> Option<usize> {
+        self.starts
+            .get(line.checked_sub(1)?)
+            .map(|s| s + col.saturating_sub(1))
+    }
+
     pub fn position(&self, offset: usize) -> Position {
         let line = self.starts.partition_point(|&s| s <= offset);
         Position {
@@ -104,6 +111,32 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document<'_>>, SyntaxError> {
     }
     let mut builder = Builder::new(text, None);
     builder.documents()
+}
+
+/// Where `field` (`spec.ingress[1].from[0]`) of the object that starts at `line`:`col` of
+/// `text` sits: its key, or the nearest enclosing field's inside the object. `None` when it
+/// cannot be told: the object is not there, or is one item of a YAML `List` (its items share
+/// the list's start).
+pub fn locate_field(text: &str, line: usize, col: usize, field: &str) -> Option<Position> {
+    let path = FieldPath::parse(field)?;
+    let lines = LineIndex::new(text);
+    let docs = parse_documents(text).ok()?;
+    let offset = match docs
+        .iter()
+        .find(|d| (d.start.line, d.start.col) == (line, col))
+    {
+        Some(doc) => doc.offset,
+        None => lines.offset(line, col).filter(|&o| o < text.len())?, // a JSON List's item
+    };
+    let positions = locate_fields(text, offset, &lines);
+    if positions.contains_key(&FieldPath::root().key("items").index(0)) {
+        return None;
+    }
+    let found = path
+        .prefixes()
+        .take(path.0.len())
+        .find_map(|p| positions.get(&p).copied());
+    found
 }
 
 /// Where each field of the document at `offset` sits in `text`.
@@ -512,6 +545,31 @@ fn resolve_plain(s: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_is_found_in_its_object_or_not_at_all() {
+        let text = "apiVersion: v1\nkind: A\n---\nkind: B\nspec:\n  ingress:\n  - from: []\n  - from:\n    - x: 1\n";
+        let at = |line, col, f: &str| locate_field(text, line, col, f).map(|p| (p.line, p.col));
+        assert_eq!(at(4, 1, "spec.ingress[1].from[0]"), Some((9, 7)));
+        // Absent: the nearest enclosing field inside the object, never the object above it.
+        assert_eq!(at(4, 1, "spec.ingress[1].ports[0]"), Some((8, 5)));
+        assert_eq!(at(4, 1, "status.x"), None);
+        assert_eq!(at(2, 1, "spec"), None, "not an object's start");
+        let list = "kind: List\nitems:\n- kind: A\n  spec: {x: 1}\n";
+        assert_eq!(
+            locate_field(list, 1, 1, "spec.x"),
+            None,
+            "items share the list's start"
+        );
+        let json =
+            "{\"kind\": \"List\", \"items\": [\n {\"kind\": \"A\",\n  \"spec\": {\"x\": 1}}]}";
+        assert_eq!(locate_field(json, 2, 2, "spec.x").map(|p| p.line), Some(3));
+        assert_eq!(
+            FieldPath::parse("a.b[2][3].c").unwrap().to_string(),
+            "a.b[2][3].c"
+        );
+        assert!(FieldPath::parse("a..b").is_none() && FieldPath::parse("a[x]").is_none());
+    }
 
     #[test]
     fn multi_document_yaml_with_positions() {

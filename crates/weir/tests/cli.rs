@@ -579,3 +579,39 @@ fn skip_invalid_analyses_the_rest_and_names_what_it_left_out() {
     assert!(!out.contains("personal/ubuntu,production/redis"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Lint findings about a rule point at the rule's line (W002 at its peer, W003 at its port),
+/// a redundant policy at its name, not all at the object's first line.
+#[test]
+fn lint_points_at_the_rule() {
+    let dir = scratch("lint-lines");
+    let file = dir.join("p.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: production}\nspec:\n  podSelector: {matchLabels: {app: todos}}\n  ingress:\n  - from:\n    - podSelector: {matchLabels: {app: nothing}}\n  - ports:\n    - port: web\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let o = weir(&["lint", "examples/todos", f, "-q"]);
+    let text = stdout(&o);
+    for (at, code) in [
+        ("8:7", "W002"),
+        ("10:7", "W003"),
+        ("7:5", "W004"),
+        ("3:12", "W005"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{f}:{at} ")) && l.contains(code)),
+            "{code} at {at}: {text}"
+        );
+    }
+    let o = weir(&["lint", "examples/todos", f, "-q", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        json.as_array().unwrap().iter().any(|x| x["field"] == "spec.ingress[0].from[0]"
+            && x["location"] == format!("{f}:8:7")),
+        "{json:#}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
