@@ -153,10 +153,21 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
                 .into_iter()
                 .find_map(|t| t.parse::<std::net::IpAddr>().ok())
                 .map(|ip| ip.is_ipv6());
-            let e = match named_family {
+            let mut e = match named_family {
                 Some(v6) => engine.explain_in_family(src, dst, port.protocol, port.port, v6),
                 None => engine.explain(src, dst, port.protocol, port.port),
             };
+            // Each rule named points at its own line, not its policy's first.
+            let mut fields = crate::input::Fields::default();
+            for d in [&mut e.egress, &mut e.ingress] {
+                for r in d.allowing.iter_mut().chain(d.near_misses.iter_mut()) {
+                    fields.point(&mut r.origin, &format!("spec.{}", r.rule));
+                }
+                for t in [&mut d.admin, &mut d.baseline].into_iter().flatten() {
+                    let rule = t.rule.split(' ').next().unwrap_or_default().to_string();
+                    fields.point(&mut t.origin, &format!("spec.{rule}"));
+                }
+            }
             weir_report::render_explain(&e, output, &mut out)?;
             if e.allowed {
                 exit::OK

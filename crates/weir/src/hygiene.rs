@@ -80,28 +80,11 @@ pub fn lint_cmd(args: LintArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     Ok(if failing { exit::FINDINGS } else { exit::OK })
 }
 
-/// A finding about one field of an object points at that field's line (the engine only
-/// knows where the object starts): each file is read again once. Where the field cannot be
-/// found (the file changed, stdin, an item of a YAML List), the object's start stays.
+/// A finding about one field of an object points at that field's line.
 fn point_at_fields(findings: &mut [weir_engine::lint::Finding]) {
-    let mut texts: std::collections::HashMap<String, Option<String>> = Default::default();
+    let mut fields = crate::input::Fields::default();
     for f in findings.iter_mut().filter(|f| !f.field.is_empty()) {
-        let mut parts = f.location.rsplitn(3, ':');
-        let (Some(col), Some(line), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let (Ok(line), Ok(col)) = (line.parse(), col.parse()) else {
-            continue;
-        };
-        let text = texts
-            .entry(file.to_string())
-            .or_insert_with(|| std::fs::read_to_string(file).ok());
-        if let Some(at) = text
-            .as_deref()
-            .and_then(|t| weir_manifest::yaml::locate_field(t, line, col, &f.field))
-        {
-            f.location = format!("{file}:{}:{}", at.line, at.col);
-        }
+        fields.point(&mut f.location, &f.field);
     }
 }
 

@@ -177,3 +177,35 @@ pub fn resolve(engine: &Engine, text: &str) -> Result<Side, Failure> {
         ))
     })
 }
+
+/// Locations of fields inside the input's objects. The engine only knows where an object
+/// starts (`file:line:col`); this reads each file once more to find one of its fields.
+#[derive(Default)]
+pub struct Fields {
+    texts: std::collections::HashMap<String, Option<String>>,
+}
+
+impl Fields {
+    /// Points `location` (`file:line:col` of an object) at `field` of that object
+    /// (`spec.ingress[1]`). Left as it is where the field cannot be found: stdin, a file
+    /// changed since, an item of a YAML List.
+    pub fn point(&mut self, location: &mut String, field: &str) {
+        let mut parts = location.rsplitn(3, ':');
+        let (Some(col), Some(line), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+            return;
+        };
+        let (Ok(line), Ok(col)) = (line.parse(), col.parse()) else {
+            return;
+        };
+        let text = self
+            .texts
+            .entry(file.to_string())
+            .or_insert_with(|| std::fs::read_to_string(file).ok());
+        if let Some(at) = text
+            .as_deref()
+            .and_then(|t| weir_manifest::yaml::locate_field(t, line, col, field))
+        {
+            *location = format!("{file}:{}:{}", at.line, at.col);
+        }
+    }
+}

@@ -613,5 +613,39 @@ fn lint_points_at_the_rule() {
             && x["location"] == format!("{f}:8:7")),
         "{json:#}"
     );
+    // explain: the nearest miss is located at its rule, a tier's decision at its rule.
+    let o = weir(&[
+        "explain",
+        "examples/todos",
+        "examples/tiers",
+        "-q",
+        "--from",
+        "personal/ubuntu",
+        "--to",
+        "production/redis",
+        "--port",
+        "TCP/6379",
+    ]);
+    assert!(
+        stdout(&o).contains("(examples/tiers/guardrails.yaml:24:5)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = weir(&[
+        "explain",
+        "examples/todos",
+        "-q",
+        "--from",
+        "personal/ubuntu",
+        "--to",
+        "production/redis",
+        "--port",
+        "TCP/6379",
+    ]);
+    assert!(
+        stdout(&o).contains("(examples/todos/policies/data-from-logic-redis.yaml:14:5)"),
+        "{}",
+        stdout(&o)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
