@@ -277,8 +277,18 @@ fn decode_sources(
 /// The errors (Helm hints added for `sources`) and the warnings.
 fn split(
     sources: &[NamedText],
-    diagnostics: Vec<Diagnostic>,
+    mut diagnostics: Vec<Diagnostic>,
 ) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+    // Reading order: by source, then position (checks find problems in their own order).
+    let order: std::collections::HashMap<&str, usize> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    diagnostics.sort_by(|a, b| {
+        let key = |d: &Diagnostic| (order.get(d.file.as_str()).copied(), d.line, d.col);
+        (key(a), &a.file).cmp(&(key(b), &b.file))
+    });
     let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = diagnostics
         .into_iter()
         .partition(|d| d.severity == Severity::Error);

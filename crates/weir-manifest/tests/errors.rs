@@ -378,3 +378,15 @@ fn apps_workloads_need_a_matching_selector() {
     let fine = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: a}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web, tier: x}}\n";
     assert!(load_str("f.yaml", fine, LoadOptions::default()).is_ok());
 }
+
+/// Errors come in reading order (line, then column), whichever check found them first.
+#[test]
+fn errors_are_in_reading_order() {
+    let text = format!("{HEAD}  podSelector: {{}}\n  ingress:\n  - ports: [{{port: 70000}}]\n  egress:\n  - ports: [{{port: 0}}]\n  policyTypes: [Bogus]\n  ingres: []\n");
+    let errs = errors(&text);
+    let at: Vec<(usize, usize)> = errs.iter().map(|e| (e.line, e.col)).collect();
+    let mut sorted = at.clone();
+    sorted.sort();
+    assert_eq!(at, sorted, "{errs:#?}");
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+}
