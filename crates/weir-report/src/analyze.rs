@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use weir_engine::{ClassId, Engine, Flows, PortSet, PortSetId};
 
+use crate::focus::{Focus, Member};
 use crate::{csv_field, table, AnalyzeFormat as Format};
 
 /// One allowed connection between two named peers.
@@ -17,27 +18,31 @@ pub struct Connection {
 }
 
 /// The peers of a class: endpoint ids, or the CIDRs of an outside address class.
-fn peers(engine: &Engine, class: ClassId) -> Vec<String> {
+fn peers(engine: &Engine, class: ClassId) -> Vec<(String, Member)> {
     match engine.class_cidrs(class) {
-        Some(cidrs) => vec![weir_engine::ipspace::describe(&cidrs)],
+        Some(cidrs) => vec![(weir_engine::ipspace::describe(&cidrs), Member::Outside)],
         None => engine
             .class_members(class)
             .iter()
-            .map(|&i| engine.cluster().endpoints[i].id())
+            .map(|&i| (engine.cluster().endpoints[i].id(), Member::Endpoint(i)))
             .collect(),
     }
 }
 
-/// Flows expanded to endpoint pairs (self-pairs left out), sorted.
-pub fn connections(engine: &Engine, flows: &Flows) -> Vec<Connection> {
+/// Flows expanded to endpoint pairs (self-pairs left out), those `focus` shows, sorted.
+pub fn connections(engine: &Engine, flows: &Flows, focus: &Focus) -> Vec<Connection> {
     let mut out = Vec::new();
     for f in &flows.list {
-        let ports = flows.ports(f).to_string();
+        let ports = focus.ports(flows.ports(f));
+        if ports.is_empty() {
+            continue;
+        }
+        let ports = ports.to_string();
         let (src, dst) = (peers(engine, f.src), peers(engine, f.dst));
         // Self-pairs of one endpoint are left out; an address class never equals an endpoint.
-        for s in &src {
-            for d in &dst {
-                if s != d {
+        for (s, a) in &src {
+            for (d, b) in &dst {
+                if s != d && focus.keeps(engine, *a, *b) {
                     out.push(Connection {
                         from: s.clone(),
                         to: d.clone(),
@@ -83,14 +88,19 @@ fn json_members(engine: &Engine, classes: usize) -> Vec<String> {
         .map(|c| {
             peers(engine, c)
                 .iter()
-                .map(|p| serde_json::to_string(p).expect("strings serialize"))
+                .map(|(p, _)| serde_json::to_string(p).expect("strings serialize"))
                 .collect::<Vec<_>>()
                 .join(",")
         })
         .collect()
 }
 
-fn write_json(engine: &Engine, flows: &Flows, out: &mut dyn Write) -> io::Result<()> {
+fn write_json(
+    engine: &Engine,
+    flows: &Flows,
+    focus: &Focus,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let classes = flows
         .list
         .iter()
@@ -110,17 +120,37 @@ fn write_json(engine: &Engine, flows: &Flows, out: &mut dyn Write) -> io::Result
         "{{\"stats\":{},\"flows\":[",
         serde_json::to_string(&engine.stats())?
     )?;
-    for (i, (srcs, dsts, ports)) in rectangles(flows).into_iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    let mut flow = |from: String, to: String, ports: &PortSet| -> io::Result<()> {
+        if !std::mem::take(&mut first) {
             out.write_all(b",")?;
         }
         write!(
             out,
-            "\n{{\"from\":[{}],\"to\":[{}],\"ports\":{}}}",
-            join(&srcs),
-            join(&dsts),
+            "\n{{\"from\":[{from}],\"to\":[{to}],\"ports\":{}}}",
             serde_json::to_string(&ports.to_string())?
-        )?;
+        )
+    };
+    for (srcs, dsts, ports) in rectangles(flows) {
+        if focus.is_all() {
+            flow(join(&srcs), join(&dsts), ports)?;
+            continue;
+        }
+        let ports = focus.ports(ports);
+        if ports.is_empty() {
+            continue;
+        }
+        // Classes are cut by the focus: the shown members, as one or two rectangles.
+        let members = |classes: &[ClassId]| -> Vec<(String, Member)> {
+            classes
+                .iter()
+                .flat_map(|&c| peers(engine, c))
+                .map(|(name, m)| (serde_json::to_string(&name).expect("strings serialize"), m))
+                .collect()
+        };
+        for (from, to) in focus.split(engine, &members(&srcs), &members(&dsts)) {
+            flow(from.join(","), to.join(","), &ports)?;
+        }
     }
     writeln!(out, "\n]}}")
 }
@@ -131,13 +161,14 @@ pub fn render_analyze(
     engine: &Engine,
     flows: &Flows,
     format: Format,
+    focus: &Focus,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match format {
-        Format::Json => write_json(engine, flows, out)?,
+        Format::Json => write_json(engine, flows, focus, out)?,
         Format::Csv => {
             writeln!(out, "from,to,ports")?;
-            for c in connections(engine, flows) {
+            for c in connections(engine, flows, focus) {
                 writeln!(
                     out,
                     "{},{},{}",
@@ -150,24 +181,32 @@ pub fn render_analyze(
         Format::Table => {
             let mut t = table();
             t.set_header(vec!["from", "to", "ports"]);
-            for c in connections(engine, flows) {
+            for c in connections(engine, flows, focus) {
                 t.add_row(vec![c.from, c.to, c.ports]);
             }
             writeln!(out, "{t}")?;
         }
         Format::Md => {
             writeln!(out, "| from | to | ports |\n|---|---|---|")?;
-            for c in connections(engine, flows) {
+            for c in connections(engine, flows, focus) {
                 writeln!(out, "| `{}` | `{}` | {} |", c.from, c.to, c.ports)?;
             }
         }
-        Format::Dot | Format::Mermaid => render_graph(engine, flows, format == Format::Dot, out)?,
+        Format::Dot | Format::Mermaid => {
+            render_graph(engine, flows, focus, format == Format::Dot, out)?
+        }
     }
     Ok(())
 }
 
-fn render_graph(engine: &Engine, flows: &Flows, dot: bool, out: &mut dyn Write) -> io::Result<()> {
-    let conns = connections(engine, flows);
+fn render_graph(
+    engine: &Engine,
+    flows: &Flows,
+    focus: &Focus,
+    dot: bool,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let conns = connections(engine, flows, focus);
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
     for c in &conns {
         for name in [&c.from, &c.to] {
@@ -175,7 +214,8 @@ fn render_graph(engine: &Engine, flows: &Flows, dot: bool, out: &mut dyn Write) 
             ids.entry(name.clone()).or_insert(next);
         }
     }
-    for e in &engine.cluster().endpoints {
+    // Every endpoint is drawn, connected or not — unless a focus narrowed the answer.
+    for e in engine.cluster().endpoints.iter().filter(|_| focus.is_all()) {
         let next = format!("n{}", ids.len());
         ids.entry(e.id()).or_insert(next);
     }

@@ -3,12 +3,14 @@
 
 mod analyze;
 mod explain;
+mod focus;
 mod html;
 mod hygiene;
 mod matrix;
 
 pub use analyze::{connections, render_analyze, render_summary, Connection};
 pub use explain::render_explain;
+pub use focus::{Focus, Member, Selection};
 pub use html::render_html;
 pub use hygiene::{render_diff, render_findings, render_intents};
 pub use matrix::{render_matrix, render_verdicts};

@@ -171,6 +171,7 @@ fn analyze(
             &engine,
             &flows,
             weir_report::AnalyzeFormat::Json,
+            &weir_report::Focus::default(),
             &mut std::io::sink(),
         )?;
         let t_render = t.elapsed();

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use weir_engine::Engine;
+use weir_engine::{Engine, PortSet};
 use weir_model::PortKey;
-use weir_report::{AnalyzeFormat, ExplainFormat, MatrixFormat};
+use weir_report::{AnalyzeFormat, ExplainFormat, Focus, MatrixFormat};
 
 use crate::exit::{self, Failure};
-use crate::input::{resolve, Input};
+use crate::input::{resolve, FocusArgs, Input};
 
 const EXIT_CODES: &str = exit::HELP;
 
@@ -32,8 +32,13 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: AnalyzeFormat,
         /// Counts per class instead of one line per connection (for large inputs).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["focus", "port"])]
         summary: bool,
+        #[command(flatten)]
+        focus: FocusArgs,
+        /// Show only these ports: PROTOCOL/PORT or PROTOCOL/LOW-HIGH.
+        #[arg(long, value_parser = Focus::parse_ports)]
+        port: Option<PortSet>,
     },
     /// The per-endpoint truth table for the given probes (CSV header src,dst,protocol,port,verdict).
     #[command(after_help = EXIT_CODES)]
@@ -45,6 +50,8 @@ enum Command {
         ports: std::vec::Vec<PortKey>,
         #[arg(short, long, value_enum, default_value = "csv")]
         output: MatrixFormat,
+        #[command(flatten)]
+        focus: FocusArgs,
     },
     /// Why one connection is allowed or denied.
     #[command(after_help = EXIT_CODES)]
@@ -111,6 +118,8 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             input,
             output,
             summary,
+            focus,
+            port,
         } => {
             let loaded = input.load()?;
             let engine = Engine::with_options(&loaded.cluster, input.engine_options());
@@ -118,7 +127,8 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             if summary {
                 weir_report::render_summary(&engine, &flows, output, &mut out)?;
             } else {
-                weir_report::render_analyze(&engine, &flows, output, &mut out)?;
+                let focus = focus.focus(port);
+                weir_report::render_analyze(&engine, &flows, output, &focus, &mut out)?;
             }
             exit::OK
         }
@@ -126,6 +136,7 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             input,
             ports,
             output,
+            focus,
         } => {
             if ports.is_empty() {
                 return Err(Failure::Invalid(
@@ -134,7 +145,7 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             }
             let loaded = input.load()?;
             let engine = Engine::with_options(&loaded.cluster, input.engine_options());
-            weir_report::render_matrix(&engine, &ports, output, &mut out)?;
+            weir_report::render_matrix(&engine, &ports, output, &focus.focus(None), &mut out)?;
             exit::OK
         }
         Command::Explain {

@@ -43,6 +43,8 @@ pub struct DiffArgs {
     output: DiffFormat,
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    focus: crate::input::FocusArgs,
 }
 
 #[derive(Args)]
@@ -160,7 +162,23 @@ pub fn diff_cmd(args: DiffArgs, out: &mut dyn Write) -> Result<u8, Failure> {
                 }
             },
         };
-        let changes = weir_engine::diff::diff(&Engine::new(&old), &Engine::new(&new));
+        let (before, after) = (Engine::new(&old), Engine::new(&new));
+        let mut changes = weir_engine::diff::diff(&before, &after);
+        // A side is an endpoint of either version (the new one first), or outside addresses.
+        let focus = args.focus.focus(None);
+        let (after, before) = (&after, &before);
+        let side = |name: &str| {
+            let found = [after, before].into_iter().find_map(|e| {
+                e.cluster()
+                    .endpoint_index(name)
+                    .map(|i| (e, weir_report::Member::Endpoint(i)))
+            });
+            move |s: &weir_report::Selection| match found {
+                Some((e, m)) => s.matches(e, m),
+                None => s.matches(after, weir_report::Member::Outside),
+            }
+        };
+        changes.retain(|c| focus.keeps_by(&side(&c.from), &side(&c.to)));
         weir_report::render_diff(&changes, args.output, out)?;
         Ok(if changes.is_empty() {
             exit::OK

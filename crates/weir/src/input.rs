@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use clap::Args;
-use weir_engine::{Engine, Options, Side};
+use weir_engine::{Engine, Options, PortSet, Side};
 use weir_manifest::{LoadError, LoadOptions};
+use weir_report::{Focus, Selection};
 
 use crate::exit::Failure;
 
@@ -206,6 +207,42 @@ impl Fields {
             .and_then(|t| weir_manifest::yaml::locate_field(t, line, col, field))
         {
             *location = format!("{file}:{}:{}", at.line, at.col);
+        }
+    }
+}
+
+/// `--focus`, `--peer`, `--direction`: a large answer narrowed to some endpoints.
+#[derive(Args)]
+pub struct FocusArgs {
+    /// Show only connections of these endpoints: namespace/name, namespace/* or a pod label
+    /// selector k=v,k2=v2.
+    #[arg(long, value_name = "SELECTION", value_parser = Selection::parse)]
+    pub focus: Option<Selection>,
+    /// …whose other side is one of these (same forms, or `outside`).
+    #[arg(long, value_name = "SELECTION", value_parser = Selection::parse, requires = "focus")]
+    pub peer: Option<Selection>,
+    /// …where the focused endpoints are the destination (ingress) or the source (egress).
+    #[arg(long, value_enum, requires = "focus")]
+    pub direction: Option<FocusDirection>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FocusDirection {
+    Ingress,
+    Egress,
+}
+
+impl FocusArgs {
+    /// The focus, on the ports of `port` (`PROTOCOL/PORT[-END]`) when given.
+    pub fn focus(&self, port: Option<PortSet>) -> Focus {
+        Focus {
+            focus: self.focus.clone(),
+            peer: self.peer.clone(),
+            direction: self.direction.map(|d| match d {
+                FocusDirection::Ingress => weir_model::Direction::Ingress,
+                FocusDirection::Egress => weir_model::Direction::Egress,
+            }),
+            ports: port,
         }
     }
 }

@@ -649,3 +649,163 @@ fn lint_points_at_the_rule() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--focus`/`--peer`/`--direction`/`--port` narrow an answer to exactly the connections
+/// they describe: checked against the unfocused answer, in CSV and in grouped JSON (whose
+/// classes the focus cuts), and in matrix and diff.
+#[test]
+fn focus_shows_exactly_the_connections_asked_for() {
+    let rows = |args: &[&str]| -> std::collections::BTreeSet<(String, String, String)> {
+        let mut all = vec!["analyze", "examples/todos", "-q", "-o", "csv"];
+        all.extend_from_slice(args);
+        let o = weir(&all);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout(&o)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.splitn(3, ',').collect();
+                (f[0].to_string(), f[1].to_string(), f[2].to_string())
+            })
+            .collect()
+    };
+    let every = rows(&[]);
+    let redis = "production/redis";
+    let logic = ["production/todos", "production/ubuntu"]; // networking/logic=true
+    type Shown<'a> = Box<dyn Fn(&str, &str) -> bool + 'a>;
+    let cases: Vec<(Vec<&str>, Shown)> = vec![
+        (
+            vec!["--focus", redis],
+            Box::new(|a, b| a == redis || b == redis),
+        ),
+        (
+            vec!["--focus", redis, "--direction", "ingress"],
+            Box::new(|_, b| b == redis),
+        ),
+        (
+            vec!["--focus", "production/*", "--peer", "outside"],
+            Box::new(|a, b| {
+                let inside = |x: &str| x.starts_with("production/");
+                (inside(a) && b == "0.0.0.0/0") || (a == "0.0.0.0/0" && inside(b))
+            }),
+        ),
+        (
+            vec!["--focus", "networking/logic=true", "--direction", "egress"],
+            Box::new(|a, _| logic.contains(&a)),
+        ),
+    ];
+    for (args, shown) in &cases {
+        let expected: std::collections::BTreeSet<_> = every
+            .iter()
+            .filter(|(a, b, _)| shown(a, b))
+            .cloned()
+            .collect();
+        assert!(!expected.is_empty(), "{args:?} shows something");
+        assert_eq!(rows(args), expected, "{args:?}");
+        // Grouped JSON: its rectangles expand to the same pairs.
+        let mut json_args = vec!["analyze", "examples/todos", "-q", "-o", "json"];
+        json_args.extend_from_slice(args);
+        let json: serde_json::Value = serde_json::from_slice(&weir(&json_args).stdout).unwrap();
+        let mut pairs = std::collections::BTreeSet::new();
+        for f in json["flows"].as_array().unwrap() {
+            for a in f["from"].as_array().unwrap() {
+                for b in f["to"].as_array().unwrap() {
+                    if a != b {
+                        pairs.insert((
+                            a.as_str().unwrap().to_string(),
+                            b.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+        let csv_pairs: std::collections::BTreeSet<_> = expected
+            .iter()
+            .map(|(a, b, _)| (a.clone(), b.clone()))
+            .collect();
+        assert_eq!(pairs, csv_pairs, "json {args:?}");
+    }
+    // --port keeps the connections allowing that port, with only that port.
+    let port = rows(&["--focus", redis, "--port", "TCP/6379"]);
+    assert!(
+        !port.is_empty() && port.iter().all(|(_, _, p)| p == "TCP 6379"),
+        "{port:?}"
+    );
+    // matrix: one row per focused pair and probe.
+    let o = weir(&[
+        "matrix",
+        "examples/todos",
+        "-q",
+        "--ports",
+        "TCP/6379",
+        "--focus",
+        redis,
+        "--direction",
+        "ingress",
+    ]);
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines.iter().all(|l| l.split(',').nth(1) == Some(redis)),
+        "{text}"
+    );
+    // diff: the changes into redis only.
+    let dir = scratch("focus-diff");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+        for f in ["namespaces.yaml", "todos.yaml", "redis.yaml", "ubuntu.yaml"] {
+            std::fs::copy(repo().join("examples/todos").join(f), d.join(f)).unwrap();
+        }
+    }
+    std::fs::copy(
+        repo().join("examples/todos/policies/data-from-logic-redis.yaml"),
+        b.join("p.yaml"),
+    )
+    .unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let all = stdout(&weir(&["diff", a, b, "-q"]));
+    let o = weir(&[
+        "diff",
+        a,
+        b,
+        "-q",
+        "--focus",
+        redis,
+        "--direction",
+        "ingress",
+    ]);
+    let text = stdout(&o);
+    let changes: Vec<&str> = text.lines().filter(|l| l.contains(" → ")).collect();
+    assert!(!changes.is_empty(), "{text}");
+    assert!(
+        changes.iter().all(|l| l.contains(&format!("→ {redis}:"))),
+        "{text}"
+    );
+    assert_eq!(
+        changes.len(),
+        all.lines()
+            .filter(|l| l.contains(&format!("→ {redis}:")))
+            .count(),
+        "{all}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        weir(&["analyze", "examples/todos", "--focus", "a/b/c"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        weir(&["analyze", "examples/todos", "--peer", "outside"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
