@@ -170,6 +170,10 @@ pub struct Config {
     pub listen: Option<SocketAddr>,
     /// Interfaces of local pods, for anti-spoofing and the fail-closed catch-all.
     pub pod_interfaces: Option<weir_nft::PodInterfaces>,
+    /// Quiet time after an event before reading the source: lets a burst of file writes
+    /// (an editor, a git checkout) settle. The Kubernetes source gets none by default: each
+    /// event is a whole object, events that arrive during a sync are taken together by the
+    /// next, and every millisecond here is a millisecond a new policy is not enforced.
     pub debounce: Duration,
     pub engine: Options,
     pub load: weir_manifest::LoadOptions,
@@ -194,12 +198,16 @@ pub struct Config {
 impl Config {
     /// Defaults for everything but where to read and what to program.
     pub fn new(source: SourceSpec, target: Target) -> Config {
+        let debounce = match source {
+            SourceSpec::Dir(_) => Duration::from_millis(20),
+            SourceSpec::Kubernetes => Duration::ZERO,
+        };
         Config {
             source,
             target,
             listen: None,
             pod_interfaces: None,
-            debounce: Duration::from_millis(20),
+            debounce,
             engine: Options::default(),
             load: weir_manifest::LoadOptions::default(),
             log_group: None,

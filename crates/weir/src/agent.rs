@@ -49,9 +49,11 @@ pub struct AgentArgs {
     /// Seconds between read-backs of the table to detect and repair drift (0: never).
     #[arg(long, default_value_t = 10.0)]
     drift_interval_s: f64,
-    /// Quiet time after a change before re-reading the source.
-    #[arg(long, default_value_t = 20)]
-    debounce_ms: u64,
+    /// Quiet time after a change before re-reading the source (default: 20 for a
+    /// directory, whose files are written in steps; 0 for Kubernetes, whose events are whole
+    /// objects).
+    #[arg(long)]
+    debounce_ms: Option<u64>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -149,7 +151,9 @@ pub fn agent(args: AgentArgs, target: Option<Target>) -> Result<u8, Failure> {
     let mut config = Config::new(source, target);
     config.listen = Some(args.listen);
     config.pod_interfaces = pod_interfaces;
-    config.debounce = Duration::from_millis(args.debounce_ms);
+    if let Some(ms) = args.debounce_ms {
+        config.debounce = Duration::from_millis(ms);
+    }
     config.log_group = (args.log_group != 0).then_some(args.log_group);
     config.cut_established = args.cut_established;
     config.node_name = args.node_name;
