@@ -390,15 +390,18 @@ impl Delta {
                 let _ = writeln!(out, "add rule {TABLE} {name} {r}");
             }
         }
+        // Rules first (nothing refers to a set once the chains are flushed), then sets —
+        // a verdict map's elements jump to chains, and a chain that is jumped to cannot
+        // be deleted — then chains.
         for name in &self.removed_chains {
             let _ = writeln!(out, "flush chain {TABLE} {name}");
-        }
-        for name in &self.removed_chains {
-            let _ = writeln!(out, "delete chain {TABLE} {name}");
         }
         for name in &self.removed_sets {
             let keyword = old.sets.get(name).map_or("set", Set::keyword);
             let _ = writeln!(out, "delete {keyword} {TABLE} {name}");
+        }
+        for name in &self.removed_chains {
+            let _ = writeln!(out, "delete chain {TABLE} {name}");
         }
         out
     }

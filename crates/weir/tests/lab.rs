@@ -285,6 +285,11 @@ fn delta_reaches_the_same_table_as_a_full_replace() {
     for (from, to) in [
         ("named-port-egress", "cidr-with-except"),
         ("ingress-and-egress", "named-port-ingress"),
+        // Cluster-wide tiers appearing, changing, and going (their maps and chains with
+        // them: a map's elements jump to chains deleted in the same transaction).
+        ("named-port-ingress", "tier-baseline-pass"),
+        ("tier-baseline-pass", "tier-admin-deny-beats-networkpolicy"),
+        ("tier-admin-deny-beats-networkpolicy", "named-port-ingress"),
     ] {
         let (a, b) = (case(from), case(to));
         let (ra, rb) = (
