@@ -199,12 +199,8 @@ fn fail_closed_and_drop_log_options() {
     assert!(!plain.contains("local4") && !plain.contains("log prefix") && !plain.contains("fib"));
 }
 
-/// A pod's packets to its own node are delivered (input hook), not forwarded: the input
-/// hook gets the forward egress chain's rules — anti-spoofing first, fail-closed, every
-/// tier's dispatch — with only neighbour discovery let through ahead of them; and nothing
-/// filters what the node sends its pods (the kubelet's probes).
-#[test]
-fn a_pods_egress_to_its_own_node_is_the_egress_chain_on_the_input_hook() {
+/// The seed with the tier examples, each endpoint given an address.
+fn todos_with_tiers() -> weir_model::Cluster {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
     let mut cluster = load_paths(
         &[format!("{root}/todos"), format!("{root}/tiers")],
@@ -215,6 +211,16 @@ fn a_pods_egress_to_its_own_node_is_the_egress_chain_on_the_input_hook() {
     for (i, ep) in cluster.endpoints.iter_mut().enumerate() {
         ep.ips = vec![format!("10.244.0.{}", i + 1).parse().unwrap()];
     }
+    cluster
+}
+
+/// A pod's packets to its own node are delivered (input hook), not forwarded: the input
+/// hook gets the forward egress chain's rules — anti-spoofing first, fail-closed, every
+/// tier's dispatch — with only neighbour discovery let through ahead of them; and nothing
+/// filters what the node sends its pods (the kubelet's probes).
+#[test]
+fn a_pods_egress_to_its_own_node_is_the_egress_chain_on_the_input_hook() {
+    let cluster = todos_with_tiers();
     let engine = Engine::new(&cluster);
     for options in [
         CompileOptions::default(),
@@ -273,16 +279,7 @@ fn a_pods_egress_to_its_own_node_is_the_egress_chain_on_the_input_hook() {
 /// a drop in one rule: over the rate limit, such a rule would stop before its drop.
 #[test]
 fn tier_denies_are_logged_with_their_rule_when_asked() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
-    let mut cluster = load_paths(
-        &[format!("{root}/todos"), format!("{root}/tiers")],
-        LoadOptions::default(),
-    )
-    .expect("examples load")
-    .cluster;
-    for (i, ep) in cluster.endpoints.iter_mut().enumerate() {
-        ep.ips = vec![format!("10.244.0.{}", i + 1).parse().unwrap()];
-    }
+    let cluster = todos_with_tiers();
     let engine = Engine::new(&cluster);
     let logged = compile_with(
         &engine,

@@ -614,39 +614,22 @@ fn lint_points_at_the_rule() {
         "{json:#}"
     );
     // explain: the nearest miss is located at its rule, a tier's decision at its rule.
-    let o = weir(&[
-        "explain",
-        "examples/todos",
-        "examples/tiers",
-        "-q",
-        "--from",
-        "personal/ubuntu",
-        "--to",
-        "production/redis",
-        "--port",
-        "TCP/6379",
-    ]);
-    assert!(
-        stdout(&o).contains("(examples/tiers/guardrails.yaml:24:5)"),
-        "{}",
-        stdout(&o)
-    );
-    let o = weir(&[
-        "explain",
-        "examples/todos",
-        "-q",
-        "--from",
-        "personal/ubuntu",
-        "--to",
-        "production/redis",
-        "--port",
-        "TCP/6379",
-    ]);
-    assert!(
-        stdout(&o).contains("(examples/todos/policies/data-from-logic-redis.yaml:14:5)"),
-        "{}",
-        stdout(&o)
-    );
+    for (paths, at) in [
+        (
+            &["examples/todos", "examples/tiers"][..],
+            "(examples/tiers/guardrails.yaml:24:5)",
+        ),
+        (
+            &["examples/todos"][..],
+            "(examples/todos/policies/data-from-logic-redis.yaml:14:5)",
+        ),
+    ] {
+        let mut args = vec!["explain", "-q", "--from", "personal/ubuntu"];
+        args.extend(["--to", "production/redis", "--port", "TCP/6379"]);
+        args.extend(paths);
+        let text = stdout(&weir(&args));
+        assert!(text.contains(at), "{at}: {text}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
