@@ -225,11 +225,10 @@ fn load_with(
         let repeats = build::duplicates(&objects);
         left_out += repeats.len();
         let doomed: std::collections::HashSet<usize> = repeats.iter().map(|(i, _)| *i).collect();
-        let mut i = 0;
-        objects.retain(|_| {
-            i += 1;
-            !doomed.contains(&(i - 1))
-        });
+        objects = (objects.into_iter().enumerate())
+            .filter(|(i, _)| !doomed.contains(i))
+            .map(|(_, o)| o)
+            .collect();
         diagnostics.extend(repeats.into_iter().map(|(_, d)| d));
     }
     let (cluster, built) = build::assemble(objects);
