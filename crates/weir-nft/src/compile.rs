@@ -673,7 +673,11 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 }
             }
             rules.push("ct state established,related accept".to_string());
-            rules.push("ct state invalid drop".to_string());
+            // On the input hook the node's own traffic passes too, and it is not weir's to
+            // judge: there only local pods' packets are (by source address, below).
+            if hook != "input" {
+                rules.push("ct state invalid drop".to_string());
+            }
             if let Some(pattern) = fail_closed {
                 for f in FAMILIES {
                     let unknown =
