@@ -112,8 +112,10 @@ impl Focus {
         Ok(PortSet::range(key.protocol, key.port, hi))
     }
 
-    fn side(sel: &Option<Selection>, engine: &Engine, m: Member) -> bool {
-        sel.as_ref().is_none_or(|s| s.matches(engine, m))
+    /// Whether a side is in `sel` (everything without one), the side known by what it
+    /// matches.
+    fn side(sel: &Option<Selection>, matches: &dyn Fn(&Selection) -> bool) -> bool {
+        sel.as_ref().is_none_or(matches)
     }
 
     /// Whether a connection from `a` to `b` is shown (ports aside).
@@ -124,10 +126,8 @@ impl Focus {
     /// [`Focus::keeps`] for sides known only by what they match (`a(selection)`): a diff's
     /// endpoints, in one version or the other.
     pub fn keeps_by(&self, a: &dyn Fn(&Selection) -> bool, b: &dyn Fn(&Selection) -> bool) -> bool {
-        let side =
-            |sel: &Option<Selection>, m: &dyn Fn(&Selection) -> bool| sel.as_ref().is_none_or(m);
-        let (fa, fb) = (side(&self.focus, a), side(&self.focus, b));
-        let (pa, pb) = (side(&self.peer, a), side(&self.peer, b));
+        let (fa, fb) = (Self::side(&self.focus, a), Self::side(&self.focus, b));
+        let (pa, pb) = (Self::side(&self.peer, a), Self::side(&self.peer, b));
         match self.direction {
             Some(Direction::Egress) => fa && pb,
             Some(Direction::Ingress) => pa && fb,
@@ -157,8 +157,8 @@ impl Focus {
                 .map(|(t, _)| t.clone())
                 .collect()
         };
-        let f = |m| Self::side(&self.focus, engine, m);
-        let p = |m| Self::side(&self.peer, engine, m);
+        let f = |m| Self::side(&self.focus, &|s| s.matches(engine, m));
+        let p = |m| Self::side(&self.peer, &|s| s.matches(engine, m));
         let parts = match self.direction {
             Some(Direction::Egress) => vec![(pick(s, &f), pick(d, &p))],
             Some(Direction::Ingress) => vec![(pick(s, &p), pick(d, &f))],
