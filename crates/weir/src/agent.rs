@@ -93,22 +93,88 @@ pub fn drops(args: DropsArgs, out: &mut dyn std::io::Write) -> Result<u8, Failur
             .map_err(|e| anyhow!(e))?;
     }
     write!(conn, "GET /drops HTTP/1.1\r\nHost: weir\r\n\r\n").map_err(|e| anyhow!(e))?;
-    let mut seen = 0;
-    let mut body = false;
-    for line in BufReader::new(conn).lines() {
-        let Ok(line) = line else { break };
-        if !body {
-            body = line.is_empty();
-            continue;
+    let mut reader = BufReader::new(conn);
+    let mut status = String::new();
+    reader.read_line(&mut status).map_err(|e| anyhow!(e))?;
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(Failure::Other(anyhow!(
+            "the agent at {} answered {:?} (is it running with --serve-drops?)",
+            args.agent,
+            status.trim_end()
+        )));
+    }
+    let mut chunked = false;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).map_err(|e| anyhow!(e))? == 0 {
+            return Ok(exit::OK);
         }
-        writeln!(out, "{line}").map_err(|e| anyhow!(e))?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            chunked |= name.eq_ignore_ascii_case("transfer-encoding")
+                && value.trim().eq_ignore_ascii_case("chunked");
+        }
+    }
+    let mut seen = 0;
+    let mut emit = |line: &[u8]| -> Result<bool, Failure> {
+        writeln!(out, "{}", String::from_utf8_lossy(line)).map_err(|e| anyhow!(e))?;
         out.flush().map_err(|e| anyhow!(e))?;
         seen += 1;
-        if args.count.is_some_and(|c| seen >= c) {
-            break;
+        Ok(args.count.is_some_and(|c| seen >= c))
+    };
+    // The body's bytes (chunk framing taken off), split into lines as they complete.
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let data = if chunked {
+            match read_chunk(&mut reader) {
+                Some(d) if !d.is_empty() => d,
+                _ => break,
+            }
+        } else {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(n) if n > 0 => line,
+                _ => break,
+            }
+        };
+        pending.extend_from_slice(&data);
+        while let Some(at) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=at).collect();
+            if emit(&line[..line.len() - 1])? {
+                return Ok(exit::OK);
+            }
+        }
+        if pending.len() > MAX_DROP_LINE {
+            return Err(Failure::Other(anyhow!(
+                "a line of more than {MAX_DROP_LINE} bytes from the agent"
+            )));
         }
     }
     Ok(exit::OK)
+}
+
+/// Longest `/drops` line taken (the agent's are a few hundred bytes).
+const MAX_DROP_LINE: usize = 64 * 1024;
+
+/// One chunk of a chunked body: its data, empty for the last chunk, `None` on a malformed
+/// or cut stream.
+fn read_chunk(reader: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
+    let mut size = String::new();
+    reader.read_line(&mut size).ok()?;
+    let size = size.trim_end().split(';').next()?.trim();
+    let n = usize::from_str_radix(size, 16).ok()?;
+    if n > MAX_DROP_LINE {
+        return None;
+    }
+    let mut data = vec![0; n + 2];
+    reader.read_exact(&mut data).ok()?;
+    (data[n..] == *b"\r\n").then(|| {
+        data.truncate(n);
+        data
+    })
 }
 
 /// Runs the agent. `target` overrides where it programs (a lab node); else `--netns` or the

@@ -792,3 +792,44 @@ fn focus_shows_exactly_the_connections_asked_for() {
         Some(2)
     );
 }
+
+/// `weir drops` takes the chunk framing of the agent's stream off (hyper streams `/drops`
+/// chunked): only the agent's lines are printed, even when a line spans two chunks; an
+/// agent without `/drops` is an error, not an empty stream.
+#[test]
+fn drops_prints_the_agents_lines_without_chunk_framing() {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    let serve = |response: &'static [u8]| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while request.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            conn.write_all(response).unwrap();
+        });
+        addr
+    };
+    let addr = serve(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n\
+          a\r\ndropped a \r\n\
+          a\r\n\xe2\x86\x92 b TCP\n\r\n\
+          13\r\nwould drop c \xe2\x86\x92 d\n\r\n\
+          0\r\n\r\n",
+    );
+    let o = weir(&["drops", "--agent", &addr, "--timeout-s", "5"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o), "dropped a → b TCP\nwould drop c → d\n");
+
+    let addr = serve(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+    let o = weir(&["drops", "--agent", &addr, "--timeout-s", "5"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--serve-drops"),
+        "{o:?}"
+    );
+}
