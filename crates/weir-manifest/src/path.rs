@@ -83,30 +83,51 @@ impl FieldPath {
 }
 
 impl FieldPath {
-    /// Reads a path as [`fmt::Display`] writes it with plain keys (`spec.ingress[1].from[0]`);
-    /// `None` for anything else.
+    /// Reads a path as [`fmt::Display`] writes it (`spec.ingress[1].from[0]`,
+    /// `metadata.annotations["weir.dev/mode"]`); `None` for anything else.
     pub fn parse(text: &str) -> Option<FieldPath> {
+        let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
         let mut out = Vec::new();
-        for part in text.split('.') {
-            let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
-            let plain = |k: &str| {
-                k.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            };
-            if key.is_empty() || !plain(key) {
-                return None;
-            }
-            out.push(Segment::Key(key.to_string()));
-            while !rest.is_empty() {
-                let (n, after) = rest.split_once(']')?;
-                out.push(Segment::Index(n.parse().ok()?));
-                rest = match after {
-                    "" => "",
-                    a => a.strip_prefix('[')?,
+        let mut rest = text;
+        loop {
+            if let Some(r) = rest.strip_prefix("[\"") {
+                // A quoted key as `{:?}` writes it; keys of manifests need no escape but
+                // these two.
+                let mut key = String::new();
+                let mut chars = r.char_indices();
+                let end = loop {
+                    match chars.next()? {
+                        (i, '"') => break i,
+                        (_, '\\') => match chars.next()?.1 {
+                            c @ ('"' | '\\') => key.push(c),
+                            _ => return None,
+                        },
+                        (_, c) => key.push(c),
+                    }
                 };
+                rest = r[end + 1..].strip_prefix(']')?;
+                out.push(Segment::Key(key));
+            } else if let Some(r) = rest.strip_prefix('[') {
+                let (n, after) = r.split_once(']')?;
+                out.push(Segment::Index(n.parse().ok()?));
+                rest = after;
+            } else {
+                let r = if out.is_empty() {
+                    rest
+                } else {
+                    rest.strip_prefix('.')?
+                };
+                let len = r.find(|c: char| !plain(c)).unwrap_or(r.len());
+                if len == 0 {
+                    return None;
+                }
+                out.push(Segment::Key(r[..len].to_string()));
+                rest = &r[len..];
+            }
+            if rest.is_empty() {
+                return Some(FieldPath(out));
             }
         }
-        Some(FieldPath(out))
     }
 }
 
@@ -154,5 +175,30 @@ mod tests {
             .index(0)
             .key("from");
         assert_eq!(p.to_string(), "spec.ingress[0].from");
+    }
+
+    #[test]
+    fn parse_reads_what_display_writes() {
+        for p in [
+            FieldPath::root()
+                .key("spec")
+                .key("ingress")
+                .index(1)
+                .key("from")
+                .index(0),
+            FieldPath::root()
+                .key("metadata")
+                .key("annotations")
+                .key("weir.dev/mode"),
+            FieldPath::root()
+                .key("metadata")
+                .key("labels")
+                .key("a\"b\\c"),
+        ] {
+            assert_eq!(FieldPath::parse(&p.to_string()), Some(p.clone()), "{p}");
+        }
+        for bad in ["", ".a", "a.", "a[", "a[x]", "a[\"b]", "a b", "a[\"b\\n\"]"] {
+            assert_eq!(FieldPath::parse(bad), None, "{bad:?}");
+        }
     }
 }
