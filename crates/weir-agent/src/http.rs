@@ -39,8 +39,11 @@ pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
 const DROPS_BUFFER: usize = 1024;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
-/// Drop counters (labels, packets) and when they were listed.
-type Denied = Option<(Instant, Vec<(String, u64)>)>;
+/// The counters and when they were listed.
+type Denied = Option<(Instant, metrics::Counted)>;
+
+/// (labels or policy, packets) per series.
+type Series = Vec<(String, u64)>;
 
 pub struct Http {
     pub metrics: Arc<Metrics>,
@@ -70,8 +73,19 @@ impl Http {
         }
     }
 
-    /// Drop counters from the kernel, listed at most once a second (one listing at a time).
-    fn denied(&self) -> Vec<(String, u64)> {
+    /// Drop counters, and would-drop counters per audited policy, from the kernel, listed
+    /// at most once a second (one listing at a time).
+    fn denied(&self) -> (Series, Series) {
+        let counted = self.counted();
+        let by_policy = self
+            .attribution
+            .lock()
+            .expect("attribution")
+            .would_drop_by_policy(&counted.would_drop);
+        (counted.denied, by_policy)
+    }
+
+    fn counted(&self) -> metrics::Counted {
         let mut cache = self.denied.lock().expect("denied cache");
         if let Some((at, v)) = cache.as_ref() {
             if at.elapsed() < Duration::from_secs(1) {
@@ -87,7 +101,7 @@ impl Http {
             )
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        let v = metrics::denied_from_listing(&listing);
+        let v = metrics::counted_from_listing(&listing);
         *cache = Some((Instant::now(), v.clone()));
         v
     }
@@ -131,10 +145,10 @@ async fn handle(
         },
         "/metrics" => {
             let h = http.clone();
-            let denied = tokio::task::spawn_blocking(move || h.denied())
+            let (denied, would_drop) = tokio::task::spawn_blocking(move || h.denied())
                 .await
                 .unwrap_or_default();
-            text(StatusCode::OK, http.metrics.render(&denied))
+            text(StatusCode::OK, http.metrics.render(&denied, &would_drop))
         }
         "/drops" if !http.serve_drops => text(
             StatusCode::NOT_FOUND,

@@ -193,6 +193,9 @@ pub struct Config {
     pub drift_interval: Option<Duration>,
     /// Serve `/drops` (off by default: it tells who talks to whom).
     pub serve_drops: bool,
+    /// Audit every policy: nothing is dropped but spoofed sources; would-drops are counted
+    /// and logged ([`CompileOptions::audit`]).
+    pub audit: bool,
 }
 
 impl Config {
@@ -216,6 +219,7 @@ impl Config {
             state_dir: None,
             drift_interval: Some(Duration::from_secs(10)),
             serve_drops: false,
+            audit: false,
         }
     }
 }
@@ -226,6 +230,10 @@ impl Config {
 pub struct Attribution {
     endpoints: HashMap<IpAddr, String>,
     chains: HashMap<String, String>,
+    /// Audit chains → the audited policies whose would-drops they count.
+    would_drop: HashMap<String, Vec<String>>,
+    /// Every policy audited: the fail-closed catch-all only counts would-drops too.
+    pub audit_all: bool,
     /// Live `/drops` subscribers (bounded: a slow one loses lines, never memory).
     subscribers: Vec<mpsc::SyncSender<String>>,
 }
@@ -242,6 +250,30 @@ impl Attribution {
             .iter()
             .filter_map(|(name, c)| Some((name.clone(), Self::why(c)?)))
             .collect();
+        self.would_drop = ruleset
+            .chains
+            .iter()
+            .filter(|(_, c)| !c.would_drop.is_empty())
+            .map(|(name, c)| (name.clone(), c.would_drop.clone()))
+            .collect();
+    }
+
+    /// Would-drop packets per audited policy, from packets per audit chain: a packet an audit
+    /// chain counts is one every policy of the chain would drop. Under `--audit`, what the
+    /// fail-closed catch-all would drop is under policy `""`.
+    pub fn would_drop_by_policy(&self, chains: &[(String, u64)]) -> Vec<(String, u64)> {
+        let mut out: std::collections::BTreeMap<String, u64> = Default::default();
+        for (chain, packets) in chains {
+            match self.would_drop.get(chain) {
+                Some(policies) => {
+                    for p in policies {
+                        *out.entry(p.clone()).or_insert(0) += packets;
+                    }
+                }
+                None => *out.entry(String::new()).or_insert(0) += packets,
+            }
+        }
+        out.into_iter().collect()
     }
 
     /// What a chain's last rule (its drop) says about why.
@@ -255,12 +287,19 @@ impl Attribution {
     fn chains_changed(&mut self, delta: &Delta) {
         for name in &delta.removed_chains {
             self.chains.remove(name);
+            self.would_drop.remove(name);
         }
         for (name, chain) in &delta.chains {
             match Self::why(chain) {
                 Some(why) => self.chains.insert(name.clone(), why),
                 None => self.chains.remove(name),
             };
+            if chain.would_drop.is_empty() {
+                self.would_drop.remove(name);
+            } else {
+                self.would_drop
+                    .insert(name.clone(), chain.would_drop.clone());
+            }
         }
     }
 
@@ -276,7 +315,8 @@ impl Attribution {
         }
     }
 
-    /// One line per dropped packet: who, to whom, on what, and why.
+    /// One line per dropped packet: who, to whom, on what, and why; `would drop …` for what
+    /// an audited policy would have dropped (the packet went on).
     pub fn describe(&self, l: &nflog::Logged) -> String {
         let name = |ip: &IpAddr| {
             self.endpoints
@@ -292,8 +332,13 @@ impl Attribution {
         };
         let port = l.dport.map_or(String::new(), |p| format!(" {p}"));
         let chain = l.prefix.trim_start_matches("weir ");
+        let audited =
+            self.would_drop.contains_key(chain) || (self.audit_all && chain == "unknown-local-pod");
         let why = match self.chains.get(chain) {
-            Some(reason) => reason.clone(),
+            Some(reason) => reason.trim_start_matches("would drop: ").to_string(),
+            None if chain == "unknown-local-pod" && audited => {
+                "a local pod the agent does not know yet (audit)".into()
+            }
             None if chain == "unknown-local-pod" => {
                 "a local pod the agent does not know yet (fail closed)".into()
             }
@@ -303,7 +348,8 @@ impl Attribution {
             None => format!("chain {chain}"),
         };
         format!(
-            "dropped {} → {} {proto}{port}: {why}",
+            "{} {} → {} {proto}{port}: {why}",
+            if audited { "would drop" } else { "dropped" },
             name(&l.src),
             name(&l.dst)
         )
@@ -373,6 +419,7 @@ pub struct Stages {
 impl<S: Source, N: Nft> Agent<S, N> {
     pub fn new(config: Config, source: S, nft: N) -> Self {
         let tools = nft_for(&config.target);
+        let audit_all = config.audit;
         let mut enforcer = Enforcer::new(nft);
         enforcer.track_drift = config.drift_interval.is_some();
         Agent {
@@ -381,7 +428,10 @@ impl<S: Source, N: Nft> Agent<S, N> {
             enforcer,
             tools,
             metrics: Arc::new(Metrics::default()),
-            attribution: Arc::new(Mutex::new(Attribution::default())),
+            attribution: Arc::new(Mutex::new(Attribution {
+                audit_all,
+                ..Attribution::default()
+            })),
             stages: Stages::default(),
             incremental: None,
             in_sync: false,
@@ -531,6 +581,7 @@ impl<S: Source, N: Nft> Agent<S, N> {
         let options = CompileOptions {
             pod_interfaces: config.pod_interfaces.clone(),
             log_group: config.log_group,
+            audit: config.audit,
         };
         let mut attribution = self.attribution.lock().expect("attribution");
         match &config.target {
@@ -883,4 +934,83 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seed with its default-deny audited and the allows gone: redis and todos are
+    /// isolated by the audited policy alone.
+    fn seed_audited() -> weir_model::Cluster {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/todos");
+        let mut c = weir_manifest::load_paths(&[root], Default::default())
+            .expect("the seed loads")
+            .cluster;
+        c.policies.retain(|p| p.name == "any-from-any-none");
+        c.policies[0].mode = weir_model::Mode::Audit;
+        for (i, e) in c.endpoints.iter_mut().enumerate() {
+            e.ips = vec![format!("10.244.0.{}", i + 1).parse().unwrap()];
+        }
+        c
+    }
+
+    fn logged(c: &weir_model::Cluster, prefix: &str, from: &str, to: &str) -> nflog::Logged {
+        let ip = |id: &str| c.endpoints[c.endpoint_index(id).unwrap()].ips[0];
+        nflog::Logged {
+            prefix: format!("weir {prefix}"),
+            src: ip(from),
+            dst: ip(to),
+            protocol: 6,
+            dport: Some(6379),
+        }
+    }
+
+    /// An audit chain's log line says `would drop` and which audited policies; its counter is
+    /// every one of them's; under `--audit` the fail-closed catch-all's too (policy "").
+    #[test]
+    fn would_drops_are_described_and_counted_per_policy() {
+        let c = seed_audited();
+        for audit_all in [false, true] {
+            let options = CompileOptions {
+                log_group: Some(7),
+                pod_interfaces: Some("wp*".parse().unwrap()),
+                audit: audit_all,
+            };
+            let rs = weir_nft::compile_with(
+                &Selectors::new(&c, Default::default()),
+                Scope::All,
+                &options,
+            );
+            let mut a = Attribution {
+                audit_all,
+                ..Attribution::default()
+            };
+            a.refresh(&c, &rs);
+            let chain = rs
+                .chains
+                .iter()
+                .find(|(_, ch)| !ch.would_drop.is_empty())
+                .map(|(n, _)| n.clone())
+                .expect("an audit chain");
+            assert_eq!(
+                a.describe(&logged(&c, &chain, "personal/ubuntu", "production/redis")),
+                "would drop personal/ubuntu → production/redis TCP 6379: ingress isolated by production/any-from-any-none (audit)"
+            );
+            let unknown = a.describe(&logged(
+                &c,
+                "unknown-local-pod",
+                "personal/ubuntu",
+                "production/redis",
+            ));
+            assert_eq!(unknown.starts_with("would drop "), audit_all, "{unknown}");
+            assert_eq!(
+                a.would_drop_by_policy(&[(chain, 3), ("egress".into(), 1)]),
+                vec![
+                    (String::new(), 1),
+                    ("production/any-from-any-none".to_string(), 3)
+                ]
+            );
+        }
+    }
 }

@@ -111,8 +111,9 @@ impl Metrics {
         }
     }
 
-    /// The exposition text; `denied` are (labels, packets) of weir's drop rules.
-    pub fn render(&self, denied: &[(String, u64)]) -> String {
+    /// The exposition text; `denied` are (labels, packets) of weir's drop rules,
+    /// `would_drop` (audited policy, packets) of its audit chains.
+    pub fn render(&self, denied: &[(String, u64)], would_drop: &[(String, u64)]) -> String {
         let s = self.state.lock().expect("metrics");
         let mut o = String::new();
         let _ = writeln!(o, "# HELP weir_sync_duration_seconds Time from a change to the kernel holding it (load, compile, apply).\n# TYPE weir_sync_duration_seconds histogram");
@@ -166,6 +167,14 @@ impl Metrics {
         for (labels, packets) in denied {
             let _ = writeln!(o, "weir_denied_packets_total{{{labels}}} {packets}");
         }
+        let _ = writeln!(o, "# HELP weir_audit_would_drop_total Packets an audited policy would have dropped (they were accepted); policy \"\" is the fail-closed catch-all under --audit.\n# TYPE weir_audit_would_drop_total counter");
+        for (policy, packets) in would_drop {
+            let _ = writeln!(
+                o,
+                "weir_audit_would_drop_total{{policy=\"{}\"}} {packets}",
+                label_value(policy)
+            );
+        }
         o
     }
 }
@@ -193,12 +202,22 @@ fn why_not_ready(s: &State) -> Vec<String> {
     why
 }
 
-/// (labels, packets) for every drop rule with a counter in a `nft -j list table inet weir`.
-pub fn denied_from_listing(json: &str) -> Vec<(String, u64)> {
+/// What the counters of a `nft -j list table inet weir` say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// (labels, packets) for every drop rule with a counter.
+    pub denied: Vec<(String, u64)>,
+    /// (chain, packets) for every would-drop rule (an accept commented `would drop: …`).
+    pub would_drop: Vec<(String, u64)>,
+}
+
+/// The counters of weir's drop and would-drop rules in a `nft -j list table inet weir`.
+pub fn counted_from_listing(json: &str) -> Counted {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
-        return Vec::new();
+        return Counted::default();
     };
     let mut out = std::collections::BTreeMap::new();
+    let mut would = std::collections::BTreeMap::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
         let rule = &item["rule"];
         let Some(expr) = rule["expr"].as_array() else {
@@ -206,6 +225,12 @@ pub fn denied_from_listing(json: &str) -> Vec<(String, u64)> {
         };
         let drops = expr.iter().any(|e| e.get("drop").is_some());
         let packets = expr.iter().find_map(|e| e["counter"]["packets"].as_u64());
+        let accepts = expr.iter().any(|e| e.get("accept").is_some());
+        let comment = rule["comment"].as_str().unwrap_or("");
+        if let (true, true, Some(p)) = (accepts, comment.starts_with("would drop: "), packets) {
+            let chain = rule["chain"].as_str().unwrap_or("").to_string();
+            *would.entry(chain).or_insert(0) += p;
+        }
         if let (true, Some(p)) = (drops, packets) {
             let labels = format!(
                 "chain=\"{}\",reason=\"{}\"",
@@ -216,7 +241,10 @@ pub fn denied_from_listing(json: &str) -> Vec<(String, u64)> {
             *out.entry(labels).or_insert(0) += p;
         }
     }
-    out.into_iter().collect()
+    Counted {
+        denied: out.into_iter().collect(),
+        would_drop: would.into_iter().collect(),
+    }
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
@@ -239,7 +267,7 @@ mod tests {
           {"rule": {"chain": "ig-1", "comment": "a \"b\"\nc", "expr": [{"counter": {"packets": 1, "bytes": 1}}, {"drop": null}]}},
           {"rule": {"chain": "ig-1", "expr": [{"counter": {"packets": 9, "bytes": 1}}, {"accept": null}]}}
         ]}"#;
-        let denied = denied_from_listing(listing);
+        let denied = counted_from_listing(listing).denied;
         assert_eq!(
             denied,
             vec![
@@ -250,12 +278,32 @@ mod tests {
                 ("chain=\"ig-1\",reason=\"a \\\"b\\\"\\nc\"".to_string(), 1),
             ]
         );
-        let text = Metrics::default().render(&denied);
+        let text = Metrics::default().render(&denied, &[]);
         let series: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("weir_denied_packets_total{"))
             .collect();
         assert_eq!(series.len(), 2, "{text}");
+    }
+
+    #[test]
+    fn would_drops_are_counted_per_chain_and_rendered_per_policy() {
+        // Both families' would-drop rules of one audit chain; an audited policy's own
+        // accept (a match, not a would-drop) and a drop are not would-drops.
+        let listing = r#"{"nftables": [
+          {"rule": {"chain": "ia-1", "comment": "would drop: ingress isolated by a/b (audit)", "expr": [{"counter": {"packets": 2, "bytes": 1}}, {"accept": null}]}},
+          {"rule": {"chain": "ia-1", "comment": "would drop: ingress isolated by a/b (audit)", "expr": [{"counter": {"packets": 3, "bytes": 1}}, {"accept": null}]}},
+          {"rule": {"chain": "ia-1", "comment": "a/b ingress[0] (audit)", "expr": [{"counter": {"packets": 7, "bytes": 1}}, {"accept": null}]}},
+          {"rule": {"chain": "ig-1", "comment": "would drop: forged", "expr": [{"counter": {"packets": 1, "bytes": 1}}, {"drop": null}]}}
+        ]}"#;
+        let counted = counted_from_listing(listing);
+        assert_eq!(counted.would_drop, vec![("ia-1".to_string(), 5)]);
+        assert_eq!(counted.denied.len(), 1);
+        let text = Metrics::default().render(&[], &[("ns/\"x\"".to_string(), 5)]);
+        assert!(
+            text.contains("weir_audit_would_drop_total{policy=\"ns/\\\"x\\\"\"} 5"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -269,16 +317,18 @@ mod tests {
         let why = m.readiness().unwrap_err().join("; ");
         assert!(why.contains("drop log unavailable: bind"), "{why}");
         assert!(why.contains("2 invalid source item(s)"), "{why}");
-        let text = m.render(&[]);
+        let text = m.render(&[], &[]);
         assert!(text.contains("weir_drop_log_up 0") && text.contains("weir_ready 0"));
         m.drop_log(Some(Ok(())));
         m.source(0);
         m.source_trouble(Some("the Kubernetes API cannot be watched".into()));
         assert!(m
-            .render(&[])
+            .render(&[], &[])
             .contains("weir_source_state{state=\"error\"} 1"));
         m.source_trouble(None);
         assert!(m.readiness().is_ok());
-        assert!(m.render(&[]).contains("weir_source_state{state=\"ok\"} 1"));
+        assert!(m
+            .render(&[], &[])
+            .contains("weir_source_state{state=\"ok\"} 1"));
     }
 }

@@ -167,7 +167,7 @@ fn a_refused_delta_falls_back_to_a_whole_table_and_is_counted() {
     assert!(applied.delta_refused.is_some());
     assert!(a
         .metrics()
-        .render(&[])
+        .render(&[], &[])
         .contains("weir_deltas_refused_total 1"));
 }
 
@@ -401,7 +401,7 @@ fn the_drift_baseline_is_listed_once_applies_settle_and_a_changed_table_is_repai
     );
     assert!(a
         .metrics()
-        .render(&[])
+        .render(&[], &[])
         .contains("weir_drift_repairs_total 1"));
 }
 
@@ -433,7 +433,7 @@ fn a_refused_element_change_falls_back_and_stays_equal_to_a_full_compile() {
     );
     assert!(
         a.metrics()
-            .render(&[])
+            .render(&[], &[])
             .contains("weir_deltas_refused_total 1"),
         "a refused incremental change is counted"
     );

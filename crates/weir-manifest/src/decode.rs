@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use weir_model::{
-    ClusterPolicy, ContainerPort, EndpointKind, Labels, Node, Origin, Policy, PortTarget, Service,
-    ServicePort,
+    ClusterPolicy, ContainerPort, EndpointKind, Labels, Mode, Node, Origin, Policy, PortTarget,
+    Service, ServicePort, MODE_ANNOTATION,
 };
 
 use crate::path::FieldPath;
@@ -491,7 +491,8 @@ fn decode_kind(
                 problems.warnings.retain(|(p, _)| *p != status);
             }
             let meta = meta(&np.metadata, NameRule::Dns1123Subdomain, origin, problems)?;
-            Some(Object::Policy(policy(&np, meta, problems)))
+            let mode = mode(&np.metadata, problems);
+            Some(Object::Policy(policy(&np, meta, mode, problems)))
         }
         "ClusterNetworkPolicy" => {
             let o = typed(value, options, problems)?;
@@ -795,7 +796,7 @@ fn service(svc: &core::Service, meta: Meta, problems: &mut Problems) -> Service 
     }
 }
 
-fn policy(np: &net::NetworkPolicy, meta: Meta, problems: &mut Problems) -> Policy {
+fn policy(np: &net::NetworkPolicy, meta: Meta, mode: Mode, problems: &mut Problems) -> Policy {
     let spec = np.spec.clone().unwrap_or_default();
     let path = FieldPath::root().key("spec");
     let pod_selector = spec
@@ -859,8 +860,31 @@ fn policy(np: &net::NetworkPolicy, meta: Meta, problems: &mut Problems) -> Polic
         isolates_egress,
         ingress,
         egress,
+        mode,
         origin: meta.origin,
     }
+}
+
+/// The policy's mode from its [`MODE_ANNOTATION`]: absent is enforced; a value that is
+/// neither `enforce` nor `audit` is an error (a typo must not quietly enforce or audit).
+pub(crate) fn mode(m: &ObjectMeta, problems: &mut Problems) -> Mode {
+    let Some(value) = m.annotations.as_ref().and_then(|a| a.get(MODE_ANNOTATION)) else {
+        return Mode::Enforce;
+    };
+    Mode::parse(value).unwrap_or_else(|| {
+        problems.error(
+            FieldPath::root()
+                .key("metadata")
+                .key("annotations")
+                .key(MODE_ANNOTATION),
+            format!(
+                "{MODE_ANNOTATION} {} must be one of: {}",
+                validate::shown(value),
+                Mode::VALUES.join(", ")
+            ),
+        );
+        Mode::Enforce
+    })
 }
 
 /// A node's labels and addresses (what `nodes` peers of cluster policies match).

@@ -408,6 +408,18 @@ fn build(
         &mpath.key("labels"),
         problems,
     );
+    if crate::decode::mode(metadata, problems) == weir_model::Mode::Audit {
+        // Auditing a tier's Deny exactly needs the verdict of every rule after it; until
+        // weir can, an audited cluster policy would be enforced, which is an outage the
+        // operator did not ask for. Refused instead (the last good version stays).
+        problems.error(
+            mpath.key("annotations").key(weir_model::MODE_ANNOTATION),
+            format!(
+                "{}: audit mode is for NetworkPolicies; a cluster-wide policy cannot be audited yet (the agent's --audit audits every policy)",
+                weir_model::MODE_ANNOTATION
+            ),
+        );
+    }
     let spec = root().key("spec");
     let subject = pods_in(
         subject.namespaces.as_ref(),

@@ -172,6 +172,22 @@ const CNP_HEAD: &str = "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: Clu
 
 #[test]
 fn cluster_network_policy_errors_are_located() {
+    // Audit mode is for NetworkPolicies: an audited cluster policy would be enforced, so it
+    // is refused (enforce, the default, is fine).
+    single(
+        &CNP_HEAD.replace(
+            "  name: p\n",
+            "  name: p\n  annotations: {weir.dev/mode: audit}\n",
+        ),
+        5,
+        17,
+        "metadata.annotations[\"weir.dev/mode\"]",
+        "a cluster-wide policy cannot be audited yet",
+    );
+    load(&CNP_HEAD.replace(
+        "  name: p\n",
+        "  name: p\n  annotations: {weir.dev/mode: enforce}\n",
+    ));
     // v1alpha1's spelling in v1alpha2.
     single(
         &format!("{CNP_HEAD}  ingress:\n  - action: Allow\n    from: [{{namespaces: {{}}}}]\n"),

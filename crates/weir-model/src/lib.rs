@@ -315,7 +315,36 @@ pub struct Policy {
     pub isolates_egress: bool,
     pub ingress: Vec<Rule>,
     pub egress: Vec<Rule>,
+    /// Enforced, or only audited ([`MODE_ANNOTATION`]).
+    pub mode: Mode,
     pub origin: Origin,
+}
+
+/// The annotation that puts a NetworkPolicy in audit mode: `weir.dev/mode: audit`.
+pub const MODE_ANNOTATION: &str = "weir.dev/mode";
+
+/// Whether a policy's drops happen. An audited policy is compiled and counted, but where it
+/// would drop, the packet is logged as a would-drop and goes on as if the policy did not
+/// exist: the safe first step before enforcing a default-deny on live traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+impl Mode {
+    /// The annotation's values.
+    pub const VALUES: [&'static str; 2] = ["enforce", "audit"];
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "enforce" => Some(Mode::Enforce),
+            "audit" => Some(Mode::Audit),
+            _ => None,
+        }
+    }
 }
 
 impl Policy {
@@ -535,6 +564,21 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The cluster as the dataplane enforces it: audited policies left out (they change
+    /// nothing on the wire). The analyses answer for this unless asked "as if enforced".
+    pub fn without_audited(mut self) -> Cluster {
+        self.policies.retain(|p| p.mode == Mode::Enforce);
+        self
+    }
+
+    /// How many policies are audited.
+    pub fn audited(&self) -> usize {
+        self.policies
+            .iter()
+            .filter(|p| p.mode == Mode::Audit)
+            .count()
+    }
+
     pub fn namespace(&self, name: &str) -> Option<&Namespace> {
         self.namespaces.iter().find(|n| n.name == name)
     }

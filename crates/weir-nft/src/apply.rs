@@ -535,6 +535,7 @@ mod tests {
             kind,
             header: None,
             rules: vec!["r".into(); n],
+            would_drop: Vec::new(),
         };
         Ruleset {
             sets: [
@@ -562,6 +563,7 @@ mod tests {
                 kind: ChainKind::Group,
                 header: None,
                 rules: vec![],
+                would_drop: Vec::new(),
             },
         );
         assert!(verify(&missing, LISTING)

@@ -12,7 +12,7 @@ use weir_engine::ports::resolve_ports;
 use weir_engine::{Selectors, Side};
 use weir_model::{
     Action, Cluster, ClusterPeer, ClusterPolicy, ClusterPort, Direction, LabelSelector, Labels,
-    NamespaceScope, Peer, PodsIn, PortRef, PortRule, Protocol, Rule, Tier,
+    Mode, NamespaceScope, Peer, PodsIn, PortRef, PortRule, Protocol, Rule, Tier,
 };
 
 use crate::{quote, Chain, ChainKind, Ruleset, Set};
@@ -44,6 +44,9 @@ pub struct CompileOptions {
     /// Log dropped packets (rate limited) to this NFLOG group with the prefix `weir CHAIN`,
     /// so an agent can say which policy isolated the endpoint.
     pub log_group: Option<u16>,
+    /// Audit every policy (the agent's `--audit`): nothing is dropped but spoofed sources;
+    /// what policy would drop is counted, logged as a would-drop, and accepted.
+    pub audit: bool,
 }
 
 /// Interface name patterns of local pods, checked when parsed (they are the operator's
@@ -152,6 +155,7 @@ pub(crate) fn compile_recorded(
         c.local_addresses = Some(ips.clone());
     }
     c.log_group = options.log_group;
+    c.audit_all = options.audit;
     c.base_chains(
         options
             .pod_interfaces
@@ -174,7 +178,7 @@ pub(crate) fn compile_namespace(
     part: Part,
     local_addresses: Option<&std::collections::HashSet<IpAddr>>,
     families: Vec<Family>,
-    log_group: Option<u16>,
+    options: &CompileOptions,
     existing: Existing,
     names: Names,
 ) -> Compiled {
@@ -185,7 +189,8 @@ pub(crate) fn compile_namespace(
     let mut c = Compiler::new(engine, local, Some(part));
     c.local_addresses = local_addresses.cloned();
     c.families = families;
-    c.log_group = log_group;
+    c.log_group = options.log_group;
+    c.audit_all = options.audit;
     c.names = names;
     c.existing = Some(existing);
     for dir in [Direction::Egress, Direction::Ingress] {
@@ -283,14 +288,17 @@ fn hash_of(value: &impl Hash) -> u64 {
 }
 
 /// The name prefix and key of the chain shared by endpoints isolated in `dir` by exactly
-/// these policies (in name order, all of one namespace).
+/// these policies (in name order, all of one namespace), all enforced or all audited.
 pub(crate) fn group_key<'p>(
     dir: Direction,
+    audit: bool,
     policies: impl Iterator<Item = &'p weir_model::Policy>,
 ) -> (&'static str, String) {
-    let prefix = match dir {
-        Direction::Ingress => "ig",
-        Direction::Egress => "eg",
+    let prefix = match (dir, audit) {
+        (Direction::Ingress, false) => "ig",
+        (Direction::Egress, false) => "eg",
+        (Direction::Ingress, true) => "ia",
+        (Direction::Egress, true) => "ea",
     };
     let mut key = String::new();
     for p in policies {
@@ -300,6 +308,29 @@ pub(crate) fn group_key<'p>(
         key.push('\0');
     }
     (prefix, key)
+}
+
+/// What a local pod's packets in one direction go to, given the policies that select it and
+/// isolate that direction (name order): the group chain of the enforced ones, else, when all
+/// are audited, their audit chain (`true`). Audited policies beside an enforced one change
+/// nothing that could be dropped: they can only allow more.
+pub(crate) fn dispatch_to<T: Copy>(
+    policies: &[T],
+    audited: impl Fn(T) -> bool,
+) -> Option<(bool, Vec<T>)> {
+    let enforced: Vec<T> = policies.iter().copied().filter(|&p| !audited(p)).collect();
+    if !enforced.is_empty() {
+        Some((false, enforced))
+    } else if policies.is_empty() {
+        None
+    } else {
+        Some((true, policies.to_vec()))
+    }
+}
+
+/// Whether a policy's drops are only audited: by its mode, or because every policy is.
+pub(crate) fn is_audited(policy: &weir_model::Policy, audit_all: bool) -> bool {
+    audit_all || policy.mode == Mode::Audit
 }
 
 /// Names of chains and sets are generated, never user text: `prefix-<hash of key>`, where
@@ -417,6 +448,8 @@ struct Compiler<'e, 'c> {
     /// Policies by namespace, in input order.
     by_namespace: FxHashMap<&'c str, Vec<usize>>,
     log_group: Option<u16>,
+    /// Every policy audited ([`CompileOptions::audit`]).
+    audit_all: bool,
     /// With [`Scope::Addresses`]: only these addresses of local endpoints are dispatched.
     local_addresses: Option<std::collections::HashSet<IpAddr>>,
     names: Names,
@@ -525,6 +558,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
             groups,
             by_namespace,
             log_group: None,
+            audit_all: false,
             local_addresses: None,
             names: Names::default(),
             rs: Ruleset::default(),
@@ -543,6 +577,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 kind,
                 header: None,
                 rules,
+                would_drop: Vec::new(),
             },
         );
     }
@@ -688,9 +723,11 @@ impl<'e, 'c> Compiler<'e, 'c> {
                             log_rule(group, "unknown-local-pod")
                         ));
                     }
-                    rules.push(format!(
-                        "{unknown} counter drop comment \"unknown local pod\""
-                    ));
+                    rules.push(if self.audit_all {
+                        format!("{unknown} counter accept comment \"would drop: unknown local pod (audit)\"")
+                    } else {
+                        format!("{unknown} counter drop comment \"unknown local pod\"")
+                    });
                 }
             }
             // Admin tier, NetworkPolicies, Baseline tier: a tier's chain accepts, drops, or
@@ -714,6 +751,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                         "type filter hook {hook} priority {priority}; policy accept;"
                     )),
                     rules,
+                    would_drop: Vec::new(),
                 },
             );
         }
@@ -742,10 +780,18 @@ impl<'e, 'c> Compiler<'e, 'c> {
                             .collect()
                     })
                     .unwrap_or_default();
-                if policies.is_empty() {
+                let audit_all = self.audit_all;
+                let cluster = self.cluster;
+                let Some((audit, policies)) =
+                    dispatch_to(&policies, |p| is_audited(&cluster.policies[p], audit_all))
+                else {
                     continue;
-                }
-                let group = self.group_chain(dir, &policies);
+                };
+                let group = if audit {
+                    self.audit_chain(dir, &policies)
+                } else {
+                    self.group_chain(dir, &policies)
+                };
                 for &i in &local {
                     let ips: Vec<IpAddr> = self.cluster.endpoints[i]
                         .ips
@@ -865,10 +911,14 @@ impl<'e, 'c> Compiler<'e, 'c> {
                     continue; // matches no traffic (domain names, empty ranges)
                 };
                 let logged_deny;
-                let verdict = match (action, tier, self.log_group) {
-                    (Action::Accept, _, _) | (Action::Pass, Tier::Baseline, _) => "accept",
-                    (Action::Deny, _, None) => "drop",
-                    (Action::Deny, _, Some(_)) => {
+                let verdict = match (action, tier) {
+                    (Action::Accept, Tier::Admin) => "accept",
+                    // The Baseline tier is the last: what it allows goes on to the end of the
+                    // base chain, which accepts. Returning (not accepting) lets an audit chain
+                    // that consults this tier count what it would drop.
+                    (Action::Accept | Action::Pass, Tier::Baseline) => "return",
+                    (Action::Deny, _) if self.log_group.is_none() && !self.audit_all => "drop",
+                    (Action::Deny, _) => {
                         let deny = format!("{sets}-{n}d");
                         // Shared by every tier chain holding the policy: made once.
                         if !self.rs.chains.contains_key(&deny) {
@@ -878,14 +928,21 @@ impl<'e, 'c> Compiler<'e, 'c> {
                                 policy.priority
                             );
                             let mut rules = Vec::with_capacity(2);
-                            self.push_drop(&deny, &why, &mut rules);
-                            self.chain(&deny, ChainKind::Group, rules);
+                            if self.audit_all {
+                                self.push_would_drop(&deny, &why, &mut rules);
+                                self.chain(&deny, ChainKind::Group, rules);
+                                let chain = self.rs.chains.get_mut(&deny).expect("made");
+                                chain.would_drop = vec![policy.id()];
+                            } else {
+                                self.push_drop(&deny, &why, &mut rules);
+                                self.chain(&deny, ChainKind::Group, rules);
+                            }
                         }
                         used.insert(deny.clone());
                         logged_deny = format!("jump {deny}");
                         &logged_deny
                     }
-                    (Action::Pass, Tier::Admin, _) => "return",
+                    (Action::Pass, Tier::Admin) => "return",
                 };
                 let line = Line {
                     dir,
@@ -981,7 +1038,11 @@ impl<'e, 'c> Compiler<'e, 'c> {
 
     /// The chain shared by endpoints isolated in `dir` by exactly these policies.
     fn group_chain(&mut self, dir: Direction, policies: &[usize]) -> String {
-        let (prefix, key) = group_key(dir, policies.iter().map(|&p| &self.cluster.policies[p]));
+        let (prefix, key) = group_key(
+            dir,
+            false,
+            policies.iter().map(|&p| &self.cluster.policies[p]),
+        );
         let name = self.names.name(prefix, &key);
         if self.rs.chains.contains_key(&name) {
             return name;
@@ -1008,6 +1069,88 @@ impl<'e, 'c> Compiler<'e, 'c> {
         name
     }
 
+    /// The chain shared by endpoints isolated in `dir` by exactly these policies, all
+    /// audited: on the wire it must behave as if they did not exist, and count and log what
+    /// they would drop. Their rules are inline (their own chains accept, which would end the
+    /// evaluation), with the sets their own chains use. What they admit goes on as the
+    /// enforced policy would: to the Baseline tier when one is enforced (`return`), else
+    /// accepted. What they do not admit is a would-drop — unless the Baseline tier, consulted
+    /// here, drops it anyway — then accepted.
+    fn audit_chain(&mut self, dir: Direction, policies: &[usize]) -> String {
+        let cluster = self.cluster;
+        let (prefix, key) = group_key(dir, true, policies.iter().map(|&p| &cluster.policies[p]));
+        let name = self.names.name(prefix, &key);
+        if self.rs.chains.contains_key(&name) {
+            return name;
+        }
+        let baseline = !self.audit_all
+            && cluster
+                .cluster_policies
+                .iter()
+                .any(|p| p.tier == Tier::Baseline);
+        let verdict = if baseline { "return" } else { "accept" };
+        let mut rules = Vec::new();
+        let mut used = BTreeSet::new();
+        let mut ids = Vec::new();
+        for &p in policies {
+            let policy = &cluster.policies[p];
+            let own = self.policy_chain_name(dir, policy);
+            for (n, rule) in policy.rules(dir).iter().enumerate() {
+                let line = Line {
+                    dir,
+                    policy_ns: &policy.namespace,
+                    set_base: format!("np{}-{n}", &own[1..]),
+                    comment: quote(&format!("{} {dir}[{n}] (audit)", policy.id())),
+                    verdict,
+                    selected: Selected::Policy(policy),
+                };
+                self.rule_lines(rule, &line, &mut rules, &mut used);
+            }
+            ids.push(policy.id());
+        }
+        if baseline {
+            let key = match dir {
+                Direction::Ingress => "daddr",
+                Direction::Egress => "saddr",
+            };
+            for f in FAMILIES {
+                rules.push(format!(
+                    "{} {key} vmap @baseline-{dir}{}",
+                    f.kw(),
+                    f.suffix()
+                ));
+            }
+        }
+        self.push_would_drop(
+            &name,
+            &format!("{dir} isolated by {}", ids.join(", ")),
+            &mut rules,
+        );
+        self.rs.chains.insert(
+            name.clone(),
+            Chain {
+                kind: ChainKind::Policy,
+                header: None,
+                rules,
+                would_drop: ids,
+            },
+        );
+        self.uses.insert(name.clone(), used);
+        name
+    }
+
+    /// An audit chain's closing accept of what audited policy would drop: counted, logged
+    /// under the chain's name when there is a drop log, and commented `would drop: why`.
+    fn push_would_drop(&self, chain: &str, why: &str, rules: &mut Vec<String>) {
+        if let Some(group) = self.log_group {
+            rules.push(log_rule(group, chain));
+        }
+        rules.push(format!(
+            "counter accept comment {}",
+            quote(&format!("would drop: {why} (audit)"))
+        ));
+    }
+
     /// A chain's closing drop, commented with why (what `weir drops` reports), logged
     /// first under the chain's name when there is a drop log: in a rule of its own, since
     /// a limit over its rate ends the rule it stands in.
@@ -1021,12 +1164,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
     /// One chain per policy and direction: every rule accepts what it admits.
     fn policy_chain(&mut self, dir: Direction, p: usize) -> String {
         let policy = &self.cluster.policies[p];
-        let prefix = match dir {
-            Direction::Ingress => "in",
-            Direction::Egress => "eg",
-        };
-        let key = format!("{}\0{}", policy.namespace, policy.name);
-        let name = self.names.name(&format!("p{prefix}"), &key);
+        let name = self.policy_chain_name(dir, policy);
         if self.rs.chains.contains_key(&name) {
             return name;
         }
@@ -1046,6 +1184,16 @@ impl<'e, 'c> Compiler<'e, 'c> {
         self.chain(&name, ChainKind::Policy, rules);
         self.uses.insert(name.clone(), used);
         name
+    }
+
+    /// The name of a policy's chain in `dir`; its sets are named after it.
+    fn policy_chain_name(&mut self, dir: Direction, policy: &weir_model::Policy) -> String {
+        let prefix = match dir {
+            Direction::Ingress => "pin",
+            Direction::Egress => "peg",
+        };
+        self.names
+            .name(prefix, &format!("{}\0{}", policy.namespace, policy.name))
     }
 
     /// The nft rules of one policy rule: for each peer and port it admits, a match ending

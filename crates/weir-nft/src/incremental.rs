@@ -25,8 +25,8 @@ use weir_model::{
 };
 
 use crate::compile::{
-    compile_namespace, compile_recorded, group_key, named_port_elements, Existing, Family, Names,
-    Part, SetDef,
+    compile_namespace, compile_recorded, dispatch_to, group_key, is_audited, named_port_elements,
+    Existing, Family, Names, Part, SetDef,
 };
 use crate::{CompileOptions, Delta, ElementChanges, Ruleset, Scope};
 
@@ -87,7 +87,7 @@ pub struct Incremental {
     uses: HashMap<String, BTreeSet<String>>,
     /// How many policy chains refer to each set.
     set_refs: HashMap<String, usize>,
-    log_group: Option<u16>,
+    options: CompileOptions,
 }
 
 const MAPS: [&str; 4] = ["egress4", "egress6", "ingress4", "ingress6"];
@@ -175,7 +175,7 @@ impl Incremental {
             names: compiled.names,
             uses: compiled.uses.into_iter().collect(),
             set_refs,
-            log_group: options.log_group,
+            options,
             unique_policies: true,
             unique_ids: true,
             by_ns: HashMap::new(),
@@ -502,10 +502,12 @@ impl Incremental {
                 .map(|&p| &self.cluster.policies[p])
                 .filter(|policy| policy.isolates(dir) && selects_endpoint(policy, e))
                 .collect();
-            if policies.is_empty() {
+            let Some((audit, policies)) =
+                dispatch_to(&policies, |p| is_audited(p, self.options.audit))
+            else {
                 continue;
-            }
-            let (prefix, key) = group_key(dir, policies.into_iter());
+            };
+            let (prefix, key) = group_key(dir, audit, policies.into_iter());
             let Some(chain) = self
                 .names
                 .find(prefix, &key)
@@ -656,7 +658,7 @@ impl Incremental {
             },
             self.local.as_ref(),
             families,
-            self.log_group,
+            &self.options,
             Existing {
                 ruleset: &self.ruleset,
                 defs: &self.defs,
@@ -682,7 +684,12 @@ impl Incremental {
         let mut old_chains = BTreeSet::new();
         for chain in before.values().flatten().filter_map(|e| jump_target(e)) {
             if old_chains.insert(chain.to_string()) {
-                old_chains.extend(self.uses.get(chain).into_iter().flatten().cloned());
+                // A group chain uses policy chains; an audit chain uses sets, not chains.
+                let used = self.uses.get(chain).into_iter().flatten();
+                old_chains.extend(
+                    used.filter(|c| self.ruleset.chains.contains_key(*c))
+                        .cloned(),
+                );
             }
         }
         let mut refs: HashMap<String, isize> = HashMap::new();

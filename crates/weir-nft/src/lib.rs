@@ -83,6 +83,10 @@ pub struct Chain {
     /// `type filter hook forward priority 0; policy accept;` for base chains.
     pub header: Option<String>,
     pub rules: Vec<String>,
+    /// The audited policies whose would-drops this chain's closing accept counts (an audit
+    /// chain, or a Deny's chain under `--audit`); empty otherwise. Not in the table: what
+    /// the agent names per-policy counters by.
+    pub would_drop: Vec<String>,
 }
 
 /// What one node's table holds. Two rulesets compare equal when their tables would list

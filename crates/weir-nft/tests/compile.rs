@@ -139,6 +139,7 @@ fn rules_grow_with_groups_and_policy_rules_not_their_product() {
             isolates_egress: false,
             ingress: vec![Rule::default()],
             egress: vec![],
+            mode: Default::default(),
             origin: Default::default(),
         });
     }
@@ -157,6 +158,7 @@ fn fail_closed_and_drop_log_options() {
     let options = CompileOptions {
         pod_interfaces: Some("wp*".parse().unwrap()),
         log_group: Some(7),
+        audit: false,
     };
     let rs = compile_with(&engine, Scope::All, &options);
     let egress = rs.chains["egress"].rules.join("\n");
@@ -227,6 +229,7 @@ fn a_pods_egress_to_its_own_node_is_the_egress_chain_on_the_input_hook() {
         CompileOptions {
             pod_interfaces: Some("wp*".parse().unwrap()),
             log_group: Some(7),
+            audit: false,
         },
     ] {
         let rs = compile_with(&engine, Scope::All, &options);
@@ -303,6 +306,7 @@ fn tier_denies_are_logged_with_their_rule_when_asked() {
         &CompileOptions {
             pod_interfaces: None,
             log_group: Some(7),
+            audit: false,
         },
     );
     let denies: Vec<(&String, &weir_nft::Chain)> = logged
@@ -383,6 +387,7 @@ fn pod_interfaces_parse_strictly_and_render_as_a_set() {
     let options = CompileOptions {
         pod_interfaces: Some(list),
         log_group: None,
+        audit: false,
     };
     let rs = compile_with(&engine, Scope::All, &options);
     let set = r#"{ "veth*", "cali*", "lxc0" }"#;
@@ -435,11 +440,15 @@ fn hostile_text_only_reaches_nft_inside_comments() {
         }
     }
     // The seed's 3 ingress policies, and each hostile policy in two directions, each its
-    // own chain.
+    // own chain: a policy chain if enforced, an audit chain (its rules inline) if audited.
     let policy_chains = rs
         .chains
         .keys()
-        .filter(|c| c.starts_with("pin-") || c.starts_with("peg-"))
+        .filter(|c| {
+            ["pin-", "peg-", "ia-", "ea-"]
+                .iter()
+                .any(|p| c.starts_with(p))
+        })
         .count();
     assert_eq!(
         policy_chains,
@@ -482,6 +491,7 @@ fn drift_is_any_change_but_counters() {
             kind: weir_nft::ChainKind::Base,
             header: None,
             rules: vec!["ip daddr @s accept".into(), "drop".into()],
+            would_drop: Vec::new(),
         },
     );
     let nft = FakeNft::default();
@@ -532,4 +542,169 @@ fn drift_is_any_change_but_counters() {
     assert!(scripts[before..]
         .iter()
         .all(|(s, _)| s.starts_with("table inet weir\ndelete table")));
+}
+
+/// `todos()` with these policies audited.
+fn audited(mut cluster: weir_model::Cluster, names: &[&str]) -> weir_model::Cluster {
+    for p in &mut cluster.policies {
+        if names.contains(&p.name.as_str()) {
+            p.mode = weir_model::Mode::Audit;
+        }
+    }
+    cluster
+}
+
+/// The chain a pod's packets in `map` (`ingress4`, …) jump to.
+fn dispatched<'a>(rs: &'a weir_nft::Ruleset, map: &str, pod: &str) -> &'a str {
+    rs.sets[map]
+        .elements
+        .iter()
+        .find_map(|e| e.strip_prefix(&format!("{pod} : jump ")))
+        .unwrap_or_else(|| panic!("{pod} in {map}: {:?}", rs.sets[map].elements))
+}
+
+/// An audited policy gets no chain that drops: the pods only it isolates jump to an audit
+/// chain holding its rules inline, which ends in a counted (and logged) accept naming it as
+/// a would-drop. Beside an enforced policy it changes nothing: the pods it shares with one
+/// jump to the enforced policies' group chain, which never mentions it.
+#[test]
+fn audited_policies_compile_to_audit_chains_that_accept_their_would_drops() {
+    let cluster = audited(todos(), &["any-from-any-none"]);
+    let ip = |id: &str| cluster.endpoints[cluster.endpoint_index(id).unwrap()].ips[0];
+    let options = CompileOptions {
+        log_group: Some(7),
+        ..Default::default()
+    };
+    let rs = compile_with(&Engine::new(&cluster), Scope::All, &options);
+    // Every production pod is isolated by an enforced allow too: it jumps to the enforced
+    // policies' group chain, which never mentions the audited default-deny.
+    for (pod, enforced) in [("production/redis", true), ("production/todos", true)] {
+        let chain = dispatched(&rs, "ingress4", &ip(pod).to_string());
+        assert_eq!(chain.starts_with("ig-"), enforced, "{pod}: {chain}");
+        let text = rs.chains[chain].rules.join("\n");
+        assert!(!text.contains("any-from-any-none"), "{pod}: {text}");
+    }
+    // Audited alone: the default-deny, in a cluster without the allows.
+    let only_deny = weir_model::Cluster {
+        policies: cluster
+            .policies
+            .iter()
+            .filter(|p| p.name == "any-from-any-none")
+            .cloned()
+            .collect(),
+        ..cluster.clone()
+    };
+    let rs = compile_with(&Engine::new(&only_deny), Scope::All, &options);
+    let chain = dispatched(&rs, "ingress4", &ip("production/redis").to_string());
+    assert!(chain.starts_with("ia-"), "{chain}");
+    let c = &rs.chains[chain];
+    assert_eq!(
+        c.would_drop,
+        vec!["production/any-from-any-none".to_string()]
+    );
+    assert_eq!(
+        c.rules,
+        vec![
+            format!("limit rate 50/second burst 20 packets log prefix \"weir {chain}\" group 7"),
+            "counter accept comment \"would drop: ingress isolated by production/any-from-any-none (audit)\"".to_string(),
+        ]
+    );
+    assert!(
+        rs.chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .all(|r| !r.contains(" drop comment \"ingress isolated")),
+        "no chain drops for an audited policy"
+    );
+}
+
+/// With an enforced Baseline tier, what an audited policy admits goes on to that tier
+/// (`return`), and what it does not admit meets the tier before it counts as a would-drop:
+/// a packet the tier denies is dropped anyway, so it is no would-drop. The tier's allows
+/// return instead of accepting, so that the audit chain can count after them.
+#[test]
+fn audit_chains_consult_an_enforced_baseline_tier_before_counting() {
+    let cluster = audited(
+        todos_with_tiers(),
+        &[
+            "any-from-any-none",
+            "data-from-logic-redis",
+            "logic-from-any-http",
+        ],
+    );
+    let rs = compile(&Engine::new(&cluster), Scope::All);
+    let redis = cluster.endpoints[cluster.endpoint_index("production/redis").unwrap()].ips[0];
+    let chain = dispatched(&rs, "ingress4", &redis.to_string());
+    let rules = &rs.chains[chain].rules;
+    let n = rules.len();
+    assert!(n >= 4, "{rules:?}");
+    assert!(
+        rules[..n - 3]
+            .iter()
+            .all(|r| r.contains(" return comment ")),
+        "{rules:?}"
+    );
+    assert_eq!(rules[n - 3], "ip daddr vmap @baseline-ingress4");
+    assert_eq!(rules[n - 2], "ip6 daddr vmap @baseline-ingress6");
+    assert!(
+        rules[n - 1].starts_with("counter accept comment \"would drop: "),
+        "{rules:?}"
+    );
+    for (name, c) in &rs.chains {
+        if name.starts_with("tb") {
+            assert!(
+                c.rules.iter().all(|r| !r.contains(" accept")),
+                "{name}: {:?}",
+                c.rules
+            );
+        }
+    }
+}
+
+/// `--audit`: nothing drops but a spoofed source (and conntrack's invalid state). Tier denies, audit chains and the
+/// fail-closed catch-all count would-drops and accept; each would-drop chain names its
+/// policy.
+#[test]
+fn audit_everything_drops_only_spoofed_sources() {
+    let cluster = todos_with_tiers();
+    let options = CompileOptions {
+        pod_interfaces: Some("wp*".parse().unwrap()),
+        log_group: Some(7),
+        audit: true,
+    };
+    let rs = compile_with(&Engine::new(&cluster), Scope::All, &options);
+    let drops: Vec<&String> = rs
+        .chains
+        .values()
+        .flat_map(|c| &c.rules)
+        .filter(|r| r.ends_with(" drop") || r.contains(" drop comment"))
+        .collect();
+    assert!(
+        drops
+            .iter()
+            .all(|r| r.contains("not of this pod interface") || r == &"ct state invalid drop"),
+        "only anti-spoofing and invalid-state drops: {drops:#?}"
+    );
+    let would: Vec<(&String, &Vec<String>)> = rs
+        .chains
+        .iter()
+        .filter(|(_, c)| !c.would_drop.is_empty())
+        .map(|(n, c)| (n, &c.would_drop))
+        .collect();
+    // The three NetworkPolicies' audit chains and the tiers' Deny rules.
+    for id in [
+        "production/any-from-any-none",
+        "ClusterNetworkPolicy/data-tier-stays-in-production",
+        "BaselineAdminNetworkPolicy/default",
+    ] {
+        assert!(
+            would.iter().any(|(_, p)| p.iter().any(|p| p == id)),
+            "{id}: {would:?}"
+        );
+    }
+    let base = rs.chains["ingress"].rules.join("\n");
+    assert!(
+        base.contains("counter accept comment \"would drop: unknown local pod (audit)\""),
+        "{base}"
+    );
 }

@@ -100,11 +100,13 @@ proptest! {
         events in proptest::collection::vec((0u8..12, scenario::endpoint(), scenario::policy(), 0usize..8), 1..20),
         ipblock_matches_pods in proptest::bool::weighted(0.8),
         fail_closed in any::<bool>(),
+        audit in proptest::bool::weighted(0.2),
     ) {
         let engine = Options { ipblock_matches_pods };
         let options = CompileOptions {
             pod_interfaces: fail_closed.then(|| "wp*".parse().unwrap()),
             log_group: fail_closed.then_some(3),
+            audit,
         };
         let local: HashSet<IpAddr> = cluster
             .endpoints

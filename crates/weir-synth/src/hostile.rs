@@ -3,7 +3,7 @@
 //! marks, unicode or 10 KB long.
 
 use weir_model::{
-    Cluster, ContainerPort, Endpoint, EndpointKind, LabelSelector, Namespace, NamespaceScope,
+    Cluster, ContainerPort, Endpoint, EndpointKind, LabelSelector, Mode, Namespace, NamespaceScope,
     Operator, Origin, Peer, Policy, PortRef, PortRule, Protocol, Requirement, Rule,
     NAMESPACE_NAME_LABEL,
 };
@@ -94,6 +94,12 @@ pub fn cluster() -> Cluster {
             isolates_egress: true,
             ingress: vec![rule.clone()],
             egress: vec![rule],
+            // Every other one audited: its name then also reaches an audit chain's comments.
+            mode: if i % 2 == 0 {
+                Mode::Enforce
+            } else {
+                Mode::Audit
+            },
             origin: origin.clone(),
         });
     }

@@ -8,9 +8,9 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use weir_model::{
     Action, Cluster, ClusterKind, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule,
-    ContainerPort, Endpoint, EndpointKind, LabelSelector, Labels, Namespace, NamespaceScope, Node,
-    Operator, Peer, PodsIn, Policy, PortKey, PortRef, PortRule, Protocol, Requirement, Rule, Tier,
-    NAMESPACE_NAME_LABEL,
+    ContainerPort, Endpoint, EndpointKind, LabelSelector, Labels, Mode, Namespace, NamespaceScope,
+    Node, Operator, Peer, PodsIn, Policy, PortKey, PortRef, PortRule, Protocol, Requirement, Rule,
+    Tier, NAMESPACE_NAME_LABEL,
 };
 
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
@@ -176,8 +176,10 @@ pub fn policy() -> impl Strategy<Value = Policy> {
         types,
         proptest::collection::vec(rule(), 0..3),
         proptest::collection::vec(rule(), 0..3),
+        // One in five audited: the dataplane must then do what the rest alone would.
+        proptest::bool::weighted(0.2),
     )
-        .prop_map(|(ns, pod_selector, types, ingress, egress)| {
+        .prop_map(|(ns, pod_selector, types, ingress, egress, audit)| {
             let (isolates_ingress, isolates_egress) = types.unwrap_or((true, !egress.is_empty()));
             Policy {
                 namespace: ns.to_string(),
@@ -187,6 +189,7 @@ pub fn policy() -> impl Strategy<Value = Policy> {
                 isolates_egress,
                 ingress,
                 egress,
+                mode: if audit { Mode::Audit } else { Mode::Enforce },
                 origin: Default::default(),
             }
         })

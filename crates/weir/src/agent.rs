@@ -65,6 +65,11 @@ pub struct AgentArgs {
     /// only pods scheduled here are dispatched. Default: every pod.
     #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
+    /// Audit every policy: nothing is dropped (but packets with a spoofed source); what
+    /// policy would drop is counted (weir_audit_would_drop_total), logged and shown by
+    /// `weir drops` as `would drop`, and accepted. Per policy: annotation weir.dev/mode: audit.
+    #[arg(long)]
+    audit: bool,
     /// NFLOG group for dropped packets (0 disables the drop log).
     #[arg(long, default_value_t = 7)]
     log_group: u16,
@@ -227,6 +232,7 @@ pub fn agent(args: AgentArgs, target: Option<Target>) -> Result<u8, Failure> {
     config.drift_interval =
         (args.drift_interval_s > 0.0).then(|| Duration::from_secs_f64(args.drift_interval_s));
     config.serve_drops = args.serve_drops;
+    config.audit = args.audit;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();

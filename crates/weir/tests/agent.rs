@@ -57,10 +57,19 @@ fn start_agent_with(dir: &Path, lab: &str, port: u16, extra: &[&str]) -> Child {
 
 /// The engine's verdicts for the agent's directory, over the lab's pods: pods the
 /// directory does not know are denied everything (fail closed), except to themselves.
+/// What the wire does: audited policies left out.
 fn expected(dir: &Path, lab: &Lab, probes: &[PortKey]) -> Verdicts {
-    let cluster = weir_manifest::load_paths(&[dir], Default::default())
+    verdicts(dir, lab, probes, false)
+}
+
+/// [`expected`], or with `as_enforced` as if audited policies were enforced.
+fn verdicts(dir: &Path, lab: &Lab, probes: &[PortKey], as_enforced: bool) -> Verdicts {
+    let mut cluster = weir_manifest::load_paths(&[dir], Default::default())
         .unwrap()
         .cluster;
+    if !as_enforced {
+        cluster = cluster.without_audited();
+    }
     let deployed = Lab::deploy(&cluster, &lab.state);
     let engine = Engine::new(&deployed);
     let known = engine.verdicts(probes);
@@ -313,4 +322,226 @@ fn established_connections_kept_by_default_cut_with_the_flag() {
             assert!(echo(b"after"), "default: the existing connection is kept");
         }
     }
+}
+
+/// `weir drops` against the agent on `port`, its lines collected as they come.
+struct DropsFollower {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl DropsFollower {
+    fn start(port: u16) -> DropsFollower {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "drops",
+                "--agent",
+                &format!("127.0.0.1:{port}"),
+                "--timeout-s",
+                "120",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        // The stream is subscribed once the agent answered its header.
+        std::thread::sleep(Duration::from_millis(300));
+        DropsFollower { child, lines }
+    }
+
+    /// The lines so far, once none arrived for two seconds: the kernel batches NFLOG
+    /// messages for up to a second.
+    fn settled(&self) -> Vec<String> {
+        let (mut last, mut quiet) = (usize::MAX, Duration::ZERO);
+        let step = Duration::from_millis(250);
+        for _ in 0..80 {
+            std::thread::sleep(step);
+            let n = self.lines.lock().unwrap().len();
+            quiet = if n == last {
+                quiet + step
+            } else {
+                Duration::ZERO
+            };
+            if quiet >= Duration::from_secs(2) {
+                break;
+            }
+            last = n;
+        }
+        std::mem::take(&mut *self.lines.lock().unwrap())
+    }
+}
+
+impl Drop for DropsFollower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Puts every policy file of `dir/policies` in `mode` (the weir.dev/mode annotation).
+fn set_mode(dir: &Path, mode: &str) {
+    for entry in std::fs::read_dir(dir.join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.trim_start().starts_with("annotations:") || line.contains("weir.dev/mode") {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+            if line == "metadata:" {
+                out.push_str(&format!("  annotations: {{weir.dev/mode: {mode}}}\n"));
+            }
+        }
+        std::fs::write(&path, out).unwrap();
+    }
+}
+
+/// (source, destination, probe) of every `would drop` line (`dropped` lines are real drops,
+/// and any other line a failure).
+fn would_drops(lines: &[String]) -> std::collections::BTreeSet<(String, String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for line in lines {
+        if line.starts_with("dropped ") {
+            continue;
+        }
+        let rest = line
+            .strip_prefix("would drop ")
+            .unwrap_or_else(|| panic!("not a drop line: {line:?} in {lines:#?}"));
+        let (who, why) = rest.split_once(": ").expect("a reason");
+        assert!(why.ends_with("(audit)"), "{line}");
+        let parts: Vec<&str> = who.split(' ').collect();
+        let [src, "→", dst, proto, port] = parts[..] else {
+            panic!("{line:?}")
+        };
+        out.insert((src.to_string(), dst.to_string(), format!("{proto}/{port}")));
+    }
+    out
+}
+
+/// Cells the wire allows that enforcing the audited policies would deny.
+fn expected_would_drops(
+    wire: &Verdicts,
+    as_enforced: &Verdicts,
+) -> std::collections::BTreeSet<(String, String, String)> {
+    let n = wire.endpoints.len();
+    let mut out = std::collections::BTreeSet::new();
+    for a in 0..n {
+        for b in 0..n {
+            for (k, p) in wire.probes.iter().enumerate() {
+                if a != b
+                    && wire.get(a, b, k) == Some(true)
+                    && as_enforced.get(a, b, k) == Some(false)
+                {
+                    out.insert((
+                        wire.endpoints[a].clone(),
+                        wire.endpoints[b].clone(),
+                        p.to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Audit mode end to end: with the seed's policies audited every probe connects, and the
+/// agent reports as `would drop` exactly the connections the engine says enforcing them
+/// would deny, counted per policy in its metrics. Beside an enforced Baseline tier, the
+/// wire does what the tier alone does and only what the tier lets through is a would-drop.
+/// Switched to enforce, the probes match the engine's matrix.
+#[test]
+fn audit_mode_reports_exactly_what_enforcing_would_drop() {
+    if !root_or_skip("audit_mode_reports_exactly_what_enforcing_would_drop") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("au{}", std::process::id() % 1_000_000);
+    let dir = std::env::temp_dir().join(format!("weir-audit-{name}"));
+    let mut guard = AgentLab {
+        lab: name.clone(),
+        dir: dir.clone(),
+        agent: None,
+    };
+    copy_seed(&dir, &SEED_FILES);
+    set_mode(&dir, "audit");
+    let cluster = weir_manifest::load_paths(&[&dir], Default::default())
+        .unwrap()
+        .cluster;
+    assert_eq!(cluster.audited(), 3);
+    let probes = PortKey::parse_list("TCP/80,TCP/6379").unwrap();
+    let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
+    let port = 24000 + (std::process::id() % 1000) as u16;
+    guard.agent = Some(start_agent_with(&dir, &name, port, &["--serve-drops"]));
+    wait_until("/readyz", Duration::from_secs(15), || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+
+    let mut phases = 0;
+    for phase in ["audited", "audited beside an enforced Baseline tier"] {
+        if phase != "audited" {
+            std::fs::copy(
+                repo("examples/tiers/guardrails.yaml"),
+                dir.join("guardrails.yaml"),
+            )
+            .unwrap();
+            // The Baseline tier denies personal everything from other namespaces.
+            wait_until("tiers enforced", Duration::from_secs(5), || {
+                !connects(&lab, "production/ubuntu", "personal/ubuntu", 80)
+            });
+        }
+        let drops = DropsFollower::start(port);
+        let observed = observe(&lab, &probes);
+        let wire = expected(&dir, &lab, &probes);
+        let diff = wire.disagreements(&observed);
+        assert!(diff.is_empty(), "{phase}: {diff:#?}");
+        if phase == "audited" {
+            assert!(
+                observed.cells.iter().all(|c| *c == Some(true)),
+                "{phase}: every probe connects"
+            );
+        }
+        let want = expected_would_drops(&wire, &verdicts(&dir, &lab, &probes, true));
+        assert!(
+            !want.is_empty(),
+            "{phase}: the policies would deny something"
+        );
+        let lines = drops.settled();
+        assert_eq!(would_drops(&lines), want, "{phase}");
+        phases += 1;
+    }
+    assert_eq!(phases, 2);
+    let metrics = get(port, "/metrics").unwrap().1;
+    let counted = |policy: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "weir_audit_would_drop_total{{policy=\"{policy}\"}} "
+                ))
+            })
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert!(
+        counted("production/any-from-any-none").is_some_and(|n| n > 0),
+        "{metrics}"
+    );
+
+    // Enforced: the probes match the engine's matrix, and what was a would-drop is dropped.
+    std::fs::remove_file(dir.join("guardrails.yaml")).unwrap();
+    set_mode(&dir, "enforce");
+    wait_until("enforced", Duration::from_secs(5), || {
+        !connects(&lab, "personal/ubuntu", "production/redis", 6379)
+    });
+    assert_matrix("enforced", &dir, &lab, &probes);
 }

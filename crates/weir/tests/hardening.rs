@@ -76,6 +76,7 @@ fn hostile_names_and_labels_stay_inside_comments() {
     let options = CompileOptions {
         pod_interfaces: Some("wp*".parse().unwrap()),
         log_group: Some(7),
+        ..Default::default()
     };
     let hostile_rs = compile_with(&engine, Scope::All, &options);
     // First a policy-free table, then the hostile one as a delta (the path that once put
@@ -136,6 +137,7 @@ fn libnftables_programs_exactly_what_the_nft_command_does() {
     let options = CompileOptions {
         pod_interfaces: Some("wp*".parse().unwrap()),
         log_group: Some(7),
+        ..Default::default()
     };
     let hostile_rs = compile_with(&Engine::new(&cluster), Scope::All, &options);
     let empty = Cluster {
