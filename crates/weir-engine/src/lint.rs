@@ -76,6 +76,9 @@ pub enum Check {
     TierRuleShadowed,
     TierPriorityTie,
     PassToNothing,
+    AuditedPolicy,
+    AuditReadyToEnforce,
+    AuditWouldDrop,
 }
 
 /// What a check is called and what to do about its findings.
@@ -90,7 +93,7 @@ pub struct CheckSpec {
 }
 
 impl Check {
-    pub const ALL: [Check; 14] = [
+    pub const ALL: [Check; 17] = [
         Check::PolicySelectsNothing,
         Check::PeerMatchesNothing,
         Check::NamedPortUnresolved,
@@ -105,6 +108,9 @@ impl Check {
         Check::TierRuleShadowed,
         Check::TierPriorityTie,
         Check::PassToNothing,
+        Check::AuditedPolicy,
+        Check::AuditReadyToEnforce,
+        Check::AuditWouldDrop,
     ];
 
     pub const fn spec(self) -> CheckSpec {
@@ -138,6 +144,12 @@ impl Check {
                 "give the policies distinct priorities: with equal ones, which decides is up to the implementation (weir: by name)"),
             Check::PassToNothing => ("W012", "pass-to-nothing", Warning,
                 "nothing below decides, so the traffic is allowed by default: write Accept if that is meant, or add the NetworkPolicy or Baseline rule it should reach"),
+            Check::AuditedPolicy => ("I003", "audited-policy", Info,
+                "`weir analyze --as-enforced` or `weir diff` shows what enforcing it changes; `weir lint --would-drops` with the agents' /metrics says whether they saw traffic it would drop"),
+            Check::AuditReadyToEnforce => ("I004", "audit-ready-to-enforce", Info,
+                "set weir.dev/mode: enforce (counters restart when the policy's chain is remade: an edit of it, or of another policy selecting the same pods)"),
+            Check::AuditWouldDrop => ("W013", "audit-would-drop", Warning,
+                "`weir drops` lists them as `would drop` (who, to whom, port): allow the flows that must stay, then enforce"),
         };
         CheckSpec {
             code,
@@ -192,6 +204,16 @@ fn rule_path(direction: Direction, n: usize) -> String {
 
 /// Every finding for the cluster, ordered by location then code.
 pub fn lint(engine: &Engine) -> Vec<Finding> {
+    lint_with(engine, None)
+}
+
+/// [`lint`], with what the agents counted audited policies would drop (packets per
+/// `namespace/name`, summed over nodes): then each audited policy is either ready to
+/// enforce or has would-drops to look at.
+pub fn lint_with(
+    engine: &Engine,
+    would_drop: Option<&std::collections::BTreeMap<String, u64>>,
+) -> Vec<Finding> {
     let cluster = engine.cluster();
     let mut l = Linter {
         engine,
@@ -281,9 +303,41 @@ pub fn lint(engine: &Engine) -> Vec<Finding> {
     redundant_policies(&mut l, &outside);
     egress_dns(&mut l, &outside);
     default_deny(&mut l);
+    audited(&mut l, would_drop);
     l.out
         .sort_by(|a, b| (&a.location, a.code).cmp(&(&b.location, b.code)));
     l.out
+}
+
+/// Audited policies: said as such, and with the agents' counters, ready or not.
+fn audited(l: &mut Linter, would_drop: Option<&std::collections::BTreeMap<String, u64>>) {
+    let field = format!("metadata.annotations[\"{}\"]", weir_model::MODE_ANNOTATION);
+    for policy in &l.cluster.policies {
+        if policy.mode != weir_model::Mode::Audit {
+            continue;
+        }
+        let (loc, id) = (policy.origin.to_string(), policy.id());
+        let counted = would_drop.and_then(|m| m.get(&id).copied());
+        let (check, message) = match (would_drop, counted) {
+            (None, _) => (
+                Check::AuditedPolicy,
+                "audited: it drops nothing; the agents count and log what it would drop".into(),
+            ),
+            (Some(_), None) => (
+                Check::AuditedPolicy,
+                "audited, and not counted by the agents given: none of them programs a pod it isolates alone".into(),
+            ),
+            (Some(_), Some(0)) => (
+                Check::AuditReadyToEnforce,
+                "audited, and the agents counted no packet it would drop: enforcing it would have changed nothing they saw".into(),
+            ),
+            (Some(_), Some(n)) => (
+                Check::AuditWouldDrop,
+                format!("audited, and the agents counted {n} packet(s) it would drop: enforcing it now would drop them"),
+            ),
+        };
+        l.push_at(check, loc, field.clone(), id, message);
+    }
 }
 
 fn lint_rule(

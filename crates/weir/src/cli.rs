@@ -121,8 +121,8 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             focus,
             port,
         } => {
-            let loaded = input.load()?;
-            let engine = Engine::with_options(&loaded.cluster, input.engine_options());
+            let cluster = input.cluster()?;
+            let engine = Engine::with_options(&cluster, input.engine_options());
             let flows = engine.flows();
             if summary {
                 weir_report::render_summary(&engine, &flows, output, &mut out)?;
@@ -143,8 +143,8 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
                     "--ports needs at least one PROTOCOL/PORT".into(),
                 ));
             }
-            let loaded = input.load()?;
-            let engine = Engine::with_options(&loaded.cluster, input.engine_options());
+            let cluster = input.cluster()?;
+            let engine = Engine::with_options(&cluster, input.engine_options());
             weir_report::render_matrix(&engine, &ports, output, &focus.focus(None), &mut out)?;
             exit::OK
         }
@@ -155,8 +155,8 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             port,
             output,
         } => {
-            let loaded = input.load()?;
-            let engine = Engine::with_options(&loaded.cluster, input.engine_options());
+            let cluster = input.cluster()?;
+            let engine = Engine::with_options(&cluster, input.engine_options());
             let (src, dst) = (resolve(&engine, &from)?, resolve(&engine, &to)?);
             // An address named on the command line fixes the family (a dual-stack pod's
             // second address is matched as the dataplane matches it); else the primary one.

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use weir_engine::lint::{lint, Severity};
+use weir_engine::lint::{lint, lint_with, Severity};
 use weir_engine::Engine;
 use weir_report::{DiffFormat, LintFormat, TestFormat};
 
@@ -22,6 +22,10 @@ pub struct LintArgs {
     /// Exit 3 when a finding is at least this severe (info | warning | error), for CI.
     #[arg(long)]
     deny: Option<Severity>,
+    /// The agents' /metrics, saved to files (one per node; repeat the flag): each audited
+    /// policy is then ready to enforce (no would-drop counted) or has would-drops to review.
+    #[arg(long, value_name = "FILE")]
+    would_drops: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -43,6 +47,10 @@ pub struct DiffArgs {
     output: DiffFormat,
     #[arg(long, short)]
     quiet: bool,
+    /// Compare as if audited policies (weir.dev/mode: audit) were enforced. By default they
+    /// are left out on both sides: the diff is what the dataplane's change does.
+    #[arg(long)]
+    as_enforced: bool,
     #[command(flatten)]
     focus: crate::input::FocusArgs,
 }
@@ -73,13 +81,69 @@ pub struct ReportArgs {
 pub fn lint_cmd(args: LintArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     let loaded = args.input.load()?;
     let engine = Engine::with_options(&loaded.cluster, args.input.engine_options());
-    let mut findings = lint(&engine);
+    let counted = if args.would_drops.is_empty() {
+        None
+    } else {
+        let mut sum = std::collections::BTreeMap::new();
+        for path in &args.would_drops {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::Invalid(format!("reading {}: {e}", path.display())))?;
+            for (policy, n) in would_drop_counters(&path.display().to_string(), &text)? {
+                *sum.entry(policy).or_insert(0u64) += n;
+            }
+        }
+        Some(sum)
+    };
+    let mut findings = lint_with(&engine, counted.as_ref());
     point_at_fields(&mut findings);
     weir_report::render_findings(&findings, args.output, out)?;
     let failing = args
         .deny
         .is_some_and(|d| findings.iter().any(|f| f.severity >= d));
     Ok(if failing { exit::FINDINGS } else { exit::OK })
+}
+
+/// `weir_audit_would_drop_total{policy="…"} N` of an agent's /metrics text, per policy.
+/// Other lines are not read; a would-drop line that does not parse is an error at its line.
+fn would_drop_counters(file: &str, text: &str) -> Result<Vec<(String, u64)>, Failure> {
+    const SERIES: &str = "weir_audit_would_drop_total{policy=\"";
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some(rest) = line.strip_prefix(SERIES) else {
+            continue;
+        };
+        let bad = || {
+            Failure::Invalid(format!(
+                "{file}:{}:1: not a would-drop counter: {line:?}",
+                n + 1
+            ))
+        };
+        // The label value, Prometheus-escaped (\\, \", \n), then `} N`.
+        let mut policy = String::new();
+        let mut chars = rest.chars();
+        loop {
+            match chars.next().ok_or_else(bad)? {
+                '"' => break,
+                '\\' => match chars.next().ok_or_else(bad)? {
+                    'n' => policy.push('\n'),
+                    c => policy.push(c),
+                },
+                c => policy.push(c),
+            }
+        }
+        let value = chars.as_str().strip_prefix("} ").ok_or_else(bad)?;
+        let value: f64 = value
+            .split_whitespace()
+            .next()
+            .ok_or_else(bad)?
+            .parse()
+            .map_err(|_| bad())?;
+        if !(value >= 0.0 && value.is_finite()) {
+            return Err(bad());
+        }
+        out.push((policy, value as u64));
+    }
+    Ok(out)
 }
 
 /// A finding about one field of an object points at that field's line.
@@ -162,6 +226,11 @@ pub fn diff_cmd(args: DiffArgs, out: &mut dyn Write) -> Result<u8, Failure> {
                 }
             },
         };
+        let (old, new) = if args.as_enforced {
+            (old, new)
+        } else {
+            (old.without_audited(), new.without_audited())
+        };
         let (before, after) = (Engine::new(&old), Engine::new(&new));
         let mut changes = weir_engine::diff::diff(&before, &after);
         // A side is an endpoint of either version (the new one first), or outside addresses.
@@ -208,14 +277,14 @@ pub fn test_cmd(
         .map_err(|e| Failure::Invalid(format!("reading {}: {e}", args.intents.display())))?;
     let intents = weir_manifest::intents::load_intents(&args.intents.display().to_string(), &text)
         .map_err(|e| load_failure(e, "the intents"))?;
-    let loaded = args.input.load()?;
+    let cluster = args.input.cluster()?;
     let options = args.input.engine_options();
     let mut results = {
-        let engine = Engine::with_options(&loaded.cluster, options);
+        let engine = Engine::with_options(&cluster, options);
         weir_engine::intents::check_intents(&engine, &engine, &intents)
     };
     if let Some(probe) = probe {
-        let observed = probe(&loaded.cluster, &intents, options)?;
+        let observed = probe(&cluster, &intents, options)?;
         for (r, o) in results.iter_mut().zip(observed) {
             r.failures
                 .extend(o.failures.into_iter().map(|f| format!("probed: {f}")));
@@ -231,8 +300,8 @@ pub fn test_cmd(
 }
 
 pub fn report_cmd(args: ReportArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let loaded = args.input.load()?;
-    let engine = Engine::with_options(&loaded.cluster, args.input.engine_options());
+    let cluster = args.input.cluster()?;
+    let engine = Engine::with_options(&cluster, args.input.engine_options());
     let findings = lint(&engine);
     let title = format!("weir report: {}", args.input.describe());
     match &args.out {

@@ -38,6 +38,10 @@ pub struct Input {
     /// stderr. For messy repositories: the API server would reject those objects too.
     #[arg(long)]
     pub skip_invalid: bool,
+    /// Answer as if audited policies (annotation weir.dev/mode: audit) were enforced. By
+    /// default they are left out: the answer is what the dataplane does.
+    #[arg(long)]
+    pub as_enforced: bool,
     /// Do not match ipBlock peers against pod IPs (Cilium / np-guard behaviour).
     #[arg(long)]
     pub no_ipblock_pods: bool,
@@ -125,6 +129,27 @@ impl Input {
             }
             Err(e) => Err(load_failure(e, "the input; nothing was analysed")),
         }
+    }
+
+    /// The input's cluster as the analyses answer for it: as the dataplane enforces it
+    /// (audited policies left out, said on stderr), or with `--as-enforced` as written.
+    pub fn cluster(&self) -> Result<weir_model::Cluster, Failure> {
+        Ok(self.enforced(self.load()?.cluster))
+    }
+
+    /// `cluster` as the analyses answer for it (see [`Input::cluster`]).
+    pub fn enforced(&self, cluster: weir_model::Cluster) -> weir_model::Cluster {
+        let audited = cluster.audited();
+        if self.as_enforced || audited == 0 {
+            return cluster;
+        }
+        if !self.quiet {
+            eprintln!(
+                "note: {audited} audited NetworkPolicy(ies) ({}: audit) left out: this answers for what is enforced; --as-enforced answers as if they were",
+                weir_model::MODE_ANNOTATION
+            );
+        }
+        cluster.without_audited()
     }
 
     pub fn engine_options(&self) -> Options {

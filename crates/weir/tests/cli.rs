@@ -833,3 +833,148 @@ fn drops_prints_the_agents_lines_without_chunk_framing() {
         "{o:?}"
     );
 }
+
+/// The seed in `dir`, with the default-deny and the data tier's allow audited: redis is
+/// then isolated by audited policies alone.
+fn seed_with_audited_redis(dir: &std::path::Path) {
+    let seed = repo().join("examples/todos");
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    for f in ["namespaces.yaml", "todos.yaml", "redis.yaml", "ubuntu.yaml"] {
+        std::fs::copy(seed.join(f), dir.join(f)).unwrap();
+    }
+    for f in [
+        "any-from-any-none.yaml",
+        "data-from-logic-redis.yaml",
+        "logic-from-any-http.yaml",
+    ] {
+        let text = std::fs::read_to_string(seed.join("policies").join(f)).unwrap();
+        let text = if f.starts_with("logic") {
+            text
+        } else {
+            text.replace(
+                "  namespace: production\n",
+                "  namespace: production\n  annotations:\n    weir.dev/mode: audit\n",
+            )
+        };
+        std::fs::write(dir.join("policies").join(f), text).unwrap();
+    }
+}
+
+/// Audit mode in the analyses: they answer for what is enforced (audited policies left out,
+/// said on stderr) unless `--as-enforced`; lint names audited policies, and with the agents'
+/// counters says which are ready to enforce; a bad mode is a located error.
+#[test]
+fn audited_policies_are_left_out_unless_as_enforced() {
+    let dir = scratch("audit");
+    seed_with_audited_redis(&dir);
+    // Enforced, they would deny redis to personal/ubuntu.
+    let probe = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            dir.to_str().unwrap(),
+            "--from",
+            "personal/ubuntu",
+            "--to",
+            "production/redis",
+            "--port",
+            "TCP/6379",
+        ];
+        args.extend_from_slice(extra);
+        weir(&args)
+    };
+    let wire = probe(&[]);
+    assert_eq!(wire.status.code(), Some(0), "{wire:?}");
+    assert!(
+        stdout(&wire).starts_with("personal/ubuntu → production/redis TCP/6379: ALLOWED"),
+        "{}",
+        stdout(&wire)
+    );
+    let note = String::from_utf8_lossy(&wire.stderr);
+    assert!(
+        note.contains("2 audited NetworkPolicy(ies) (weir.dev/mode: audit) left out"),
+        "{note}"
+    );
+    let as_enforced = probe(&["--as-enforced"]);
+    assert!(
+        stdout(&as_enforced).starts_with("personal/ubuntu → production/redis TCP/6379: DENIED"),
+        "{}",
+        stdout(&as_enforced)
+    );
+    assert!(String::from_utf8_lossy(&as_enforced.stderr).is_empty());
+
+    // Lint: audited; with counters, ready (0) or not (> 0); a bad counter line is located.
+    let lint = |extra: &[&str]| {
+        let mut args = vec!["lint", dir.to_str().unwrap(), "-q"];
+        args.extend_from_slice(extra);
+        stdout(&weir(&args))
+    };
+    assert_eq!(
+        lint(&[]).matches("I003 audited-policy").count(),
+        2,
+        "{}",
+        lint(&[])
+    );
+    let metrics = dir.join("metrics.txt");
+    for (value, code) in [
+        ("0", "I004 audit-ready-to-enforce"),
+        ("12", "W013 audit-would-drop"),
+    ] {
+        std::fs::write(
+            &metrics,
+            format!("weir_ready 1\nweir_audit_would_drop_total{{policy=\"production/any-from-any-none\"}} {value}\nweir_audit_would_drop_total{{policy=\"production/data-from-logic-redis\"}} {value}\n"),
+        )
+        .unwrap();
+        let text = lint(&["--would-drops", metrics.to_str().unwrap()]);
+        assert!(
+            text.contains(code) && text.contains("any-from-any-none.yaml:8:5"),
+            "{text}"
+        );
+    }
+    std::fs::write(&metrics, "weir_audit_would_drop_total{policy=\"x} 1\n").unwrap();
+    let o = weir(&[
+        "lint",
+        dir.to_str().unwrap(),
+        "--would-drops",
+        metrics.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("metrics.txt:1:1: not a would-drop counter")
+    );
+
+    // Diff: switching to enforce is a change on the wire; as written, none.
+    let after = scratch("audit-after");
+    seed_with_audited_redis(&after);
+    for f in ["any-from-any-none.yaml", "data-from-logic-redis.yaml"] {
+        let path = after.join("policies").join(f);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("mode: audit", "mode: enforce")).unwrap();
+    }
+    let diff = |extra: &[&str]| {
+        let mut args = vec!["diff", dir.to_str().unwrap(), after.to_str().unwrap(), "-q"];
+        args.extend_from_slice(extra);
+        weir(&args)
+    };
+    let wire = diff(&[]);
+    let shown = stdout(&wire);
+    assert_eq!(wire.status.code(), Some(3), "{shown}");
+    assert!(
+        shown.contains("personal/ubuntu") && shown.contains("production/redis"),
+        "{shown}"
+    );
+    assert_eq!(diff(&["--as-enforced"]).status.code(), Some(0));
+
+    // A mode that is neither is an error at its line.
+    let deny = after.join("policies/any-from-any-none.yaml");
+    let text = std::fs::read_to_string(&deny).unwrap();
+    std::fs::write(&deny, text.replace("mode: enforce", "mode: enforced")).unwrap();
+    let o = weir(&["analyze", after.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&after).unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("any-from-any-none.yaml:8:5: error: metadata.annotations[\"weir.dev/mode\"]: weir.dev/mode \"enforced\" must be one of: enforce, audit"),
+        "{err}"
+    );
+}
