@@ -12,7 +12,7 @@ fn check(cluster: &Cluster, options: Options) -> Result<(), TestCaseError> {
     let mut nodes: Vec<(Side, OracleSide)> = (0..n)
         .map(|i| (Side::Endpoint(i), OracleSide::Pod(i)))
         .collect();
-    for ip in weir_synth::scenario::outside_addresses() {
+    for ip in weir_gen::scenario::outside_addresses() {
         // An address that is a pod's is that pod in the oracle too only via ipBlock; keep them apart.
         if !cluster.endpoints.iter().any(|e| e.ips.contains(&ip)) {
             nodes.push((Side::Address(ip), OracleSide::Ip(ip)));
@@ -34,7 +34,7 @@ fn check(cluster: &Cluster, options: Options) -> Result<(), TestCaseError> {
             for weir_model::PortKey {
                 protocol: proto,
                 port,
-            } in weir_synth::scenario::probes()
+            } in weir_gen::scenario::probes()
             {
                 let want = if options.ipblock_matches_pods {
                     weir_oracle::allowed(cluster, osrc, odst, proto, port)
@@ -83,14 +83,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, max_shrink_iters: 4000, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_agrees_with_oracle(cluster in weir_synth::scenario::cluster()) {
+    fn engine_agrees_with_oracle(cluster in weir_gen::scenario::cluster()) {
         check(&cluster, Options::default())?;
     }
 
     /// Admin and Baseline tiers (both API versions, equal priorities, Accept/Deny/Pass,
     /// pod, namespace, network and node peers) mixed with NetworkPolicies.
     #[test]
-    fn engine_agrees_with_oracle_on_tiers(cluster in weir_synth::scenario::cluster_with_tiers()) {
+    fn engine_agrees_with_oracle_on_tiers(cluster in weir_gen::scenario::cluster_with_tiers()) {
         check(&cluster, Options::default())?;
     }
 }
@@ -101,7 +101,7 @@ proptest! {
 fn ipblock_switch_only_affects_ipblocks() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for _ in 0..200 {
-        let mut cluster = weir_synth::scenario::cluster()
+        let mut cluster = weir_gen::scenario::cluster()
             .new_tree(&mut runner)
             .unwrap()
             .current();
@@ -136,12 +136,12 @@ fn parallel_flows_equal_pairwise_verdicts() {
     use weir_model::*;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     // Random policies from the scenario generator, over many distinct endpoints.
-    let mut cluster = weir_synth::scenario::cluster()
+    let mut cluster = weir_gen::scenario::cluster()
         .new_tree(&mut runner)
         .unwrap()
         .current();
     while cluster.policies.len() < 12 {
-        let more = weir_synth::scenario::cluster()
+        let more = weir_gen::scenario::cluster()
             .new_tree(&mut runner)
             .unwrap()
             .current();

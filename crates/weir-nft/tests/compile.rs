@@ -411,7 +411,7 @@ fn pod_interfaces_parse_strictly_and_render_as_a_set() {
 #[test]
 fn hostile_text_only_reaches_nft_inside_comments() {
     let mut cluster = todos();
-    let hostile = weir_synth::hostile::cluster();
+    let hostile = weir_gen::hostile::cluster();
     cluster.namespaces.extend(hostile.namespaces);
     cluster.endpoints.extend(hostile.endpoints);
     cluster.policies.extend(hostile.policies);
@@ -452,7 +452,7 @@ fn hostile_text_only_reaches_nft_inside_comments() {
         .count();
     assert_eq!(
         policy_chains,
-        3 + 2 * weir_synth::hostile::names().len(),
+        3 + 2 * weir_gen::hostile::names().len(),
         "{:?}",
         rs.chains.keys().collect::<Vec<_>>()
     );

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use weir_engine::{Engine, Options};
+use weir_gen::scenario;
 use weir_model::{Cluster, Endpoint, Policy, NAMESPACE_NAME_LABEL};
 use weir_nft::{compile_with, CompileOptions, Incremental, Scope};
-use weir_synth::scenario;
 
 static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
 static REFUSED: AtomicUsize = AtomicUsize::new(0);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use weir_engine::{Engine, Side};
+use weir_gen::dump::{write_dump, DumpSpec};
 use weir_model::Protocol;
-use weir_synth::dump::{write_dump, DumpSpec};
 
 use crate::exit::Failure;
 

@@ -13,8 +13,8 @@ use clap::Args;
 use serde_json::Value;
 use weir_agent::source::{Items, MemorySource};
 use weir_agent::{Agent, Config, SourceSpec, Stages, Target};
+use weir_gen::dump::{write_dump, DumpSpec};
 use weir_nft::apply::FakeNft;
-use weir_synth::dump::{write_dump, DumpSpec};
 
 use crate::bench::{machine, ms};
 use crate::exit::Failure;

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use clap::Args;
 use weir_engine::Engine;
+use weir_gen::dump::{write_dump, DumpSpec};
 use weir_lab::{Lab, LabOptions, Session};
 use weir_model::{Cluster, Protocol};
 use weir_netns::netns::command_in;
 use weir_nft::apply::{Enforcer, Kernel, NftCli, NftLib};
 use weir_nft::{compile, Incremental, Scope};
-use weir_synth::dump::{write_dump, DumpSpec};
 
 use crate::bench::{machine, ms};
 use crate::exit::Failure;

@@ -71,7 +71,7 @@ fn hostile_names_and_labels_stay_inside_comments() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::fresh("wl-inj");
-    let cluster = weir_synth::hostile::cluster();
+    let cluster = weir_gen::hostile::cluster();
     let engine = Engine::new(&cluster);
     let options = CompileOptions {
         pod_interfaces: Some("wp*".parse().unwrap()),
@@ -114,7 +114,7 @@ fn hostile_names_and_labels_stay_inside_comments() {
         .keys()
         .filter(|c| c.starts_with("pin-") || c.starts_with("peg-"))
         .count();
-    assert_eq!(policy_chains, 2 * weir_synth::hostile::names().len());
+    assert_eq!(policy_chains, 2 * weir_gen::hostile::names().len());
 }
 
 /// The agent programs through libnftables: the same hostile table, as a full program and as
@@ -133,7 +133,7 @@ fn libnftables_programs_exactly_what_the_nft_command_does() {
     };
     let root_before = root_tables();
     let (lib_ns, cli_ns) = (Netns::fresh("wl-lib"), Netns::fresh("wl-cli"));
-    let cluster = weir_synth::hostile::cluster();
+    let cluster = weir_gen::hostile::cluster();
     let options = CompileOptions {
         pod_interfaces: Some("wp*".parse().unwrap()),
         log_group: Some(7),

@@ -188,7 +188,7 @@ fn random_scenarios_engine_equals_dataplane() {
     let Some(_lock) = privileged("random_scenarios_engine_equals_dataplane") else {
         return;
     };
-    random_scenarios(weir_synth::scenario::cluster(), 20);
+    random_scenarios(weir_gen::scenario::cluster(), 20);
 }
 
 /// Admin and Baseline tiers with NetworkPolicies: the dataplane's tier chains (Accept,
@@ -198,7 +198,7 @@ fn random_tier_scenarios_engine_equals_dataplane() {
     let Some(_lock) = privileged("random_tier_scenarios_engine_equals_dataplane") else {
         return;
     };
-    random_scenarios(weir_synth::scenario::cluster_with_tiers(), 30);
+    random_scenarios(weir_gen::scenario::cluster_with_tiers(), 30);
 }
 
 /// `WEIR_LAB_SCENARIOS` (default `default_n`) generated clusters, each in a fresh lab,
@@ -223,7 +223,7 @@ fn random_scenarios(
         Config::default(),
         TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
     );
-    let probes: Vec<PortKey> = weir_synth::scenario::probes();
+    let probes: Vec<PortKey> = weir_gen::scenario::probes();
     let (mut deltas, mut with_policies) = (0, 0);
     for k in 0..n {
         let cluster = strategy.new_tree(&mut runner).unwrap().current();

@@ -23,7 +23,7 @@ fn cargo(args: &[&str]) -> String {
 fn layer(name: &str) -> u8 {
     match name {
         "weir-model" | "weir-netns" => 0,
-        "weir-manifest" | "weir-engine" | "weir-synth" | "weir-oracle" => 1,
+        "weir-manifest" | "weir-engine" | "weir-gen" | "weir-oracle" => 1,
         "weir-report" | "weir-nft" | "weir-kube" => 2,
         // todos is the lesson's app (independent of weir); the lab's demo runs it.
         "weir-lab" | "weir-agent" | "todos" => 3,

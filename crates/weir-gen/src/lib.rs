@@ -1,4 +1,4 @@
-//! Synthetic clusters.
+//! Generated clusters (not policy synthesis: that is `weir synth`).
 //!
 //! - [`scenario`] (feature `proptest`): small random clusters that exercise every
 //!   corner of the semantics, for differential tests (engine vs oracle, and later
