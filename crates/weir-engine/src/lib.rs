@@ -19,6 +19,7 @@ pub mod lint;
 pub mod matrix;
 pub mod ports;
 pub mod selector;
+pub mod synth;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -48,7 +49,7 @@ impl Default for Options {
 }
 
 /// One side of a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Side {
     /// An endpoint of the cluster, by index in `cluster.endpoints`.
     Endpoint(usize),

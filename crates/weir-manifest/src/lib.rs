@@ -9,6 +9,7 @@
 
 mod build;
 mod decode;
+pub mod flows;
 pub mod intents;
 pub mod path;
 pub mod suggest;

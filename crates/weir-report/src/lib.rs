@@ -7,6 +7,7 @@ mod focus;
 mod html;
 mod hygiene;
 mod matrix;
+pub mod synth;
 
 pub use analyze::{connections, render_analyze, render_summary, Connection};
 pub use explain::render_explain;

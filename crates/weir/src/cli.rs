@@ -83,6 +83,10 @@ enum Command {
     /// Checks an intents file against the policy (and with --probe, real traffic); exit 3 on failure.
     #[command(after_help = EXIT_CODES)]
     Test(crate::hygiene::TestArgs),
+    /// NetworkPolicies from observed connections, per workload, proven with the engine
+    /// before they are written (exit 3 if an observed connection would be refused).
+    #[command(after_help = EXIT_CODES)]
+    Synth(crate::synth::SynthArgs),
     /// One self-contained HTML page: heatmap, flow graph, policies, lint findings.
     #[command(after_help = EXIT_CODES)]
     Report(crate::hygiene::ReportArgs),
@@ -208,6 +212,7 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             crate::hygiene::test_cmd(args, probe, &mut out)?
         }
         Command::Report(args) => crate::hygiene::report_cmd(args, &mut out)?,
+        Command::Synth(args) => crate::synth::synth(args, &mut out)?,
         Command::Enforce(args) => {
             #[cfg(feature = "lab")]
             if let Some(name) = &args.lab {

@@ -978,3 +978,111 @@ fn audited_policies_are_left_out_unless_as_enforced() {
         "{err}"
     );
 }
+
+/// `weir synth` on the seed app without its policies, from the connections its lesson
+/// makes: the policies written come with a proof (every observed connection allowed,
+/// nothing else between the pods involved) and the diff, and the example's intents hold
+/// against them. A flow naming what the input lacks is a located error; nothing written.
+#[test]
+fn synth_writes_proven_policies_from_observed_connections() {
+    let dir = scratch("synth");
+    let app = dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    for f in ["namespaces.yaml", "todos.yaml", "redis.yaml", "ubuntu.yaml"] {
+        std::fs::copy(repo().join("examples/todos").join(f), app.join(f)).unwrap();
+    }
+    // As `weir drops` prints them under an audited default-deny, and as a CSV.
+    let drops = dir.join("drops.txt");
+    std::fs::write(&drops, "would drop production/todos → production/redis TCP 6379: ingress isolated by production/observe (audit)\nwould drop production/ubuntu → production/redis TCP 6379: ingress isolated by production/observe (audit)\ndropped personal/ubuntu → production/redis TCP 6379: ingress isolated by x\n").unwrap();
+    let csv = dir.join("flows.csv");
+    std::fs::write(&csv, "src,dst,protocol,port\npersonal/ubuntu,production/todos,TCP,80\nproduction/ubuntu,production/todos,TCP,80\nproduction/redis,production/todos,TCP,80\n").unwrap();
+    let out = dir.join("out");
+    let o = weir(&[
+        "synth",
+        app.to_str().unwrap(),
+        "--flows",
+        drops.to_str().unwrap(),
+        "--flows",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(text.contains("proof: all 5 observed connection(s) are allowed\n        and nothing else between the sides involved"), "{text}");
+    assert!(
+        text.contains("- personal/ubuntu → production/redis: all → none"),
+        "{text}"
+    );
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "personal--default-deny-ingress.yaml",
+            "production--allow-to-redis.yaml",
+            "production--allow-to-todos.yaml",
+            "production--default-deny-ingress.yaml"
+        ]
+    );
+    let redis = std::fs::read_to_string(out.join("production--allow-to-redis.yaml")).unwrap();
+    assert!(
+        redis.contains("#   production/todos → production/redis TCP/6379"),
+        "{redis}"
+    );
+    assert!(redis.contains("port: \"redis\""), "named port: {redis}");
+    assert!(!redis.contains("pod-template-hash"));
+    let intents = weir(&[
+        "test",
+        repo().join("examples/todos/intents.yaml").to_str().unwrap(),
+        app.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(intents.status.code(), Some(0), "{}", stdout(&intents));
+
+    // --audit writes them audited: the analyses leave them out until enforced.
+    let audited = dir.join("audited");
+    let o = weir(&[
+        "synth",
+        app.to_str().unwrap(),
+        "--flows",
+        csv.to_str().unwrap(),
+        "--out",
+        audited.to_str().unwrap(),
+        "--audit",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let todos = std::fs::read_to_string(audited.join("production--allow-to-todos.yaml")).unwrap();
+    assert!(todos.contains("\"weir.dev/mode\": \"audit\""), "{todos}");
+
+    std::fs::write(
+        &csv,
+        "src,dst,protocol,port\npersonal/ubuntu,production/nope,TCP,80\n",
+    )
+    .unwrap();
+    let nothing = dir.join("nothing");
+    let o = weir(&[
+        "synth",
+        app.to_str().unwrap(),
+        "--flows",
+        csv.to_str().unwrap(),
+        "--out",
+        nothing.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("flows.csv:2: \"production/nope\": no such endpoint"),
+        "{err}"
+    );
+    assert!(!nothing.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
