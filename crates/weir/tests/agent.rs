@@ -545,3 +545,230 @@ fn audit_mode_reports_exactly_what_enforcing_would_drop() {
     });
     assert_matrix("enforced", &dir, &lab, &probes);
 }
+
+/// One TCP connect with a generous timeout (1 s): false only when refused or dropped, not
+/// when merely slow.
+fn app_connects(lab: &Lab, src: &str, dst: &str, port: u16) -> bool {
+    let pod = |id: &str| lab.state.pods.iter().find(|p| p.id == id).unwrap().clone();
+    let (s, d) = (pod(src), pod(dst));
+    netns::run_in(&s.netns, move || {
+        Ok(
+            TcpStream::connect_timeout(&SocketAddr::new(d.ips[0], port), Duration::from_secs(1))
+                .is_ok(),
+        )
+    })
+    .unwrap()
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+const OBSERVE: &str = "# Observation: every connection into these namespaces is a would-drop.
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: observe, namespace: production, annotations: {weir.dev/mode: audit}}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: observe, namespace: personal, annotations: {weir.dev/mode: audit}}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+";
+
+/// The safe rollout on a running app, end to end: an audited default-deny observes the
+/// app's connections (`weir drops`); `weir synth` writes audited policies from them alone;
+/// the agents count no would-drop for the app (`weir lint --would-drops` says ready); then
+/// enforced, the probes match the engine — the lesson's matrix — and the example's intents
+/// hold. Meanwhile the app's connections never fail.
+#[test]
+fn observe_synthesise_audit_enforce_without_refusing_the_app() {
+    if !root_or_skip("observe_synthesise_audit_enforce_without_refusing_the_app") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("ro{}", std::process::id() % 1_000_000);
+    let dir = std::env::temp_dir().join(format!("weir-rollout-{name}"));
+    let work = dir.with_extension("work");
+    let mut guard = AgentLab {
+        lab: name.clone(),
+        dir: dir.clone(),
+        agent: None,
+    };
+    let app_files = &SEED_FILES[..4];
+    copy_seed(&dir, app_files);
+    std::fs::write(dir.join("policies/observe.yaml"), OBSERVE).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let cluster = weir_manifest::load_paths(&[&dir], Default::default())
+        .unwrap()
+        .cluster;
+    let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
+    let port = 25000 + (std::process::id() % 1000) as u16;
+    guard.agent = Some(start_agent_with(&dir, &name, port, &["--serve-drops"]));
+    wait_until("/readyz", Duration::from_secs(15), || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    // The app: the API on Redis, the logic tier's Redis check, every pod a client of the API.
+    let mut app: Vec<(String, String, u16)> = vec![
+        ("production/todos".into(), "production/redis".into(), 6379),
+        ("production/ubuntu".into(), "production/redis".into(), 6379),
+    ];
+    for p in &lab.state.pods {
+        if p.id != "production/todos" {
+            app.push((p.id.clone(), "production/todos".into(), 80));
+        }
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let refused = std::sync::Mutex::new(Vec::<String>::new());
+    let rounds = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        // The app runs throughout: ~50 connections a second, each one must get through.
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (s, d, p) in &app {
+                    if !app_connects(&lab, s, d, *p) {
+                        refused.lock().unwrap().push(format!("{s} → {d} TCP {p}"));
+                    }
+                }
+                rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        // Stops the app's loop however the steps end (a failed assertion unwinds past).
+        let _stop = StopOnDrop(&stop);
+        {
+            // 1. Observe.
+            let drops = DropsFollower::start(port);
+            std::thread::sleep(Duration::from_secs(2));
+            let lines = drops.settled();
+            let observed = work.join("observed.txt");
+            std::fs::write(&observed, lines.join("\n")).unwrap();
+            let seen = would_drops(&lines);
+            for (s, d, p) in &app {
+                assert!(
+                    seen.contains(&(s.clone(), d.clone(), format!("TCP/{p}"))),
+                    "{s} → {d} {p} not observed: {lines:#?}"
+                );
+            }
+            // 2. Synthesise from the app's manifests and what was observed: audited.
+            let out = work.join("synthesised");
+            let mut args: Vec<String> = vec!["synth".into()];
+            args.extend(app_files.iter().map(|f| dir.join(f).display().to_string()));
+            args.extend([
+                "--flows".into(),
+                observed.display().to_string(),
+                "--out".into(),
+                out.display().to_string(),
+                "--audit".into(),
+            ]);
+            let synth = Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args(&args)
+                .output()
+                .unwrap();
+            let report = String::from_utf8_lossy(&synth.stdout).into_owned();
+            assert!(
+                synth.status.success(),
+                "{report}{}",
+                String::from_utf8_lossy(&synth.stderr)
+            );
+            assert!(
+                report.contains("and nothing else between the sides involved"),
+                "{report}"
+            );
+            // 3. Audit them in place of the observation.
+            for entry in std::fs::read_dir(&out).unwrap() {
+                let path = entry.unwrap().path();
+                std::fs::copy(&path, dir.join("policies").join(path.file_name().unwrap())).unwrap();
+            }
+            std::fs::remove_file(dir.join("policies/observe.yaml")).unwrap();
+            wait_until(
+                "the synthesised policies audited",
+                Duration::from_secs(5),
+                || {
+                    get(port, "/metrics").is_some_and(|(_, m)| {
+                        m.contains(
+                            "weir_audit_would_drop_total{policy=\"production/allow-to-redis\"}",
+                        ) && !m.contains("policy=\"production/observe\"")
+                    })
+                },
+            );
+            let before = rounds.load(std::sync::atomic::Ordering::Relaxed);
+            wait_until(
+                "the app ran under the audited policies",
+                Duration::from_secs(10),
+                || rounds.load(std::sync::atomic::Ordering::Relaxed) >= before + 10,
+            );
+            let metrics = work.join("metrics.txt");
+            std::fs::write(&metrics, get(port, "/metrics").unwrap().1).unwrap();
+            let lint = Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args([
+                    "lint",
+                    "-q",
+                    dir.to_str().unwrap(),
+                    "--would-drops",
+                    metrics.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            let findings = String::from_utf8_lossy(&lint.stdout).into_owned();
+            assert!(
+                !findings.contains("W013"),
+                "the app met a would-drop: {findings}"
+            );
+            assert!(
+                findings.matches("I004 audit-ready-to-enforce").count() >= 3,
+                "{findings}"
+            );
+            // 4. Enforce.
+            set_mode(&dir, "enforce");
+            wait_until("enforced", Duration::from_secs(5), || {
+                !connects(&lab, "personal/ubuntu", "production/redis", 6379)
+            });
+            let probes = PortKey::parse_list("TCP/80,TCP/6379").unwrap();
+            assert_matrix("enforced", &dir, &lab, &probes);
+            let observed = observe(&lab, &probes);
+            let at = |s: &str, d: &str, k: usize| {
+                let i = |id: &str| observed.endpoints.iter().position(|e| e == id).unwrap();
+                observed.get(i(s), i(d), k)
+            };
+            assert_eq!(at("personal/ubuntu", "production/redis", 1), Some(false));
+            assert_eq!(at("production/ubuntu", "production/redis", 1), Some(true));
+            for p in &lab.state.pods {
+                if p.id != "production/todos" {
+                    assert_eq!(
+                        at(&p.id, "production/todos", 0),
+                        Some(true),
+                        "{} → todos:80",
+                        p.id
+                    );
+                }
+            }
+            let intents = Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args([
+                    "test",
+                    repo("examples/todos/intents.yaml").to_str().unwrap(),
+                    dir.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                intents.status.success(),
+                "{}",
+                String::from_utf8_lossy(&intents.stdout)
+            );
+        }
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    let refused = refused.into_inner().unwrap();
+    assert!(
+        refused.is_empty(),
+        "the app was refused {} time(s) over {} rounds: {refused:?}",
+        refused.len(),
+        rounds.into_inner()
+    );
+}
