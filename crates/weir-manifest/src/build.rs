@@ -98,8 +98,17 @@ pub(crate) fn duplicates(objects: &[Object]) -> Vec<(usize, Diagnostic)> {
     out
 }
 
-/// Builds the model. Errors (duplicate objects) and warnings come back as diagnostics.
-pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
+/// What [`assemble`] builds.
+pub struct Built {
+    pub cluster: Cluster,
+    /// Errors (duplicate objects) and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Pods folded into their workload: pod `namespace/name` → the workload's endpoint id.
+    pub replicas: BTreeMap<String, String>,
+}
+
+/// Builds the model.
+pub fn assemble(objects: Vec<Object>) -> Built {
     let mut warnings: Vec<Diagnostic> = duplicates(&objects).into_iter().map(|(_, d)| d).collect();
     let mut namespaces: BTreeMap<String, Labels> = BTreeMap::new();
     let mut pods = Vec::new();
@@ -166,6 +175,7 @@ pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
 
     let mut replica_ips: Vec<Vec<(String, Vec<std::net::IpAddr>)>> =
         vec![Vec::new(); workloads.len()];
+    let mut replicas = BTreeMap::new();
     let mut endpoints = Vec::new();
     for (meta, template, ips) in pods {
         match top(&meta) {
@@ -185,6 +195,10 @@ pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
                         ),
                     });
                 }
+                replicas.insert(
+                    format!("{}/{}", meta.namespace, meta.name),
+                    format!("{}/{}", workloads[w].meta.namespace, workloads[w].meta.name),
+                );
                 replica_ips[w].push((meta.name.clone(), ips));
             }
             None => endpoints.push(Endpoint {
@@ -204,10 +218,10 @@ pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
         if folded[i] {
             continue; // folded into its owner (a ReplicaSet of a Deployment, a Job of a CronJob)
         }
-        let mut replicas = std::mem::take(&mut replica_ips[i]);
-        replicas.sort();
+        let mut pods = std::mem::take(&mut replica_ips[i]);
+        pods.sort();
         let mut ips = Vec::new();
-        for ip in replicas.into_iter().flat_map(|(_, ips)| ips) {
+        for ip in pods.into_iter().flat_map(|(_, ips)| ips) {
             if !ips.contains(&ip) {
                 ips.push(ip);
             }
@@ -242,5 +256,9 @@ pub fn assemble(objects: Vec<Object>) -> (Cluster, Vec<Diagnostic>) {
             Namespace { name, labels }
         })
         .collect();
-    (cluster, warnings)
+    Built {
+        cluster,
+        diagnostics: warnings,
+        replicas,
+    }
 }

@@ -100,6 +100,9 @@ pub struct Loaded {
     pub invalid: Vec<Diagnostic>,
     /// Under [`LoadOptions::skip_invalid`]: how many objects and files were left out.
     pub left_out: usize,
+    /// Pods folded into their workload: pod `namespace/name` → the workload's endpoint id
+    /// (an agent without the workloads' objects names endpoints by their pods).
+    pub replicas: BTreeMap<String, String>,
 }
 
 fn is_manifest_file(path: &Path) -> bool {
@@ -232,18 +235,19 @@ fn load_with(
             .collect();
         diagnostics.extend(repeats.into_iter().map(|(_, d)| d));
     }
-    let (cluster, built) = build::assemble(objects);
-    diagnostics.extend(built);
+    let built = build::assemble(objects);
+    diagnostics.extend(built.diagnostics);
     let (errors, warnings) = split(sources, diagnostics);
     if !errors.is_empty() && !options.skip_invalid {
         return Err(LoadError::Invalid(errors));
     }
     Ok(Loaded {
-        cluster,
+        cluster: built.cluster,
         skipped,
         warnings,
         invalid: errors,
         left_out,
+        replicas: built.replicas,
     })
 }
 
@@ -344,7 +348,7 @@ impl Decoded {
     pub fn lone(&self) -> Option<Lone> {
         match self.objects.as_slice() {
             [pod @ decode::Object::Pod { .. }] => build::assemble(vec![pod.clone()])
-                .0
+                .cluster
                 .endpoints
                 .pop()
                 .map(Lone::Pod),
@@ -407,14 +411,15 @@ pub fn assemble<'a>(parts: impl IntoIterator<Item = &'a Decoded>) -> Result<Load
         }
         warnings.extend(d.warnings.iter().cloned());
     }
-    let (cluster, built) = build::assemble(objects);
-    warnings.extend(warnings_or_errors(&[], built)?);
+    let built = build::assemble(objects);
+    warnings.extend(warnings_or_errors(&[], built.diagnostics)?);
     Ok(Loaded {
-        cluster,
+        cluster: built.cluster,
         skipped,
         warnings,
         invalid: Vec::new(),
         left_out: 0,
+        replicas: built.replicas,
     })
 }
 

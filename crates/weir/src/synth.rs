@@ -37,7 +37,11 @@ pub struct SynthArgs {
 }
 
 pub fn synth(args: SynthArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let cluster = args.input.cluster()?;
+    let loaded = args.input.load()?;
+    // An agent that cannot read the workloads names their pods: those resolve to the
+    // workload they are folded into.
+    let replicas = loaded.replicas;
+    let cluster = args.input.enforced(loaded.cluster);
     let engine = Engine::with_options(&cluster, args.input.engine_options());
     let mut observed = Vec::new();
     for path in &args.flows {
@@ -56,7 +60,11 @@ pub fn synth(args: SynthArgs, out: &mut dyn Write) -> Result<u8, Failure> {
         let mut unknown = Vec::new();
         for f in flows {
             let mut side = |text: &str| {
-                let s = engine.resolve(text);
+                let s = engine.resolve(text).or_else(|| {
+                    replicas
+                        .get(text)
+                        .and_then(|workload| engine.resolve(workload))
+                });
                 if s.is_none() {
                     unknown.push(format!(
                         "{}: {text:?}: no such endpoint in {} (expected namespace/name or an address)",

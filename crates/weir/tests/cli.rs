@@ -1063,6 +1063,39 @@ fn synth_writes_proven_policies_from_observed_connections() {
     let todos = std::fs::read_to_string(audited.join("production--allow-to-todos.yaml")).unwrap();
     assert!(todos.contains("\"weir.dev/mode\": \"audit\""), "{todos}");
 
+    // A pod folded into its Deployment (as an agent without the Deployments' objects names
+    // it) is that Deployment.
+    std::fs::write(
+        app.join("replicas.yaml"),
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: todos-5d9, namespace: production, ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: todos, uid: u1, controller: true}]}\nspec: {selector: {matchLabels: {app: todos}}, template: {metadata: {labels: {app: todos, networking/logic: \"true\"}}, spec: {containers: [{name: todos, image: todos, ports: [{containerPort: 80, name: http}]}]}}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: todos-5d9-xk2p4, namespace: production, labels: {app: todos, networking/logic: \"true\", pod-template-hash: 5d9}, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: todos-5d9, uid: u2, controller: true}]}\nspec: {containers: [{name: todos, image: todos, ports: [{containerPort: 80, name: http}]}]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &csv,
+        "src,dst,protocol,port\nproduction/todos-5d9-xk2p4,production/redis,TCP,6379\n",
+    )
+    .unwrap();
+    let pods = dir.join("pods");
+    let o = weir(&[
+        "synth",
+        app.to_str().unwrap(),
+        "--flows",
+        csv.to_str().unwrap(),
+        "--out",
+        pods.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let redis = std::fs::read_to_string(pods.join("production--allow-to-redis.yaml")).unwrap();
+    assert!(
+        redis.contains("#   production/todos → production/redis TCP/6379"),
+        "{redis}"
+    );
+
     std::fs::write(
         &csv,
         "src,dst,protocol,port\npersonal/ubuntu,production/nope,TCP,80\n",
