@@ -52,9 +52,12 @@ pub struct Synthesis {
     pub ignored: Vec<(String, String)>,
 }
 
-/// Labels every controller stamps per revision or per pod: a selector on them breaks at
-/// the next rollout.
-const UNSTABLE: [&str; 7] = [
+/// Labels controllers stamp per revision or per pod, and labels that change with every
+/// release: a selector on them breaks at the next rollout or upgrade.
+const UNSTABLE: [&str; 10] = [
+    "app.kubernetes.io/version",
+    "version",
+    "helm.sh/chart",
     "pod-template-hash",
     "controller-revision-hash",
     "pod-template-generation",
@@ -77,9 +80,10 @@ const PREFERRED: [&str; 9] = [
     "role",
 ];
 
-/// The pod selector for endpoint `i` within its namespace: its stable labels, the fewest in
-/// [`PREFERRED`] order (then by key) that select what all of them select, at least one
-/// when it has any (an empty selector would also take every future pod of the namespace).
+/// The pod selector for endpoint `i` within its namespace: of its stable labels, the first
+/// single one in [`PREFERRED`] order (then by key) that selects what all of them select,
+/// else the fewest in that order that do; at least one when it has any (an empty selector
+/// would also take every future pod of the namespace).
 pub fn selector_for(engine: &Engine, i: usize) -> LabelSelector {
     let cluster = engine.cluster();
     let e = &cluster.endpoints[i];
@@ -111,6 +115,15 @@ pub fn selector_for(engine: &Engine, i: usize) -> LabelSelector {
             (*k).clone(),
         )
     });
+    if let Some(k) = keys
+        .iter()
+        .find(|k| selected(&[((**k).clone(), stable[**k].clone())].into()) == best)
+    {
+        return LabelSelector {
+            match_labels: [((*k).clone(), stable[*k].clone())].into(),
+            match_expressions: Vec::new(),
+        };
+    }
     let mut chosen = Labels::new();
     for k in keys {
         if !chosen.is_empty() && selected(&chosen) == best {

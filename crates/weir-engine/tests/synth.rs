@@ -166,3 +166,56 @@ fn what_selectors_cannot_tell_apart_is_reported() {
         vec!["production/todos → production/redis: TCP 6379"]
     );
 }
+
+/// Selectors by the workload's stable labels: never the per-revision or per-release ones,
+/// one label when one tells the workload apart, the conventional names first.
+#[test]
+fn selectors_take_the_fewest_stable_labels() {
+    let pod = |name: &str, labels: &[(&str, &str)]| weir_model::Endpoint {
+        namespace: "shop".into(),
+        name: name.into(),
+        kind: weir_model::EndpointKind::Deployment,
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ports: vec![],
+        ips: vec![],
+        host_network: false,
+        origin: Default::default(),
+    };
+    let chart = [
+        ("app.kubernetes.io/name", "shop"),
+        ("app.kubernetes.io/instance", "prod"),
+        ("app.kubernetes.io/version", "1.2.3"),
+        ("helm.sh/chart", "shop-1.2.3"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut l: Vec<(&str, &str)> = chart.to_vec();
+        l.extend_from_slice(extra);
+        l
+    };
+    let cluster = Cluster {
+        endpoints: vec![
+            pod(
+                "api",
+                &with(&[("app", "api"), ("pod-template-hash", "5d9")]),
+            ),
+            pod("db", &with(&[("app", "db"), ("tier", "data")])),
+            pod("twin-a", &[("role", "twin")]),
+            pod("twin-b", &[("role", "twin")]),
+        ],
+        ..Cluster::default()
+    };
+    let engine = Engine::new(&cluster);
+    let shown = |i: usize| weir_engine::synth::selector_for(&engine, i).match_labels;
+    let labels = |l: &[(&str, &str)]| -> weir_model::Labels {
+        l.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(shown(0), labels(&[("app", "api")]));
+    assert_eq!(shown(1), labels(&[("app", "db")]));
+    // Two workloads no label tells apart: their one label, which selects both.
+    assert_eq!(shown(2), labels(&[("role", "twin")]));
+}
