@@ -52,12 +52,16 @@ pub struct Synthesis {
     pub ignored: Vec<(String, String)>,
 }
 
-/// Labels controllers stamp per revision or per pod, and labels that change with every
-/// release: a selector on them breaks at the next rollout or upgrade.
-const UNSTABLE: [&str; 10] = [
+/// Labels controllers stamp per revision or per pod, labels that change with every release,
+/// and labels of the tool that deployed it: a selector on them breaks at the next rollout
+/// or upgrade, or says nothing about the workload.
+const UNSTABLE: [&str; 13] = [
     "app.kubernetes.io/version",
     "version",
     "helm.sh/chart",
+    "chart",
+    "heritage",
+    "app.kubernetes.io/managed-by",
     "pod-template-hash",
     "controller-revision-hash",
     "pod-template-generation",

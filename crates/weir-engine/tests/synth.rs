@@ -190,6 +190,13 @@ fn selectors_take_the_fewest_stable_labels() {
         ("app.kubernetes.io/version", "1.2.3"),
         ("helm.sh/chart", "shop-1.2.3"),
     ];
+    // A bare Pod of the chart: its own metadata has the tool's label, which no template
+    // has; it must not become the pod's identity.
+    let bare = [
+        ("app.kubernetes.io/name", "shop"),
+        ("app.kubernetes.io/managed-by", "Helm"),
+        ("networking/logic", "true"),
+    ];
     let with = |extra: &[(&'static str, &'static str)]| {
         let mut l: Vec<(&str, &str)> = chart.to_vec();
         l.extend_from_slice(extra);
@@ -204,6 +211,8 @@ fn selectors_take_the_fewest_stable_labels() {
             pod("db", &with(&[("app", "db"), ("tier", "data")])),
             pod("twin-a", &[("role", "twin")]),
             pod("twin-b", &[("role", "twin")]),
+            pod("client", &bare),
+            pod("api-2", &with(&[("networking/logic", "true")])),
         ],
         ..Cluster::default()
     };
@@ -218,4 +227,6 @@ fn selectors_take_the_fewest_stable_labels() {
     assert_eq!(shown(1), labels(&[("app", "db")]));
     // Two workloads no label tells apart: their one label, which selects both.
     assert_eq!(shown(2), labels(&[("role", "twin")]));
+    // The client's stable labels also select api-2: the one label that selects the same.
+    assert_eq!(shown(4), labels(&[("networking/logic", "true")]));
 }
