@@ -3,8 +3,9 @@
 # scripts/test.sh): build what is missing (cached per machine), bring the nodes up with
 # weir deployed from deploy/, run the upstream Netpol e2e suite and the network-policy-api
 # conformance suites, replay the lesson with helm and kubectl and measure policy change →
-# enforced, take the nodes down, and check that nothing is left: no network namespaces,
-# mounts, cgroups or processes of the nodes, sysctls as they were.
+# enforced, roll policies out on a running app (observe, synthesise, audit, enforce), take
+# the nodes down, and check that nothing is left: no network namespaces, mounts, cgroups or
+# processes of the nodes, sysctls as they were.
 # Prints one line per stage and `N passed, M failed` over the stages. Needs root.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,9 @@ if [ "$s" = 0 ]; then
   stage "the lesson, with helm and kubectl"
   s=0; bash scripts/lesson.sh --latency || s=$?
   record "the lesson" "$s"
+  stage "the safe rollout on a running app: observe, synthesise, audit, enforce"
+  s=0; bash scripts/rollout.sh || s=$?
+  record "the rollout (no request of the app refused)" "$s"
   stage "network-policy-api conformance suites (v1beta1 ClusterNetworkPolicy, v1alpha1 ANP/BANP)"
   s=0; bash scripts/netpol-api.sh || s=$?
   record "network-policy-api conformance suites" "$s"
