@@ -10,25 +10,9 @@
 #   bash scripts/lesson.sh --latency   and then: policy change → enforced, as a pod sees it
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
-state="${WEIR_NODE_STATE:-/var/tmp/weir-node}"
-bin="${WEIR_KUBE_DIR:-/var/tmp/weir-kube}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 release="${WEIR_LESSON_RELEASE:-lesson}"
-prod="production-$release" pers="personal-$release"
-kc="$state/etc/kubeconfig"
-in_node=(nsenter --net=/run/netns/weir-node)
-kubectl() { "${in_node[@]}" "$bin/node/kubectl" --kubeconfig="$kc" "$@"; }
-helm() { "${in_node[@]}" env KUBECONFIG="$kc" HELM_CACHE_HOME="$state/helm/cache" \
-  HELM_CONFIG_HOME="$state/helm/config" HELM_DATA_HOME="$state/helm/data" "$bin/addons/helm" "$@"; }
-weir() { "${in_node[@]}" "$CARGO_TARGET_DIR/release/weir" "$@"; }
-t0=$(date +%s%N)
-say() { printf '\n[%5.1fs] %s\n' "$(($(date +%s%N) - t0))e-9" "$*"; }
-passed=0 failed=0
-check() { # check WHAT COMMAND...: one of the lesson's claims
-  local what=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "  ok    $what"
-  else failed=$((failed + 1)); echo "  FAIL  $what"; fi
-}
+# shellcheck source=scripts/node-cli.sh
+source scripts/node-cli.sh
 
 # The same package set as scripts/node-images.sh: another set unifies features differently
 # and rebuilds weir (minutes).

@@ -9,26 +9,10 @@
 #   bash scripts/rollout.sh            WEIR_ROLLOUT_OUT=DIR keeps the flows and policies
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
-state="${WEIR_NODE_STATE:-/var/tmp/weir-node}"
-bin="${WEIR_KUBE_DIR:-/var/tmp/weir-kube}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 release=rollout
-prod="production-$release" pers="personal-$release"
-kc="$state/etc/kubeconfig"
+# shellcheck source=scripts/node-cli.sh
+source scripts/node-cli.sh
 nodes=(weir-node weir-node-1)
-in_node=(nsenter --net=/run/netns/weir-node)
-kubectl() { "${in_node[@]}" "$bin/node/kubectl" --kubeconfig="$kc" "$@"; }
-helm() { "${in_node[@]}" env KUBECONFIG="$kc" HELM_CACHE_HOME="$state/helm/cache" \
-  HELM_CONFIG_HOME="$state/helm/config" HELM_DATA_HOME="$state/helm/data" "$bin/addons/helm" "$@"; }
-weir() { "${in_node[@]}" "$CARGO_TARGET_DIR/release/weir" "$@"; }
-t0=$(date +%s%N)
-say() { printf '\n[%5.1fs] %s\n' "$(($(date +%s%N) - t0))e-9" "$*"; }
-passed=0 failed=0
-check() { # check WHAT COMMAND...
-  local what=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "  ok    $what"
-  else failed=$((failed + 1)); echo "  FAIL  $what"; fi
-}
 metrics() { # metrics NODE-NETNS: the agent's /metrics on that node (loopback there)
   nsenter --net="/run/netns/$1" curl -s -m 5 http://127.0.0.1:9595/metrics
 }

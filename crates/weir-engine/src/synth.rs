@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use weir_model::{
     LabelSelector, Labels, Mode, NamespaceScope, Origin, Peer, Policy, PortKey, PortRef, PortRule,
-    Protocol, Rule, NAMESPACE_NAME_LABEL,
+    Protocol, Rule, CONTROLLER_LABELS, NAMESPACE_NAME_LABEL,
 };
 
 use crate::ports::PortSet;
@@ -52,23 +52,16 @@ pub struct Synthesis {
     pub ignored: Vec<(String, String)>,
 }
 
-/// Labels controllers stamp per revision or per pod, labels that change with every release,
-/// and labels of the tool that deployed it: a selector on them breaks at the next rollout
-/// or upgrade, or says nothing about the workload.
-const UNSTABLE: [&str; 13] = [
+/// Labels that change with every release, and labels of the tool that deployed it: with
+/// [`CONTROLLER_LABELS`], no selector is made of them (it would break at the next upgrade,
+/// or say nothing about the workload).
+const UNSTABLE: [&str; 6] = [
     "app.kubernetes.io/version",
     "version",
     "helm.sh/chart",
     "chart",
     "heritage",
     "app.kubernetes.io/managed-by",
-    "pod-template-hash",
-    "controller-revision-hash",
-    "pod-template-generation",
-    "statefulset.kubernetes.io/pod-name",
-    "apps.kubernetes.io/pod-index",
-    "controller-uid",
-    "batch.kubernetes.io/controller-uid",
 ];
 
 /// Keys tried first, in this order: the conventional names of a workload.
@@ -94,7 +87,9 @@ pub fn selector_for(engine: &Engine, i: usize) -> LabelSelector {
     let stable: Labels = e
         .labels
         .iter()
-        .filter(|(k, _)| !UNSTABLE.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            !UNSTABLE.contains(&k.as_str()) && !CONTROLLER_LABELS.contains(&k.as_str())
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let peers: Vec<&weir_model::Endpoint> = cluster

@@ -10,25 +10,10 @@ use weir_model::{
 use crate::decode::{Meta, Object, Template};
 use crate::{Diagnostic, Severity};
 
-/// Labels controllers add to the pods they create; a replica carrying them still
-/// matches its template.
-const CONTROLLER_LABELS: &[&str] = &[
-    "pod-template-hash",
-    "controller-revision-hash",
-    "pod-template-generation",
-    "statefulset.kubernetes.io/pod-name",
-    "apps.kubernetes.io/pod-index",
-    "controller-uid",
-    "job-name",
-    "batch.kubernetes.io/controller-uid",
-    "batch.kubernetes.io/job-name",
-    "batch.kubernetes.io/job-completion-index",
-];
-
 fn without_controller_labels(labels: &Labels) -> Labels {
     labels
         .iter()
-        .filter(|(k, _)| !CONTROLLER_LABELS.contains(&k.as_str()))
+        .filter(|(k, _)| !weir_model::CONTROLLER_LABELS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

@@ -320,6 +320,22 @@ pub struct Policy {
     pub origin: Origin,
 }
 
+/// Labels controllers add to the pods they create (per revision, per pod, per run): a
+/// replica carrying them still matches its template, and a selector on them breaks at the
+/// next rollout.
+pub const CONTROLLER_LABELS: &[&str] = &[
+    "pod-template-hash",
+    "controller-revision-hash",
+    "pod-template-generation",
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+    "controller-uid",
+    "job-name",
+    "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-name",
+    "batch.kubernetes.io/job-completion-index",
+];
+
 /// The annotation that puts a NetworkPolicy in audit mode: `weir.dev/mode: audit`.
 pub const MODE_ANNOTATION: &str = "weir.dev/mode";
 

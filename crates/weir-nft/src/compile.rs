@@ -1094,18 +1094,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
         let mut ids = Vec::new();
         for &p in policies {
             let policy = &cluster.policies[p];
-            let own = self.policy_chain_name(dir, policy);
-            for (n, rule) in policy.rules(dir).iter().enumerate() {
-                let line = Line {
-                    dir,
-                    policy_ns: &policy.namespace,
-                    set_base: format!("np{}-{n}", &own[1..]),
-                    comment: quote(&format!("{} {dir}[{n}] (audit)", policy.id())),
-                    verdict,
-                    selected: Selected::Policy(policy),
-                };
-                self.rule_lines(rule, &line, &mut rules, &mut used);
-            }
+            self.policy_rules(dir, policy, verdict, " (audit)", &mut rules, &mut used);
             ids.push(policy.id());
         }
         if baseline {
@@ -1170,20 +1159,35 @@ impl<'e, 'c> Compiler<'e, 'c> {
         }
         let mut rules = Vec::new();
         let mut used = BTreeSet::new();
+        self.policy_rules(dir, policy, "accept", "", &mut rules, &mut used);
+        self.chain(&name, ChainKind::Policy, rules);
+        self.uses.insert(name.clone(), used);
+        name
+    }
+
+    /// A policy's rules in `dir`, each ending in `verdict`, commented with the policy, the
+    /// rule and `note`; their sets are named after the policy's own chain (shared with it).
+    fn policy_rules(
+        &mut self,
+        dir: Direction,
+        policy: &weir_model::Policy,
+        verdict: &str,
+        note: &str,
+        rules: &mut Vec<String>,
+        used: &mut BTreeSet<String>,
+    ) {
+        let own = self.policy_chain_name(dir, policy);
         for (n, rule) in policy.rules(dir).iter().enumerate() {
             let line = Line {
                 dir,
                 policy_ns: &policy.namespace,
-                set_base: format!("np{}-{n}", &name[1..]),
-                comment: quote(&format!("{} {dir}[{n}]", policy.id())),
-                verdict: "accept",
+                set_base: format!("np{}-{n}", &own[1..]),
+                comment: quote(&format!("{} {dir}[{n}]{note}", policy.id())),
+                verdict,
                 selected: Selected::Policy(policy),
             };
-            self.rule_lines(rule, &line, &mut rules, &mut used);
+            self.rule_lines(rule, &line, rules, used);
         }
-        self.chain(&name, ChainKind::Policy, rules);
-        self.uses.insert(name.clone(), used);
-        name
     }
 
     /// The name of a policy's chain in `dir`; its sets are named after it.

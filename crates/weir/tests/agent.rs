@@ -14,7 +14,8 @@ use weir_engine::Engine;
 mod common;
 
 use common::{
-    connects, copy_seed, get, lab_up, repo, root_or_skip, wait_until, AgentLab, SEED_FILES,
+    connects, connects_within, copy_seed, get, lab_up, repo, root_or_skip, wait_until, AgentLab,
+    SEED_FILES,
 };
 use weir_engine::matrix::Verdicts;
 use weir_lab::probe::ProbeOptions;
@@ -546,20 +547,6 @@ fn audit_mode_reports_exactly_what_enforcing_would_drop() {
     assert_matrix("enforced", &dir, &lab, &probes);
 }
 
-/// One TCP connect with a generous timeout (1 s): false only when refused or dropped, not
-/// when merely slow.
-fn app_connects(lab: &Lab, src: &str, dst: &str, port: u16) -> bool {
-    let pod = |id: &str| lab.state.pods.iter().find(|p| p.id == id).unwrap().clone();
-    let (s, d) = (pod(src), pod(dst));
-    netns::run_in(&s.netns, move || {
-        Ok(
-            TcpStream::connect_timeout(&SocketAddr::new(d.ips[0], port), Duration::from_secs(1))
-                .is_ok(),
-        )
-    })
-    .unwrap()
-}
-
 /// Sets its flag when dropped.
 struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
 
@@ -631,7 +618,8 @@ fn observe_synthesise_audit_enforce_without_refusing_the_app() {
         scope.spawn(|| {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for (s, d, p) in &app {
-                    if !app_connects(&lab, s, d, *p) {
+                    // Refused or dropped, not merely slow.
+                    if !connects_within(&lab, s, d, *p, Duration::from_secs(1)) {
                         refused.lock().unwrap().push(format!("{s} → {d} TCP {p}"));
                     }
                 }

@@ -994,19 +994,20 @@ fn synth_writes_proven_policies_from_observed_connections() {
     // As `weir drops` prints them under an audited default-deny, and as a CSV.
     let drops = dir.join("drops.txt");
     std::fs::write(&drops, "would drop production/todos → production/redis TCP 6379: ingress isolated by production/observe (audit)\nwould drop production/ubuntu → production/redis TCP 6379: ingress isolated by production/observe (audit)\ndropped personal/ubuntu → production/redis TCP 6379: ingress isolated by x\n").unwrap();
+    // `weir synth APP --flows F… --out OUT EXTRA…`
+    let synth = |flows: &[&std::path::Path], out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["synth", app.to_str().unwrap()];
+        for f in flows {
+            args.extend(["--flows", f.to_str().unwrap()]);
+        }
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        weir(&args)
+    };
     let csv = dir.join("flows.csv");
     std::fs::write(&csv, "src,dst,protocol,port\npersonal/ubuntu,production/todos,TCP,80\nproduction/ubuntu,production/todos,TCP,80\nproduction/redis,production/todos,TCP,80\n").unwrap();
     let out = dir.join("out");
-    let o = weir(&[
-        "synth",
-        app.to_str().unwrap(),
-        "--flows",
-        drops.to_str().unwrap(),
-        "--flows",
-        csv.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = synth(&[&drops, &csv], &out, &[]);
     let text = stdout(&o);
     assert_eq!(
         o.status.code(),
@@ -1050,15 +1051,7 @@ fn synth_writes_proven_policies_from_observed_connections() {
 
     // --audit writes them audited: the analyses leave them out until enforced.
     let audited = dir.join("audited");
-    let o = weir(&[
-        "synth",
-        app.to_str().unwrap(),
-        "--flows",
-        csv.to_str().unwrap(),
-        "--out",
-        audited.to_str().unwrap(),
-        "--audit",
-    ]);
+    let o = synth(&[&csv], &audited, &["--audit"]);
     assert_eq!(o.status.code(), Some(0));
     let todos = std::fs::read_to_string(audited.join("production--allow-to-todos.yaml")).unwrap();
     assert!(todos.contains("\"weir.dev/mode\": \"audit\""), "{todos}");
@@ -1070,20 +1063,10 @@ fn synth_writes_proven_policies_from_observed_connections() {
         "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: todos-5d9, namespace: production, ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: todos, uid: u1, controller: true}]}\nspec: {selector: {matchLabels: {app: todos}}, template: {metadata: {labels: {app: todos, networking/logic: \"true\"}}, spec: {containers: [{name: todos, image: todos, ports: [{containerPort: 80, name: http}]}]}}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: todos-5d9-xk2p4, namespace: production, labels: {app: todos, networking/logic: \"true\", pod-template-hash: 5d9}, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: todos-5d9, uid: u2, controller: true}]}\nspec: {containers: [{name: todos, image: todos, ports: [{containerPort: 80, name: http}]}]}\n",
     )
     .unwrap();
-    std::fs::write(
-        &csv,
-        "src,dst,protocol,port\nproduction/todos-5d9-xk2p4,production/redis,TCP,6379\n",
-    )
-    .unwrap();
+    let rows = |rows: &str| std::fs::write(&csv, format!("src,dst,protocol,port\n{rows}")).unwrap();
+    rows("production/todos-5d9-xk2p4,production/redis,TCP,6379\n");
     let pods = dir.join("pods");
-    let o = weir(&[
-        "synth",
-        app.to_str().unwrap(),
-        "--flows",
-        csv.to_str().unwrap(),
-        "--out",
-        pods.to_str().unwrap(),
-    ]);
+    let o = synth(&[&csv], &pods, &[]);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -1096,20 +1079,9 @@ fn synth_writes_proven_policies_from_observed_connections() {
         "{redis}"
     );
 
-    std::fs::write(
-        &csv,
-        "src,dst,protocol,port\npersonal/ubuntu,production/nope,TCP,80\n",
-    )
-    .unwrap();
+    rows("personal/ubuntu,production/nope,TCP,80\n");
     let nothing = dir.join("nothing");
-    let o = weir(&[
-        "synth",
-        app.to_str().unwrap(),
-        "--flows",
-        csv.to_str().unwrap(),
-        "--out",
-        nothing.to_str().unwrap(),
-    ]);
+    let o = synth(&[&csv], &nothing, &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

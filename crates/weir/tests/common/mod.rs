@@ -31,13 +31,15 @@ pub fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
 /// One TCP connect from `src`'s namespace to `dst`'s primary address, 40 ms timeout: true
 /// when it got through.
 pub fn connects(lab: &Lab, src: &str, dst: &str, port: u16) -> bool {
+    connects_within(lab, src, dst, port, Duration::from_millis(40))
+}
+
+/// [`connects`] with this timeout.
+pub fn connects_within(lab: &Lab, src: &str, dst: &str, port: u16, timeout: Duration) -> bool {
     let pod = |id: &str| lab.state.pods.iter().find(|p| p.id == id).unwrap().clone();
     let (s, d) = (pod(src), pod(dst));
     netns::run_in(&s.netns, move || {
-        Ok(
-            TcpStream::connect_timeout(&SocketAddr::new(d.ips[0], port), Duration::from_millis(40))
-                .is_ok(),
-        )
+        Ok(TcpStream::connect_timeout(&SocketAddr::new(d.ips[0], port), timeout).is_ok())
     })
     .unwrap()
 }
