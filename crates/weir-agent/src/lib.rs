@@ -276,11 +276,9 @@ impl Attribution {
         out.into_iter().collect()
     }
 
-    /// What a chain's last rule (its drop) says about why.
+    /// Why a chain's closing rule drops (or would drop), whole.
     fn why(chain: &weir_nft::Chain) -> Option<String> {
-        let last = chain.rules.last()?;
-        let comment = last.split_once("comment \"")?.1.trim_end_matches('"');
-        Some(comment.to_string())
+        chain.why.clone()
     }
 
     /// Chains made, remade or removed incrementally.
@@ -335,7 +333,7 @@ impl Attribution {
         let audited =
             self.would_drop.contains_key(chain) || (self.audit_all && chain == "unknown-local-pod");
         let why = match self.chains.get(chain) {
-            Some(reason) => reason.trim_start_matches("would drop: ").to_string(),
+            Some(reason) => reason.clone(),
             None if chain == "unknown-local-pod" && audited => {
                 "a local pod the agent does not know yet (audit)".into()
             }
@@ -955,6 +953,12 @@ mod tests {
         c
     }
 
+    /// The name of the ruleset's (one) audit chain.
+    fn audit_chain(rs: &weir_nft::Ruleset) -> String {
+        let found = rs.chains.iter().find(|(_, ch)| !ch.would_drop.is_empty());
+        found.map(|(n, _)| n.clone()).expect("an audit chain")
+    }
+
     fn logged(c: &weir_model::Cluster, prefix: &str, from: &str, to: &str) -> nflog::Logged {
         let ip = |id: &str| c.endpoints[c.endpoint_index(id).unwrap()].ips[0];
         nflog::Logged {
@@ -987,12 +991,7 @@ mod tests {
                 ..Attribution::default()
             };
             a.refresh(&c, &rs);
-            let chain = rs
-                .chains
-                .iter()
-                .find(|(_, ch)| !ch.would_drop.is_empty())
-                .map(|(n, _)| n.clone())
-                .expect("an audit chain");
+            let chain = audit_chain(&rs);
             assert_eq!(
                 a.describe(&logged(&c, &chain, "personal/ubuntu", "production/redis")),
                 "would drop personal/ubuntu → production/redis TCP 6379: ingress isolated by production/any-from-any-none (audit)"
@@ -1004,6 +1003,29 @@ mod tests {
                 "production/redis",
             ));
             assert_eq!(unknown.starts_with("would drop "), audit_all, "{unknown}");
+            // A name too long for the rule's comment (cut to fit nft) is whole in the log.
+            let mut long = c.clone();
+            long.policies[0].name = format!("deny-{}", "x".repeat(200));
+            let rs = weir_nft::compile_with(
+                &Selectors::new(&long, Default::default()),
+                Scope::All,
+                &options,
+            );
+            let mut b = Attribution {
+                audit_all,
+                ..Attribution::default()
+            };
+            b.refresh(&long, &rs);
+            let line = b.describe(&logged(
+                &long,
+                &audit_chain(&rs),
+                "personal/ubuntu",
+                "production/redis",
+            ));
+            assert!(
+                line.ends_with(&format!("{} (audit)", long.policies[0].id())),
+                "{line}"
+            );
             assert_eq!(
                 a.would_drop_by_policy(&[(chain, 3), ("egress".into(), 1)]),
                 vec![

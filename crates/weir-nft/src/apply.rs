@@ -536,6 +536,7 @@ mod tests {
             header: None,
             rules: vec!["r".into(); n],
             would_drop: Vec::new(),
+            why: None,
         };
         Ruleset {
             sets: [
@@ -564,6 +565,7 @@ mod tests {
                 header: None,
                 rules: vec![],
                 would_drop: Vec::new(),
+                why: None,
             },
         );
         assert!(verify(&missing, LISTING)

@@ -578,6 +578,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 header: None,
                 rules,
                 would_drop: Vec::new(),
+                why: None,
             },
         );
     }
@@ -752,6 +753,7 @@ impl<'e, 'c> Compiler<'e, 'c> {
                     )),
                     rules,
                     would_drop: Vec::new(),
+                    why: None,
                 },
             );
         }
@@ -927,16 +929,12 @@ impl<'e, 'c> Compiler<'e, 'c> {
                                 policy.id(),
                                 policy.priority
                             );
-                            let mut rules = Vec::with_capacity(2);
-                            if self.audit_all {
-                                self.push_would_drop(&deny, &why, &mut rules);
-                                self.chain(&deny, ChainKind::Group, rules);
-                                let chain = self.rs.chains.get_mut(&deny).expect("made");
-                                chain.would_drop = vec![policy.id()];
+                            let audited = if self.audit_all {
+                                vec![policy.id()]
                             } else {
-                                self.push_drop(&deny, &why, &mut rules);
-                                self.chain(&deny, ChainKind::Group, rules);
-                            }
+                                Vec::new()
+                            };
+                            self.close_chain(&deny, ChainKind::Group, Vec::new(), why, audited);
                         }
                         used.insert(deny.clone());
                         logged_deny = format!("jump {deny}");
@@ -1060,12 +1058,8 @@ impl<'e, 'c> Compiler<'e, 'c> {
             rules.push(format!("jump {chain} comment {}", quote(&id)));
             ids.push(id);
         }
-        self.push_drop(
-            &name,
-            &format!("{dir} isolated by {}", ids.join(", ")),
-            &mut rules,
-        );
-        self.chain(&name, ChainKind::Group, rules);
+        let why = format!("{dir} isolated by {}", ids.join(", "));
+        self.close_chain(&name, ChainKind::Group, rules, why, Vec::new());
         name
     }
 
@@ -1110,44 +1104,47 @@ impl<'e, 'c> Compiler<'e, 'c> {
                 ));
             }
         }
-        self.push_would_drop(
-            &name,
-            &format!("{dir} isolated by {}", ids.join(", ")),
-            &mut rules,
-        );
-        self.rs.chains.insert(
-            name.clone(),
-            Chain {
-                kind: ChainKind::Policy,
-                header: None,
-                rules,
-                would_drop: ids,
-            },
-        );
+        let why = format!("{dir} isolated by {}", ids.join(", "));
+        self.close_chain(&name, ChainKind::Policy, rules, why, ids);
         self.uses.insert(name.clone(), used);
         name
     }
 
-    /// An audit chain's closing accept of what audited policy would drop: counted, logged
-    /// under the chain's name when there is a drop log, and commented `would drop: why`.
-    fn push_would_drop(&self, chain: &str, why: &str, rules: &mut Vec<String>) {
+    /// Ends chain `name` (its `rules` so far) with what becomes of what nothing before
+    /// admitted: a drop, or — for audited policies (`would_drop` names them) — a counted
+    /// accept, a would-drop. Logged first under the chain's name when there is a drop log (in
+    /// a rule of its own, since a limit over its rate ends the rule it stands in). The
+    /// rule's comment says why, cut to fit; [`Chain::why`] keeps it whole for the drop log.
+    fn close_chain(
+        &mut self,
+        name: &str,
+        kind: ChainKind,
+        mut rules: Vec<String>,
+        why: String,
+        would_drop: Vec<String>,
+    ) {
         if let Some(group) = self.log_group {
-            rules.push(log_rule(group, chain));
+            rules.push(log_rule(group, name));
         }
-        rules.push(format!(
-            "counter accept comment {}",
-            quote(&format!("would drop: {why} (audit)"))
-        ));
-    }
-
-    /// A chain's closing drop, commented with why (what `weir drops` reports), logged
-    /// first under the chain's name when there is a drop log: in a rule of its own, since
-    /// a limit over its rate ends the rule it stands in.
-    fn push_drop(&self, chain: &str, why: &str, rules: &mut Vec<String>) {
-        if let Some(group) = self.log_group {
-            rules.push(log_rule(group, chain));
-        }
-        rules.push(format!("counter drop comment {}", quote(why)));
+        let why = if would_drop.is_empty() {
+            rules.push(format!("counter drop comment {}", quote(&why)));
+            why
+        } else {
+            let why = format!("{why} (audit)");
+            let comment = quote(&format!("would drop: {why}"));
+            rules.push(format!("counter accept comment {comment}"));
+            why
+        };
+        self.rs.chains.insert(
+            name.to_string(),
+            Chain {
+                kind,
+                header: None,
+                rules,
+                would_drop,
+                why: Some(why),
+            },
+        );
     }
 
     /// One chain per policy and direction: every rule accepts what it admits.

@@ -87,6 +87,9 @@ pub struct Chain {
     /// chain, or a Deny's chain under `--audit`); empty otherwise. Not in the table: what
     /// the agent names per-policy counters by.
     pub would_drop: Vec<String>,
+    /// Why its closing rule drops (or would drop), in full — the rule's comment is cut to
+    /// fit nft — for the drop log; `None` for chains that do not end so.
+    pub why: Option<String>,
 }
 
 /// What one node's table holds. Two rulesets compare equal when their tables would list

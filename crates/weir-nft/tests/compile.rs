@@ -492,6 +492,7 @@ fn drift_is_any_change_but_counters() {
             header: None,
             rules: vec!["ip daddr @s accept".into(), "drop".into()],
             would_drop: Vec::new(),
+            why: None,
         },
     );
     let nft = FakeNft::default();
