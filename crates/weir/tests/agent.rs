@@ -545,6 +545,42 @@ fn audit_mode_reports_exactly_what_enforcing_would_drop() {
         !connects(&lab, "personal/ubuntu", "production/redis", 6379)
     });
     assert_matrix("enforced", &dir, &lab, &probes);
+
+    // The agent's --audit, with the tiers back: nothing is dropped, and every connection the
+    // policies and tiers would deny (tier Denies included, named with their rule) is a
+    // would-drop.
+    std::fs::copy(
+        repo("examples/tiers/guardrails.yaml"),
+        dir.join("guardrails.yaml"),
+    )
+    .unwrap();
+    let mut agent = guard.agent.take().unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    guard.agent = Some(start_agent_with(
+        &dir,
+        &name,
+        port,
+        &["--serve-drops", "--audit"],
+    ));
+    wait_until("every policy audited", Duration::from_secs(15), || {
+        connects(&lab, "personal/ubuntu", "production/redis", 6379)
+    });
+    let drops = DropsFollower::start(port);
+    let observed = observe(&lab, &probes);
+    assert!(
+        observed.cells.iter().all(|c| *c == Some(true)),
+        "--audit: every probe connects"
+    );
+    let lines = drops.settled();
+    let want = expected_would_drops(&observed, &verdicts(&dir, &lab, &probes, true));
+    assert_eq!(would_drops(&lines), want, "--audit");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("denied by BaselineAdminNetworkPolicy/default")),
+        "{lines:#?}"
+    );
 }
 
 /// Sets its flag when dropped.
