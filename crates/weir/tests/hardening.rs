@@ -108,11 +108,16 @@ fn hostile_names_and_labels_stay_inside_comments() {
             "a bare verdict rule: {t}"
         );
     }
-    // Every policy has its own chains: one per hostile name and direction.
+    // Every policy has its own chains: one per hostile name and direction — a policy chain
+    // if enforced, an audit chain if audited (every other one is).
     let policy_chains = hostile_rs
         .chains
         .keys()
-        .filter(|c| c.starts_with("pin-") || c.starts_with("peg-"))
+        .filter(|c| {
+            ["pin-", "peg-", "ia-", "ea-"]
+                .iter()
+                .any(|p| c.starts_with(p))
+        })
         .count();
     assert_eq!(policy_chains, 2 * weir_gen::hostile::names().len());
 }
