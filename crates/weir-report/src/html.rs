@@ -8,6 +8,8 @@ use weir_engine::lint::Finding;
 use weir_engine::{describe_cluster_rule, describe_rule, Engine, Side};
 use weir_model::Direction;
 
+use crate::{Focus, Member};
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -18,21 +20,62 @@ fn esc(s: &str) -> String {
 /// Above this many endpoints the graph is left out (it would be unreadable).
 const GRAPH_LIMIT: usize = 150;
 
+/// Endpoints by namespace, then name.
+fn by_namespace(engine: &Engine, mut list: Vec<usize>) -> Vec<usize> {
+    let eps = &engine.cluster().endpoints;
+    list.sort_by(|&a, &b| {
+        (&eps[a].namespace, &eps[a].name).cmp(&(&eps[b].namespace, &eps[b].name))
+    });
+    list
+}
+
+/// Runs of one namespace in `order`: (namespace, how many).
+fn namespace_runs<'c>(engine: &Engine<'c>, order: &[usize]) -> Vec<(&'c str, usize)> {
+    let eps = &engine.cluster().endpoints;
+    let mut groups: Vec<(&str, usize)> = Vec::new();
+    for &i in order {
+        match groups.last_mut() {
+            Some((ns, n)) if *ns == eps[i].namespace => *n += 1,
+            _ => groups.push((&eps[i].namespace, 1)),
+        }
+    }
+    groups
+}
+
+/// The page; with a `focus` (not [`Focus::is_all`]) only the connections it keeps: the
+/// heatmap's rows are their sources and its columns their destinations, the graph their
+/// endpoints, the policies those selecting one of them.
 pub fn render_html(
     engine: &Engine,
     findings: &[Finding],
     title: &str,
+    focus: &Focus,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     let cluster = engine.cluster();
-    let mut order: Vec<usize> = (0..cluster.endpoints.len()).collect();
-    order.sort_by_key(|&i| {
-        (
-            cluster.endpoints[i].namespace.clone(),
-            cluster.endpoints[i].name.clone(),
-        )
-    });
     let eps = &cluster.endpoints;
+    let n = eps.len();
+    let kept = |a: usize, b: usize| {
+        focus.is_all() || focus.keeps(engine, Member::Endpoint(a), Member::Endpoint(b))
+    };
+    let allowed =
+        |a: usize, b: usize| focus.ports(&engine.allowed(Side::Endpoint(a), Side::Endpoint(b)));
+    let (rows, cols) = if focus.is_all() {
+        (
+            by_namespace(engine, (0..n).collect()),
+            by_namespace(engine, (0..n).collect()),
+        )
+    } else {
+        let rows = (0..n).filter(|&a| (0..n).any(|b| kept(a, b))).collect();
+        let cols = (0..n).filter(|&b| (0..n).any(|a| kept(a, b))).collect();
+        (by_namespace(engine, rows), by_namespace(engine, cols))
+    };
+    // The graph's nodes and the policies shown: every endpoint of a kept connection.
+    let mut order: Vec<usize> = rows.iter().chain(&cols).copied().collect();
+    order.sort_unstable();
+    order.dedup();
+    let order = by_namespace(engine, order);
+    let shown: std::collections::HashSet<usize> = order.iter().copied().collect();
     let mut h = String::new();
     let _ = write!(
         h,
@@ -40,20 +83,29 @@ pub fn render_html(
 <style>
 body{{font:14px system-ui,sans-serif;margin:24px;color:#222}} h1{{font-size:22px}} h2{{font-size:17px;margin-top:28px}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
-#matrix td.c{{width:22px;height:22px;padding:0}} .all{{background:#2e9d57}} .some{{background:#f0c23b}} .none{{background:#d9534f}} .self{{background:#bbb}}
+#matrix td.c{{width:22px;height:22px;padding:0}} .all{{background:#2e9d57}} .some{{background:#f0c23b}} .none{{background:#d9534f}} .self{{background:#bbb}} .out{{background:#fff}}
 #matrix th.ns{{background:#eef}} th.v{{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal;white-space:nowrap}}
 .legend span{{display:inline-block;width:14px;height:14px;margin:0 4px 0 12px;vertical-align:middle}}
 .sev-warning{{color:#b35c00}} .sev-error{{color:#c00}} .sev-info{{color:#555}} code{{font-size:12px}}
 </style></head><body>
 <h1>{t}</h1>
-<p id="summary">{ns} namespaces, {ne} endpoints, {np} policies, {ncp} cluster-wide policies, {nf} lint findings.</p>
+<p id="summary">{ns} namespaces, {ne} endpoints, {np} policies, {ncp} cluster-wide policies, {nf} lint findings.{shown}</p>
 "#,
         t = esc(title),
         ns = cluster.namespaces.len(),
         ne = eps.len(),
         np = cluster.policies.len(),
         ncp = cluster.cluster_policies.len(),
-        nf = findings.len()
+        nf = findings.len(),
+        shown = if focus.is_all() {
+            String::new()
+        } else {
+            format!(
+                " Focused: {} source(s) × {} destination(s) shown, the connections the focus keeps.",
+                rows.len(),
+                cols.len()
+            )
+        }
     );
 
     // Heatmap.
@@ -61,24 +113,18 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
         h,
         r#"<h2>Connectivity</h2><p class="legend">rows: from, columns: to.<span class="all"></span>all ports<span class="some"></span>some ports<span class="none"></span>nothing<span class="self"></span>itself</p><table id="matrix"><tr><th></th><th></th>"#
     );
-    let mut groups: Vec<(&str, usize)> = Vec::new();
-    for &i in &order {
-        match groups.last_mut() {
-            Some((ns, n)) if *ns == eps[i].namespace => *n += 1,
-            _ => groups.push((&eps[i].namespace, 1)),
-        }
-    }
-    for (ns, n) in &groups {
+    for (ns, n) in &namespace_runs(engine, &cols) {
         let _ = write!(h, r#"<th class="ns" colspan="{n}">{}</th>"#, esc(ns));
     }
     h.push_str("</tr><tr><th></th><th></th>");
-    for &i in &order {
+    for &i in &cols {
         let _ = write!(h, r#"<th class="v">{}</th>"#, esc(&eps[i].name));
     }
     h.push_str("</tr>");
+    let groups = namespace_runs(engine, &rows);
     let mut row_group = 0;
     let mut left_in_group = groups.first().map_or(0, |g| g.1);
-    for (r, &a) in order.iter().enumerate() {
+    for (r, &a) in rows.iter().enumerate() {
         h.push_str("<tr>");
         if left_in_group == groups[row_group].1 {
             let _ = write!(
@@ -89,8 +135,12 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
             );
         }
         let _ = write!(h, "<th>{}</th>", esc(&eps[a].name));
-        for &b in &order {
-            let allowed = engine.allowed(Side::Endpoint(a), Side::Endpoint(b));
+        for &b in &cols {
+            if !kept(a, b) {
+                h.push_str(r#"<td class="c out"></td>"#);
+                continue;
+            }
+            let allowed = allowed(a, b);
             let class = if a == b {
                 "self"
             } else if allowed.is_all() {
@@ -110,7 +160,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
         }
         h.push_str("</tr>");
         left_in_group -= 1;
-        if left_in_group == 0 && r + 1 < order.len() {
+        if left_in_group == 0 && r + 1 < rows.len() {
             row_group += 1;
             left_in_group = groups[row_group].1;
         }
@@ -139,8 +189,11 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
         );
         for (ka, &a) in order.iter().enumerate() {
             for (kb, &b) in order.iter().enumerate() {
-                let allowed = engine.allowed(Side::Endpoint(a), Side::Endpoint(b));
-                if a == b || allowed.is_empty() {
+                if a == b || !kept(a, b) {
+                    continue;
+                }
+                let allowed = allowed(a, b);
+                if allowed.is_empty() {
                     continue;
                 }
                 let ((x1, y1), (x2, y2)) = (pos(ka), pos(kb));
@@ -180,10 +233,11 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
     // Policies.
     h.push_str(r#"<h2>Policies</h2><table id="policies"><tr><th>policy</th><th>selects</th><th>isolates</th><th>rules</th><th>source</th></tr>"#);
     for p in &cluster.policies {
-        let selected: Vec<String> = (0..eps.len())
-            .filter(|&i| engine.selects(p, i))
-            .map(|i| eps[i].id())
-            .collect();
+        let selecting: Vec<usize> = (0..eps.len()).filter(|&i| engine.selects(p, i)).collect();
+        if !focus.is_all() && !selecting.iter().any(|i| shown.contains(i)) {
+            continue;
+        }
+        let selected: Vec<String> = selecting.iter().map(|&i| eps[i].id()).collect();
         let mut dirs = Vec::new();
         if p.isolates_ingress {
             dirs.push("ingress");

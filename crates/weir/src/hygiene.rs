@@ -76,6 +76,11 @@ pub struct ReportArgs {
     /// Write the page here instead of stdout.
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    focus: crate::input::FocusArgs,
+    /// Show only these ports: PROTOCOL/PORT or PROTOCOL/LOW-HIGH.
+    #[arg(long, value_parser = weir_report::Focus::parse_ports)]
+    port: Option<weir_engine::PortSet>,
 }
 
 pub fn lint_cmd(args: LintArgs, out: &mut dyn Write) -> Result<u8, Failure> {
@@ -304,16 +309,17 @@ pub fn report_cmd(args: ReportArgs, out: &mut dyn Write) -> Result<u8, Failure> 
     let engine = Engine::with_options(&cluster, args.input.engine_options());
     let findings = lint(&engine);
     let title = format!("weir report: {}", args.input.describe());
+    let focus = args.focus.focus(args.port.clone());
     match &args.out {
         Some(path) => {
             let mut f = std::io::BufWriter::new(
                 std::fs::File::create(path)
                     .with_context(|| format!("creating {}", path.display()))?,
             );
-            weir_report::render_html(&engine, &findings, &title, &mut f)?;
+            weir_report::render_html(&engine, &findings, &title, &focus, &mut f)?;
             f.flush().context("writing the report")?;
         }
-        None => weir_report::render_html(&engine, &findings, &title, out)?,
+        None => weir_report::render_html(&engine, &findings, &title, &focus, out)?,
     }
     Ok(exit::OK)
 }

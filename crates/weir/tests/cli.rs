@@ -1091,3 +1091,61 @@ fn synth_writes_proven_policies_from_observed_connections() {
     assert!(!nothing.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `weir report --focus`: the page keeps what the focus keeps — with redis's ingress, the
+/// heatmap's columns are redis alone and its rows every source; the graph draws only those
+/// connections; the policies shown are those selecting an endpoint on the page.
+#[test]
+fn report_focus_narrows_the_page() {
+    let page = |extra: &[&str]| {
+        let mut args = vec!["report", "examples/todos", "-q"];
+        args.extend_from_slice(extra);
+        let o = weir(&args);
+        assert!(o.status.success(), "{o:?}");
+        stdout(&o)
+    };
+    let count = |page: &str, what: &str| page.matches(what).count();
+    let all = page(&[]);
+    assert_eq!(
+        count(&all, r#"<th class="v">"#),
+        4,
+        "every endpoint a column"
+    );
+    let focused = page(&["--focus", "production/redis", "--direction", "ingress"]);
+    assert_eq!(count(&focused, r#"<th class="v">"#), 1, "{focused}");
+    assert!(focused.contains(r#"<th class="v">redis</th>"#));
+    assert_eq!(
+        count(&focused, "<tr><th"),
+        count(&all, "<tr><th"),
+        "every source a row"
+    );
+    assert!(
+        focused.contains("Focused: 4 source(s) × 1 destination(s)"),
+        "{focused}"
+    );
+    // Edges only into redis (the logic tier on 6379).
+    let edges: Vec<&str> = focused
+        .split(r#"<line class="flow""#)
+        .skip(1)
+        .map(|l| {
+            l.split("<title>")
+                .nth(1)
+                .unwrap()
+                .split("</title>")
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert!(!edges.is_empty());
+    assert!(
+        edges.iter().all(|e| e.contains(" → production/redis: ")),
+        "{edges:?}"
+    );
+    // logic-from-any-http selects todos and ubuntu, both on the page as sources.
+    assert!(focused.contains("production/data-from-logic-redis"));
+    // --port narrows what a cell says (todos → redis is TCP 6379 alone: none of TCP 80).
+    let http = page(&["--focus", "production/todos", "--port", "TCP/80"]);
+    let cell = r#"title="production/todos → production/redis: "#;
+    assert!(all.contains(&format!(r#"{cell}TCP 6379""#)), "{all}");
+    assert!(http.contains(&format!(r#"{cell}none""#)), "{http}");
+}
