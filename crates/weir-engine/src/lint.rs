@@ -600,7 +600,12 @@ fn default_deny(l: &mut Linter) {
             .iter()
             .any(|p| p.namespace == ns.name && p.is_default_deny_ingress());
         if has_endpoints && !deny {
-            l.push(Check::NamespaceWithoutDefaultDeny, String::new(), ns.name.clone(), format!("namespace {} has endpoints but no default-deny ingress policy: anything not isolated by another policy accepts all traffic", ns.name));
+            // Its Namespace object's name, when the input had one.
+            let (at, field) = match &ns.origin {
+                Some(o) => (o.to_string(), "metadata.name".to_string()),
+                None => (String::new(), String::new()),
+            };
+            l.push_at(Check::NamespaceWithoutDefaultDeny, at, field, ns.name.clone(), format!("namespace {} has endpoints but no default-deny ingress policy: anything not isolated by another policy accepts all traffic", ns.name));
         }
     }
 }

@@ -37,6 +37,7 @@ pub fn cluster() -> Cluster {
         c.namespaces.push(Namespace {
             name: n.clone(),
             labels: [(NAMESPACE_NAME_LABEL.to_string(), n.clone())].into(),
+            origin: None,
         });
         c.endpoints.push(Endpoint {
             namespace: n.clone(),

@@ -259,6 +259,7 @@ pub fn cluster() -> impl Strategy<Value = Cluster> {
                     Namespace {
                         name: n.to_string(),
                         labels,
+                        origin: None,
                     }
                 })
                 .collect();

@@ -95,14 +95,18 @@ pub struct Built {
 /// Builds the model.
 pub fn assemble(objects: Vec<Object>) -> Built {
     let mut warnings: Vec<Diagnostic> = duplicates(&objects).into_iter().map(|(_, d)| d).collect();
-    let mut namespaces: BTreeMap<String, Labels> = BTreeMap::new();
+    let mut namespaces: BTreeMap<String, (Labels, Option<Origin>)> = BTreeMap::new();
     let mut pods = Vec::new();
     let mut workloads: Vec<Workload> = Vec::new();
     let mut cluster = Cluster::default();
     for o in objects {
         match o {
-            Object::Namespace { name, labels, .. } => {
-                namespaces.insert(name, labels);
+            Object::Namespace {
+                name,
+                labels,
+                origin,
+            } => {
+                namespaces.insert(name, (labels, Some(origin)));
             }
             Object::Pod {
                 meta,
@@ -236,9 +240,13 @@ pub fn assemble(objects: Vec<Object>) -> Built {
     }
     cluster.namespaces = namespaces
         .into_iter()
-        .map(|(name, mut labels)| {
+        .map(|(name, (mut labels, origin))| {
             labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
-            Namespace { name, labels }
+            Namespace {
+                name,
+                labels,
+                origin,
+            }
         })
         .collect();
     Built {

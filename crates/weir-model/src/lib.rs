@@ -36,6 +36,8 @@ pub struct Namespace {
     pub name: String,
     /// Includes [`NAMESPACE_NAME_LABEL`].
     pub labels: Labels,
+    /// Where its object was read; `None` for a namespace only referred to.
+    pub origin: Option<Origin>,
 }
 
 /// The transport protocols a NetworkPolicy port may name.

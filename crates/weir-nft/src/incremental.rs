@@ -610,6 +610,7 @@ impl Incremental {
             None => self.cluster.namespaces.push(Namespace {
                 name: name.to_string(),
                 labels: now,
+                origin: None,
             }),
         }
         Ok(changes)
@@ -842,6 +843,7 @@ impl Incremental {
                 self.cluster.namespaces.push(Namespace {
                     name: e.namespace.clone(),
                     labels,
+                    origin: None,
                 });
             }
             self.by_ns

@@ -158,6 +158,7 @@ proptest! {
                             truth.namespaces.push(weir_model::Namespace {
                                 name: "extra".into(),
                                 labels: [(NAMESPACE_NAME_LABEL.to_string(), "extra".to_string())].into(),
+                                origin: None,
                             });
                         }
                     }

@@ -1149,3 +1149,21 @@ fn report_focus_narrows_the_page() {
     assert!(all.contains(&format!(r#"{cell}TCP 6379""#)), "{all}");
     assert!(http.contains(&format!(r#"{cell}none""#)), "{http}");
 }
+
+/// I001 points at the Namespace object's name when the input has one; a namespace only
+/// referred to (a pod's) has no line to point at.
+#[test]
+fn namespace_findings_point_at_the_namespace() {
+    let o = weir(&["lint", "examples/todos"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("examples/todos/namespaces.yaml:12:3 (personal): info[I001 namespace-without-default-deny]"),
+        "{text}"
+    );
+    let dir = scratch("i001");
+    let pod = dir.join("pod.yaml");
+    std::fs::write(&pod, "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: lonely}\nspec: {containers: [{name: c, image: x}]}\n").unwrap();
+    let text = stdout(&weir(&["lint", pod.to_str().unwrap()]));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(text.starts_with("lonely: info[I001"), "{text}");
+}
