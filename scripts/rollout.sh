@@ -13,6 +13,9 @@ release=rollout
 # shellcheck source=scripts/node-cli.sh
 source scripts/node-cli.sh
 nodes=(weir-node weir-node-1)
+step() { # step TEXT: said, and its start time kept, to place a failed request in a step
+  say "$*"; echo "$(date +%s) $*" >> "$work/steps.log"
+}
 metrics() { # metrics NODE-NETNS: the agent's /metrics on that node (loopback there)
   nsenter --net="/run/netns/$1" curl -s -m 5 http://127.0.0.1:9595/metrics
 }
@@ -39,13 +42,13 @@ finish() {
 trap finish EXIT
 if [ -n "$own_node" ]; then bash scripts/cluster.sh up; fi
 
-say "The agents serve /drops (on the node's loopback) for the observation: --serve-drops added"
+step "The agents serve /drops (on the node's loopback) for the observation: --serve-drops added"
 kubectl -n weir-system patch ds weir-agent --type=json \
   -p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--serve-drops"}]' >/dev/null
 patched=1
 kubectl -n weir-system rollout status ds/weir-agent --timeout=180s
 
-say "helm install $release charts/todos --set networkPolicies=false: the app, unprotected"
+step "helm install $release charts/todos --set networkPolicies=false: the app, unprotected"
 helm install "$release" charts/todos --set networkPolicies=false >/dev/null
 kubectl -n "$prod" rollout status "deploy/redis-$release" --timeout=180s
 kubectl -n "$prod" rollout status "deploy/flask-$release" --timeout=180s
@@ -54,18 +57,19 @@ kubectl wait --for=condition=Ready -n "$pers" "pod/ubuntu-$release" --timeout=18
 kubectl get pods -n "$prod" -o wide; kubectl get pods -n "$pers" -o wide
 check "no NetworkPolicy in the app's namespaces" [ -z "$(kubectl get networkpolicies -n "$prod" -o name; kubectl get networkpolicies -n "$pers" -o name)" ]
 
-say "The app runs: its clients in a loop (GET /todos from both namespaces, PING Redis from the logic tier), every answer logged"
+step "The app runs: its clients in a loop (GET /todos from both namespaces, PING Redis from the logic tier), every answer logged"
 api="http://flask-$release.$prod/todos"
 client() { # client NAMESPACE SCRIPT: a loop inside that namespace's ubuntu pod, bounded
   kubectl -n "$1" exec "ubuntu-$release" -- timeout 900 sh -c "$2" > "$work/client-$1.log" 2>&1 &
   pids+=($!)
 }
-client "$pers" "while :; do echo \"GET \$(curl -s -m 3 -o /dev/null -w %{http_code} $api)\"; sleep 0.2; done"
-client "$prod" "while :; do echo \"GET \$(curl -s -m 3 -o /dev/null -w %{http_code} $api) PING \$(timeout 3 redis-cli -h redis-$release.$prod PING)\"; sleep 0.2; done"
+# Each line starts with the pod's clock (the node's: one kernel), to place a failure in a step.
+client "$pers" "while :; do echo \"\$(date +%s) GET \$(curl -s -m 3 -o /dev/null -w %{http_code} $api)\"; sleep 0.2; done"
+client "$prod" "while :; do echo \"\$(date +%s) GET \$(curl -s -m 3 -o /dev/null -w %{http_code} $api) PING \$(timeout 3 redis-cli -h redis-$release.$prod PING)\"; sleep 0.2; done"
 sleep 3
 check "the clients get answers" grep -q "GET 200" "$work/client-$pers.log"
 
-say "Observe: an audited default-deny in both namespaces; every connection into them is a would-drop"
+step "Observe: an audited default-deny in both namespaces; every connection into them is a would-drop"
 kubectl apply -f - <<YAML
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -93,7 +97,7 @@ for p in "${pids[@]: -2}"; do kill "$p" 2>/dev/null || true; done
 sort "$work"/drops-*.txt | uniq -c | sed 's/^/  /' || true
 check "the observation saw the app's would-drops" grep -q "^would drop " "$work"/drops-weir-node*.txt
 
-say "weir synth: policies from the would-drops alone, read against the live cluster, written audited"
+step "weir synth: policies from the would-drops alone, read against the live cluster, written audited"
 rc=0; weir synth --kubeconfig "$kc" -q $(for n in "${nodes[@]}"; do echo --flows "$work/drops-$n.txt"; done) \
   --out "$work/synthesised" --audit > "$work/synth.txt" || rc=$?
 sed 's/^/  /' "$work/synth.txt"
@@ -101,7 +105,7 @@ check "weir synth: exit 0, every observed connection allowed" [ "$rc" = 0 ]
 check "…and nothing else between the pods involved" grep -q "and nothing else between the sides involved" "$work/synth.txt"
 for f in "$work"/synthesised/*.yaml; do echo "  --- $(basename "$f")"; sed 's/^/  /' "$f"; done
 
-say "Audit them in place of the observation"
+step "Audit them in place of the observation"
 kubectl apply -f "$work/synthesised/"
 kubectl delete networkpolicy observe -n "$prod" >/dev/null
 kubectl delete networkpolicy observe -n "$pers" >/dev/null
@@ -117,7 +121,7 @@ grep -E "$release" "$work/lint.txt" | grep -E "I00[34]|W013" | sed 's/^/  /'
 ready() { [ "$(grep -c "I004 audit-ready-to-enforce" "$work/lint.txt")" -ge 3 ] && ! grep -q W013 "$work/lint.txt"; }
 check "weir lint with the agents' counters: ready to enforce, no would-drop" ready
 
-say "Enforce: weir.dev/mode=enforce on each synthesised policy"
+step "Enforce: weir.dev/mode=enforce on each synthesised policy"
 for ns in "$prod" "$pers"; do
   kubectl annotate networkpolicy --all -n "$ns" weir.dev/mode=enforce --overwrite >/dev/null
 done
@@ -136,19 +140,24 @@ for ns in "$prod" "$pers"; do
 done
 sleep 5
 
-say "The app's clients over the whole rollout"
+step "The app's clients over the whole rollout"
 for p in "${pids[@]:0:2}"; do kill "$p" 2>/dev/null || true; done
 for ns in "$pers" "$prod"; do
   # The last line may have been cut by the kill.
   sed '$d' "$work/client-$ns.log" > "$work/client-$ns.whole"
   total=$(wc -l < "$work/client-$ns.whole")
-  bad=$(grep -cv -e '^GET 200$' -e '^GET 200 PING PONG$' "$work/client-$ns.whole" || true)
+  good='^[0-9]+ GET 200( PING PONG)?$'
+  bad=$(grep -cvE "$good" "$work/client-$ns.whole" || true)
   echo "  $ns: $total requests, $bad not answered"
-  grep -v -e '^GET 200$' -e '^GET 200 PING PONG$' "$work/client-$ns.whole" | sort | uniq -c | sed 's/^/    /' || true
+  # Each unanswered one with the step it fell in (its start time is at most 3 s later).
+  grep -vE "$good" "$work/client-$ns.whole" | while read -r at rest; do
+    in=$(awk -v t="$at" '$1 <= t { s = $0 } END { sub(/^[0-9]+ /, "", s); print s }' "$work/steps.log")
+    echo "    $rest at $at, during: $in"
+  done || true
   check "$ns: every request of the app answered ($total)" [ "$bad" = 0 -a "$total" -gt 100 ]
 done
 
-say "helm uninstall $release; the agents as deploy/ has them"
+step "helm uninstall $release; the agents as deploy/ has them"
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
