@@ -501,6 +501,8 @@ pub fn prove(after: &Engine, flows: &[Observed]) -> Proof {
         sides.insert(f.dst);
     }
     let mut proof = Proof::default();
+    // What is allowed between the observed pairs, for the missing connections below.
+    let mut allowed_observed: BTreeMap<(Side, Side), PortSet> = BTreeMap::new();
     for &a in &sides {
         for &b in &sides {
             if a == b || matches!((a, b), (Side::Address(_), Side::Address(_))) {
@@ -508,15 +510,21 @@ pub fn prove(after: &Engine, flows: &[Observed]) -> Proof {
             }
             let allowed = after.allowed(a, b);
             let seen = observed.get(&(a, b)).cloned().unwrap_or_default();
-            for f in flows.iter().filter(|f| f.src == a && f.dst == b) {
-                if !allowed.contains(f.port.protocol, f.port.port) && !proof.missing.contains(f) {
-                    proof.missing.push(*f);
-                }
-            }
             let more = allowed.difference(&seen);
             if !more.is_empty() {
                 proof.surplus.push((a, b, more));
             }
+            if observed.contains_key(&(a, b)) {
+                allowed_observed.insert((a, b), allowed);
+            }
+        }
+    }
+    for f in flows {
+        let refused = allowed_observed
+            .get(&(f.src, f.dst))
+            .is_some_and(|allowed| !allowed.contains(f.port.protocol, f.port.port));
+        if refused && !proof.missing.contains(f) {
+            proof.missing.push(*f);
         }
     }
     proof
