@@ -981,16 +981,21 @@ mod tests {
                 pod_interfaces: Some("wp*".parse().unwrap()),
                 audit: audit_all,
             };
-            let rs = weir_nft::compile_with(
-                &Selectors::new(&c, Default::default()),
-                Scope::All,
-                &options,
-            );
-            let mut a = Attribution {
-                audit_all,
-                ..Attribution::default()
+            // The table of `cluster` and the agent's attribution of it.
+            let attributed = |cluster: &weir_model::Cluster| {
+                let rs = weir_nft::compile_with(
+                    &Selectors::new(cluster, Default::default()),
+                    Scope::All,
+                    &options,
+                );
+                let mut a = Attribution {
+                    audit_all,
+                    ..Attribution::default()
+                };
+                a.refresh(cluster, &rs);
+                (rs, a)
             };
-            a.refresh(&c, &rs);
+            let (rs, a) = attributed(&c);
             let chain = audit_chain(&rs);
             assert_eq!(
                 a.describe(&logged(&c, &chain, "personal/ubuntu", "production/redis")),
@@ -1006,16 +1011,7 @@ mod tests {
             // A name too long for the rule's comment (cut to fit nft) is whole in the log.
             let mut long = c.clone();
             long.policies[0].name = format!("deny-{}", "x".repeat(200));
-            let rs = weir_nft::compile_with(
-                &Selectors::new(&long, Default::default()),
-                Scope::All,
-                &options,
-            );
-            let mut b = Attribution {
-                audit_all,
-                ..Attribution::default()
-            };
-            b.refresh(&long, &rs);
+            let (rs, b) = attributed(&long);
             let line = b.describe(&logged(
                 &long,
                 &audit_chain(&rs),
