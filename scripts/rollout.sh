@@ -64,8 +64,17 @@ client() { # client NAMESPACE SCRIPT: a loop inside that namespace's ubuntu pod,
   pids+=($!)
 }
 # Each line starts with the pod's clock (the node's: one kernel), to place a failure in a step.
-client "$pers" "while :; do echo \"\$(date +%s) GET \$(curl -s -m 3 -o /dev/null -w %{http_code} $api)\"; sleep 0.2; done"
-client "$prod" "while :; do echo \"\$(date +%s) GET \$(curl -s -m 3 -o /dev/null -w %{http_code} $api) PING \$(timeout 3 redis-cli -h redis-$release.$prod PING)\"; sleep 0.2; done"
+# curl says where a request's time went: name lookup, connect, total (s).
+get="curl -s -m 3 -o /dev/null -w '%{http_code} dns=%{time_namelookup} connect=%{time_connect} total=%{time_total}' $api"
+client "$pers" "while :; do echo \"\$(date +%s) GET \$($get)\"; sleep 0.2; done"
+client "$prod" "while :; do echo \"\$(date +%s) GET \$($get) PING \$(timeout 3 redis-cli -h redis-$release.$prod PING)\"; sleep 0.2; done"
+# Every packet the agents drop (or would) over the whole rollout, stamped: an unanswered
+# request is shown beside what weir dropped then. Idle-bounded, killed at the end.
+for n in "${nodes[@]}"; do
+  nsenter --net="/run/netns/$n" "$CARGO_TARGET_DIR/release/weir" drops --agent 127.0.0.1:9595 --timeout-s 900 \
+    > >(while IFS= read -r l; do echo "$(date +%s) $l"; done > "$work/all-drops-$n.log") 2>&1 &
+  pids+=($!)
+done
 sleep 3
 check "the clients get answers" grep -q "GET 200" "$work/client-$pers.log"
 
@@ -141,18 +150,20 @@ done
 sleep 5
 
 step "The app's clients over the whole rollout"
-for p in "${pids[@]:0:2}"; do kill "$p" 2>/dev/null || true; done
+for p in "${pids[@]:0:4}"; do kill "$p" 2>/dev/null || true; done
 for ns in "$pers" "$prod"; do
   # The last line may have been cut by the kill.
   sed '$d' "$work/client-$ns.log" > "$work/client-$ns.whole"
   total=$(wc -l < "$work/client-$ns.whole")
-  good='^[0-9]+ GET 200( PING PONG)?$'
+  good='^[0-9]+ GET 200 dns=[0-9.]+ connect=[0-9.]+ total=[0-9.]+( PING PONG)?$'
   bad=$(grep -cvE "$good" "$work/client-$ns.whole" || true)
   echo "  $ns: $total requests, $bad not answered"
   # Each unanswered one with the step it fell in (its start time is at most 3 s later).
   grep -vE "$good" "$work/client-$ns.whole" | while read -r at rest; do
     in=$(awk -v t="$at" '$1 <= t { s = $0 } END { sub(/^[0-9]+ /, "", s); print s }' "$work/steps.log")
     echo "    $rest at $at, during: $in"
+    # What the agents dropped from a second before to the request's timeout after.
+    awk -v t="$at" '$1 >= t - 1 && $1 <= t + 4 { print "      " FILENAME ": " $0 }' "$work"/all-drops-*.log
   done || true
   check "$ns: every request of the app answered ($total)" [ "$bad" = 0 -a "$total" -gt 100 ]
 done
