@@ -60,7 +60,7 @@ pub struct IpSpace {
     v6: Family,
 }
 
-fn top(v6: bool) -> u128 {
+pub(crate) fn top(v6: bool) -> u128 {
     if v6 {
         u128::MAX
     } else {

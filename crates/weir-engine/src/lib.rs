@@ -13,6 +13,7 @@
 mod classes;
 pub mod diff;
 mod explain;
+pub mod exposure;
 pub mod intents;
 pub mod ipspace;
 pub mod lint;

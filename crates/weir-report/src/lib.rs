@@ -3,6 +3,7 @@
 
 mod analyze;
 mod explain;
+mod exposure;
 mod focus;
 mod html;
 mod hygiene;
@@ -11,6 +12,7 @@ pub mod synth;
 
 pub use analyze::{connections, render_analyze, render_summary, Connection};
 pub use explain::render_explain;
+pub use exposure::{exposures, render_exposure, Exposed};
 pub use focus::{Focus, Member, Selection};
 pub use html::render_html;
 pub use hygiene::{render_diff, render_findings, render_intents};

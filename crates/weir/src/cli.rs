@@ -34,6 +34,16 @@ enum Command {
         /// Counts per class instead of one line per connection (for large inputs).
         #[arg(long, conflicts_with_all = ["focus", "port"])]
         summary: bool,
+        /// Per workload, every peer that could ever reach it (ingress) or that it could ever
+        /// reach (egress) — pods and namespaces that do not exist yet included — after every
+        /// tier; and who is open to every namespace or to the outside. Its own side only: the
+        /// peer's policies also apply.
+        #[arg(long, conflicts_with = "summary")]
+        exposure: bool,
+        /// The same for a pod that need not exist: NAMESPACE/k=v,k2=v2 (its labels; none
+        /// after the `/` for a pod without labels). Repeatable; implies --exposure.
+        #[arg(long, value_name = "NAMESPACE/LABELS", value_parser = hypothetical_pod, conflicts_with = "summary")]
+        exposure_of: Vec<weir_model::Endpoint>,
         #[command(flatten)]
         focus: FocusArgs,
         /// Show only these ports: PROTOCOL/PORT or PROTOCOL/LOW-HIGH.
@@ -114,6 +124,32 @@ enum Command {
     Bench(crate::bench::BenchCommand),
 }
 
+/// `NAMESPACE/k=v,k2=v2`: a pod of these labels in that namespace, which need not exist.
+fn hypothetical_pod(text: &str) -> Result<weir_model::Endpoint, String> {
+    let (namespace, labels) = text
+        .split_once('/')
+        .filter(|(ns, _)| !ns.is_empty())
+        .ok_or_else(|| format!("{text:?}: expected NAMESPACE/k=v,k2=v2"))?;
+    let mut set = weir_model::Labels::new();
+    for term in labels.split(',').filter(|t| !t.is_empty()) {
+        let (k, v) = term
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| format!("{text:?}: {term:?} is not k=v"))?;
+        set.insert(k.to_string(), v.to_string());
+    }
+    Ok(weir_model::Endpoint {
+        namespace: namespace.to_string(),
+        name: format!("[{labels}]"),
+        kind: weir_model::EndpointKind::Pod,
+        labels: set,
+        ports: Vec::new(),
+        ips: Vec::new(),
+        host_network: false,
+        origin: Default::default(),
+    })
+}
+
 fn execute(cli: Cli) -> Result<u8, Failure> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -122,11 +158,25 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             input,
             output,
             summary,
+            exposure,
+            exposure_of,
             focus,
             port,
         } => {
             let cluster = input.cluster()?;
             let engine = Engine::with_options(&cluster, input.engine_options());
+            if exposure || !exposure_of.is_empty() {
+                if matches!(output, AnalyzeFormat::Dot | AnalyzeFormat::Mermaid) {
+                    return Err(Failure::Invalid(
+                        "--exposure is written as -o table, json, csv or md".into(),
+                    ));
+                }
+                let focus = focus.focus(port);
+                let exposed = weir_report::exposures(&engine, &focus, &exposure_of)
+                    .map_err(|e| Failure::Other(anyhow::anyhow!("--exposure: {e}")))?;
+                weir_report::render_exposure(&engine, &exposed, output, &mut out)?;
+                return Ok(exit::OK);
+            }
             let flows = engine.flows();
             if summary {
                 weir_report::render_summary(&engine, &flows, output, &mut out)?;

@@ -1167,3 +1167,96 @@ fn namespace_findings_point_at_the_namespace() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(text.starts_with("lonely: info[I001"), "{text}");
 }
+
+/// `analyze --exposure`: the lesson's redis accepts TCP 6379 only from logic-tier pods of
+/// production (that exist or not), todos TCP 80 from anyone; with the tiers, personal's
+/// ubuntu accepts only its own namespace's pods; a pod that does not exist is answered by
+/// its labels; JSON carries the same; graphs are refused.
+#[test]
+fn exposure_answers_for_every_pod_that_could_exist() {
+    let o = weir(&["analyze", "examples/todos", "--exposure", "-o", "csv"]);
+    assert_eq!(o.status.code(), Some(0));
+    let csv = stdout(&o);
+    let rows = |who: &str, dir: &str| -> Vec<&str> {
+        csv.lines()
+            .filter(|l| l.starts_with(&format!("{who},{dir},")))
+            .map(|l| &l[who.len() + dir.len() + 2..])
+            .collect()
+    };
+    assert_eq!(
+        rows("production/redis", "ingress"),
+        ["pods networking/logic=true in namespace production,TCP 6379,production/data-from-logic-redis ingress[0]"],
+        "{csv}"
+    );
+    assert_eq!(
+        rows("production/todos", "ingress"),
+        ["\"anyone (any pod of any namespace, any other address)\",TCP 80,production/logic-from-any-http ingress[0]"],
+        "{csv}"
+    );
+    let out = stdout(&weir(&["analyze", "examples/todos", "--exposure"]));
+    assert!(
+        out.contains("production/todos accepts from any pod of any namespace, future ones included, on TCP 80")
+            && out.contains("production/todos accepts from outside the cluster (any address) on TCP 80")
+            && !out.contains("production/redis accepts from"),
+        "{out}"
+    );
+
+    let o = weir(&[
+        "analyze",
+        "examples/todos",
+        "examples/tiers",
+        "--exposure",
+        "--focus",
+        "personal/*",
+        "--direction",
+        "ingress",
+    ]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("any pod in namespace personal")
+            && out.contains("any address that is not a pod")
+            && !out.contains("any pod in any namespace")
+            && !out.contains("production/"),
+        "{out}"
+    );
+
+    // A pod that does not exist, by its labels: a new logic-tier pod in production.
+    let o = weir(&[
+        "analyze",
+        "examples/todos",
+        "--exposure-of",
+        "production/networking/logic=true,app=new",
+        "--focus",
+        "production/redis",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let items = v["exposure"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{v:#}");
+    assert_eq!(items[0]["endpoints"][0], "production/redis");
+    let g = &items[0]["ingress"]["grants"];
+    assert_eq!(g.as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(g[0]["kind"], "pods");
+    assert_eq!(g[0]["namespaces"], "kubernetes.io/metadata.name=production");
+    assert_eq!(g[0]["pods"], "networking/logic=true");
+    assert_eq!(g[0]["ports"], "TCP 6379");
+    assert_eq!(items[0]["ingress"]["outside"], "none");
+    assert_eq!(items[1]["hypothetical"], true);
+    assert_eq!(
+        items[1]["endpoints"][0],
+        "production/[networking/logic=true,app=new]"
+    );
+    assert_eq!(items[1]["ingress"]["every_pod"], "TCP 80", "{v:#}");
+
+    let o = weir(&["analyze", "examples/todos", "--exposure", "-o", "dot"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = weir(&["analyze", "examples/todos", "--exposure-of", "production"]);
+    assert_eq!(o.status.code(), Some(2));
+}
