@@ -90,7 +90,7 @@ fn namespace_labels(engine: &Engine, name: &str) -> Labels {
 }
 
 /// Addresses inside the cluster that are not pods: the nodes', and hostNetwork pods'.
-fn node_addresses(engine: &Engine) -> Vec<IpAddr> {
+pub(crate) fn node_addresses(engine: &Engine) -> Vec<IpAddr> {
     let c = engine.cluster();
     c.nodes
         .iter()
@@ -188,7 +188,7 @@ fn direction_json(x: &Exposure, nodes: &[IpAddr]) -> DirectionJson {
 }
 
 /// Who the endpoints are, in one cell: the first, and how many more.
-fn who(x: &Exposed) -> String {
+pub(crate) fn who(x: &Exposed) -> String {
     let more = match x.endpoints.len() {
         1 => String::new(),
         n => format!(" (+{} alike)", n - 1),
@@ -203,7 +203,7 @@ fn who(x: &Exposed) -> String {
 
 /// The grants as (peers, ports, allowed by) in words; any pod and any other address on the
 /// same ports by the same rule read as one row: `anyone`.
-fn in_words(e: &Exposure) -> Vec<(String, String, String)> {
+pub(crate) fn in_words(e: &Exposure) -> Vec<(String, String, String)> {
     let everyone = |g: &weir_engine::exposure::Grant| match &g.peers.who {
         Who::Pods { namespaces, pods } => {
             g.peers.addrs.is_all() && pods.is_any() && namespaces.is_any_namespace()
@@ -318,46 +318,7 @@ pub fn render_exposure(
             ))
         }
     }
-    // What a reviewer asks first: who is open to everyone, or to the world.
-    let mut open = Vec::new();
-    for x in exposed {
-        for e in &x.exposures {
-            if e.direction == Direction::Egress {
-                for why in &e.inexact {
-                    open.push(format!("{} egress: not exact: {why}", who(x)));
-                }
-                continue; // an open egress is the default, not a finding
-            }
-            let (every_pod, every_ns, outside) =
-                (e.every_pod(), e.every_namespace(), e.outside(&nodes));
-            let (p, verb) = ("from", "accepts");
-            if !every_pod.is_empty() {
-                open.push(format!(
-                    "{} {verb} {p} any pod of any namespace, future ones included, on {every_pod}",
-                    who(x)
-                ));
-            }
-            let some = every_ns.difference(&every_pod);
-            if !some.is_empty() {
-                open.push(format!(
-                    "{} {verb} {p} pods of every namespace, future ones included, on {some}",
-                    who(x)
-                ));
-            }
-            if !outside.is_empty() {
-                let ports = e
-                    .grants
-                    .iter()
-                    .filter(|g| g.peers.who == Who::NotPods)
-                    .fold(PortSet::none(), |acc, g| acc.union(&g.ports));
-                open.push(format!(
-                    "{} {verb} {p} outside the cluster ({}) on {ports}",
-                    who(x),
-                    addresses(&outside)
-                ));
-            }
-        }
-    }
+    let open = open_lines(exposed, &nodes);
     if !open.is_empty() {
         writeln!(out)?;
         for line in open {
@@ -368,4 +329,48 @@ pub fn render_exposure(
         }
     }
     Ok(())
+}
+
+/// What a reviewer asks first: who accepts from any pod of every namespace, or from outside
+/// the cluster, and where an answer is not exact. One line each.
+pub(crate) fn open_lines(exposed: &[Exposed], nodes: &[IpAddr]) -> Vec<String> {
+    let mut open = Vec::new();
+    for x in exposed {
+        for e in &x.exposures {
+            if e.direction == Direction::Egress {
+                for why in &e.inexact {
+                    open.push(format!("{} egress: not exact: {why}", who(x)));
+                }
+                continue; // an open egress is the default, not a finding
+            }
+            let (every_pod, every_ns, outside) =
+                (e.every_pod(), e.every_namespace(), e.outside(nodes));
+            if !every_pod.is_empty() {
+                open.push(format!(
+                    "{} accepts from any pod of any namespace, future ones included, on {every_pod}",
+                    who(x)
+                ));
+            }
+            let some = every_ns.difference(&every_pod);
+            if !some.is_empty() {
+                open.push(format!(
+                    "{} accepts from pods of every namespace, future ones included, on {some}",
+                    who(x)
+                ));
+            }
+            if !outside.is_empty() {
+                let ports = e
+                    .grants
+                    .iter()
+                    .filter(|g| g.peers.who == Who::NotPods)
+                    .fold(PortSet::none(), |acc, g| acc.union(&g.ports));
+                open.push(format!(
+                    "{} accepts from outside the cluster ({}) on {ports}",
+                    who(x),
+                    addresses(&outside)
+                ));
+            }
+        }
+    }
+    open
 }

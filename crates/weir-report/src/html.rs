@@ -230,6 +230,66 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
         h.push_str(r#"</svg><p>Solid: every port allowed; dashed: some ports. Dark nodes are selected by at least one policy.</p>"#);
     }
 
+    // Exposure: who could ever reach each shown workload.
+    h.push_str(r#"<h2>Exposure</h2><p>Who could ever reach each workload — pods and namespaces that do not exist yet included — after every tier (its own side: the peer's egress also applies).</p>"#);
+    match crate::exposure::exposures(
+        engine,
+        &Focus {
+            direction: Some(weir_model::Direction::Ingress),
+            ..focus.clone()
+        },
+        &[],
+    ) {
+        Err(e) => {
+            let _ = write!(h, r#"<p id="exposure">{}</p>"#, esc(&e.to_string()));
+        }
+        Ok(exposed) => {
+            let nodes = crate::exposure::node_addresses(engine);
+            let open = crate::exposure::open_lines(&exposed, &nodes);
+            if !open.is_empty() {
+                h.push_str(r#"<ul id="open">"#);
+                for line in open {
+                    let _ = write!(h, "<li>{}</li>", esc(&line));
+                }
+                h.push_str("</ul>");
+            }
+            h.push_str(r#"<table id="exposure"><tr><th>workload</th><th>accepts from</th><th>ports</th><th>allowed by</th></tr>"#);
+            for x in &exposed {
+                let rows: Vec<_> = x
+                    .exposures
+                    .iter()
+                    .flat_map(crate::exposure::in_words)
+                    .collect();
+                for (k, (peers, ports, by)) in rows.iter().enumerate() {
+                    let who = if k == 0 {
+                        format!(
+                            r#"<td rowspan="{}"><code>{}</code></td>"#,
+                            rows.len(),
+                            esc(&crate::exposure::who(x))
+                        )
+                    } else {
+                        String::new()
+                    };
+                    let _ = write!(
+                        h,
+                        "<tr>{who}<td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                        esc(peers),
+                        esc(ports),
+                        esc(by)
+                    );
+                }
+                if rows.is_empty() {
+                    let _ = write!(
+                        h,
+                        "<tr><td><code>{}</code></td><td>nothing</td><td></td><td></td></tr>",
+                        esc(&crate::exposure::who(x))
+                    );
+                }
+            }
+            h.push_str("</table>");
+        }
+    }
+
     // Policies.
     h.push_str(r#"<h2>Policies</h2><table id="policies"><tr><th>policy</th><th>selects</th><th>isolates</th><th>rules</th><th>source</th></tr>"#);
     for p in &cluster.policies {

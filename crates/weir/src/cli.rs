@@ -97,7 +97,7 @@ enum Command {
     /// before they are written (exit 3 if an observed connection would be refused).
     #[command(after_help = EXIT_CODES)]
     Synth(crate::synth::SynthArgs),
-    /// One self-contained HTML page: heatmap, flow graph, policies, lint findings.
+    /// One self-contained HTML page: heatmap, flow graph, exposure, policies, lint findings.
     #[command(after_help = EXIT_CODES)]
     Report(crate::hygiene::ReportArgs),
     /// The node agent: keeps this node's nftables equal to a manifest directory or the

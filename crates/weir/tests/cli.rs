@@ -1255,6 +1255,17 @@ fn exposure_answers_for_every_pod_that_could_exist() {
     );
     assert_eq!(items[1]["ingress"]["every_pod"], "TCP 80", "{v:#}");
 
+    // The report has the same answer: the table and who is open to everyone.
+    let page = stdout(&weir(&["report", "examples/todos", "-q"]));
+    let section = &page[page.find("<h2>Exposure</h2>").expect("an exposure section")..];
+    let section = &section[..section.find("<h2>Policies</h2>").unwrap()];
+    assert!(
+        section.contains("<code>production/redis</code></td><td>pods networking/logic=true in namespace production</td><td>TCP 6379</td>")
+            && section.contains("<li>production/todos accepts from any pod of any namespace, future ones included, on TCP 80</li>")
+            && !section.contains("<li>production/redis"),
+        "{section}"
+    );
+
     let o = weir(&["analyze", "examples/todos", "--exposure", "-o", "dot"]);
     assert_eq!(o.status.code(), Some(2));
     let o = weir(&["analyze", "examples/todos", "--exposure-of", "production"]);
