@@ -118,25 +118,48 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document<'_>>, SyntaxError> {
 /// cannot be told: the object is not there, or is one item of a YAML `List` (its items share
 /// the list's start).
 pub fn locate_field(text: &str, line: usize, col: usize, field: &str) -> Option<Position> {
-    let path = FieldPath::parse(field)?;
-    let lines = LineIndex::new(text);
-    let docs = parse_documents(text).ok()?;
-    let offset = match docs
-        .iter()
-        .find(|d| (d.start.line, d.start.col) == (line, col))
-    {
-        Some(doc) => doc.offset,
-        None => lines.offset(line, col).filter(|&o| o < text.len())?, // a JSON List's item
-    };
-    let positions = locate_fields(text, offset, &lines);
-    if positions.contains_key(&FieldPath::root().key("items").index(0)) {
-        return None;
+    FieldIndex::new(text.to_string()).locate(line, col, field)
+}
+
+/// One file indexed once (its lines, where its documents start) for many
+/// [`locate_field`] lookups: explaining every connection names thousands of rules of one
+/// large file.
+pub struct FieldIndex {
+    text: String,
+    lines: LineIndex,
+    /// (line, col) of each document's start → its byte offset; `None` if not parsable.
+    docs: Option<HashMap<(usize, usize), usize>>,
+}
+
+impl FieldIndex {
+    pub fn new(text: String) -> FieldIndex {
+        let lines = LineIndex::new(&text);
+        let docs = parse_documents(&text).ok().map(|docs| {
+            docs.iter()
+                .map(|d| ((d.start.line, d.start.col), d.offset))
+                .collect()
+        });
+        FieldIndex { text, lines, docs }
     }
-    let found = path
-        .prefixes()
-        .take(path.0.len())
-        .find_map(|p| positions.get(&p).copied());
-    found
+
+    /// [`locate_field`] in this file.
+    pub fn locate(&self, line: usize, col: usize, field: &str) -> Option<Position> {
+        let path = FieldPath::parse(field)?;
+        let text = self.text.as_str();
+        let offset = match self.docs.as_ref()?.get(&(line, col)) {
+            Some(&offset) => offset,
+            None => self.lines.offset(line, col).filter(|&o| o < text.len())?, // a JSON List's item
+        };
+        let positions = locate_fields(text, offset, &self.lines);
+        if positions.contains_key(&FieldPath::root().key("items").index(0)) {
+            return None;
+        }
+        let found = path
+            .prefixes()
+            .take(path.0.len())
+            .find_map(|p| positions.get(&p).copied());
+        found
+    }
 }
 
 /// Where each field of the document at `offset` sits in `text`.

@@ -205,10 +205,13 @@ pub fn resolve(engine: &Engine, text: &str) -> Result<Side, Failure> {
 }
 
 /// Locations of fields inside the input's objects. The engine only knows where an object
-/// starts (`file:line:col`); this reads each file once more to find one of its fields.
+/// starts (`file:line:col`); this reads and indexes each file once more to find its fields.
 #[derive(Default)]
 pub struct Fields {
-    texts: std::collections::HashMap<String, Option<String>>,
+    files: std::collections::HashMap<String, Option<weir_manifest::yaml::FieldIndex>>,
+    /// (object location, field) → the field's location: a rule is named by many
+    /// connections, and finding it costs a pass over its file.
+    found: std::collections::HashMap<(String, String), String>,
 }
 
 impl Fields {
@@ -216,6 +219,18 @@ impl Fields {
     /// (`spec.ingress[1]`). Left as it is where the field cannot be found: stdin, a file
     /// changed since, an item of a YAML List.
     pub fn point(&mut self, location: &mut String, field: &str) {
+        let key = (std::mem::take(location), field.to_string());
+        if let Some(found) = self.found.get(&key) {
+            *location = found.clone();
+            return;
+        }
+        let mut at = key.0.clone();
+        self.find(&mut at, field);
+        *location = at.clone();
+        self.found.insert(key, at);
+    }
+
+    fn find(&mut self, location: &mut String, field: &str) {
         let mut parts = location.rsplitn(3, ':');
         let (Some(col), Some(line), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
             return;
@@ -223,14 +238,12 @@ impl Fields {
         let (Ok(line), Ok(col)) = (line.parse(), col.parse()) else {
             return;
         };
-        let text = self
-            .texts
-            .entry(file.to_string())
-            .or_insert_with(|| std::fs::read_to_string(file).ok());
-        if let Some(at) = text
-            .as_deref()
-            .and_then(|t| weir_manifest::yaml::locate_field(t, line, col, field))
-        {
+        let index = self.files.entry(file.to_string()).or_insert_with(|| {
+            std::fs::read_to_string(file)
+                .ok()
+                .map(weir_manifest::yaml::FieldIndex::new)
+        });
+        if let Some(at) = index.as_ref().and_then(|i| i.locate(line, col, field)) {
             *location = format!("{file}:{}:{}", at.line, at.col);
         }
     }
