@@ -4,10 +4,10 @@ use serde::Serialize;
 use weir_model::{Action, Direction, Protocol, Tier};
 
 use crate::ports::{resolve_cluster_ports, resolve_ports};
-use crate::{family_of, selector, Engine, Side};
+use crate::{family_of, selector, Engine, PortSet, Side};
 
 /// How one rule of a selecting policy judged the connection.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RuleCheck {
     pub policy: String,
     /// `ingress[0]`, `egress[2]`, …
@@ -20,7 +20,7 @@ pub struct RuleCheck {
 }
 
 /// A cluster policy rule that matched a connection first in its tier.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TierDecision {
     pub tier: Tier,
     /// `ClusterNetworkPolicy/name`, …
@@ -48,7 +48,7 @@ pub enum Layer {
 }
 
 /// The verdict of one direction: egress at the source, or ingress at the destination.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DirectionReport {
     pub direction: Direction,
     /// The endpoint whose policies are checked, or `None` for an outside address (never isolated).
@@ -78,6 +78,20 @@ pub struct Explanation {
     pub self_traffic: bool,
     pub egress: DirectionReport,
     pub ingress: DirectionReport,
+}
+
+/// A range of ports of one connection that every policy and tier decides alike, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct PortsExplanation {
+    #[serde(serialize_with = "as_text")]
+    pub ports: PortSet,
+    pub allowed: bool,
+    pub egress: DirectionReport,
+    pub ingress: DirectionReport,
+}
+
+fn as_text<S: serde::Serializer>(p: &PortSet, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string())
 }
 
 /// One direction of one connection, as the tiers are asked about it: at endpoint `at`,
@@ -155,6 +169,79 @@ impl Engine<'_> {
             egress,
             ingress,
         }
+    }
+
+    /// Every TCP, UDP and SCTP port of a connection (not to itself), cut into the fewest
+    /// port sets each decided alike for the same reasons: [`Engine::explain_in_family`]
+    /// asked once per range of ports that no rule's ports split. Other protocols (ICMP) are
+    /// left out: no port to explain them by.
+    pub fn explain_ports(&self, src: Side, dst: Side) -> Vec<PortsExplanation> {
+        let v6 = match (src, dst) {
+            (Side::Address(ip), _) | (_, Side::Address(ip)) => ip.is_ipv6(),
+            _ => family_of(self.cluster(), dst),
+        };
+        let cuts = self.port_cuts(src, dst);
+        let mut out: Vec<PortsExplanation> = Vec::new();
+        for protocol in Protocol::ALL {
+            let edges = &cuts[protocol as usize];
+            for (k, &lo) in edges.iter().enumerate() {
+                let hi = edges.get(k + 1).map_or(65535, |&next| (next - 1) as u16);
+                let e = self.explain_in_family(src, dst, protocol, lo as u16, v6);
+                let range = PortSet::range(protocol, lo as u16, hi);
+                match out
+                    .iter_mut()
+                    .find(|r| r.egress == e.egress && r.ingress == e.ingress)
+                {
+                    Some(r) => r.ports = r.ports.union(&range),
+                    None => out.push(PortsExplanation {
+                        ports: range,
+                        allowed: e.allowed,
+                        egress: e.egress,
+                        ingress: e.ingress,
+                    }),
+                }
+            }
+        }
+        out
+    }
+
+    /// Per protocol, the sorted first ports of the ranges no rule bearing on the
+    /// connection splits: the edges of every port range of the policies of both sides'
+    /// namespaces and of every cluster policy, resolved on the destination.
+    fn port_cuts(&self, src: Side, dst: Side) -> [Vec<u32>; 3] {
+        let dst_ports: &[weir_model::ContainerPort] = match dst {
+            Side::Endpoint(d) => &self.endpoint(d).ports,
+            Side::Address(_) => &[],
+        };
+        let mut sets: Vec<PortSet> = Vec::new();
+        for side in [src, dst] {
+            let Side::Endpoint(i) = side else { continue };
+            for (_, p) in self.policies_in(&self.endpoint(i).namespace) {
+                for r in p.ingress.iter().chain(&p.egress) {
+                    sets.push(resolve_ports(&r.ports, dst_ports));
+                }
+            }
+        }
+        for p in &self.cluster().cluster_policies {
+            for r in p.ingress.iter().chain(&p.egress) {
+                sets.push(resolve_cluster_ports(r.ports.as_deref(), dst_ports));
+            }
+        }
+        let mut cuts: [Vec<u32>; 3] = Default::default();
+        for protocol in Protocol::ALL {
+            let c = &mut cuts[protocol as usize];
+            c.push(1);
+            for s in &sets {
+                for &(lo, hi) in s.ranges(protocol) {
+                    c.push(lo as u32);
+                    c.push(hi as u32 + 1);
+                }
+            }
+            c.retain(|&x| x <= 65535);
+            c.sort_unstable();
+            c.dedup();
+        }
+        cuts
     }
 
     /// Checks `direction` at `at`, with `other` the far side of the connection.

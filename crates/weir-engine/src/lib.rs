@@ -27,8 +27,8 @@ use std::net::IpAddr;
 
 pub use classes::{ClassId, Flow, Flows, PortSetId, Stats};
 pub use explain::{
-    describe_cluster_rule, describe_rule, DirectionReport, Explanation, Layer, RuleCheck,
-    TierDecision,
+    describe_cluster_rule, describe_rule, DirectionReport, Explanation, Layer, PortsExplanation,
+    RuleCheck, TierDecision,
 };
 pub use ports::PortSet;
 use weir_model::{Cluster, ClusterPeer, Endpoint, Peer};

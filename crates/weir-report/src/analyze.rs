@@ -18,7 +18,7 @@ pub struct Connection {
 }
 
 /// The peers of a class: endpoint ids, or the CIDRs of an outside address class.
-fn peers(engine: &Engine, class: ClassId) -> Vec<(String, Member)> {
+pub(crate) fn peers(engine: &Engine, class: ClassId) -> Vec<(String, Member)> {
     match engine.class_cidrs(class) {
         Some(cidrs) => vec![(weir_engine::ipspace::describe(&cidrs), Member::Outside)],
         None => engine

@@ -11,7 +11,7 @@ mod matrix;
 pub mod synth;
 
 pub use analyze::{connections, render_analyze, render_summary, Connection};
-pub use explain::render_explain;
+pub use explain::{render_explain, render_explain_all};
 pub use exposure::{exposures, render_exposure, Exposed};
 pub use focus::{Focus, Member, Selection};
 pub use html::render_html;

@@ -44,6 +44,12 @@ enum Command {
         /// after the `/` for a pod without labels). Repeatable; implies --exposure.
         #[arg(long, value_name = "NAMESPACE/LABELS", value_parser = hypothetical_pod, conflicts_with = "summary")]
         exposure_of: Vec<weir_model::Endpoint>,
+        /// Every connection explained at once: per pair of endpoints (and outside addresses),
+        /// its TCP/UDP/SCTP ports in ranges decided alike, each with the verdict and the
+        /// reasons `explain` gives (allowing rules; isolating policies and nearest misses;
+        /// deciding tiers). -o table (text) or json.
+        #[arg(long, conflicts_with_all = ["summary", "exposure", "exposure_of"])]
+        explain: bool,
         #[command(flatten)]
         focus: FocusArgs,
         /// Show only these ports: PROTOCOL/PORT or PROTOCOL/LOW-HIGH.
@@ -124,6 +130,22 @@ enum Command {
     Bench(crate::bench::BenchCommand),
 }
 
+/// Points each rule an explanation names at its own line, not its policy's first.
+fn point_rules<'a>(
+    fields: &mut crate::input::Fields,
+    reports: impl IntoIterator<Item = &'a mut weir_engine::DirectionReport>,
+) {
+    for d in reports {
+        for r in d.allowing.iter_mut().chain(d.near_misses.iter_mut()) {
+            fields.point(&mut r.origin, &format!("spec.{}", r.rule));
+        }
+        for t in [&mut d.admin, &mut d.baseline].into_iter().flatten() {
+            let rule = t.rule.split(' ').next().unwrap_or_default().to_string();
+            fields.point(&mut t.origin, &format!("spec.{rule}"));
+        }
+    }
+}
+
 /// `NAMESPACE/k=v,k2=v2`: a pod of these labels in that namespace, which need not exist.
 fn hypothetical_pod(text: &str) -> Result<weir_model::Endpoint, String> {
     let (namespace, labels) = text
@@ -160,11 +182,35 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             summary,
             exposure,
             exposure_of,
+            explain,
             focus,
             port,
         } => {
             let cluster = input.cluster()?;
             let engine = Engine::with_options(&cluster, input.engine_options());
+            if explain {
+                let format = match output {
+                    AnalyzeFormat::Table => ExplainFormat::Text,
+                    AnalyzeFormat::Json => ExplainFormat::Json,
+                    _ => {
+                        return Err(Failure::Invalid(
+                            "--explain is written as -o table (text) or json".into(),
+                        ))
+                    }
+                };
+                let mut fields = crate::input::Fields::default();
+                let mut point = |r: &mut weir_engine::PortsExplanation| {
+                    point_rules(&mut fields, [&mut r.egress, &mut r.ingress])
+                };
+                weir_report::render_explain_all(
+                    &engine,
+                    &focus.focus(port),
+                    format,
+                    &mut point,
+                    &mut out,
+                )?;
+                return Ok(exit::OK);
+            }
             if exposure || !exposure_of.is_empty() {
                 if matches!(output, AnalyzeFormat::Dot | AnalyzeFormat::Mermaid) {
                     return Err(Failure::Invalid(
@@ -224,15 +270,7 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             };
             // Each rule named points at its own line, not its policy's first.
             let mut fields = crate::input::Fields::default();
-            for d in [&mut e.egress, &mut e.ingress] {
-                for r in d.allowing.iter_mut().chain(d.near_misses.iter_mut()) {
-                    fields.point(&mut r.origin, &format!("spec.{}", r.rule));
-                }
-                for t in [&mut d.admin, &mut d.baseline].into_iter().flatten() {
-                    let rule = t.rule.split(' ').next().unwrap_or_default().to_string();
-                    fields.point(&mut t.origin, &format!("spec.{rule}"));
-                }
-            }
+            point_rules(&mut fields, [&mut e.egress, &mut e.ingress]);
             weir_report::render_explain(&e, output, &mut out)?;
             if e.allowed {
                 exit::OK

@@ -1271,3 +1271,102 @@ fn exposure_answers_for_every_pod_that_could_exist() {
     let o = weir(&["analyze", "examples/todos", "--exposure-of", "production"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `analyze --explain`: every connection at once, its ports in ranges decided alike, with the
+/// same reasons and rule lines as `explain`; JSON carries the same; pairs nothing bears on
+/// are listed together; tiers name their rule.
+#[test]
+fn explain_all_gives_every_connection_its_reasons() {
+    let o = weir(&["analyze", "examples/todos", "--explain", "-q"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    let block = |head: &str| -> String {
+        let start = out
+            .find(&format!("{head}\n"))
+            .unwrap_or_else(|| panic!("{head}: {out}"));
+        let rest = &out[start..];
+        rest[..rest.find("\n\n").unwrap_or(rest.len())].to_string()
+    };
+    let b = block("production/todos → production/redis");
+    let lines: Vec<&str> = b.lines().collect();
+    assert_eq!(lines[1], "  TCP 6379: allowed", "{b}");
+    assert!(
+        b.contains("✔ allowed by production/data-from-logic-redis ingress[0]: from pods {networking/logic=true} in the policy's namespace on TCP 6379 (examples/todos/policies/data-from-logic-redis.yaml:14:5)"),
+        "{b}"
+    );
+    assert!(
+        b.contains("  TCP 1-6378,6380-65535; UDP all; SCTP all: denied"),
+        "{b}"
+    );
+    let b = block("personal/ubuntu → production/redis");
+    assert!(
+        !b.contains(": allowed")
+            && b.contains(
+                "- port matches, peer does not: production/data-from-logic-redis ingress[0]"
+            ),
+        "{b}"
+    );
+    let tail = &out[out
+        .find("Allowed on every port by default")
+        .expect("the default pairs")..];
+    assert!(
+        tail.contains("\n  production/redis → personal/ubuntu\n"),
+        "{tail}"
+    );
+    assert!(
+        !out.lines()
+            .any(|l| l == "production/redis → personal/ubuntu"),
+        "{out}"
+    );
+
+    // With the tiers, focused on redis's ingress, as JSON: the Admin tier's Deny decides
+    // for personal, its Pass hands production to the NetworkPolicies.
+    let o = weir(&[
+        "analyze",
+        "examples/todos",
+        "examples/tiers",
+        "--explain",
+        "-q",
+        "-o",
+        "json",
+        "--focus",
+        "production/redis",
+        "--direction",
+        "ingress",
+        "--port",
+        "TCP/6379",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let conns = v["connections"].as_array().unwrap();
+    let find = |from: &str| {
+        conns
+            .iter()
+            .find(|c| c["from"][0] == from)
+            .unwrap_or_else(|| panic!("{from}: {v:#}"))
+    };
+    let p = &find("personal/ubuntu")["ports"];
+    assert_eq!(p.as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(p[0]["ports"], "TCP 6379");
+    assert_eq!(p[0]["allowed"], false);
+    assert_eq!(p[0]["ingress"]["decided_by"], "Admin");
+    assert_eq!(p[0]["ingress"]["admin"]["action"], "Deny");
+    let p = &find("production/todos")["ports"];
+    assert_eq!(p[0]["allowed"], true);
+    assert_eq!(p[0]["ingress"]["admin"]["action"], "Pass");
+    assert_eq!(p[0]["ingress"]["decided_by"], "NetworkPolicy");
+    assert!(
+        conns
+            .iter()
+            .all(|c| c["to"] == serde_json::json!(["production/redis"])),
+        "{v:#}"
+    );
+
+    let o = weir(&["analyze", "examples/todos", "--explain", "-o", "csv"]);
+    assert_eq!(o.status.code(), Some(2));
+}
