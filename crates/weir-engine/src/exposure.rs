@@ -205,14 +205,14 @@ impl Addrs {
         }
     }
 
-    fn none() -> Addrs {
+    pub fn none() -> Addrs {
         Addrs {
             v4: Vec::new(),
             v6: Vec::new(),
         }
     }
 
-    fn of_nets<'a>(nets: impl IntoIterator<Item = &'a IpNet>) -> Addrs {
+    pub fn of_nets<'a>(nets: impl IntoIterator<Item = &'a IpNet>) -> Addrs {
         let mut a = Addrs::none();
         for n in nets {
             let r = net_range(n);
@@ -237,7 +237,7 @@ impl Addrs {
         a
     }
 
-    fn of_ips(ips: &[IpAddr]) -> Addrs {
+    pub fn of_ips(ips: &[IpAddr]) -> Addrs {
         let nets: Vec<IpNet> = ips.iter().map(|&ip| IpNet::from(ip)).collect();
         Addrs::of_nets(&nets)
     }
@@ -250,7 +250,7 @@ impl Addrs {
         *self == Addrs::all()
     }
 
-    fn and(&self, o: &Addrs) -> Addrs {
+    pub fn and(&self, o: &Addrs) -> Addrs {
         let both = |a: &[(u128, u128)], b: &[(u128, u128)]| {
             let (mut i, mut j, mut out) = (0, 0, Vec::new());
             while i < a.len() && j < b.len() {
@@ -272,7 +272,7 @@ impl Addrs {
         }
     }
 
-    fn minus(&self, o: &Addrs) -> Addrs {
+    pub fn minus(&self, o: &Addrs) -> Addrs {
         let less = |a: &[(u128, u128)], b: &[(u128, u128)]| {
             b.iter().fold(a.to_vec(), |acc, &r| subtract(&acc, r))
         };
@@ -282,7 +282,7 @@ impl Addrs {
         }
     }
 
-    fn union(&self, o: &Addrs) -> Addrs {
+    pub fn union(&self, o: &Addrs) -> Addrs {
         Addrs::all().minus(&Addrs::all().minus(self).and(&Addrs::all().minus(o)))
     }
 

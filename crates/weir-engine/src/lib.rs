@@ -18,6 +18,7 @@ pub mod intents;
 pub mod ipspace;
 pub mod lint;
 pub mod matrix;
+pub mod outside;
 pub mod ports;
 pub mod selector;
 pub mod synth;

@@ -123,12 +123,13 @@ fn required(ar: &ApiResource) -> bool {
 }
 
 /// What analysis reads: [`enforced`], the workloads pods fold into (so a live cluster reads
-/// like its manifests: `production/redis`, not one row per replica), and Services.
+/// like its manifests: `production/redis`, not one row per replica), Services and Ingresses.
 pub fn analysed() -> Vec<ApiResource> {
-    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1};
+    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1, networking::v1 as net};
     let mut all = enforced();
     all.extend([
         ApiResource::erase::<v1::Service>(&()),
+        ApiResource::erase::<net::Ingress>(&()),
         ApiResource::erase::<v1::ReplicationController>(&()),
         ApiResource::erase::<apps::Deployment>(&()),
         ApiResource::erase::<apps::ReplicaSet>(&()),

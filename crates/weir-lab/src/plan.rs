@@ -596,8 +596,12 @@ mod tests {
                 protocol: Protocol::Tcp,
                 port: 80,
                 target_port: Some(weir_model::PortTarget::Named("http".into())),
+                node_port: None,
             }],
             cluster_ip: None,
+            service_type: Default::default(),
+            external_local: false,
+            source_ranges: Vec::new(),
             origin: Default::default(),
         });
         let (state, _) = plan(&c, "t", 1, &[]);

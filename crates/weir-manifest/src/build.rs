@@ -43,6 +43,7 @@ pub(crate) fn identity(o: &Object) -> (String, &str, &String, &Origin) {
             &meta.origin,
         ),
         Object::Service(s) => ("Service".to_string(), &*s.namespace, &s.name, &s.origin),
+        Object::Ingress(i) => ("Ingress".to_string(), &*i.namespace, &i.name, &i.origin),
         Object::Policy(p) => (
             "NetworkPolicy".to_string(),
             &*p.namespace,
@@ -123,6 +124,7 @@ pub fn assemble(objects: Vec<Object>) -> Built {
                 template,
             }),
             Object::Service(s) => cluster.services.push(s),
+            Object::Ingress(i) => cluster.ingresses.push(i),
             Object::Policy(p) => cluster.policies.push(p),
             Object::ClusterPolicy(p) => cluster.cluster_policies.push(p),
             Object::Node(n) => cluster.nodes.push(n),
@@ -234,7 +236,8 @@ pub fn assemble(objects: Vec<Object>) -> Built {
         .iter()
         .map(|e| &e.namespace)
         .chain(cluster.policies.iter().map(|p| &p.namespace))
-        .chain(cluster.services.iter().map(|s| &s.namespace));
+        .chain(cluster.services.iter().map(|s| &s.namespace))
+        .chain(cluster.ingresses.iter().map(|i| &i.namespace));
     for ns in referenced {
         namespaces.entry(ns.clone()).or_default();
     }

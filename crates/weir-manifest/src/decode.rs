@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use weir_model::{
-    ClusterPolicy, ContainerPort, EndpointKind, Labels, Mode, Node, Origin, Policy, PortTarget,
-    Service, ServicePort, MODE_ANNOTATION,
+    ClusterPolicy, ContainerPort, EndpointKind, Ingress, IngressBackend, Labels, Mode, Node,
+    Origin, Policy, PortTarget, Service, ServicePort, ServiceType, MODE_ANNOTATION,
 };
 
 use crate::path::FieldPath;
@@ -59,6 +59,7 @@ pub enum Object {
         template: Template,
     },
     Service(Service),
+    Ingress(Ingress),
     Policy(Policy),
     ClusterPolicy(ClusterPolicy),
     Node(Node),
@@ -480,6 +481,11 @@ fn decode_kind(
             let meta = meta(&svc.metadata, NameRule::Dns1035Label, origin, problems)?;
             Some(Object::Service(service(&svc, meta, problems)))
         }
+        "Ingress" => {
+            let ing: net::Ingress = typed(value, options, problems)?;
+            let meta = meta(&ing.metadata, NameRule::Dns1123Subdomain, origin, problems)?;
+            Some(Object::Ingress(ingress(&ing, meta, problems)))
+        }
         "NetworkPolicy" => {
             // networking/v1 dropped NetworkPolicy's status, but servers and dumps still
             // carry an empty one.
@@ -749,6 +755,26 @@ fn service(svc: &core::Service, meta: Meta, problems: &mut Problems) -> Service 
     let path = FieldPath::root().key("spec");
     let selector = spec.selector.clone().unwrap_or_default();
     validate::check_labels(&selector, &path.key("selector"), problems);
+    let service_type = match spec.type_.as_deref() {
+        None | Some("ClusterIP") => ServiceType::ClusterIP,
+        Some("NodePort") => ServiceType::NodePort,
+        Some("LoadBalancer") => ServiceType::LoadBalancer,
+        Some("ExternalName") => ServiceType::ExternalName,
+        Some(other) => {
+            problems.error(
+                path.key("type"),
+                format!(
+                    "{}: must be ClusterIP, NodePort, LoadBalancer or ExternalName",
+                    validate::shown(other)
+                ),
+            );
+            ServiceType::ClusterIP
+        }
+    };
+    let external = matches!(
+        service_type,
+        ServiceType::NodePort | ServiceType::LoadBalancer
+    );
     let mut ports = Vec::new();
     for (i, p) in spec.ports.iter().flatten().enumerate() {
         let ppath = path.key("ports").index(i);
@@ -774,11 +800,30 @@ fn service(svc: &core::Service, meta: Meta, problems: &mut Problems) -> Service 
             }
             Some(IntOrString::String(s)) => Some(PortTarget::Named(s.clone())),
         };
+        let node_port = match p.node_port {
+            None => None,
+            Some(_) if !external => {
+                problems.error(
+                    ppath.key("nodePort"),
+                    format!("may not be used when type is {service_type:?}"),
+                );
+                None
+            }
+            Some(n) if (1..=65535).contains(&n) => Some(n as u16),
+            Some(n) => {
+                problems.error(
+                    ppath.key("nodePort"),
+                    format!("nodePort {n} must be between 1 and 65535"),
+                );
+                None
+            }
+        };
         ports.push(ServicePort {
             name: p.name.clone(),
             protocol,
             port: p.port as u16,
             target_port,
+            node_port,
         });
     }
     let cluster_ip = spec
@@ -786,12 +831,122 @@ fn service(svc: &core::Service, meta: Meta, problems: &mut Problems) -> Service 
         .as_deref()
         .filter(|s| !s.is_empty() && *s != "None")
         .and_then(|s| s.parse().ok());
+    let external_local = match spec.external_traffic_policy.as_deref() {
+        None | Some("Cluster") => false,
+        Some("Local") if external => true,
+        Some("Local") => {
+            problems.error(
+                path.key("externalTrafficPolicy"),
+                "may only be set when type is NodePort or LoadBalancer",
+            );
+            false
+        }
+        Some(other) => {
+            problems.error(
+                path.key("externalTrafficPolicy"),
+                format!("{}: must be Cluster or Local", validate::shown(other)),
+            );
+            false
+        }
+    };
+    let mut source_ranges = Vec::new();
+    for (i, r) in spec
+        .load_balancer_source_ranges
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        match r.trim().parse::<ipnet::IpNet>() {
+            Ok(net) => source_ranges.push(net.trunc()),
+            Err(_) => problems.error(
+                path.key("loadBalancerSourceRanges").index(i),
+                format!("{}: not a CIDR", validate::shown(r)),
+            ),
+        }
+    }
     Service {
         namespace: meta.namespace,
         name: meta.name,
         selector,
         ports,
         cluster_ip,
+        service_type,
+        external_local,
+        source_ranges,
+        origin: meta.origin,
+    }
+}
+
+/// An Ingress's backends (Services by name and port); resource backends are not Services
+/// and are left out with a warning.
+fn ingress(ing: &net::Ingress, meta: Meta, problems: &mut Problems) -> Ingress {
+    let spec = ing.spec.clone().unwrap_or_default();
+    let path = FieldPath::root().key("spec");
+    let mut backends = Vec::new();
+    let mut backend =
+        |b: &net::IngressBackend, route: String, at: FieldPath, problems: &mut Problems| {
+            let Some(svc) = &b.service else {
+                problems.warn(
+                    at.key("resource"),
+                    "a resource backend is not a Service: left out of the traffic from outside",
+                );
+                return;
+            };
+            if let Some(why) = NameRule::Dns1035Label.problem(&svc.name) {
+                problems.error(at.key("service").key("name"), why);
+                return;
+            }
+            let port_path = at.key("service").key("port");
+            let port = match svc.port.as_ref().map(|p| (p.number, p.name.as_deref())) {
+                Some((Some(n), None)) if (1..=65535).contains(&n) => PortTarget::Number(n as u16),
+                Some((Some(n), None)) => {
+                    problems.error(
+                        port_path.key("number"),
+                        format!("port {n} must be between 1 and 65535"),
+                    );
+                    return;
+                }
+                Some((None, Some(name))) if validate::is_port_name(name) => {
+                    PortTarget::Named(name.to_string())
+                }
+                Some((None, Some(name))) => {
+                    problems.error(
+                        port_path.key("name"),
+                        format!("{}: not a port name", validate::shown(name)),
+                    );
+                    return;
+                }
+                Some((Some(_), Some(_))) => {
+                    problems.error(port_path, "name and number are mutually exclusive");
+                    return;
+                }
+                _ => {
+                    problems.error(port_path, "must specify a port name or number");
+                    return;
+                }
+            };
+            backends.push(IngressBackend {
+                route,
+                service: svc.name.clone(),
+                port,
+            });
+        };
+    if let Some(b) = &spec.default_backend {
+        backend(b, "default".into(), path.key("defaultBackend"), problems);
+    }
+    for (i, rule) in spec.rules.iter().flatten().enumerate() {
+        let host = rule.host.clone().unwrap_or_else(|| "*".into());
+        let rpath = path.key("rules").index(i).key("http").key("paths");
+        for (j, p) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
+            let route = format!("{host}{}", p.path.as_deref().unwrap_or("/"));
+            backend(&p.backend, route, rpath.index(j).key("backend"), problems);
+        }
+    }
+    Ingress {
+        namespace: meta.namespace,
+        name: meta.name,
+        class: spec.ingress_class_name.clone(),
+        backends,
         origin: meta.origin,
     }
 }

@@ -12,6 +12,7 @@ pub const KINDS: &[&str] = &[
     "Job",
     "CronJob",
     "Service",
+    "Ingress",
     "NetworkPolicy",
     "ClusterNetworkPolicy",
     "AdminNetworkPolicy",

@@ -543,7 +543,7 @@ pub struct Node {
     pub origin: Origin,
 }
 
-/// A Service port; kept for the lab (virtual IPs) and later lints.
+/// A Service port: the lab's virtual IPs, and the ways in from outside the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ServicePort {
     pub name: Option<String>,
@@ -551,6 +551,34 @@ pub struct ServicePort {
     pub port: u16,
     /// A number, or a containerPort name on the backends.
     pub target_port: Option<PortTarget>,
+    /// The port every node opens for it (NodePort and LoadBalancer Services; `None` when
+    /// the server has not allocated one yet or allocation is off).
+    pub node_port: Option<u16>,
+}
+
+/// `spec.type`: how far a Service reaches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum ServiceType {
+    /// Inside the cluster only.
+    #[default]
+    ClusterIP,
+    /// A port on every node.
+    NodePort,
+    /// An outside load balancer, and a port on every node.
+    LoadBalancer,
+    /// A DNS name; no backends.
+    ExternalName,
+}
+
+impl fmt::Display for ServiceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+            ServiceType::ExternalName => "ExternalName",
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -566,7 +594,37 @@ pub struct Service {
     pub selector: Labels,
     pub ports: Vec<ServicePort>,
     pub cluster_ip: Option<IpAddr>,
+    pub service_type: ServiceType,
+    /// `externalTrafficPolicy: Local`: outside clients' addresses reach the pods as they
+    /// are. Otherwise (`Cluster`) kube-proxy masquerades them to the address of the node
+    /// they arrived at.
+    pub external_local: bool,
+    /// `loadBalancerSourceRanges`: the load balancer admits only these clients (empty: all).
+    pub source_ranges: Vec<IpNet>,
     pub origin: Origin,
+}
+
+/// An Ingress (`networking.k8s.io/v1`): the ingress controller's pods proxy to these
+/// Services, so the backends see the controller as the source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ingress {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.ingressClassName`.
+    pub class: Option<String>,
+    pub backends: Vec<IngressBackend>,
+    pub origin: Origin,
+}
+
+/// One backend of an Ingress: `spec.defaultBackend` or a rule's path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IngressBackend {
+    /// `host/path` in words (`*` for any host; `default` for the default backend).
+    pub route: String,
+    /// The Service, in the Ingress's namespace.
+    pub service: String,
+    /// The Service's port: its number or its name.
+    pub port: PortTarget,
 }
 
 /// Everything the engine needs, in input order (namespaces sorted by name).
@@ -576,6 +634,7 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     pub policies: Vec<Policy>,
     pub services: Vec<Service>,
+    pub ingresses: Vec<Ingress>,
     /// ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies.
     pub cluster_policies: Vec<ClusterPolicy>,
     pub nodes: Vec<Node>,

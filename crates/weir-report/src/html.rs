@@ -29,6 +29,254 @@ fn by_namespace(engine: &Engine, mut list: Vec<usize>) -> Vec<usize> {
     list
 }
 
+/// Arrows drawn with their ports written beside them up to this many; above, the ports are
+/// in each arrow's tooltip only.
+const LABEL_LIMIT: usize = 120;
+
+/// The flow graph: one column per namespace (outside address ranges in a column of their
+/// own, first), endpoints stacked in it; an arrow per allowed connection, solid when every
+/// port is allowed, dashed and labelled with the ports otherwise. Readable at 50+
+/// workloads: columns grow downwards, and arrows within a column bow out to its right.
+fn graph(
+    engine: &Engine,
+    order: &[usize],
+    kept: &dyn Fn(usize, usize) -> bool,
+    allowed: &dyn Fn(usize, usize) -> weir_engine::PortSet,
+    focus: &Focus,
+    h: &mut String,
+) {
+    let cluster = engine.cluster();
+    let eps = &cluster.endpoints;
+    // Outside address ranges (the engine's classes) with a connection to a shown endpoint.
+    let stats = engine.stats();
+    let first_external = stats.endpoint_classes as weir_engine::ClassId;
+    let mut outside: Vec<(String, std::net::IpAddr)> = Vec::new();
+    for c in first_external..first_external + stats.external_classes as weir_engine::ClassId {
+        let Some(cidrs) = engine.class_cidrs(c) else {
+            continue;
+        };
+        let Some(rep) = cidrs.first().map(|n| n.addr()) else {
+            continue;
+        };
+        let reaches = order.iter().any(|&i| {
+            focus.keeps(engine, Member::Outside, Member::Endpoint(i))
+                && !focus
+                    .ports(&engine.allowed(Side::Address(rep), Side::Endpoint(i)))
+                    .is_empty()
+        });
+        if reaches {
+            outside.push((weir_engine::ipspace::describe(&cidrs), rep));
+        }
+    }
+    // Columns: outside first, then each namespace.
+    let mut columns: Vec<(String, Vec<Node>)> = Vec::new();
+    if !outside.is_empty() {
+        columns.push((
+            "outside the cluster".into(),
+            outside
+                .iter()
+                .map(|(name, ip)| Node::Outside(name.clone(), *ip))
+                .collect(),
+        ));
+    }
+    for &i in order {
+        match columns.last_mut() {
+            Some((ns, nodes))
+                if *ns == eps[i].namespace && !matches!(nodes[0], Node::Outside(..)) =>
+            {
+                nodes.push(Node::Endpoint(i))
+            }
+            _ => columns.push((eps[i].namespace.clone(), vec![Node::Endpoint(i)])),
+        }
+    }
+    let short = |n: &Node| -> String {
+        let full = match n {
+            Node::Endpoint(i) => eps[*i].name.clone(),
+            Node::Outside(name, _) => name.clone(),
+        };
+        let mut s: String = full.chars().take(34).collect();
+        if full.chars().count() > 34 {
+            s.push('…');
+        }
+        s
+    };
+    let (row, top) = (44.0, 56.0);
+    let mut x = 70.0;
+    let mut at: std::collections::HashMap<Node, (f64, f64)> = std::collections::HashMap::new();
+    let mut heads = String::new();
+    for (name, nodes) in &columns {
+        let longest = nodes
+            .iter()
+            .map(|n| short(n).chars().count())
+            .max()
+            .unwrap_or(0);
+        let width = (longest.max(name.chars().count()) as f64 * 7.2 + 170.0).max(230.0);
+        let _ = write!(
+            heads,
+            r#"<text x="{:.1}" y="24" font-size="13" font-weight="bold">{}</text>"#,
+            x - 8.0,
+            esc(name)
+        );
+        for (k, n) in nodes.iter().enumerate() {
+            at.insert(n.clone(), (x + 8.0, top + k as f64 * row));
+        }
+        x += width;
+    }
+    let rows = columns.iter().map(|(_, n)| n.len()).max().unwrap_or(1);
+    let (w, ht) = (x + 20.0, top + rows as f64 * row + 20.0);
+    // Arrows: (from, to, ports).
+    let mut arrows: Vec<(Node, Node, weir_engine::PortSet)> = Vec::new();
+    for &a in order {
+        for &b in order {
+            if a != b && kept(a, b) {
+                let p = allowed(a, b);
+                if !p.is_empty() {
+                    arrows.push((Node::Endpoint(a), Node::Endpoint(b), p));
+                }
+            }
+        }
+    }
+    for (name, rep) in &outside {
+        for &b in order {
+            if !focus.keeps(engine, Member::Outside, Member::Endpoint(b)) {
+                continue;
+            }
+            let p = focus.ports(&engine.allowed(Side::Address(*rep), Side::Endpoint(b)));
+            if !p.is_empty() {
+                arrows.push((Node::Outside(name.clone(), *rep), Node::Endpoint(b), p));
+            }
+        }
+    }
+    let labelled = arrows.len() <= LABEL_LIMIT;
+    let _ = write!(
+        h,
+        r##"<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{ht:.0}" viewBox="0 0 {w:.0} {ht:.0}"><defs><marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z" fill="#2e9d57"/></marker></defs>{heads}"##
+    );
+    let name_of = |n: &Node| match n {
+        Node::Endpoint(i) => eps[*i].id(),
+        Node::Outside(name, _) => name.clone(),
+    };
+    let mut labels = String::new();
+    // Labels written so far: centre and half width.
+    let mut placed: Vec<(f64, f64, f64)> = Vec::new();
+    for (a, b, ports) in &arrows {
+        let ((x0, y1), (x2, y2)) = (at[a], at[b]);
+        // Across columns: from the end of the source's name to the left of the target;
+        // within one: a bow out to the left, clear of the names.
+        let (x1, c1, c2, end) = if (x0 - x2).abs() < 1.0 {
+            let bow = 30.0 + (y2 - y1).abs() * 0.3;
+            let x1 = x0 - 9.0;
+            (x1, (x1 - bow, y1), (x2 - 9.0 - bow, y2), (x2 - 10.0, y2))
+        } else if x2 > x0 {
+            let x1 = x0 + 16.0 + short(a).chars().count() as f64 * 7.2;
+            let dx = ((x2 - x1).abs() * 0.45).max(40.0);
+            (x1, (x1 + dx, y1), (x2 - dx, y2), (x2 - 10.0, y2))
+        } else {
+            // Leftwards: from the left of the source to the end of the target's name.
+            let x1 = x0 - 9.0;
+            let x3 = x2 + 18.0 + short(b).chars().count() as f64 * 7.2;
+            let dx = ((x1 - x3).abs() * 0.45).max(40.0);
+            (
+                x1,
+                (x1 - dx, y1 + 10.0),
+                (x3 + dx, y2 + 10.0),
+                (x3, y2 + 4.0),
+            )
+        };
+        let dash = if ports.is_all() {
+            ""
+        } else {
+            r#" stroke-dasharray="5 3""#
+        };
+        let text = ports.to_string();
+        let _ = write!(
+            h,
+            r##"<path class="flow" d="M{x1:.1},{y1:.1} C{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}" fill="none" stroke="#2e9d57" stroke-opacity="0.6"{dash} marker-end="url(#arr)"><title>{} → {}: {}</title></path>"##,
+            c1.0,
+            c1.1,
+            c2.0,
+            c2.1,
+            end.0,
+            end.1,
+            esc(&name_of(a)),
+            esc(&name_of(b)),
+            esc(&text)
+        );
+        if labelled && !ports.is_all() {
+            // The curve's midpoint, (P0 + 3·C1 + 3·C2 + P3) / 8, moved down until it
+            // overlaps no earlier label (a few tries).
+            let mx = (x1 + 3.0 * c1.0 + 3.0 * c2.0 + end.0) / 8.0;
+            let mut my = (y1 + 3.0 * c1.1 + 3.0 * c2.1 + end.1) / 8.0;
+            let half = text.chars().count() as f64 * 3.0 + 4.0;
+            for _ in 0..6 {
+                let clash = placed.iter().any(|&(px, py, ph): &(f64, f64, f64)| {
+                    (px - mx).abs() < ph + half && (py - my).abs() < 11.0
+                });
+                if !clash {
+                    break;
+                }
+                my += 11.0;
+            }
+            placed.push((mx, my, half));
+            let _ = write!(
+                labels,
+                r##"<text class="ports" x="{mx:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="#1d6b3a" stroke="#fff" stroke-width="3" paint-order="stroke">{}</text>"##,
+                my - 3.0,
+                esc(&text)
+            );
+        }
+    }
+    h.push_str(&labels);
+    for n in columns.iter().flat_map(|(_, nodes)| nodes) {
+        let (x, y) = at[n];
+        let label = short(n);
+        match n {
+            Node::Endpoint(i) => {
+                let isolated = cluster.policies.iter().any(|p| engine.selects(p, *i));
+                let fill = if isolated { "#345" } else { "#9ab" };
+                let _ = write!(
+                    h,
+                    r#"<circle class="node" cx="{x:.1}" cy="{y:.1}" r="8" fill="{fill}"><title>{}</title></circle>"#,
+                    esc(&eps[*i].id())
+                );
+            }
+            Node::Outside(name, _) => {
+                let _ = write!(
+                    h,
+                    r##"<rect class="outside" x="{:.1}" y="{:.1}" width="16" height="16" fill="#c96"><title>{}</title></rect>"##,
+                    x - 8.0,
+                    y - 8.0,
+                    esc(name)
+                );
+            }
+        }
+        let _ = write!(
+            h,
+            r#"<text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#,
+            x + 13.0,
+            y + 4.0,
+            esc(&label)
+        );
+    }
+    let note = if labelled {
+        "dashed: some ports, written beside the arrow"
+    } else {
+        "dashed: some ports (more than 120 arrows: the ports are in each arrow's tooltip)"
+    };
+    let _ = write!(
+        h,
+        r#"</svg><p>One column per namespace; squares are outside address ranges. Solid: every port allowed; {note}. Dark nodes are selected by at least one policy.</p>"#
+    );
+}
+
+/// A node of the flow graph.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Node {
+    Endpoint(usize),
+    /// An outside address range: its name and an address in it.
+    Outside(String, std::net::IpAddr),
+}
+
 /// Runs of one namespace in `order`: (namespace, how many).
 fn namespace_runs<'c>(engine: &Engine<'c>, order: &[usize]) -> Vec<(&'c str, usize)> {
     let eps = &engine.cluster().endpoints;
@@ -167,8 +415,8 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
     }
     h.push_str("</table>");
 
-    // Graph: endpoints on a circle, namespaces together; an arrow per allowed pair that is
-    // restricted by policy (all-allowed pairs would drown the picture).
+    // Graph: namespaces as columns (outside addresses first), each connection an arrow
+    // labelled with its ports.
     h.push_str("<h2>Allowed flows</h2>");
     if order.len() > GRAPH_LIMIT {
         let _ = write!(
@@ -177,57 +425,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
             order.len()
         );
     } else {
-        let n = order.len().max(1) as f64;
-        let (w, cx, cy, rad) = (900.0, 450.0, 300.0, 240.0);
-        let pos = |k: usize| {
-            let t = k as f64 / n * std::f64::consts::TAU - std::f64::consts::FRAC_PI_2;
-            (cx + rad * t.cos(), cy + rad * t.sin())
-        };
-        let _ = write!(
-            h,
-            r##"<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{w}" height="600" viewBox="0 0 {w} 600"><defs><marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z" fill="#2e9d57"/></marker></defs>"##
-        );
-        for (ka, &a) in order.iter().enumerate() {
-            for (kb, &b) in order.iter().enumerate() {
-                if a == b || !kept(a, b) {
-                    continue;
-                }
-                let allowed = allowed(a, b);
-                if allowed.is_empty() {
-                    continue;
-                }
-                let ((x1, y1), (x2, y2)) = (pos(ka), pos(kb));
-                let (dx, dy) = (x2 - x1, y2 - y1);
-                let len = (dx * dx + dy * dy).sqrt().max(1.0);
-                let (ex, ey) = (x2 - dx / len * 12.0, y2 - dy / len * 12.0);
-                let dash = if allowed.is_all() {
-                    ""
-                } else {
-                    r#" stroke-dasharray="5 3""#
-                };
-                let _ = write!(
-                    h,
-                    r##"<line class="flow" x1="{x1:.1}" y1="{y1:.1}" x2="{ex:.1}" y2="{ey:.1}" stroke="#2e9d57" stroke-opacity="0.55"{dash} marker-end="url(#arr)"><title>{} → {}: {}</title></line>"##,
-                    esc(&eps[a].id()),
-                    esc(&eps[b].id()),
-                    esc(&allowed.to_string())
-                );
-            }
-        }
-        for (k, &i) in order.iter().enumerate() {
-            let (x, y) = pos(k);
-            let isolated = cluster.policies.iter().any(|p| engine.selects(p, i));
-            let fill = if isolated { "#345" } else { "#9ab" };
-            let anchor = if x < cx - 1.0 { "end" } else { "start" };
-            let tx = if x < cx - 1.0 { x - 12.0 } else { x + 12.0 };
-            let _ = write!(
-                h,
-                r#"<circle class="node" cx="{x:.1}" cy="{y:.1}" r="9" fill="{fill}"><title>{id}</title></circle><text x="{tx:.1}" y="{ty:.1}" text-anchor="{anchor}" font-size="12">{id}</text>"#,
-                id = esc(&eps[i].id()),
-                ty = y + 4.0
-            );
-        }
-        h.push_str(r#"</svg><p>Solid: every port allowed; dashed: some ports. Dark nodes are selected by at least one policy.</p>"#);
+        graph(engine, &order, &kept, &allowed, focus, &mut h);
     }
 
     // Exposure: who could ever reach each shown workload.
@@ -287,6 +485,36 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
                 }
             }
             h.push_str("</table>");
+        }
+    }
+
+    // Traffic from outside: the ways in and who gets through.
+    h.push_str(r#"<h2>Traffic from outside</h2>"#);
+    match weir_engine::outside::entries(engine, None) {
+        Err(e) => {
+            let _ = write!(h, r#"<p id="outside">{}</p>"#, esc(&e.to_string()));
+        }
+        Ok(entries) => {
+            let entries: Vec<_> = entries
+                .into_iter()
+                .filter(|e| shown.contains(&e.backend))
+                .collect();
+            if entries.is_empty() {
+                h.push_str(r#"<p id="outside">No way in from outside: no NodePort or LoadBalancer Service, no Ingress with a backend.</p>"#);
+            } else {
+                h.push_str(r#"<p>Sources as the pods see them with kube-proxy: the client (externalTrafficPolicy Local), the node (Cluster), the ingress controller (Ingress).</p><table id="outside"><tr><th>via</th><th>backend</th><th>port</th><th>gets through</th></tr>"#);
+                for e in &entries {
+                    let _ = write!(
+                        h,
+                        "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                        esc(&e.via),
+                        esc(&eps[e.backend].id()),
+                        esc(&e.port.to_string()),
+                        esc(&crate::outside::gets_through(engine, e))
+                    );
+                }
+                h.push_str("</table>");
+            }
         }
     }
 

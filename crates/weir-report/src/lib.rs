@@ -8,6 +8,7 @@ mod focus;
 mod html;
 mod hygiene;
 mod matrix;
+mod outside;
 pub mod synth;
 
 pub use analyze::{connections, render_analyze, render_summary, Connection};
@@ -17,6 +18,7 @@ pub use focus::{Focus, Member, Selection};
 pub use html::render_html;
 pub use hygiene::{render_diff, render_findings, render_intents};
 pub use matrix::{render_matrix, render_verdicts};
+pub use outside::render_outside;
 
 /// Declares one command's output formats: each command accepts exactly the formats its
 /// renderer writes (a clap `ValueEnum` with the `clap` feature), so an unsupported `-o`

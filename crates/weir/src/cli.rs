@@ -50,6 +50,17 @@ enum Command {
         /// deciding tiers). -o table (text) or json.
         #[arg(long, conflicts_with_all = ["summary", "exposure", "exposure_of"])]
         explain: bool,
+        /// Traffic from outside the cluster: per NodePort or LoadBalancer Service and Ingress,
+        /// each backend pod and port, and who gets through after policy (the source the pod
+        /// sees: the client with externalTrafficPolicy Local, the node with Cluster, the
+        /// ingress controller for an Ingress).
+        #[arg(long, conflicts_with_all = ["summary", "exposure", "exposure_of", "explain"])]
+        outside: bool,
+        /// The ingress controller's pods (namespace/name, namespace/* or k=v,…), for
+        /// --outside: whether the policies of both sides let them through. Without it, the
+        /// backends' policies say which pods the controller must be among.
+        #[arg(long, value_name = "SELECTION", value_parser = weir_report::Selection::parse, requires = "outside")]
+        ingress_controller: Option<weir_report::Selection>,
         #[command(flatten)]
         focus: FocusArgs,
         /// Show only these ports: PROTOCOL/PORT or PROTOCOL/LOW-HIGH.
@@ -183,11 +194,45 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             exposure,
             exposure_of,
             explain,
+            outside,
+            ingress_controller,
             focus,
             port,
         } => {
             let cluster = input.cluster()?;
             let engine = Engine::with_options(&cluster, input.engine_options());
+            if outside {
+                if matches!(output, AnalyzeFormat::Dot | AnalyzeFormat::Mermaid) {
+                    return Err(Failure::Invalid(
+                        "--outside is written as -o table, json, csv or md".into(),
+                    ));
+                }
+                let controllers: Option<Vec<usize>> = ingress_controller.map(|sel| {
+                    (0..cluster.endpoints.len())
+                        .filter(|&i| sel.matches(&engine, weir_report::Member::Endpoint(i)))
+                        .collect()
+                });
+                if controllers.as_ref().is_some_and(|c| c.is_empty()) {
+                    return Err(Failure::Invalid(
+                        "--ingress-controller: no endpoint of the input matches".into(),
+                    ));
+                }
+                let focus = focus.focus(port);
+                let mut entries = weir_engine::outside::entries(&engine, controllers.as_deref())
+                    .map_err(|e| Failure::Other(anyhow::anyhow!("--outside: {e}")))?;
+                entries.retain(|e| {
+                    focus.keeps(
+                        &engine,
+                        weir_report::Member::Outside,
+                        weir_report::Member::Endpoint(e.backend),
+                    ) && focus
+                        .ports
+                        .as_ref()
+                        .is_none_or(|p| p.contains(e.port.protocol, e.port.port))
+                });
+                weir_report::render_outside(&engine, &entries, output, &mut out)?;
+                return Ok(exit::OK);
+            }
             if explain {
                 let format = match output {
                     AnalyzeFormat::Table => ExplainFormat::Text,

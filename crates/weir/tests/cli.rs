@@ -1125,7 +1125,7 @@ fn report_focus_narrows_the_page() {
     );
     // Edges only into redis (the logic tier on 6379).
     let edges: Vec<&str> = focused
-        .split(r#"<line class="flow""#)
+        .split(r#"<path class="flow""#)
         .skip(1)
         .map(|l| {
             l.split("<title>")
@@ -1369,4 +1369,164 @@ fn explain_all_gives_every_connection_its_reasons() {
 
     let o = weir(&["analyze", "examples/todos", "--explain", "-o", "csv"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// `analyze --outside`: the lesson's LoadBalancer reaches the API's pod on TCP 80 from any
+/// client (Local) or through every node (Cluster, masqueraded); an Ingress's backend is
+/// reached through the controller, which the API's policy admits — and one to Redis is not,
+/// said with the controller given and, without it, by whom the controller would have to be.
+#[test]
+fn outside_traffic_names_every_way_in_and_who_gets_through() {
+    let o = weir(&[
+        "analyze",
+        "examples/todos",
+        "examples/ingress",
+        "--outside",
+        "-o",
+        "csv",
+        "-q",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let csv = stdout(&o);
+    assert!(
+        csv.contains("LoadBalancer production/todos port 80,production/todos,TCP/80,node address (externalTrafficPolicy: Cluster masquerades),\"everyone, as any node (no Node objects: their addresses are not known)\"")
+            && csv.contains("node port (not allocated in the input) of production/todos,production/todos,TCP/80,")
+            && csv.contains("Ingress production/todos todos.example/todos → todos:80,production/todos,TCP/80,ingress controller pods,only if the ingress controller is among: any pod in any namespace"),
+        "{csv}"
+    );
+
+    // Local keeps the client's address: the policy's ipBlock and the load balancer's
+    // source ranges decide; an Ingress to Redis does not get the controller through.
+    let dir = scratch("outside");
+    std::fs::write(
+        dir.join("more.yaml"),
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: redis-lb, namespace: production}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  loadBalancerSourceRanges: [203.0.113.0/24]
+  selector: {app: redis}
+  ports: [{port: 6379, nodePort: 30079}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: todos-local, namespace: production}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  loadBalancerSourceRanges: [203.0.113.0/24]
+  selector: {app: todos}
+  ports: [{port: 8080, targetPort: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: redis, namespace: production}
+spec:
+  defaultBackend: {service: {name: redis-lb, port: {number: 6379}}}
+"#,
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    let o = weir(&[
+        "analyze",
+        "examples/todos",
+        "examples/ingress",
+        d,
+        "--outside",
+        "-o",
+        "json",
+        "-q",
+        "--ingress-controller",
+        "ingress-nginx/*",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let find = |via: &str| -> &serde_json::Value {
+        v["outside"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["via"] == via)
+            .unwrap_or_else(|| panic!("{via}: {v:#}"))
+    };
+    let e = find("LoadBalancer production/todos-local port 8080");
+    assert_eq!(e["port"], "TCP/80");
+    assert_eq!(e["source"], "clients");
+    assert_eq!(e["gets_through"], "clients at 203.0.113.0/24", "{v:#}");
+    let e = find("node port (not allocated in the input) of production/todos-local");
+    assert_eq!(e["gets_through"], "clients at any address", "{v:#}");
+    let e = find("LoadBalancer production/redis-lb port 6379");
+    assert_eq!(e["open"], false);
+    assert_eq!(e["gets_through"], "nobody: no outside address is admitted");
+    let e = find("node port 30079 of production/redis-lb");
+    assert_eq!(e["open"], false);
+    let e = find("Ingress production/redis default → redis-lb:6379");
+    assert_eq!(e["open"], false);
+    assert!(
+        e["gets_through"]
+            .as_str()
+            .unwrap()
+            .starts_with("nobody: the policies refuse the controller's pods"),
+        "{v:#}"
+    );
+    let e = find("Ingress production/todos todos.example/todos → todos:80");
+    assert_eq!(e["open"], true);
+    assert!(
+        e["gets_through"]
+            .as_str()
+            .unwrap()
+            .starts_with("through the controller (ingress-nginx/ingress-nginx-controller)"),
+        "{v:#}"
+    );
+
+    // The report has them too.
+    let page = stdout(&weir(&[
+        "report",
+        "examples/todos",
+        "examples/ingress",
+        d,
+        "-q",
+    ]));
+    let section = &page[page
+        .find("<h2>Traffic from outside</h2>")
+        .expect("a section")..];
+    assert!(
+        section.contains("<td>LoadBalancer production/todos-local port 8080</td><td><code>production/todos</code></td><td>TCP/80</td><td>clients at 203.0.113.0/24</td>"),
+        "{section}"
+    );
+
+    // A bad Service or Ingress field is located, and nothing is analysed.
+    std::fs::write(
+        dir.join("more.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: production}\nspec:\n  type: Balancer\n  ports: [{port: 80}]\n",
+    )
+    .unwrap();
+    let o = weir(&["analyze", d, "--outside"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("more.yaml:5:") && err.contains("spec.type"),
+        "{err}"
+    );
+    let o = weir(&[
+        "analyze",
+        "examples/todos",
+        "--outside",
+        "--ingress-controller",
+        "nowhere/*",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

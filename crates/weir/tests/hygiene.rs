@@ -418,6 +418,31 @@ fn report_is_one_self_contained_page() {
         "4 × 4 heatmap cells"
     );
     assert_eq!(html.matches(r#"class="policy""#).count(), 3);
+    // The graph: a column per namespace, outside addresses as a square, ports written on
+    // the arrows that do not allow everything (prints and screenshots keep them).
+    let graph = &html[html.find(r#"<svg id="graph""#).unwrap()..];
+    let graph = &graph[..graph.find("</svg>").unwrap()];
+    assert!(
+        graph.contains(r#"font-weight="bold">production</text>"#),
+        "{graph}"
+    );
+    assert!(
+        graph.contains(r#"font-weight="bold">outside the cluster</text>"#),
+        "{graph}"
+    );
+    assert_eq!(graph.matches(r#"class="outside""#).count(), 1, "{graph}");
+    assert!(
+        graph.contains(r#"paint-order="stroke">TCP 6379</text>"#),
+        "{graph}"
+    );
+    assert!(
+        graph.contains(r#"paint-order="stroke">TCP 80</text>"#),
+        "{graph}"
+    );
+    assert!(
+        graph.contains("<title>0.0.0.0/0 → production/todos: TCP 80</title>"),
+        "{graph}"
+    );
     assert!(
         !html.contains("http://")
             || html.matches("http://").count()
