@@ -650,7 +650,7 @@ impl Selectors<'_> {
             inexact: Vec::new(),
         };
         let pods_too = self.options().ipblock_matches_pods;
-        let mut region: Vec<Piece> = Term::everyone()
+        let region: Vec<Piece> = Term::everyone()
             .into_iter()
             .map(|term| Piece {
                 term,
@@ -681,24 +681,20 @@ impl Selectors<'_> {
             ps.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
             ps
         };
+        // Admin: Accept grants, Deny takes away, Pass hands on to the NetworkPolicies.
         let mut passed = Vec::new();
-        for p in tier(Tier::Admin) {
-            for (n, rule) in p.rules(direction).iter().enumerate() {
-                let (matched, rest) = split(
-                    region,
-                    &self.cluster_peer_terms(rule, direction, &mut exposure.inexact),
-                    &resolve_cluster_ports(rule.ports.as_deref(), own_ports),
-                )?;
-                region = rest;
-                note_named_cluster(rule.ports.as_deref(), direction, &p.id(), &mut exposure);
-                let by = tier_decision(p, direction, n, rule);
-                match rule.action {
-                    Action::Accept => grant(&mut exposure, matched, &by),
-                    Action::Deny => {}
-                    Action::Pass => passed.extend(matched),
-                }
-            }
-        }
+        let mut region = self.walk_tier(
+            &tier(Tier::Admin),
+            direction,
+            own_ports,
+            region,
+            &mut exposure,
+            &mut |exposure, action, matched, by| match action {
+                Action::Accept => grant(exposure, matched, by),
+                Action::Deny => {}
+                Action::Pass => passed.extend(matched),
+            },
+        )?;
         region.extend(passed);
         let isolating: Vec<&weir_model::Policy> = self
             .cluster()
@@ -745,7 +741,35 @@ impl Selectors<'_> {
             }
             return Ok(finish(exposure));
         }
-        for p in tier(Tier::Baseline) {
+        // Baseline: Deny takes away; Accept and Pass (to the default) grant.
+        let region = self.walk_tier(
+            &tier(Tier::Baseline),
+            direction,
+            own_ports,
+            region,
+            &mut exposure,
+            &mut |exposure, action, matched, by| {
+                if action != Action::Deny {
+                    grant(exposure, matched, by)
+                }
+            },
+        )?;
+        grant(&mut exposure, region, &Decision::NotIsolated);
+        Ok(finish(exposure))
+    }
+
+    /// One tier's rules in order over `region`: each rule's match is taken out and handed
+    /// to `decide` with the rule's action; what no rule matched is returned.
+    fn walk_tier(
+        &self,
+        policies: &[&weir_model::ClusterPolicy],
+        direction: Direction,
+        own_ports: &[weir_model::ContainerPort],
+        mut region: Vec<Piece>,
+        exposure: &mut Exposure,
+        decide: &mut dyn FnMut(&mut Exposure, Action, Vec<Piece>, &Decision),
+    ) -> Result<Vec<Piece>, TooComplex> {
+        for p in policies {
             for (n, rule) in p.rules(direction).iter().enumerate() {
                 let (matched, rest) = split(
                     region,
@@ -753,18 +777,16 @@ impl Selectors<'_> {
                     &resolve_cluster_ports(rule.ports.as_deref(), own_ports),
                 )?;
                 region = rest;
-                note_named_cluster(rule.ports.as_deref(), direction, &p.id(), &mut exposure);
-                if rule.action != Action::Deny {
-                    grant(
-                        &mut exposure,
-                        matched,
-                        &tier_decision(p, direction, n, rule),
-                    );
-                }
+                note_named_cluster(rule.ports.as_deref(), direction, &p.id(), exposure);
+                decide(
+                    exposure,
+                    rule.action,
+                    matched,
+                    &tier_decision(p, direction, n, rule),
+                );
             }
         }
-        grant(&mut exposure, region, &Decision::NotIsolated);
-        Ok(finish(exposure))
+        Ok(region)
     }
 
     /// The peers of a cluster policy rule as terms.
