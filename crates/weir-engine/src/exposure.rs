@@ -462,6 +462,9 @@ fn who_minus(a: &Who, b: &Who) -> Vec<Who> {
     out
 }
 
+/// What a tier walk does with a rule's match: its action, the peers on ports, the rule.
+type Decide<'a> = dyn FnMut(&mut Exposure, Action, Vec<Piece>, &Decision) + 'a;
+
 /// Peers on ports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Piece {
@@ -767,7 +770,7 @@ impl Selectors<'_> {
         own_ports: &[weir_model::ContainerPort],
         mut region: Vec<Piece>,
         exposure: &mut Exposure,
-        decide: &mut dyn FnMut(&mut Exposure, Action, Vec<Piece>, &Decision),
+        decide: &mut Decide<'_>,
     ) -> Result<Vec<Piece>, TooComplex> {
         for p in policies {
             for (n, rule) in p.rules(direction).iter().enumerate() {
