@@ -1072,16 +1072,27 @@ impl fmt::Display for Term {
                     }) => Some(v.iter().cloned().collect::<Vec<_>>().join(",")),
                     _ => None,
                 };
-                let exists = name
-                    .as_ref()
-                    .is_some_and(|s| *s == KeyState::of(false, Values::NotIn(BTreeSet::new())));
-                let ns = match (names, rest.is_any()) {
-                    (Some(n), true) if !n.contains(',') => format!("namespace {n}"),
-                    (Some(n), true) => format!("namespaces {n}"),
-                    (Some(n), false) => format!("namespaces {n} labelled {rest}"),
-                    (None, true) if exists => "any namespace".to_string(),
-                    (None, _) if exists => format!("namespaces labelled {rest}"),
-                    (None, _) => format!("namespaces labelled {namespaces}"),
+                // Every namespace has its name label: only which names is worth saying.
+                let others = match &name {
+                    Some(KeyState {
+                        absent: false,
+                        values: Values::NotIn(v),
+                    }) => Some(v.iter().cloned().collect::<Vec<_>>().join(",")),
+                    _ => None,
+                };
+                let labelled = if rest.is_any() {
+                    String::new()
+                } else {
+                    format!(" labelled {rest}")
+                };
+                let ns = match (names, others) {
+                    (Some(n), _) if !n.contains(',') => format!("namespace {n}{labelled}"),
+                    (Some(n), _) => format!("namespaces {n}{labelled}"),
+                    (None, Some(o)) if o.is_empty() && rest.is_any() => "any namespace".into(),
+                    (None, Some(o)) if o.is_empty() => format!("namespaces{labelled}"),
+                    (None, Some(o)) if rest.is_any() => format!("any namespace but {o}"),
+                    (None, Some(o)) => format!("namespaces but {o}{labelled}"),
+                    (None, None) => format!("namespaces labelled {namespaces}"),
                 };
                 write!(f, "{pods} in {ns}{at}")
             }
@@ -1190,6 +1201,17 @@ mod tests {
         assert_eq!(
             t.to_string(),
             "pods networking/logic=true in namespace production"
+        );
+        let not_x = LabelSet::of_selector(&sel(&[(NAMESPACE_NAME_LABEL, Operator::NotIn, &["x"])]))
+            .and_then(|n| n.and(&LabelSet::any_namespace()))
+            .unwrap();
+        let t = Term::pods(not_x.clone(), LabelSet::any());
+        assert_eq!(t.to_string(), "any pod in any namespace but x");
+        let env = LabelSet::of_selector(&sel(&[("env", Operator::In, &["prod"])])).unwrap();
+        let t = Term::pods(not_x.and(&env).unwrap(), LabelSet::any());
+        assert_eq!(
+            t.to_string(),
+            "any pod in namespaces but x labelled env=prod"
         );
     }
 

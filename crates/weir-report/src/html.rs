@@ -29,14 +29,14 @@ fn by_namespace(engine: &Engine, mut list: Vec<usize>) -> Vec<usize> {
     list
 }
 
-/// Arrows drawn with their ports written beside them up to this many; above, the ports are
-/// in each arrow's tooltip only.
+/// Arrows drawn one per connection up to this many; above, one per pair of namespaces.
 const LABEL_LIMIT: usize = 120;
 
 /// The flow graph: one column per namespace (outside address ranges in a column of their
 /// own, first), endpoints stacked in it; an arrow per allowed connection, solid when every
-/// port is allowed, dashed and labelled with the ports otherwise. Readable at 50+
-/// workloads: columns grow downwards, and arrows within a column bow out to its right.
+/// port is allowed, dashed and labelled with the ports otherwise; arrows within a column
+/// bow out to its left, clear of the names. Above [`LABEL_LIMIT`] arrows, which no layout
+/// keeps readable, [`namespace_graph`] draws one arrow per pair of namespaces.
 fn graph(
     engine: &Engine,
     order: &[usize],
@@ -147,7 +147,26 @@ fn graph(
             }
         }
     }
-    let labelled = arrows.len() <= LABEL_LIMIT;
+    if arrows.len() > LABEL_LIMIT {
+        // Too many arrows to follow one by one: one per pair of columns instead.
+        let col_of: std::collections::HashMap<&Node, usize> = columns
+            .iter()
+            .enumerate()
+            .flat_map(|(k, (_, nodes))| nodes.iter().map(move |n| (n, k)))
+            .collect();
+        let mut pairs: std::collections::BTreeMap<(usize, usize), (usize, weir_engine::PortSet)> =
+            std::collections::BTreeMap::new();
+        for (a, b, p) in &arrows {
+            let e = pairs
+                .entry((col_of[a], col_of[b]))
+                .or_insert((0, weir_engine::PortSet::none()));
+            e.0 += 1;
+            e.1 = e.1.union(p);
+        }
+        let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        namespace_graph(&names, &pairs, arrows.len(), h);
+        return;
+    }
     let _ = write!(
         h,
         r##"<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{ht:.0}" viewBox="0 0 {w:.0} {ht:.0}"><defs><marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z" fill="#2e9d57"/></marker></defs>{heads}"##
@@ -202,7 +221,7 @@ fn graph(
             esc(&name_of(b)),
             esc(&text)
         );
-        if labelled && !ports.is_all() {
+        if !ports.is_all() {
             // The curve's midpoint, (P0 + 3·C1 + 3·C2 + P3) / 8, moved down until it
             // overlaps no earlier label (a few tries).
             let mx = (x1 + 3.0 * c1.0 + 3.0 * c2.0 + end.0) / 8.0;
@@ -258,14 +277,79 @@ fn graph(
             esc(&label)
         );
     }
-    let note = if labelled {
-        "dashed: some ports, written beside the arrow"
-    } else {
-        "dashed: some ports (more than 120 arrows: the ports are in each arrow's tooltip)"
-    };
+    h.push_str(r#"</svg><p>One column per namespace; squares are outside address ranges. Solid: every port allowed; dashed: some ports, written beside the arrow. Dark nodes are selected by at least one policy.</p>"#);
+}
+
+/// The flow graph above [`LABEL_LIMIT`] arrows: a node per column (namespace, or the
+/// outside ranges), an arrow per pair of columns saying how many connections it stands for
+/// and their ports together; rightwards arrows above the row, leftwards below.
+fn namespace_graph(
+    names: &[&str],
+    pairs: &std::collections::BTreeMap<(usize, usize), (usize, weir_engine::PortSet)>,
+    total: usize,
+    h: &mut String,
+) {
+    let gap = 260.0;
+    let mid = 60.0 + 22.0 * pairs.len() as f64;
+    let (w, ht) = (names.len() as f64 * gap + 80.0, mid * 2.0);
+    let x = |k: usize| 90.0 + k as f64 * gap;
     let _ = write!(
         h,
-        r#"</svg><p>One column per namespace; squares are outside address ranges. Solid: every port allowed; {note}. Dark nodes are selected by at least one policy.</p>"#
+        r##"<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{ht:.0}" viewBox="0 0 {w:.0} {ht:.0}"><defs><marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z" fill="#2e9d57"/></marker></defs>"##
+    );
+    for (n, (&(a, b), (count, ports))) in pairs.iter().enumerate() {
+        let (x1, x2) = (x(a), x(b));
+        let lift = 30.0 + 20.0 * n as f64 % (mid - 40.0);
+        let text = format!("{count} × {ports}");
+        let (d, lx, ly) = if a == b {
+            let y = mid - 14.0;
+            (
+                format!(
+                    "M{:.1},{y:.1} C{:.1},{:.1} {:.1},{:.1} {:.1},{y:.1}",
+                    x1 - 10.0,
+                    x1 - 40.0,
+                    y - lift,
+                    x1 + 40.0,
+                    y - lift,
+                    x1 + 10.0
+                ),
+                x1,
+                y - lift * 0.75 - 4.0,
+            )
+        } else {
+            let dir = if x2 > x1 { -1.0 } else { 1.0 }; // above when rightwards
+            let y = mid + dir * 14.0;
+            let c = y + dir * lift;
+            (
+                format!("M{x1:.1},{y:.1} C{x1:.1},{c:.1} {x2:.1},{c:.1} {x2:.1},{y:.1}"),
+                (x1 + x2) / 2.0,
+                y + dir * lift * 0.75 + if dir < 0.0 { -4.0 } else { 12.0 },
+            )
+        };
+        let _ = write!(
+            h,
+            r##"<path class="flow" d="{d}" fill="none" stroke="#2e9d57" stroke-opacity="0.6" stroke-width="{:.1}" marker-end="url(#arr)"><title>{} → {}: {}</title></path><text class="ports" x="{lx:.1}" y="{ly:.1}" text-anchor="middle" font-size="10" fill="#1d6b3a" stroke="#fff" stroke-width="3" paint-order="stroke">{}</text>"##,
+            1.0 + (*count as f64).log2().max(0.0) * 0.6,
+            esc(names[a]),
+            esc(names[b]),
+            esc(&text),
+            esc(&text)
+        );
+    }
+    for (k, name) in names.iter().enumerate() {
+        let _ = write!(
+            h,
+            r##"<rect class="namespace" x="{:.1}" y="{:.1}" width="120" height="28" rx="6" fill="#eef" stroke="#99a"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="12" font-weight="bold">{}</text>"##,
+            x(k) - 60.0,
+            mid - 14.0,
+            x(k),
+            mid + 4.0,
+            esc(name)
+        );
+    }
+    let _ = write!(
+        h,
+        r#"</svg><p>{total} connections between endpoints are too many to draw one by one: one arrow per pair of namespaces (a loop: within one), labelled with how many connections it stands for and all their ports; the heatmap has each pair.</p>"#
     );
 }
 

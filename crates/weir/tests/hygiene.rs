@@ -456,6 +456,48 @@ fn report_is_one_self_contained_page() {
     );
 }
 
+/// Past 120 arrows no layout keeps one arrow per connection readable: the graph draws one
+/// per pair of namespaces, saying how many connections it stands for and their ports.
+#[test]
+fn a_large_graph_draws_one_arrow_per_pair_of_namespaces() {
+    let dir = std::env::temp_dir().join(format!("weir-large-graph-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut yaml = String::new();
+    for (ns, n) in [("a", 8), ("b", 8)] {
+        for i in 0..n {
+            yaml.push_str(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {ns}, labels: {{app: p{i}}}}}\nspec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 80}}]}}]}}\nstatus: {{podIP: 10.0.{}.{}}}\n---\n",
+                u8::from(ns == "b"),
+                i + 1
+            ));
+        }
+    }
+    // b accepts only TCP 80 from a, and nothing from outside.
+    yaml.push_str("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: from-a, namespace: b}\nspec:\n  podSelector: {}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: a}}}]\n    ports: [{port: 80}]\n");
+    std::fs::write(dir.join("many.yaml"), yaml).unwrap();
+    let html = report_page("large", &[dir.to_str().unwrap()]);
+    let graph = &html[html.find(r#"<svg id="graph""#).unwrap()..];
+    let graph = &graph[..graph.find("</svg>").unwrap()];
+    // Columns: outside, a, b.
+    assert_eq!(graph.matches(r#"class="namespace""#).count(), 3, "{graph}");
+    assert!(
+        graph.contains("<title>a → b: 64 × TCP 80</title>"),
+        "{graph}"
+    );
+    assert!(graph.contains("<title>a → a: 56 × all</title>"), "{graph}");
+    assert!(graph.contains("<title>b → a: 64 × all</title>"), "{graph}");
+    assert!(
+        graph.contains("<title>outside the cluster → a: 8 × all</title>"),
+        "{graph}"
+    );
+    assert!(
+        !graph.contains("outside the cluster → b") && !graph.contains("b → b"),
+        "{graph}"
+    );
+    assert!(!graph.contains("<circle"), "no endpoint drawn one by one");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// With cluster-wide guardrails, the page lists them in evaluation order and its heatmap
 /// shows their verdicts (the Baseline tier cuts production → personal).
 #[test]
