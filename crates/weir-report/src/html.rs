@@ -295,7 +295,7 @@ fn namespace_graph(
     let x = |k: usize| 90.0 + k as f64 * gap;
     let _ = write!(
         h,
-        r##"<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{ht:.0}" viewBox="0 0 {w:.0} {ht:.0}"><defs><marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z" fill="#2e9d57"/></marker></defs>"##
+        r##"<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{ht:.0}" viewBox="0 0 {w:.0} {ht:.0}"><defs><marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto"><path d="M0,0L10,5L0,10z" fill="#2e9d57"/></marker></defs>"##
     );
     for (n, (&(a, b), (count, ports))) in pairs.iter().enumerate() {
         let (x1, x2) = (x(a), x(b));
