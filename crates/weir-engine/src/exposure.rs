@@ -155,6 +155,16 @@ impl LabelSet {
         Some(s)
     }
 
+    /// The namespaces a namespace selector picks (each carries its name label).
+    fn of_namespace_selector(sel: &LabelSelector) -> Option<LabelSet> {
+        LabelSet::of_selector(sel).and_then(|n| n.and(&LabelSet::any_namespace()))
+    }
+
+    /// The pods a pod selector picks; every pod without one.
+    fn of_pod_selector(sel: Option<&LabelSelector>) -> Option<LabelSet> {
+        sel.map_or(Some(LabelSet::any()), LabelSet::of_selector)
+    }
+
     fn and_key(mut self, key: &str, state: &KeyState) -> Option<LabelSet> {
         let merged = match self.0.get(key) {
             Some(s) => s.intersect(state),
@@ -317,6 +327,16 @@ pub enum Who {
     NotPods,
 }
 
+impl Who {
+    /// The namespace and pod label sets of pods; `None` for addresses that are not pods.
+    fn as_pods(&self) -> Option<(&LabelSet, &LabelSet)> {
+        match self {
+            Who::Pods { namespaces, pods } => Some((namespaces, pods)),
+            Who::NotPods => None,
+        }
+    }
+}
+
 /// A set of peers: who, at which addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Term {
@@ -334,13 +354,7 @@ impl Term {
 
     /// Every peer there is.
     fn everyone() -> Vec<Term> {
-        vec![
-            Term::pods(LabelSet::any_namespace(), LabelSet::any()),
-            Term {
-                who: Who::NotPods,
-                addrs: Addrs::all(),
-            },
-        ]
+        Term::at(Addrs::all(), true)
     }
 
     /// Whoever sends from or receives at these addresses; pods too when ipBlocks match pods.
@@ -351,28 +365,19 @@ impl Term {
         }];
         if pods_too {
             out.push(Term {
-                who: Who::Pods {
-                    namespaces: LabelSet::any_namespace(),
-                    pods: LabelSet::any(),
-                },
                 addrs,
+                ..Term::pods(LabelSet::any_namespace(), LabelSet::any())
             });
         }
         out
     }
 
     fn and(&self, o: &Term) -> Option<Term> {
-        let who = match (&self.who, &o.who) {
-            (Who::NotPods, Who::NotPods) => Who::NotPods,
-            (
-                Who::Pods { namespaces, pods },
-                Who::Pods {
-                    namespaces: n2,
-                    pods: p2,
-                },
-            ) => Who::Pods {
-                namespaces: namespaces.and(n2)?,
-                pods: pods.and(p2)?,
+        let who = match (self.who.as_pods(), o.who.as_pods()) {
+            (None, None) => Who::NotPods,
+            (Some((n1, p1)), Some((n2, p2))) => Who::Pods {
+                namespaces: n1.and(n2)?,
+                pods: p1.and(p2)?,
             },
             _ => return None,
         };
@@ -418,17 +423,7 @@ impl Term {
 /// `a` minus `b` (which intersect), as disjoint sets: with b's constraints c1…cn, the
 /// pieces a∧¬c1, a∧c1∧¬c2, …
 fn who_minus(a: &Who, b: &Who) -> Vec<Who> {
-    let (
-        Who::Pods {
-            namespaces: an,
-            pods: ap,
-        },
-        Who::Pods {
-            namespaces: bn,
-            pods: bp,
-        },
-    ) = (a, b)
-    else {
+    let (Some((an, ap)), Some((bn, bp))) = (a.as_pods(), b.as_pods()) else {
         return Vec::new(); // NotPods minus NotPods
     };
     let mut out = Vec::new();
@@ -639,14 +634,18 @@ fn split(
 }
 
 impl Selectors<'_> {
-    /// The exposure of `ep` (which need not exist: any pod of these labels in a namespace of
-    /// these) in `direction`: every peer allowed, on which ports, by what.
-    pub fn exposure(
-        &self,
-        ep: &Endpoint,
-        namespace_labels: &Labels,
-        direction: Direction,
-    ) -> Result<Exposure, TooComplex> {
+    /// The exposure of `ep` (which need not exist: any pod of its labels in its namespace)
+    /// in `direction`: every peer allowed, on which ports, by what.
+    pub fn exposure(&self, ep: &Endpoint, direction: Direction) -> Result<Exposure, TooComplex> {
+        // The namespace's labels; one that does not exist (yet) has only its name label.
+        let unknown;
+        let namespace_labels = match self.namespace_labels(&ep.namespace) {
+            Some(labels) => labels,
+            None => {
+                unknown = Labels::from([(NAMESPACE_NAME_LABEL.to_string(), ep.namespace.clone())]);
+                &unknown
+            }
+        };
         let mut exposure = Exposure {
             direction,
             grants: Vec::new(),
@@ -804,13 +803,10 @@ impl Selectors<'_> {
         for peer in &rule.peers {
             match peer {
                 ClusterPeer::Pods(sel) => {
-                    let namespaces = LabelSet::of_selector(&sel.namespaces)
-                        .and_then(|n| n.and(&LabelSet::any_namespace()));
-                    let pods = match &sel.pods {
-                        Some(s) => LabelSet::of_selector(s),
-                        None => Some(LabelSet::any()),
-                    };
-                    if let (Some(namespaces), Some(pods)) = (namespaces, pods) {
+                    let namespaces = LabelSet::of_namespace_selector(&sel.namespaces);
+                    if let (Some(namespaces), Some(pods)) =
+                        (namespaces, LabelSet::of_pod_selector(sel.pods.as_ref()))
+                    {
                         out.push(Term::pods(namespaces, pods));
                     }
                 }
@@ -852,15 +848,9 @@ fn peer_terms(peer: &Peer, policy_ns: &str, pods_too: bool) -> Vec<Term> {
         Peer::Pods { namespaces, pods } => {
             let namespaces = match namespaces {
                 NamespaceScope::PolicyNamespace => Some(LabelSet::namespace(policy_ns)),
-                NamespaceScope::Selector(s) => {
-                    LabelSet::of_selector(s).and_then(|n| n.and(&LabelSet::any_namespace()))
-                }
+                NamespaceScope::Selector(s) => LabelSet::of_namespace_selector(s),
             };
-            let pods = match pods {
-                Some(s) => LabelSet::of_selector(s),
-                None => Some(LabelSet::any()),
-            };
-            match (namespaces, pods) {
+            match (namespaces, LabelSet::of_pod_selector(pods.as_ref())) {
                 (Some(n), Some(p)) => vec![Term::pods(n, p)],
                 _ => Vec::new(),
             }
@@ -963,17 +953,7 @@ fn merge(a: &Term, b: &Term) -> Option<Term> {
     if a.addrs != b.addrs {
         return None;
     }
-    let (
-        Who::Pods {
-            namespaces: an,
-            pods: ap,
-        },
-        Who::Pods {
-            namespaces: bn,
-            pods: bp,
-        },
-    ) = (&a.who, &b.who)
-    else {
+    let (Some((an, ap)), Some((bn, bp))) = (a.who.as_pods(), b.who.as_pods()) else {
         return None;
     };
     let one_key = |x: &LabelSet, y: &LabelSet| -> Option<LabelSet> {

@@ -113,6 +113,21 @@ fn backends(
     out
 }
 
+/// The ingress exposure of endpoint `i`, computed on first use.
+fn cached<'m>(
+    exposures: &'m mut HashMap<usize, Exposure>,
+    engine: &Engine,
+    i: usize,
+) -> Result<&'m Exposure, TooComplex> {
+    use std::collections::hash_map::Entry;
+    Ok(match exposures.entry(i) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            e.insert(engine.exposure(&engine.cluster().endpoints[i], Direction::Ingress)?)
+        }
+    })
+}
+
 /// Every way in from outside, for every backend pod, with its verdict. `controllers`: the
 /// ingress controller's pods, when known.
 pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Entry>, TooComplex> {
@@ -122,20 +137,8 @@ pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Ent
         .iter()
         .flat_map(|n| n.addresses.iter().copied())
         .collect();
+    // Each backend's ingress exposure, computed once however many ways lead to it.
     let mut exposures: HashMap<usize, Exposure> = HashMap::new();
-    let mut exposure = |i: usize| -> Result<Exposure, TooComplex> {
-        if let Some(x) = exposures.get(&i) {
-            return Ok(x.clone());
-        }
-        let ep = &cluster.endpoints[i];
-        let ns = cluster
-            .namespace(&ep.namespace)
-            .map(|n| n.labels.clone())
-            .unwrap_or_default();
-        let x = engine.exposure(ep, &ns, Direction::Ingress)?;
-        exposures.insert(i, x.clone());
-        Ok(x)
-    };
     // Addresses that are not pods the backend admits on the port.
     let admitted = |x: &Exposure, port: PortKey| -> Addrs {
         x.grants
@@ -165,8 +168,8 @@ pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Ent
                 false,
             ));
             for (i, port) in backends(engine, svc, sp) {
-                let x = exposure(i)?;
-                let allowed = admitted(&x, port);
+                let x = cached(&mut exposures, engine, i)?;
+                let allowed = admitted(x, port);
                 for (via, load_balancer) in &ways {
                     let (source, verdict) = if svc.external_local {
                         let mut clients = allowed.minus(&Addrs::of_ips(&nodes));
@@ -226,7 +229,7 @@ pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Ent
                         Verdict::Controllers { admitted, refused }
                     }
                     None => {
-                        let x = exposure(i)?;
+                        let x = cached(&mut exposures, engine, i)?;
                         Verdict::ControllerAmong(
                             x.grants
                                 .iter()

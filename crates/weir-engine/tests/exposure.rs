@@ -29,10 +29,9 @@ proptest! {
         let existing = cluster.endpoints.len();
         let mut exposures = Vec::new();
         for d in &cluster.endpoints {
-            let labels = ns_labels(&cluster, &d.namespace);
             exposures.push([
-                before.exposure(d, &labels, Direction::Ingress).expect("small"),
-                before.exposure(d, &labels, Direction::Egress).expect("small"),
+                before.exposure(d, Direction::Ingress).expect("small"),
+                before.exposure(d, Direction::Egress).expect("small"),
             ]);
         }
         // Then they arrive: pods of new labels, some in a namespace no one had seen.

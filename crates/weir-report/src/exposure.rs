@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use weir_engine::exposure::{describe_addrs, Exposure, TooComplex, Who};
 use weir_engine::{Engine, PortSet};
-use weir_model::{Direction, Endpoint, Labels, NAMESPACE_NAME_LABEL};
+use weir_model::{Direction, Endpoint};
 
 use crate::{csv_field, table, AnalyzeFormat as Format, Focus, Member};
 
@@ -48,11 +48,10 @@ pub fn exposures(
         }
     }
     let one = |e: &Endpoint| -> Result<Vec<Exposure>, TooComplex> {
-        let ns_labels = namespace_labels(engine, &e.namespace);
         directions
             .iter()
             .map(|&d| {
-                let mut x = engine.exposure(e, &ns_labels, d)?;
+                let mut x = engine.exposure(e, d)?;
                 if focus.ports.is_some() {
                     for g in &mut x.grants {
                         g.ports = focus.ports(&g.ports);
@@ -79,14 +78,6 @@ pub fn exposures(
         });
     }
     Ok(out)
-}
-
-/// A namespace's labels; one that does not exist has only its name label.
-fn namespace_labels(engine: &Engine, name: &str) -> Labels {
-    engine.cluster().namespace(name).map_or_else(
-        || Labels::from([(NAMESPACE_NAME_LABEL.to_string(), name.to_string())]),
-        |n| n.labels.clone(),
-    )
 }
 
 /// Addresses inside the cluster that are not pods: the nodes', and hostNetwork pods'.
@@ -143,10 +134,12 @@ struct ExposedJson {
     egress: Option<DirectionJson>,
 }
 
-/// `any address` for every address, else CIDRs.
-fn addresses(a: &weir_engine::exposure::Addrs) -> String {
+/// Addresses in words: `any address`, `nobody`, or CIDRs.
+pub(crate) fn addresses(a: &weir_engine::exposure::Addrs) -> String {
     if a.is_all() {
         "any address".into()
+    } else if a.is_empty() {
+        "nobody".into()
     } else {
         describe_addrs(a)
     }
