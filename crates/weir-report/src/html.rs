@@ -47,10 +47,12 @@ fn graph(
 ) {
     let cluster = engine.cluster();
     let eps = &cluster.endpoints;
-    // Outside address ranges (the engine's classes) with a connection to a shown endpoint.
+    // Outside address ranges (the engine's classes) with a connection to a shown endpoint,
+    // and those connections' arrows.
     let stats = engine.stats();
     let first_external = stats.endpoint_classes as weir_engine::ClassId;
     let mut outside: Vec<(String, std::net::IpAddr)> = Vec::new();
+    let mut outside_arrows: Vec<(Node, Node, weir_engine::PortSet)> = Vec::new();
     for c in first_external..first_external + stats.external_classes as weir_engine::ClassId {
         let Some(cidrs) = engine.class_cidrs(c) else {
             continue;
@@ -58,14 +60,19 @@ fn graph(
         let Some(rep) = cidrs.first().map(|n| n.addr()) else {
             continue;
         };
-        let reaches = order.iter().any(|&i| {
-            focus.keeps(engine, Member::Outside, Member::Endpoint(i))
-                && !focus
-                    .ports(&engine.allowed(Side::Address(rep), Side::Endpoint(i)))
-                    .is_empty()
-        });
-        if reaches {
-            outside.push((weir_engine::ipspace::describe(&cidrs), rep));
+        let name = weir_engine::ipspace::describe(&cidrs);
+        let before = outside_arrows.len();
+        for &b in order {
+            if !focus.keeps(engine, Member::Outside, Member::Endpoint(b)) {
+                continue;
+            }
+            let p = focus.ports(&engine.allowed(Side::Address(rep), Side::Endpoint(b)));
+            if !p.is_empty() {
+                outside_arrows.push((Node::Outside(name.clone(), rep), Node::Endpoint(b), p));
+            }
+        }
+        if outside_arrows.len() > before {
+            outside.push((name, rep));
         }
     }
     // Columns: outside first, then each namespace.
@@ -136,17 +143,7 @@ fn graph(
             }
         }
     }
-    for (name, rep) in &outside {
-        for &b in order {
-            if !focus.keeps(engine, Member::Outside, Member::Endpoint(b)) {
-                continue;
-            }
-            let p = focus.ports(&engine.allowed(Side::Address(*rep), Side::Endpoint(b)));
-            if !p.is_empty() {
-                arrows.push((Node::Outside(name.clone(), *rep), Node::Endpoint(b), p));
-            }
-        }
-    }
+    arrows.extend(outside_arrows);
     if arrows.len() > LABEL_LIMIT {
         // Too many arrows to follow one by one: one per pair of columns instead.
         let col_of: std::collections::HashMap<&Node, usize> = columns

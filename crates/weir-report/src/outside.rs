@@ -4,22 +4,11 @@
 use std::io::{self, Write};
 
 use serde::Serialize;
-use weir_engine::exposure::{describe_addrs, Addrs};
 use weir_engine::outside::{Entry, Source, Verdict};
 use weir_engine::Engine;
 
+use crate::exposure::addresses;
 use crate::{csv_field, table, AnalyzeFormat as Format};
-
-/// Addresses in words: `any address`, `nobody`, or CIDRs.
-fn addresses(a: &Addrs) -> String {
-    if a.is_all() {
-        "any address".into()
-    } else if a.is_empty() {
-        "nobody".into()
-    } else {
-        describe_addrs(a)
-    }
-}
 
 /// Who gets through, in words.
 pub(crate) fn gets_through(engine: &Engine, e: &Entry) -> String {
