@@ -37,7 +37,11 @@ build() {
   mkdir -p "$out/crds"
   local v
   for v in "${suites[@]}"; do
-    local dir; dir=$(cd "tools/kube/netpol-api/$v" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/network-policy-api)
+    # `go list -m` names the module's directory only once it is in the module cache,
+    # which on a fresh machine it is not: download it first.
+    local dir; dir=$(cd "tools/kube/netpol-api/$v" && GOFLAGS=-mod=mod go mod download sigs.k8s.io/network-policy-api \
+      && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/network-policy-api)
+    [ -d "$dir" ] || { echo "netpol-api.sh: sigs.k8s.io/network-policy-api ($v) is not in the module cache" >&2; exit 1; }
     source_tree "$v" "$dir"
     bash scripts/go-build.sh "the $v conformance suite (~1-3 min)" "$out/src-$v" "$out/$v" "" test:conformance.test
     # The CRDs of the pinned module (experimental channel: named ports and node peers).
