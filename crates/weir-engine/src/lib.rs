@@ -253,6 +253,12 @@ impl<'c> Engine<'c> {
         self.index.endpoint_class(endpoint)
     }
 
+    /// The class of an endpoint or of an address (an outside class: the engine has no
+    /// other for it).
+    pub fn class_of(&self, side: Side) -> Option<ClassId> {
+        self.index.class_of(side)
+    }
+
     pub fn stats(&self) -> Stats {
         self.index.stats()
     }

@@ -131,18 +131,32 @@ fn by_default(r: &PortsExplanation) -> bool {
         .all(|d| d.decided_by == Layer::Default && d.isolating_policies.is_empty())
 }
 
-/// `weir analyze --explain`: every connection the focus keeps (every pair of endpoints, and
-/// outside addresses to and from them, without one), its TCP/UDP/SCTP ports cut into ranges
-/// decided alike, each with its verdict and reasons as `explain` gives them. Equivalent
-/// endpoints (the engine's classes) are explained once and listed together; pairs no policy
-/// or tier bears on are listed at the end. `point` may rewrite each range's locations
-/// (the command line points rules at their own lines).
-pub fn render_explain_all(
+/// A pair of classes [`each_explained`] visits: the shown rectangles of its members
+/// (`from × to`, endpoint ids or an outside range) and its port ranges, what is allowed
+/// first.
+pub(crate) struct Explained<'a> {
+    pub from: ClassId,
+    pub to: ClassId,
+    pub shown: Vec<(Vec<String>, Vec<String>)>,
+    pub ranges: &'a [PortsExplanation],
+}
+
+impl Explained<'_> {
+    /// Whether no policy and no tier bears on either direction on any port.
+    pub fn by_default(&self) -> bool {
+        self.ranges.len() == 1 && by_default(&self.ranges[0])
+    }
+}
+
+/// Calls `visit` for every pair of classes (endpoints, and outside addresses to and from
+/// them) with a connection the focus keeps, in class order: the one walk behind
+/// `analyze --explain` and the report's reasons. `point` may rewrite each range's
+/// locations (the command line points rules at their own lines).
+pub(crate) fn each_explained(
     engine: &Engine,
     focus: &Focus,
-    format: Format,
     point: &mut dyn FnMut(&mut PortsExplanation),
-    out: &mut dyn Write,
+    visit: &mut dyn FnMut(Explained) -> io::Result<()>,
 ) -> io::Result<()> {
     let stats = engine.stats();
     let classes = (stats.endpoint_classes + stats.external_classes) as ClassId;
@@ -154,11 +168,6 @@ pub fn render_explain_all(
         Some(cidrs) => Side::Address(cidrs[0].addr()),
         None => Side::Endpoint(engine.class_members(c)[0]),
     };
-    let mut defaults: Vec<(String, String)> = Vec::new();
-    let mut first = true;
-    if format == Format::Json {
-        write!(out, "{{\"connections\":[")?;
-    }
     // Each class's members, its family, and whether any is focused or a peer, once.
     let peers: Vec<Vec<(String, Member)>> = (0..classes)
         .map(|c| crate::analyze::peers(engine, c))
@@ -212,40 +221,76 @@ pub fn render_explain_all(
             }
             ranges.sort_by_key(|r| !r.allowed); // what is allowed first
             ranges.iter_mut().for_each(&mut *point);
-            for (from, to) in shown {
-                if format == Format::Text && ranges.len() == 1 && by_default(&ranges[0]) {
-                    defaults.push((from.join(", "), to.join(", ")));
-                    continue;
+            visit(Explained {
+                from: a,
+                to: b,
+                shown,
+                ranges: &ranges,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Each port range's verdict and reasons, as `analyze --explain` writes them.
+pub(crate) fn write_ranges(out: &mut dyn Write, ranges: &[PortsExplanation]) -> io::Result<()> {
+    for r in ranges {
+        let verdict = if r.allowed { "allowed" } else { "denied" };
+        writeln!(out, "  {}: {verdict}", r.ports)?;
+        direction_indented(out, &r.egress, "  ")?;
+        direction_indented(out, &r.ingress, "  ")?;
+    }
+    Ok(())
+}
+
+/// `weir analyze --explain`: every connection the focus keeps (every pair of endpoints, and
+/// outside addresses to and from them, without one), its TCP/UDP/SCTP ports cut into ranges
+/// decided alike, each with its verdict and reasons as `explain` gives them. Equivalent
+/// endpoints (the engine's classes) are explained once and listed together; pairs no policy
+/// or tier bears on are listed at the end. `point` may rewrite each range's locations
+/// (the command line points rules at their own lines).
+pub fn render_explain_all(
+    engine: &Engine,
+    focus: &Focus,
+    format: Format,
+    point: &mut dyn FnMut(&mut PortsExplanation),
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let mut defaults: Vec<(String, String)> = Vec::new();
+    let mut first = true;
+    if format == Format::Json {
+        write!(out, "{{\"connections\":[")?;
+    }
+    each_explained(engine, focus, point, &mut |x| {
+        for (from, to) in x.shown.iter() {
+            if format == Format::Text && x.by_default() {
+                defaults.push((from.join(", "), to.join(", ")));
+                continue;
+            }
+            match format {
+                Format::Json => {
+                    if !std::mem::take(&mut first) {
+                        out.write_all(b",")?;
+                    }
+                    write!(
+                        out,
+                        "\n{}",
+                        serde_json::json!({
+                            "from": from,
+                            "to": to,
+                            "ports": x.ranges,
+                        })
+                    )?;
                 }
-                match format {
-                    Format::Json => {
-                        if !std::mem::take(&mut first) {
-                            out.write_all(b",")?;
-                        }
-                        write!(
-                            out,
-                            "\n{}",
-                            serde_json::json!({
-                                "from": from,
-                                "to": to,
-                                "ports": ranges,
-                            })
-                        )?;
-                    }
-                    Format::Text => {
-                        writeln!(out, "{} → {}", from.join(", "), to.join(", "))?;
-                        for r in &ranges {
-                            let verdict = if r.allowed { "allowed" } else { "denied" };
-                            writeln!(out, "  {}: {verdict}", r.ports)?;
-                            direction_indented(out, &r.egress, "  ")?;
-                            direction_indented(out, &r.ingress, "  ")?;
-                        }
-                        writeln!(out)?;
-                    }
+                Format::Text => {
+                    writeln!(out, "{} → {}", from.join(", "), to.join(", "))?;
+                    write_ranges(out, x.ranges)?;
+                    writeln!(out)?;
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     if format == Format::Json {
         writeln!(out, "\n]}}")?;
     } else if !defaults.is_empty() {

@@ -29,6 +29,61 @@ fn by_namespace(engine: &Engine, mut list: Vec<usize>) -> Vec<usize> {
     list
 }
 
+/// Above this many pairs of classes the reasons are left out (`weir analyze --explain`
+/// has them); each is a block of text.
+const WHY_LIMIT: usize = 2500;
+
+/// The reasons section (`weir analyze --explain`'s, one block per pair of classes, pairs
+/// nothing bears on in one list) and the anchor of each pair it explains.
+fn reasons(
+    engine: &Engine,
+    focus: &Focus,
+    point: &mut dyn FnMut(&mut weir_engine::PortsExplanation),
+) -> io::Result<(
+    String,
+    std::collections::HashSet<(weir_engine::ClassId, weir_engine::ClassId)>,
+)> {
+    let mut blocks = String::new();
+    let mut defaults = String::new();
+    let mut anchored = std::collections::HashSet::new();
+    crate::explain::each_explained(engine, focus, point, &mut |x| {
+        anchored.insert((x.from, x.to));
+        let pairs: Vec<String> = x
+            .shown
+            .iter()
+            .map(|(f, t)| esc(&format!("{} → {}", f.join(", "), t.join(", "))))
+            .collect();
+        if x.by_default() {
+            let _ = write!(
+                defaults,
+                r#"<li class="why" id="why-{}-{}">{}</li>"#,
+                x.from,
+                x.to,
+                pairs.join("<br>")
+            );
+            return Ok(());
+        }
+        let mut text = Vec::new();
+        crate::explain::write_ranges(&mut text, x.ranges)?;
+        let _ = write!(
+            blocks,
+            r#"<div class="why" id="why-{}-{}"><p><b>{}</b></p><pre>{}</pre></div>"#,
+            x.from,
+            x.to,
+            pairs.join("<br>"),
+            esc(&String::from_utf8_lossy(&text))
+        );
+        Ok(())
+    })?;
+    if !defaults.is_empty() {
+        let _ = write!(
+            blocks,
+            r#"<p>Allowed on every port by default (no policy or tier selects either side):</p><ul id="why-default">{defaults}</ul>"#
+        );
+    }
+    Ok((blocks, anchored))
+}
+
 /// Arrows drawn one per connection up to this many; above, one per pair of namespaces.
 const LABEL_LIMIT: usize = 120;
 
@@ -43,6 +98,7 @@ fn graph(
     kept: &dyn Fn(usize, usize) -> bool,
     allowed: &dyn Fn(usize, usize) -> weir_engine::PortSet,
     focus: &Focus,
+    why: &dyn Fn(Side, Side) -> Option<String>,
     h: &mut String,
 ) {
     let cluster = engine.cluster();
@@ -172,6 +228,10 @@ fn graph(
         Node::Endpoint(i) => eps[*i].id(),
         Node::Outside(name, _) => name.clone(),
     };
+    let side_of = |n: &Node| match n {
+        Node::Endpoint(i) => Side::Endpoint(*i),
+        Node::Outside(_, ip) => Side::Address(*ip),
+    };
     let mut labels = String::new();
     // Labels written so far: centre and half width.
     let mut placed: Vec<(f64, f64, f64)> = Vec::new();
@@ -205,6 +265,11 @@ fn graph(
             r#" stroke-dasharray="5 3""#
         };
         let text = ports.to_string();
+        // Each arrow links to its reasons, where the page has them.
+        let link = why(side_of(a), side_of(b));
+        if let Some(href) = &link {
+            let _ = write!(h, r##"<a href="{href}">"##);
+        }
         let _ = write!(
             h,
             r##"<path class="flow" d="M{x1:.1},{y1:.1} C{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}" fill="none" stroke="#2e9d57" stroke-opacity="0.6"{dash} marker-end="url(#arr)"><title>{} → {}: {}</title></path>"##,
@@ -218,6 +283,9 @@ fn graph(
             esc(&name_of(b)),
             esc(&text)
         );
+        if link.is_some() {
+            h.push_str("</a>");
+        }
         if !ports.is_all() {
             // The curve's midpoint, (P0 + 3·C1 + 3·C2 + P3) / 8, moved down until it
             // overlaps no earlier label (a few tries).
@@ -379,6 +447,7 @@ pub fn render_html(
     findings: &[Finding],
     title: &str,
     focus: &Focus,
+    point: &mut dyn FnMut(&mut weir_engine::PortsExplanation),
     out: &mut dyn Write,
 ) -> io::Result<()> {
     let cluster = engine.cluster();
@@ -405,6 +474,25 @@ pub fn render_html(
     order.dedup();
     let order = by_namespace(engine, order);
     let shown: std::collections::HashSet<usize> = order.iter().copied().collect();
+    // The reasons, when the pairs of classes to explain are few enough to print: each
+    // heatmap cell and graph arrow links to its pair's.
+    let mut classes: Vec<weir_engine::ClassId> =
+        order.iter().map(|&i| engine.class_of_endpoint(i)).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let candidates = (classes.len() + engine.stats().external_classes).pow(2);
+    let (why_section, anchored) = if candidates <= WHY_LIMIT {
+        let (section, anchored) = reasons(engine, focus, point)?;
+        (Some(section), anchored)
+    } else {
+        (None, Default::default())
+    };
+    let why = |a: Side, b: Side| -> Option<String> {
+        let pair = (engine.class_of(a)?, engine.class_of(b)?);
+        anchored
+            .contains(&pair)
+            .then(|| format!("#why-{}-{}", pair.0, pair.1))
+    };
     let mut h = String::new();
     let _ = write!(
         h,
@@ -412,7 +500,8 @@ pub fn render_html(
 <style>
 body{{font:14px system-ui,sans-serif;margin:24px;color:#222}} h1{{font-size:22px}} h2{{font-size:17px;margin-top:28px}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
-#matrix td.c{{width:22px;height:22px;padding:0}} .all{{background:#2e9d57}} .some{{background:#f0c23b}} .none{{background:#d9534f}} .self{{background:#bbb}} .out{{background:#fff}}
+#matrix td.c{{width:22px;height:22px;padding:0}} #matrix td.c a{{display:block;width:22px;height:22px}}
+.why:target{{background:#fff6d5;outline:2px solid #f0c23b}} .why pre{{margin:4px 0 14px 12px;font-size:12px}} .all{{background:#2e9d57}} .some{{background:#f0c23b}} .none{{background:#d9534f}} .self{{background:#bbb}} .out{{background:#fff}}
 #matrix th.ns{{background:#eef}} th.v{{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal;white-space:nowrap}}
 .legend span{{display:inline-block;width:14px;height:14px;margin:0 4px 0 12px;vertical-align:middle}}
 .sev-warning{{color:#b35c00}} .sev-error{{color:#c00}} .sev-info{{color:#555}} code{{font-size:12px}}
@@ -479,9 +568,13 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
             } else {
                 "some"
             };
+            let link = match why(Side::Endpoint(a), Side::Endpoint(b)) {
+                Some(href) if a != b => format!(r#"<a href="{href}"></a>"#),
+                _ => String::new(),
+            };
             let _ = write!(
                 h,
-                r#"<td class="c {class}" title="{} → {}: {}"></td>"#,
+                r#"<td class="c {class}" title="{} → {}: {}">{link}</td>"#,
                 esc(&eps[a].id()),
                 esc(&eps[b].id()),
                 esc(&allowed.to_string())
@@ -506,7 +599,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
             order.len()
         );
     } else {
-        graph(engine, &order, &kept, &allowed, focus, &mut h);
+        graph(engine, &order, &kept, &allowed, focus, &why, &mut h);
     }
 
     // Exposure: who could ever reach each shown workload.
@@ -695,6 +788,23 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
             s = f.severity
         );
     }
-    h.push_str("</table></body></html>\n");
+    h.push_str("</table>");
+
+    // Reasons: every connection explained.
+    h.push_str(r#"<h2>Why</h2>"#);
+    match why_section {
+        Some(section) => {
+            h.push_str(r#"<p>Every connection explained (a cell of the heatmap or an arrow of the graph leads here): its ports cut into ranges every rule and tier decides alike, each with the deciding rules as <code>weir analyze --explain</code> gives them. Equivalent endpoints are explained together.</p><div id="reasons">"#);
+            h.push_str(&section);
+            h.push_str("</div>");
+        }
+        None => {
+            let _ = write!(
+                h,
+                r#"<p id="reasons">Above {WHY_LIMIT} pairs of equivalent endpoints the reasons are left out: <code>weir analyze --explain</code> has them, for the whole cluster or a focus.</p>"#
+            );
+        }
+    }
+    h.push_str("</body></html>\n");
     out.write_all(h.as_bytes())
 }

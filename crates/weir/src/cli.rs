@@ -142,7 +142,7 @@ enum Command {
 }
 
 /// Points each rule an explanation names at its own line, not its policy's first.
-fn point_rules<'a>(
+pub(crate) fn point_rules<'a>(
     fields: &mut crate::input::Fields,
     reports: impl IntoIterator<Item = &'a mut weir_engine::DirectionReport>,
 ) {

@@ -310,16 +310,20 @@ pub fn report_cmd(args: ReportArgs, out: &mut dyn Write) -> Result<u8, Failure> 
     let findings = lint(&engine);
     let title = format!("weir report: {}", args.input.describe());
     let focus = args.focus.focus(args.port.clone());
+    let mut fields = crate::input::Fields::default();
+    let mut point = |r: &mut weir_engine::PortsExplanation| {
+        crate::cli::point_rules(&mut fields, [&mut r.egress, &mut r.ingress])
+    };
     match &args.out {
         Some(path) => {
             let mut f = std::io::BufWriter::new(
                 std::fs::File::create(path)
                     .with_context(|| format!("creating {}", path.display()))?,
             );
-            weir_report::render_html(&engine, &findings, &title, &focus, &mut f)?;
+            weir_report::render_html(&engine, &findings, &title, &focus, &mut point, &mut f)?;
             f.flush().context("writing the report")?;
         }
-        None => weir_report::render_html(&engine, &findings, &title, &focus, out)?,
+        None => weir_report::render_html(&engine, &findings, &title, &focus, &mut point, out)?,
     }
     Ok(exit::OK)
 }

@@ -456,6 +456,60 @@ fn report_is_one_self_contained_page() {
     );
 }
 
+/// Every cell of the heatmap and every arrow of the graph leads to its reasons on the
+/// page: the ports cut into ranges decided alike, with the deciding rules at their lines.
+#[test]
+fn the_report_says_why_for_every_cell_and_arrow() {
+    let html = report_page("why", &["examples/todos"]);
+    let cells: Vec<&str> = html.split(r#"<td class="c "#).skip(1).collect();
+    assert_eq!(cells.len(), 16);
+    let mut linked = 0;
+    for cell in &cells {
+        let cell = &cell[..cell.find("</td>").unwrap()];
+        if cell.starts_with("self") {
+            assert!(!cell.contains("href"), "{cell}");
+            continue;
+        }
+        let href = cell
+            .split(r##"<a href="#"##)
+            .nth(1)
+            .unwrap_or_else(|| panic!("a cell without reasons: {cell}"));
+        let id = &href[..href.find('"').unwrap()];
+        assert!(
+            html.contains(&format!(r#"id="{id}""#)),
+            "{id}: no such reasons"
+        );
+        linked += 1;
+    }
+    assert_eq!(linked, 12, "every pair of distinct endpoints");
+    // The logic tier reaches Redis on 6379 by the data tier's policy, named at its rule.
+    let cell = cells
+        .iter()
+        .find(|c| c.contains(r#"title="production/todos → production/redis: TCP 6379""#))
+        .unwrap();
+    let id = cell.split(r##"href="#"##).nth(1).unwrap();
+    let id = &id[..id.find('"').unwrap()];
+    let block = &html[html.find(&format!(r#"id="{id}""#)).unwrap()..];
+    let block = &block[..block.find("</div>").unwrap()];
+    assert!(
+        block.contains("TCP 6379: allowed")
+            && block.contains("✔ allowed by production/data-from-logic-redis ingress[0]")
+            && block.contains("(examples/todos/policies/data-from-logic-redis.yaml:14:5)")
+            && block.contains(": denied"),
+        "{block}"
+    );
+    // The arrow from outside links to its reasons too.
+    let graph = &html[html.find(r#"<svg id="graph""#).unwrap()..];
+    let graph = &graph[..graph.find("</svg>").unwrap()];
+    let arrows = graph.matches(r#"<path class="flow""#).count();
+    assert!(arrows > 0);
+    assert_eq!(
+        graph.matches(r##"<a href="#why-"##).count(),
+        arrows,
+        "{graph}"
+    );
+}
+
 /// Past 120 arrows no layout keeps one arrow per connection readable: the graph draws one
 /// per pair of namespaces, saying how many connections it stands for and their ports.
 #[test]
