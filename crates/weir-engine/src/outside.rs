@@ -199,7 +199,7 @@ pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Ent
             let Some(svc) = cluster
                 .services
                 .iter()
-                .find(|s| s.namespace == ing.namespace && s.name == b.service)
+                .find(|s| s.namespace == b.namespace && s.name == b.service)
             else {
                 continue; // no such Service: nothing behind it
             };
@@ -213,9 +213,14 @@ pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Ent
                 PortTarget::Number(n) => n.to_string(),
                 PortTarget::Named(n) => n.clone(),
             };
+            let service = if b.namespace == ing.namespace {
+                b.service.clone()
+            } else {
+                format!("{}/{}", b.namespace, b.service)
+            };
             let via = format!(
-                "Ingress {}/{} {} → {}:{port_text}",
-                ing.namespace, ing.name, b.route, b.service
+                "{} {}/{} {} → {service}:{port_text}",
+                ing.kind, ing.namespace, ing.name, b.route
             );
             for (i, port) in backends(engine, svc, sp) {
                 let verdict = match controllers {

@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use weir_engine::outside::{entries, Source, Verdict};
 use weir_engine::{Engine, Side};
 use weir_model::{
-    Cluster, Ingress, IngressBackend, PortTarget, Protocol, Service, ServicePort, ServiceType,
+    Cluster, Ingress, IngressBackend, PortTarget, Protocol, RouteKind, Service, ServicePort,
+    ServiceType,
 };
 
 /// A Service selecting endpoint `i` by its labels (others with the same labels too).
@@ -73,10 +74,11 @@ proptest! {
         for &i in &fronted {
             let s = service(&cluster, i, local[i], ranges[i], port, named[i]);
             cluster.ingresses.push(Ingress {
+                kind: RouteKind::Ingress,
                 namespace: s.namespace.clone(),
                 name: format!("ing{i}"),
-                class: None,
-                backends: vec![IngressBackend { route: "*/".into(), service: s.name.clone(), port: PortTarget::Named("p".into()) }],
+                served_by: Vec::new(),
+                backends: vec![IngressBackend { route: "*/".into(), namespace: s.namespace.clone(), service: s.name.clone(), port: PortTarget::Named("p".into()) }],
                 origin: Default::default(),
             });
             cluster.services.push(s);

@@ -90,10 +90,31 @@ pub fn tiers() -> Vec<ApiResource> {
     .collect()
 }
 
+/// The Gateway API's group: HTTPRoutes (ways in from outside) and the ReferenceGrants
+/// that open Services to routes of other namespaces.
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// HTTPRoute (v1) and ReferenceGrant (v1beta1): custom resources a cluster may not have.
+pub fn gateway() -> Vec<ApiResource> {
+    [
+        ("v1", "HTTPRoute", "httproutes"),
+        ("v1beta1", "ReferenceGrant", "referencegrants"),
+    ]
+    .into_iter()
+    .map(|(version, kind, plural)| ApiResource {
+        group: GATEWAY_GROUP.into(),
+        version: version.into(),
+        api_version: format!("{GATEWAY_GROUP}/{version}"),
+        kind: kind.into(),
+        plural: plural.into(),
+    })
+    .collect()
+}
+
 /// Whether the server may not know a resource at all (a CRD not installed): its list
 /// answers 404, and that means it has no objects.
 pub fn may_be_absent(ar: &ApiResource) -> bool {
-    ar.group == TIERS_GROUP
+    ar.group == TIERS_GROUP || ar.group == GATEWAY_GROUP
 }
 
 /// Whether an error is the server saying it does not know the resource.
@@ -123,7 +144,8 @@ fn required(ar: &ApiResource) -> bool {
 }
 
 /// What analysis reads: [`enforced`], the workloads pods fold into (so a live cluster reads
-/// like its manifests: `production/redis`, not one row per replica), Services and Ingresses.
+/// like its manifests: `production/redis`, not one row per replica), Services, Ingresses
+/// and HTTPRoutes (with their ReferenceGrants).
 pub fn analysed() -> Vec<ApiResource> {
     use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1, networking::v1 as net};
     let mut all = enforced();
@@ -138,6 +160,7 @@ pub fn analysed() -> Vec<ApiResource> {
         ApiResource::erase::<batch::Job>(&()),
         ApiResource::erase::<batch::CronJob>(&()),
     ]);
+    all.extend(gateway());
     all
 }
 

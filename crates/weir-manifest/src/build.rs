@@ -43,7 +43,13 @@ pub(crate) fn identity(o: &Object) -> (String, &str, &String, &Origin) {
             &meta.origin,
         ),
         Object::Service(s) => ("Service".to_string(), &*s.namespace, &s.name, &s.origin),
-        Object::Ingress(i) => ("Ingress".to_string(), &*i.namespace, &i.name, &i.origin),
+        Object::Ingress(i) => (i.kind.to_string(), &*i.namespace, &i.name, &i.origin),
+        Object::ReferenceGrant(g) => (
+            "ReferenceGrant".to_string(),
+            &*g.namespace,
+            &g.name,
+            &g.origin,
+        ),
         Object::Policy(p) => (
             "NetworkPolicy".to_string(),
             &*p.namespace,
@@ -100,6 +106,7 @@ pub fn assemble(objects: Vec<Object>) -> Built {
     let mut pods = Vec::new();
     let mut workloads: Vec<Workload> = Vec::new();
     let mut cluster = Cluster::default();
+    let mut grants = Vec::new();
     for o in objects {
         match o {
             Object::Namespace {
@@ -125,11 +132,13 @@ pub fn assemble(objects: Vec<Object>) -> Built {
             }),
             Object::Service(s) => cluster.services.push(s),
             Object::Ingress(i) => cluster.ingresses.push(i),
+            Object::ReferenceGrant(g) => grants.push(g),
             Object::Policy(p) => cluster.policies.push(p),
             Object::ClusterPolicy(p) => cluster.cluster_policies.push(p),
             Object::Node(n) => cluster.nodes.push(n),
         }
     }
+    warnings.extend(refused_references(&mut cluster.ingresses, &grants));
 
     let index: HashMap<Key, usize> = workloads
         .iter()
@@ -257,4 +266,38 @@ pub fn assemble(objects: Vec<Object>) -> Built {
         diagnostics: warnings,
         replicas,
     }
+}
+
+/// Takes out each HTTPRoute backend in another namespace that no ReferenceGrant there
+/// opens to the route's namespace: the gateway refuses it (`RefNotPermitted`), so no
+/// traffic goes that way. A warning names each.
+fn refused_references(
+    ingresses: &mut [weir_model::Ingress],
+    grants: &[crate::gateway::ReferenceGrant],
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for ing in ingresses {
+        let own = ing.namespace.clone();
+        ing.backends.retain(|b| {
+            let granted = b.namespace == own
+                || grants
+                    .iter()
+                    .any(|g| g.namespace == b.namespace && g.allows(&own, &b.service));
+            if !granted {
+                out.push(Diagnostic {
+                    severity: Severity::Warning,
+                    file: ing.origin.file.clone(),
+                    line: ing.origin.line,
+                    col: ing.origin.col,
+                    field: "spec.rules".into(),
+                    message: format!(
+                        "backend {}/{}: no ReferenceGrant in {} lets HTTPRoutes of {own} use it, so the gateway refuses it; left out of the traffic from outside",
+                        b.namespace, b.service, b.namespace
+                    ),
+                });
+            }
+            granted
+        });
+    }
+    out
 }

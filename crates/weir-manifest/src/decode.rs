@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use weir_model::{
     ClusterPolicy, ContainerPort, EndpointKind, Ingress, IngressBackend, Labels, Mode, Node,
-    Origin, Policy, PortTarget, Service, ServicePort, ServiceType, MODE_ANNOTATION,
+    Origin, Policy, PortTarget, RouteKind, Service, ServicePort, ServiceType, MODE_ANNOTATION,
 };
 
 use crate::path::FieldPath;
@@ -60,6 +60,7 @@ pub enum Object {
     },
     Service(Service),
     Ingress(Ingress),
+    ReferenceGrant(crate::gateway::ReferenceGrant),
     Policy(Policy),
     ClusterPolicy(ClusterPolicy),
     Node(Node),
@@ -486,6 +487,14 @@ fn decode_kind(
             let meta = meta(&ing.metadata, NameRule::Dns1123Subdomain, origin, problems)?;
             Some(Object::Ingress(ingress(&ing, meta, problems)))
         }
+        "HTTPRoute" => {
+            let o = typed(value, options, problems)?;
+            crate::gateway::http_route(o, origin, problems).map(Object::Ingress)
+        }
+        "ReferenceGrant" => {
+            let o = typed(value, options, problems)?;
+            crate::gateway::reference_grant(o, origin, problems).map(Object::ReferenceGrant)
+        }
         "NetworkPolicy" => {
             // networking/v1 dropped NetworkPolicy's status, but servers and dumps still
             // carry an empty one.
@@ -641,7 +650,12 @@ fn workload<T: Workload>(
 
 /// Checks identity and labels. `rule` is the name rule of the kind; namespaced kinds get
 /// their namespace (default `default`) checked as an RFC 1123 label.
-fn meta(m: &ObjectMeta, rule: NameRule, origin: Origin, problems: &mut Problems) -> Option<Meta> {
+pub(crate) fn meta(
+    m: &ObjectMeta,
+    rule: NameRule,
+    origin: Origin,
+    problems: &mut Problems,
+) -> Option<Meta> {
     let path = FieldPath::root().key("metadata");
     let namespaced = rule != NameRule::Dns1123Label;
     let Some(name) = m.name.clone().filter(|n| !n.is_empty()) else {
@@ -927,6 +941,7 @@ fn ingress(ing: &net::Ingress, meta: Meta, problems: &mut Problems) -> Ingress {
             };
             backends.push(IngressBackend {
                 route,
+                namespace: meta.namespace.clone(),
                 service: svc.name.clone(),
                 port,
             });
@@ -943,9 +958,10 @@ fn ingress(ing: &net::Ingress, meta: Meta, problems: &mut Problems) -> Ingress {
         }
     }
     Ingress {
+        kind: RouteKind::Ingress,
         namespace: meta.namespace,
         name: meta.name,
-        class: spec.ingress_class_name.clone(),
+        served_by: spec.ingress_class_name.into_iter().collect(),
         backends,
         origin: meta.origin,
     }

@@ -10,6 +10,7 @@
 mod build;
 mod decode;
 pub mod flows;
+mod gateway;
 pub mod intents;
 pub mod path;
 pub mod suggest;

@@ -13,6 +13,8 @@ pub const KINDS: &[&str] = &[
     "CronJob",
     "Service",
     "Ingress",
+    "HTTPRoute",
+    "ReferenceGrant",
     "NetworkPolicy",
     "ClusterNetworkPolicy",
     "AdminNetworkPolicy",
@@ -98,6 +100,15 @@ pub const FIELDS: &[&str] = &[
     "portRange",
     "addresses",
     "address",
+    "parentRefs",
+    "hostnames",
+    "rules",
+    "matches",
+    "filters",
+    "backendRefs",
+    "weight",
+    "group",
+    "sectionName",
 ];
 
 /// The one known word within two edits of `word` (ignoring case), if exactly one is

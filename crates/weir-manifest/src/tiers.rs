@@ -26,8 +26,8 @@ pub(crate) struct Object<S> {
     #[allow(dead_code)]
     kind: Option<String>,
     #[serde(default)]
-    metadata: ObjectMeta,
-    spec: S,
+    pub(crate) metadata: ObjectMeta,
+    pub(crate) spec: S,
     #[allow(dead_code)]
     status: Option<Value>,
 }

@@ -604,24 +604,49 @@ pub struct Service {
     pub origin: Origin,
 }
 
-/// An Ingress (`networking.k8s.io/v1`): the ingress controller's pods proxy to these
-/// Services, so the backends see the controller as the source.
+/// A way in through a proxy: an Ingress (`networking.k8s.io/v1`) or a Gateway API
+/// HTTPRoute (`gateway.networking.k8s.io`). The proxy's pods (the ingress controller, the
+/// gateway's implementation) connect to these Services' pods themselves, so the backends
+/// see the proxy as the source.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Ingress {
+    pub kind: RouteKind,
     pub namespace: String,
     pub name: String,
-    /// `spec.ingressClassName`.
-    pub class: Option<String>,
+    /// What serves it: the IngressClass (`spec.ingressClassName`), or an HTTPRoute's parent
+    /// Gateways (`namespace/name`).
+    pub served_by: Vec<String>,
     pub backends: Vec<IngressBackend>,
     pub origin: Origin,
 }
 
-/// One backend of an Ingress: `spec.defaultBackend` or a rule's path.
+/// The object a proxy's way in comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum RouteKind {
+    Ingress,
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute,
+}
+
+impl std::fmt::Display for RouteKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RouteKind::Ingress => "Ingress",
+            RouteKind::HttpRoute => "HTTPRoute",
+        })
+    }
+}
+
+/// One backend of an Ingress (`spec.defaultBackend` or a rule's path) or of an HTTPRoute
+/// (a rule's `backendRefs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct IngressBackend {
-    /// `host/path` in words (`*` for any host; `default` for the default backend).
+    /// `host/path` in words (`*` for any host; `default` for an Ingress's default backend).
     pub route: String,
-    /// The Service, in the Ingress's namespace.
+    /// The Service's namespace: the route's own, or (HTTPRoute) another one that a
+    /// ReferenceGrant opens to it.
+    pub namespace: String,
+    /// The Service.
     pub service: String,
     /// The Service's port: its number or its name.
     pub port: PortTarget,

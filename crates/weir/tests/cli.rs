@@ -1375,6 +1375,151 @@ fn explain_all_gives_every_connection_its_reasons() {
 /// client (Local) or through every node (Cluster, masqueraded); an Ingress's backend is
 /// reached through the controller, which the API's policy admits — and one to Redis is not,
 /// said with the controller given and, without it, by whom the controller would have to be.
+/// Gateway API HTTPRoutes are ways in like Ingresses: the gateway's pods connect to the
+/// backends. A backend in another namespace counts only where a ReferenceGrant there opens
+/// it to the route's namespace (the gateway refuses it otherwise, and weir says so).
+#[test]
+fn http_routes_are_ways_in_through_the_gateway() {
+    let dir = scratch("httproute");
+    let gateway = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: envoy, namespace: gateway}
+spec:
+  selector: {matchLabels: {app: envoy}}
+  template:
+    metadata: {labels: {app: envoy}}
+    spec: {containers: [{name: envoy, image: envoy}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: todos, namespace: production}
+spec:
+  parentRefs: [{name: public, namespace: gateway}]
+  hostnames: [todos.example]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /todos}}]
+    backendRefs: [{name: todos, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: cache, namespace: gateway}
+spec:
+  parentRefs: [{name: public}]
+  rules:
+  - backendRefs:
+    - {name: redis-demo, namespace: production, port: 6379}
+    - {name: todos, namespace: production, port: 80, weight: 0}
+    - {kind: Bucket, group: storage.example, name: b}
+"#;
+    std::fs::write(dir.join("gateway.yaml"), gateway).unwrap();
+    let d = dir.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "analyze",
+            "examples/todos",
+            d,
+            "--outside",
+            "-o",
+            "json",
+            "--ingress-controller",
+            "gateway/*",
+        ];
+        args.extend(extra);
+        let o = weir(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v, String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let (v, stderr) = run(&[]);
+    let vias: Vec<&str> = v["outside"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["via"].as_str().unwrap())
+        .collect();
+    let todos = v["outside"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["via"] == "HTTPRoute production/todos todos.example/todos → todos:80")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(todos["open"], true, "{v:#}");
+    assert!(
+        todos["gets_through"]
+            .as_str()
+            .unwrap()
+            .starts_with("through the controller (gateway/envoy)"),
+        "{v:#}"
+    );
+    // No grant: the cross-namespace backend is refused, and the warning says why.
+    assert!(
+        !vias
+            .iter()
+            .any(|v| v.starts_with("HTTPRoute gateway/cache")),
+        "{vias:?}"
+    );
+    assert!(
+        stderr.contains("backend production/redis-demo: no ReferenceGrant in production lets HTTPRoutes of gateway use it"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("weight 0"), "{stderr}");
+    assert!(
+        stderr.contains("\"storage.example/Bucket\" backend is not a Service"),
+        "{stderr}"
+    );
+
+    // A grant for the Service opens it; Redis's policy then refuses the gateway.
+    std::fs::write(
+        dir.join("grant.yaml"),
+        r#"apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: gateway-to-redis, namespace: production}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: gateway}]
+  to: [{group: "", kind: Service, name: redis-demo}]
+"#,
+    )
+    .unwrap();
+    let (v, stderr) = run(&[]);
+    let cache = v["outside"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["via"] == "HTTPRoute gateway/cache */ → production/redis-demo:6379")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(cache["open"], false, "{v:#}");
+    assert!(!stderr.contains("no ReferenceGrant"), "{stderr}");
+
+    // Invalid routes are refused like the API server refuses them, located.
+    std::fs::write(
+        dir.join("bad.yaml"),
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bad, namespace: production}
+spec:
+  hostnames: [Todos.Example]
+  rules:
+  - backendRefs: [{name: todos}, {name: todos, port: 80, weight: 2000000}]
+"#,
+    )
+    .unwrap();
+    let o = weir(&["analyze", "examples/todos", d]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for want in [
+        "bad.yaml:5:15: error: spec.hostnames[0]: \"Todos.Example\": must be a lower-case DNS name",
+        "bad.yaml:7:19: error: spec.rules[0].backendRefs[0].port: must have port for Service reference",
+        "bad.yaml:7:58: error: spec.rules[0].backendRefs[1].weight: weight 2000000 must be between 0 and 1000000",
+    ] {
+        assert!(err.contains(want), "{want}\n{err}");
+    }
+}
+
 #[test]
 fn outside_traffic_names_every_way_in_and_who_gets_through() {
     let o = weir(&[
