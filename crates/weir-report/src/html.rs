@@ -345,76 +345,94 @@ fn graph(
     h.push_str(r#"</svg><p>One column per namespace; squares are outside address ranges. Solid: every port allowed; dashed: some ports, written beside the arrow. Dark nodes are selected by at least one policy.</p>"#);
 }
 
-/// The flow graph above [`LABEL_LIMIT`] arrows: a node per column (namespace, or the
-/// outside ranges), an arrow per pair of columns saying how many connections it stands for
-/// and their ports together; rightwards arrows above the row, leftwards below.
+/// The flow graph above [`LABEL_LIMIT`] arrows, one arrow per pair of columns
+/// (namespaces, or the outside ranges) in two columns: sources on the left, destinations
+/// on the right, each box as tall as it has arrows so every arrow has its own place at
+/// both ends (ordered to cross little), and each arrow's label — how many connections, all
+/// their ports — written right of its destination, where no line runs.
 fn namespace_graph(
     names: &[&str],
     pairs: &std::collections::BTreeMap<(usize, usize), (usize, weir_engine::PortSet)>,
     total: usize,
     h: &mut String,
 ) {
-    let gap = 260.0;
-    let mid = 60.0 + 22.0 * pairs.len() as f64;
-    let (w, ht) = (names.len() as f64 * gap + 80.0, mid * 2.0);
-    let x = |k: usize| 90.0 + k as f64 * gap;
+    let (slot, gap, top) = (18.0, 16.0, 40.0);
+    let (left, right, width) = (20.0, 560.0, 150.0);
+    // Each side's boxes: the columns with arrows on that side, and per box its arrows in
+    // the order of the other side (pairs are sorted by source, then destination).
+    let mut outgoing: Vec<Vec<(usize, usize)>> = vec![Vec::new(); names.len()];
+    let mut incoming: Vec<Vec<(usize, usize)>> = vec![Vec::new(); names.len()];
+    for &(a, b) in pairs.keys() {
+        outgoing[a].push((a, b));
+        incoming[b].push((a, b));
+    }
+    // Where each arrow leaves and arrives, and each box's extent.
+    let place = |lists: &[Vec<(usize, usize)>]| {
+        let mut at = std::collections::HashMap::new();
+        let mut boxes = Vec::new();
+        let mut y = top;
+        for (k, list) in lists.iter().enumerate() {
+            if list.is_empty() {
+                continue;
+            }
+            let height = (list.len() as f64 * slot).max(28.0);
+            let first = y + (height - list.len() as f64 * slot) / 2.0 + slot / 2.0;
+            for (n, pair) in list.iter().enumerate() {
+                at.insert(*pair, first + n as f64 * slot);
+            }
+            boxes.push((k, y, height));
+            y += height + gap;
+        }
+        (at, boxes, y)
+    };
+    let (from_at, from_boxes, h1) = place(&outgoing);
+    let (to_at, to_boxes, h2) = place(&incoming);
+    let label_x = right + width + 10.0;
+    let longest = pairs
+        .iter()
+        .map(|(&(a, _), (count, ports))| {
+            format!("← {}: {count} × {ports}", names[a]).chars().count()
+        })
+        .max()
+        .unwrap_or(0);
+    let (w, ht) = (label_x + longest as f64 * 6.2 + 20.0, h1.max(h2) + 10.0);
     let _ = write!(
         h,
-        r##"<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{ht:.0}" viewBox="0 0 {w:.0} {ht:.0}"><defs><marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto"><path d="M0,0L10,5L0,10z" fill="#2e9d57"/></marker></defs>"##
+        r##"<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{ht:.0}" viewBox="0 0 {w:.0} {ht:.0}"><defs><marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto"><path d="M0,0L10,5L0,10z" fill="#2e9d57"/></marker></defs><text x="{left:.1}" y="22" font-size="13" font-weight="bold">from</text><text x="{right:.1}" y="22" font-size="13" font-weight="bold">to</text>"##
     );
-    for (n, (&(a, b), (count, ports))) in pairs.iter().enumerate() {
-        let (x1, x2) = (x(a), x(b));
-        let lift = 30.0 + 20.0 * n as f64 % (mid - 40.0);
-        let text = format!("{count} × {ports}");
-        let (d, lx, ly) = if a == b {
-            let y = mid - 14.0;
-            (
-                format!(
-                    "M{:.1},{y:.1} C{:.1},{:.1} {:.1},{:.1} {:.1},{y:.1}",
-                    x1 - 10.0,
-                    x1 - 40.0,
-                    y - lift,
-                    x1 + 40.0,
-                    y - lift,
-                    x1 + 10.0
-                ),
-                x1,
-                y - lift * 0.75 - 4.0,
-            )
-        } else {
-            let dir = if x2 > x1 { -1.0 } else { 1.0 }; // above when rightwards
-            let y = mid + dir * 14.0;
-            let c = y + dir * lift;
-            (
-                format!("M{x1:.1},{y:.1} C{x1:.1},{c:.1} {x2:.1},{c:.1} {x2:.1},{y:.1}"),
-                (x1 + x2) / 2.0,
-                y + dir * lift * 0.75 + if dir < 0.0 { -4.0 } else { 12.0 },
-            )
-        };
+    for (k, y, height, x) in from_boxes
+        .iter()
+        .map(|&(k, y, ht)| (k, y, ht, left))
+        .chain(to_boxes.iter().map(|&(k, y, ht)| (k, y, ht, right)))
+    {
         let _ = write!(
             h,
-            r##"<path class="flow" d="{d}" fill="none" stroke="#2e9d57" stroke-opacity="0.6" stroke-width="{:.1}" marker-end="url(#arr)"><title>{} → {}: {}</title></path><text class="ports" x="{lx:.1}" y="{ly:.1}" text-anchor="middle" font-size="10" fill="#1d6b3a" stroke="#fff" stroke-width="3" paint-order="stroke">{}</text>"##,
-            1.0 + (*count as f64).log2().max(0.0) * 0.6,
+            r##"<rect class="namespace" x="{x:.1}" y="{y:.1}" width="{width:.0}" height="{height:.1}" rx="5" fill="#eef" stroke="#99a"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="12" font-weight="bold">{}</text>"##,
+            x + width / 2.0,
+            y + height / 2.0 + 4.0,
+            esc(names[k])
+        );
+    }
+    for (&(a, b), (count, ports)) in pairs {
+        let (y1, y2) = (from_at[&(a, b)], to_at[&(a, b)]);
+        let (x1, x2) = (left + width, right);
+        let mid = (x1 + x2) / 2.0;
+        let text = format!("{count} × {ports}");
+        let _ = write!(
+            h,
+            r##"<path class="flow" d="M{x1:.1},{y1:.1} C{mid:.1},{y1:.1} {mid:.1},{y2:.1} {x2:.1},{y2:.1}" fill="none" stroke="#2e9d57" stroke-opacity="0.55" stroke-width="{:.1}" marker-end="url(#arr)"><title>{} → {}: {}</title></path><text class="ports" x="{label_x:.1}" y="{:.1}" font-size="11" fill="#1d6b3a">← {}: {}</text>"##,
+            1.0 + (*count as f64).log2().max(0.0) * 0.5,
             esc(names[a]),
             esc(names[b]),
             esc(&text),
+            y2 + 4.0,
+            esc(names[a]),
             esc(&text)
-        );
-    }
-    for (k, name) in names.iter().enumerate() {
-        let _ = write!(
-            h,
-            r##"<rect class="namespace" x="{:.1}" y="{:.1}" width="120" height="28" rx="6" fill="#eef" stroke="#99a"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="12" font-weight="bold">{}</text>"##,
-            x(k) - 60.0,
-            mid - 14.0,
-            x(k),
-            mid + 4.0,
-            esc(name)
         );
     }
     let _ = write!(
         h,
-        r#"</svg><p>{total} connections between endpoints are too many to draw one by one: one arrow per pair of namespaces (a loop: within one), labelled with how many connections it stands for and all their ports; the heatmap has each pair.</p>"#
+        r#"</svg><p>{total} connections between endpoints are too many to draw one by one: one arrow per pair of namespaces, from the left column to the right one, labelled beside its destination with where it comes from, how many connections it stands for and all their ports; the heatmap has each pair.</p>"#
     );
 }
 
@@ -501,8 +519,8 @@ pub fn render_html(
 body{{font:14px system-ui,sans-serif;margin:24px;color:#222}} h1{{font-size:22px}} h2{{font-size:17px;margin-top:28px}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
 #matrix td.c{{width:22px;height:22px;padding:0}} #matrix td.c a{{display:block;width:22px;height:22px}}
-.why:target{{background:#fff6d5;outline:2px solid #f0c23b}} .why pre{{margin:4px 0 14px 12px;font-size:12px}} .all{{background:#2e9d57}} .some{{background:#f0c23b}} .none{{background:#d9534f}} .self{{background:#bbb}} .out{{background:#fff}}
-#matrix th.ns{{background:#eef}} th.v{{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal;white-space:nowrap}}
+.why:target{{background:#fff6d5;outline:2px solid #f0c23b}} .why pre{{margin:4px 0 14px 12px;font-size:12px;white-space:pre-wrap}} .all{{background:#2e9d57}} .some{{background:#f0c23b}} .none{{background:#d9534f}} .self{{background:#bbb}} .out{{background:#fff}}
+#matrix th{{white-space:nowrap}} #matrix th.ns{{background:#eef}} th.v{{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal;white-space:nowrap}}
 .legend span{{display:inline-block;width:14px;height:14px;margin:0 4px 0 12px;vertical-align:middle}}
 .sev-warning{{color:#b35c00}} .sev-error{{color:#c00}} .sev-info{{color:#555}} code{{font-size:12px}}
 </style></head><body>
@@ -674,9 +692,9 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
                 .filter(|e| shown.contains(&e.backend))
                 .collect();
             if entries.is_empty() {
-                h.push_str(r#"<p id="outside">No way in from outside: no NodePort or LoadBalancer Service, no Ingress with a backend.</p>"#);
+                h.push_str(r#"<p id="outside">No way in from outside: no NodePort or LoadBalancer Service, no Ingress or HTTPRoute with a backend.</p>"#);
             } else {
-                h.push_str(r#"<p>Sources as the pods see them with kube-proxy: the client (externalTrafficPolicy Local), the node (Cluster), the ingress controller (Ingress).</p><table id="outside"><tr><th>via</th><th>backend</th><th>port</th><th>gets through</th></tr>"#);
+                h.push_str(r#"<p>Sources as the pods see them with kube-proxy: the client (externalTrafficPolicy Local), the node (Cluster), the proxy's pods (Ingress, HTTPRoute).</p><table id="outside"><tr><th>via</th><th>backend</th><th>port</th><th>gets through</th></tr>"#);
                 for e in &entries {
                     let _ = write!(
                         h,

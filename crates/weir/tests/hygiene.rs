@@ -532,8 +532,13 @@ fn a_large_graph_draws_one_arrow_per_pair_of_namespaces() {
     let html = report_page("large", &[dir.to_str().unwrap()]);
     let graph = &html[html.find(r#"<svg id="graph""#).unwrap()..];
     let graph = &graph[..graph.find("</svg>").unwrap()];
-    // Columns: outside, a, b.
-    assert_eq!(graph.matches(r#"class="namespace""#).count(), 3, "{graph}");
+    // Sources: outside, a, b; destinations: a, b (nothing reaches outside in the graph).
+    assert_eq!(graph.matches(r#"class="namespace""#).count(), 5, "{graph}");
+    // Each arrow's label beside its destination, printed (not only on hover).
+    assert!(
+        graph.contains(r##"fill="#1d6b3a">← a: 64 × TCP 80</text>"##),
+        "{graph}"
+    );
     assert!(
         graph.contains("<title>a → b: 64 × TCP 80</title>"),
         "{graph}"
