@@ -145,7 +145,7 @@ pub fn render_outside(
             if rows.is_empty() {
                 return writeln!(
                     out,
-                    "no way in from outside: no NodePort or LoadBalancer Service, no Ingress with a backend"
+                    "no way in from outside: no NodePort or LoadBalancer Service, no Ingress or HTTPRoute with a backend"
                 );
             }
             let mut t = table();

@@ -50,15 +50,15 @@ enum Command {
         /// deciding tiers). -o table (text) or json.
         #[arg(long, conflicts_with_all = ["summary", "exposure", "exposure_of"])]
         explain: bool,
-        /// Traffic from outside the cluster: per NodePort or LoadBalancer Service and Ingress,
-        /// each backend pod and port, and who gets through after policy (the source the pod
-        /// sees: the client with externalTrafficPolicy Local, the node with Cluster, the
-        /// ingress controller for an Ingress).
+        /// Traffic from outside the cluster: per NodePort or LoadBalancer Service, Ingress and
+        /// HTTPRoute, each backend pod and port, and who gets through after policy (the source
+        /// the pod sees: the client with externalTrafficPolicy Local, the node with Cluster,
+        /// the proxy's pods for an Ingress or HTTPRoute).
         #[arg(long, conflicts_with_all = ["summary", "exposure", "exposure_of", "explain"])]
         outside: bool,
-        /// The ingress controller's pods (namespace/name, namespace/* or k=v,…), for
-        /// --outside: whether the policies of both sides let them through. Without it, the
-        /// backends' policies say which pods the controller must be among.
+        /// The pods of the ingress controller or gateway (namespace/name, namespace/* or
+        /// k=v,…), for --outside: whether the policies of both sides let them through.
+        /// Without it, the backends' policies say which pods the proxy must be among.
         #[arg(long, value_name = "SELECTION", value_parser = weir_report::Selection::parse, requires = "outside")]
         ingress_controller: Option<weir_report::Selection>,
         #[command(flatten)]
