@@ -570,15 +570,15 @@ impl Exposure {
         )
     }
 
-    /// Addresses that are not pods and not these (the nodes'), allowed on some port:
-    /// the outside world.
-    pub fn outside(&self, nodes: &[IpAddr]) -> Addrs {
-        let nodes = Addrs::of_ips(nodes);
+    /// Addresses that are not pods and not `inside` (the cluster's own:
+    /// [`crate::outside::cluster_addresses`]), allowed on some port: the outside world.
+    pub fn outside(&self, inside: &[IpAddr]) -> Addrs {
+        let inside = Addrs::of_ips(inside);
         self.grants
             .iter()
             .filter(|g| g.peers.who == Who::NotPods)
             .fold(Addrs::none(), |acc, g| {
-                acc.union(&g.peers.addrs.minus(&nodes))
+                acc.union(&g.peers.addrs.minus(&inside))
             })
     }
 

@@ -128,6 +128,27 @@ fn cached<'m>(
     })
 }
 
+/// Addresses in the cluster that are no pod's own: the nodes' (Node objects) and those of
+/// hostNetwork pods (their nodes'). Outside the cluster is every address that is neither
+/// one of these nor a pod's: one meaning for exposure and for the ways in.
+pub fn cluster_addresses(cluster: &weir_model::Cluster) -> Vec<IpAddr> {
+    let mut all: Vec<IpAddr> = cluster
+        .nodes
+        .iter()
+        .flat_map(|n| n.addresses.iter().copied())
+        .chain(
+            cluster
+                .endpoints
+                .iter()
+                .filter(|e| e.host_network)
+                .flat_map(|e| e.ips.iter().copied()),
+        )
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 /// Every way in from outside, for every backend pod, with its verdict. `controllers`: the
 /// ingress controller's pods, when known.
 pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Entry>, TooComplex> {
@@ -137,6 +158,7 @@ pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Ent
         .iter()
         .flat_map(|n| n.addresses.iter().copied())
         .collect();
+    let inside = Addrs::of_ips(&cluster_addresses(cluster));
     // Each backend's ingress exposure, computed once however many ways lead to it.
     let mut exposures: HashMap<usize, Exposure> = HashMap::new();
     // Addresses that are not pods the backend admits on the port.
@@ -172,7 +194,7 @@ pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Ent
                 let allowed = admitted(x, port);
                 for (via, load_balancer) in &ways {
                     let (source, verdict) = if svc.external_local {
-                        let mut clients = allowed.minus(&Addrs::of_ips(&nodes));
+                        let mut clients = allowed.minus(&inside);
                         if *load_balancer && !svc.source_ranges.is_empty() {
                             clients = clients.and(&Addrs::of_nets(&svc.source_ranges));
                         }

@@ -111,9 +111,12 @@ proptest! {
                 (Source::Clients, Verdict::Clients(a)) => {
                     let svc = svc_of(&e.via);
                     let lb = e.via.starts_with("LoadBalancer");
-                    for ip in weir_gen::scenario::outside_addresses() {
+                    // Outside addresses, nodes and hostNetwork pods: only the first are clients.
+                    let host_network = cluster.endpoints.iter().filter(|p| p.host_network).flat_map(|p| p.ips.clone());
+                    for ip in weir_gen::scenario::outside_addresses().into_iter().chain(nodes.clone()).chain(host_network.clone()) {
                         let in_ranges = !lb || svc.source_ranges.is_empty() || svc.source_ranges.iter().any(|r| r.contains(&ip));
-                        let want = admits(ip) && in_ranges && !nodes.contains(&ip);
+                        let inside = nodes.contains(&ip) || host_network.clone().any(|h| h == ip);
+                        let want = admits(ip) && in_ranges && !inside;
                         prop_assert_eq!(a.contains(&ip), want, "{} {}: {:?}", e.via, ip, a);
                     }
                 }

@@ -80,21 +80,6 @@ pub fn exposures(
     Ok(out)
 }
 
-/// Addresses inside the cluster that are not pods: the nodes', and hostNetwork pods'.
-pub(crate) fn node_addresses(engine: &Engine) -> Vec<IpAddr> {
-    let c = engine.cluster();
-    c.nodes
-        .iter()
-        .flat_map(|n| n.addresses.iter().copied())
-        .chain(
-            c.endpoints
-                .iter()
-                .filter(|e| e.host_network)
-                .flat_map(|e| e.ips.iter().copied()),
-        )
-        .collect()
-}
-
 #[derive(Serialize)]
 struct GrantJson {
     /// The peers in words.
@@ -118,7 +103,7 @@ struct DirectionJson {
     every_pod: String,
     /// Ports open to some pods of every namespace, future ones included.
     every_namespace: String,
-    /// Addresses outside the cluster (not pods, not nodes) allowed on some port.
+    /// Addresses outside the cluster (not pods, not nodes or hostNetwork pods) allowed on some port.
     outside: String,
     /// Where the answer is not exact, and why.
     inexact: Vec<String>,
@@ -145,8 +130,8 @@ pub(crate) fn addresses(a: &weir_engine::exposure::Addrs) -> String {
     }
 }
 
-fn direction_json(x: &Exposure, nodes: &[IpAddr]) -> DirectionJson {
-    let outside = x.outside(nodes);
+fn direction_json(x: &Exposure, inside: &[IpAddr]) -> DirectionJson {
+    let outside = x.outside(inside);
     DirectionJson {
         grants: x
             .grants
@@ -234,7 +219,7 @@ pub fn render_exposure(
     format: Format,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let nodes = node_addresses(engine);
+    let inside = weir_engine::outside::cluster_addresses(engine.cluster());
     let rows = || {
         exposed.iter().flat_map(|x| {
             x.exposures.iter().flat_map(move |e| {
@@ -260,7 +245,7 @@ pub fn render_exposure(
                         x.exposures
                             .iter()
                             .find(|e| e.direction == d)
-                            .map(|e| direction_json(e, &nodes))
+                            .map(|e| direction_json(e, &inside))
                     };
                     ExposedJson {
                         endpoints: x.endpoints.clone(),
@@ -311,7 +296,7 @@ pub fn render_exposure(
             ))
         }
     }
-    let open = open_lines(exposed, &nodes);
+    let open = open_lines(exposed, &inside);
     if !open.is_empty() {
         writeln!(out)?;
         for line in open {
@@ -326,7 +311,7 @@ pub fn render_exposure(
 
 /// What a reviewer asks first: who accepts from any pod of every namespace, or from outside
 /// the cluster, and where an answer is not exact. One line each.
-pub(crate) fn open_lines(exposed: &[Exposed], nodes: &[IpAddr]) -> Vec<String> {
+pub(crate) fn open_lines(exposed: &[Exposed], inside: &[IpAddr]) -> Vec<String> {
     let mut open = Vec::new();
     for x in exposed {
         for e in &x.exposures {
@@ -337,7 +322,7 @@ pub(crate) fn open_lines(exposed: &[Exposed], nodes: &[IpAddr]) -> Vec<String> {
                 continue; // an open egress is the default, not a finding
             }
             let (every_pod, every_ns, outside) =
-                (e.every_pod(), e.every_namespace(), e.outside(nodes));
+                (e.every_pod(), e.every_namespace(), e.outside(inside));
             if !every_pod.is_empty() {
                 open.push(format!(
                     "{} accepts from any pod of any namespace, future ones included, on {every_pod}",

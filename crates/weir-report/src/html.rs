@@ -634,8 +634,8 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 6px}}
             let _ = write!(h, r#"<p id="exposure">{}</p>"#, esc(&e.to_string()));
         }
         Ok(exposed) => {
-            let nodes = crate::exposure::node_addresses(engine);
-            let open = crate::exposure::open_lines(&exposed, &nodes);
+            let inside = weir_engine::outside::cluster_addresses(engine.cluster());
+            let open = crate::exposure::open_lines(&exposed, &inside);
             if !open.is_empty() {
                 h.push_str(r#"<ul id="open">"#);
                 for line in open {
