@@ -117,6 +117,9 @@ pub struct KubeSource {
     watched: usize,
     /// Whether some watch is failing now (the API unreachable, access refused).
     failing: Arc<AtomicBool>,
+    /// Whether the credentials may not list Nodes: everything else is enforced, but not a
+    /// cluster policy with a `nodes` peer ([`KubeSource::changes`]).
+    nodes_forbidden: Arc<AtomicBool>,
     pub items: Items,
     /// Whether the objects were read once (later reads take only what changed).
     read_once: bool,
@@ -129,7 +132,13 @@ impl KubeSource {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let synced = Arc::new(AtomicUsize::new(0));
         let failing = Arc::new(AtomicBool::new(false));
-        let (s, n, f) = (shared.clone(), synced.clone(), failing.clone());
+        let nodes_forbidden = Arc::new(AtomicBool::new(false));
+        let (s, n, f, nf) = (
+            shared.clone(),
+            synced.clone(),
+            failing.clone(),
+            nodes_forbidden.clone(),
+        );
         let resources = weir_kube::enforced();
         let watched = resources.len();
         std::thread::Builder::new().name("weir-kube".into()).spawn(move || {
@@ -151,7 +160,7 @@ impl KubeSource {
                     }
                 };
                 let tasks = resources.into_iter().map(|ar| {
-                    let watch = Watch { shared: s.clone(), synced: n.clone(), failing: f.clone(), tx: tx.clone() };
+                    let watch = Watch { shared: s.clone(), synced: n.clone(), failing: f.clone(), nodes_forbidden: nf.clone(), tx: tx.clone() };
                     watch.run(ar, client.clone())
                 });
                 futures::future::join_all(tasks).await;
@@ -162,6 +171,7 @@ impl KubeSource {
             synced,
             watched,
             failing,
+            nodes_forbidden,
             items,
             read_once: false,
         })
@@ -187,6 +197,21 @@ impl KubeSource {
             return Err(SourceError::NotYet);
         }
         let mut g = self.shared.lock().expect("kube objects");
+        if self.nodes_forbidden.load(Ordering::SeqCst) {
+            // A `nodes` peer without the nodes' addresses matches nothing: its Deny would
+            // let through what it denies. Nothing changes until Nodes can be read or the
+            // peer is gone (what changed stays pending).
+            if let Some(key) = g
+                .objects
+                .iter()
+                .find(|(k, text)| has_node_peer(k, text))
+                .map(|(k, _)| k.clone())
+            {
+                return Err(SourceError::Unavailable(format!(
+                    "{key} has a nodes peer, but the agent may not list Nodes (grant it get, list and watch on nodes): enforcing the last state"
+                )));
+            }
+        }
         let changed = std::mem::take(&mut g.changed);
         if !self.read_once {
             let all = g.objects.clone();
@@ -223,6 +248,7 @@ struct Watch {
     shared: Arc<Mutex<Shared>>,
     synced: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
+    nodes_forbidden: Arc<AtomicBool>,
     tx: Sender<()>,
 }
 
@@ -233,8 +259,10 @@ impl Watch {
             shared: s,
             synced: n,
             failing: f,
+            nodes_forbidden: nf,
             tx,
         } = self;
+        let is_nodes = ar.group.is_empty() && ar.kind == "Node";
         let mut done = false;
         let mut throttle = Throttle::new();
         loop {
@@ -267,6 +295,9 @@ impl Watch {
                         if !std::mem::replace(&mut done, true) {
                             n.fetch_add(1, Ordering::SeqCst);
                         }
+                        if is_nodes && nf.swap(false, Ordering::SeqCst) {
+                            tracing::info!("Nodes can be listed again");
+                        }
                         tracing::info!(kind = %ar.kind, "listed");
                     }
                     Ok(Event::Apply(o)) => {
@@ -290,6 +321,24 @@ impl Watch {
                             tracing::info!(kind = %ar.kind, "not installed in this cluster: none to enforce");
                         }
                         if (first || gone > 0) && tx.send(()).is_err() {
+                            return;
+                        }
+                        absent = true;
+                        break;
+                    }
+                    Err(e) if is_nodes && forbidden(&e) => {
+                        // RBAC refuses Nodes (an older ClusterRole): enforce the rest,
+                        // refuse what needs them, and look again now and then.
+                        s.lock()
+                            .expect("kube objects")
+                            .replace_kind(&ar.kind, BTreeMap::new());
+                        if !std::mem::replace(&mut done, true) {
+                            n.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if !nf.swap(true, Ordering::SeqCst) {
+                            tracing::error!(error = %e, "the agent may not list Nodes: cluster policies with nodes peers will not be enforced until it can (grant get, list and watch on nodes)");
+                        }
+                        if tx.send(()).is_err() {
                             return;
                         }
                         absent = true;
@@ -320,6 +369,44 @@ impl Watch {
 /// How long a resource the server does not know (a CRD not installed) waits before it is
 /// looked for again.
 const ABSENT_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether a watch error is the server refusing the credentials access (403).
+fn forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => {
+            matches!(k, kube::Error::Api(status) if status.code == 403)
+        }
+        watcher::Error::WatchError(status) => status.code == 403,
+        watcher::Error::NoResourceVersion => false,
+    }
+}
+
+/// Whether the object under `key` is a cluster-wide policy with a `nodes` peer in some
+/// rule (its text as the API gave it; a text that does not parse has none, and fails
+/// validation anyway).
+fn has_node_peer(key: &str, text: &str) -> bool {
+    let tier = weir_kube::tiers()
+        .iter()
+        .any(|ar| key.starts_with(&format!("{}/", ar.kind)));
+    if !tier {
+        return false;
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return false;
+    };
+    [("ingress", "from"), ("egress", "to")]
+        .iter()
+        .flat_map(|(dir, peers)| {
+            v["spec"][dir]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(move |rule| rule[peers].as_array().into_iter().flatten())
+        })
+        .any(|peer| peer.get("nodes").is_some())
+}
 
 /// Whether a watch error is the server not knowing the resource (a CRD not installed).
 fn not_found(e: &watcher::Error) -> bool {
@@ -357,6 +444,38 @@ mod tests {
             .iter()
             .take(3)
             .any(weir_kube::may_be_absent));
+    }
+
+    /// 403 on Nodes is its own case (the rest is enforced); a cluster policy with a
+    /// `nodes` peer is what cannot be enforced without them.
+    #[test]
+    fn forbidden_nodes_matter_only_to_nodes_peers() {
+        let api = |code| {
+            kube::Error::Api(
+                kube::core::Status::failure("x", "y")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        assert!(forbidden(&watcher::Error::InitialListFailed(api(403))));
+        assert!(!forbidden(&watcher::Error::InitialListFailed(api(401))));
+        assert!(!forbidden(&watcher::Error::InitialListFailed(api(404))));
+        let anp = |peer: serde_json::Value| {
+            serde_json::json!({"kind": "AdminNetworkPolicy", "spec": {"egress": [
+                {"action": "Deny", "to": [{"namespaces": {}}, peer]}]}})
+            .to_string()
+        };
+        let nodes = anp(serde_json::json!({"nodes": {"matchLabels": {}}}));
+        let pods = anp(serde_json::json!({"pods": {}}));
+        assert!(has_node_peer("AdminNetworkPolicy//deny-nodes", &nodes));
+        assert!(!has_node_peer("AdminNetworkPolicy//deny-pods", &pods));
+        assert!(has_node_peer(
+            "ClusterNetworkPolicy//x",
+            &serde_json::json!({"spec": {"ingress": [{"from": [{"nodes": {}}]}]}}).to_string()
+        ));
+        // Only the tiers have nodes peers; a NetworkPolicy's text is never read for one.
+        assert!(!has_node_peer("NetworkPolicy/ns/x", &nodes));
+        assert!(!has_node_peer("AdminNetworkPolicy//x", "not json"));
     }
 
     fn pod(node: &str, ip: &str, host_network: bool) -> String {

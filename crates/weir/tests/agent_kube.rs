@@ -38,12 +38,16 @@ struct Store {
 struct Server {
     store: Arc<(Mutex<Store>, Condvar)>,
     stop: Arc<AtomicBool>,
+    /// Resource paths the credentials may not read: 403, as RBAC answers.
+    forbidden: Arc<Mutex<Vec<String>>>,
 }
 
 fn resource_of(kind: &str) -> &'static str {
     match kind {
         "Namespace" => "/api/v1/namespaces",
         "Pod" => "/api/v1/pods",
+        "Node" => "/api/v1/nodes",
+        "AdminNetworkPolicy" => "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies",
         _ => "/apis/networking.k8s.io/v1/networkpolicies",
     }
 }
@@ -135,6 +139,14 @@ impl Server {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             let mut out = conn.try_clone().unwrap();
+            if self.forbidden.lock().unwrap().iter().any(|p| p == path) {
+                let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "Forbidden", "code": 403,
+                    "message": format!("{path} is forbidden")})
+                .to_string();
+                let _ = write!(out, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                continue;
+            }
             if watch {
                 self.watch(&mut out, path, from);
                 return;
@@ -356,6 +368,89 @@ fn agent_watches_kubernetes_list_watch_api() {
         Duration::from_secs(20),
         || connects(&lab, "personal/ubuntu", "production/todos", 80),
     );
+}
+
+/// Credentials that may not list Nodes (a ClusterRole from before weir read them): the
+/// agent enforces everything else and is ready; a cluster policy with a `nodes` peer, which
+/// it cannot enforce without the nodes' addresses, is refused — the last state stays, and
+/// /readyz says why — until it is gone.
+#[test]
+fn agent_without_access_to_nodes_refuses_only_nodes_peers() {
+    if !root_or_skip("agent_without_access_to_nodes_refuses_only_nodes_peers") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::default();
+    server
+        .forbidden
+        .lock()
+        .unwrap()
+        .push("/api/v1/nodes".into());
+    let objects = seed_objects();
+    for o in &objects {
+        server.put(o.clone());
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = listener.local_addr().unwrap();
+    {
+        let s = server.clone();
+        std::thread::spawn(move || s.serve(listener));
+    }
+    let name = format!("kn{}", std::process::id() % 1_000_000);
+    let kubeconfig = std::env::temp_dir().join(format!("weir-kubeconfig-{name}"));
+    write_kubeconfig(&kubeconfig, &format!("http://{api}"), None);
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string();
+    let cluster = weir_manifest::load_str("seed.json", &list, Default::default())
+        .unwrap()
+        .cluster;
+    let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
+    let port = 21000 + (std::process::id() % 1000) as u16;
+    let agent = spawn_kube_agent(&kubeconfig, &["--lab", &name, "--node", "0"], port);
+    let _guard = Cleanup(
+        name.clone(),
+        Some(agent),
+        server.clone(),
+        kubeconfig.clone(),
+    );
+    wait_until("first sync without Nodes", Duration::from_secs(30), || {
+        metrics(port).contains("weir_syncs_total{result=\"ok\"} 1")
+    });
+    assert_eq!(get(port, "/readyz").map(|(code, _)| code), Some(200));
+    assert!(!connects(&lab, "personal/ubuntu", "production/redis", 6379));
+    assert!(connects(&lab, "personal/ubuntu", "production/todos", 80));
+
+    // An AdminNetworkPolicy denying todos:80 to personal, and all egress to nodes.
+    let anp = json!({"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "AdminNetworkPolicy",
+        "metadata": {"name": "guard"},
+        "spec": {"priority": 10, "subject": {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "production"}}},
+            "ingress": [{"name": "no-personal", "action": "Deny",
+                "from": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "personal"}}}]}],
+            "egress": [{"name": "no-nodes", "action": "Deny", "to": [{"nodes": {"matchLabels": {}}}]}]}});
+    server.put(anp.clone());
+    wait_until(
+        "refused: not ready, saying why",
+        Duration::from_secs(20),
+        || {
+            get(port, "/readyz").is_some_and(|(code, body)| {
+                code == 503 && body.contains("has a nodes peer, but the agent may not list Nodes")
+            })
+        },
+    );
+    assert!(
+        connects(&lab, "personal/ubuntu", "production/todos", 80),
+        "the last state stays: nothing of the refused state reached the kernel"
+    );
+
+    // Without the nodes peer it is enforced, and the agent is ready again.
+    let mut without = anp;
+    without["spec"].as_object_mut().unwrap().remove("egress");
+    server.put(without);
+    wait_until("the guard enforced", Duration::from_secs(20), || {
+        !connects(&lab, "personal/ubuntu", "production/todos", 80)
+    });
+    wait_until("ready again", Duration::from_secs(20), || {
+        get(port, "/readyz").is_some_and(|(code, _)| code == 200)
+    });
 }
 
 /// On a node (`--netns` + `--node-name`), only pods scheduled there are dispatched; their
