@@ -370,17 +370,20 @@ impl Watch {
 /// looked for again.
 const ABSENT_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The HTTP status of the server's answer behind a watch error, if it answered.
+fn status_code(e: &watcher::Error) -> Option<u16> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => Some(status.code),
+        watcher::Error::WatchError(status) => Some(status.code),
+        _ => None,
+    }
+}
+
 /// Whether a watch error is the server refusing the credentials access (403).
 fn forbidden(e: &watcher::Error) -> bool {
-    match e {
-        watcher::Error::InitialListFailed(k)
-        | watcher::Error::WatchStartFailed(k)
-        | watcher::Error::WatchFailed(k) => {
-            matches!(k, kube::Error::Api(status) if status.code == 403)
-        }
-        watcher::Error::WatchError(status) => status.code == 403,
-        watcher::Error::NoResourceVersion => false,
-    }
+    status_code(e) == Some(403)
 }
 
 /// Whether the object under `key` is a cluster-wide policy with a `nodes` peer in some
@@ -410,13 +413,7 @@ fn has_node_peer(key: &str, text: &str) -> bool {
 
 /// Whether a watch error is the server not knowing the resource (a CRD not installed).
 fn not_found(e: &watcher::Error) -> bool {
-    match e {
-        watcher::Error::InitialListFailed(k)
-        | watcher::Error::WatchStartFailed(k)
-        | watcher::Error::WatchFailed(k) => weir_kube::is_not_found(k),
-        watcher::Error::WatchError(status) => status.code == 404,
-        watcher::Error::NoResourceVersion => false,
-    }
+    status_code(e) == Some(404)
 }
 
 #[cfg(test)]

@@ -70,24 +70,31 @@ pub const TIERS_GROUP: &str = "policy.networking.k8s.io";
 /// ClusterNetworkPolicy (v1alpha2), AdminNetworkPolicy and BaselineAdminNetworkPolicy
 /// (v1alpha1): custom resources a cluster may not have installed ([`may_be_absent`]).
 pub fn tiers() -> Vec<ApiResource> {
-    [
-        ("v1alpha2", "ClusterNetworkPolicy", "clusternetworkpolicies"),
-        ("v1alpha1", "AdminNetworkPolicy", "adminnetworkpolicies"),
-        (
-            "v1alpha1",
-            "BaselineAdminNetworkPolicy",
-            "baselineadminnetworkpolicies",
-        ),
-    ]
-    .into_iter()
-    .map(|(version, kind, plural)| ApiResource {
-        group: TIERS_GROUP.into(),
-        version: version.into(),
-        api_version: format!("{TIERS_GROUP}/{version}"),
-        kind: kind.into(),
-        plural: plural.into(),
-    })
-    .collect()
+    custom(
+        TIERS_GROUP,
+        &[
+            ("v1alpha2", "ClusterNetworkPolicy", "clusternetworkpolicies"),
+            ("v1alpha1", "AdminNetworkPolicy", "adminnetworkpolicies"),
+            (
+                "v1alpha1",
+                "BaselineAdminNetworkPolicy",
+                "baselineadminnetworkpolicies",
+            ),
+        ],
+    )
+}
+
+/// Resources of a group no typed client knows: (version, kind, plural) each.
+fn custom(group: &str, list: &[(&str, &str, &str)]) -> Vec<ApiResource> {
+    list.iter()
+        .map(|(version, kind, plural)| ApiResource {
+            group: group.into(),
+            version: version.to_string(),
+            api_version: format!("{group}/{version}"),
+            kind: kind.to_string(),
+            plural: plural.to_string(),
+        })
+        .collect()
 }
 
 /// The Gateway API's group: HTTPRoutes (ways in from outside) and the ReferenceGrants
@@ -96,19 +103,13 @@ pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
 /// HTTPRoute (v1) and ReferenceGrant (v1beta1): custom resources a cluster may not have.
 pub fn gateway() -> Vec<ApiResource> {
-    [
-        ("v1", "HTTPRoute", "httproutes"),
-        ("v1beta1", "ReferenceGrant", "referencegrants"),
-    ]
-    .into_iter()
-    .map(|(version, kind, plural)| ApiResource {
-        group: GATEWAY_GROUP.into(),
-        version: version.into(),
-        api_version: format!("{GATEWAY_GROUP}/{version}"),
-        kind: kind.into(),
-        plural: plural.into(),
-    })
-    .collect()
+    custom(
+        GATEWAY_GROUP,
+        &[
+            ("v1", "HTTPRoute", "httproutes"),
+            ("v1beta1", "ReferenceGrant", "referencegrants"),
+        ],
+    )
 }
 
 /// Whether the server may not know a resource at all (a CRD not installed): its list

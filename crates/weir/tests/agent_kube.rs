@@ -286,15 +286,11 @@ impl Drop for Cleanup {
     }
 }
 
-#[test]
-fn agent_watches_kubernetes_list_watch_api() {
-    if !root_or_skip("agent_watches_kubernetes_list_watch_api") {
-        return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = Server::default();
-    let objects = seed_objects();
-    for o in &objects {
+/// The seed served by `server` on loopback, a one-node lab of it (named `tag` and the
+/// process id), and the agent on that node reading the API (`/metrics` on a port from
+/// `base`). Everything goes when the guard drops.
+fn seed_behind(server: &Server, objects: &[Value], tag: &str, base: u16) -> (weir_lab::Session, u16, Cleanup) {
+    for o in objects {
         server.put(o.clone());
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -303,7 +299,7 @@ fn agent_watches_kubernetes_list_watch_api() {
         let s = server.clone();
         std::thread::spawn(move || s.serve(listener));
     }
-    let name = format!("kb{}", std::process::id() % 1_000_000);
+    let name = format!("{tag}{}", std::process::id() % 1_000_000);
     let kubeconfig = std::env::temp_dir().join(format!("weir-kubeconfig-{name}"));
     write_kubeconfig(&kubeconfig, &format!("http://{api}"), None);
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string();
@@ -311,14 +307,20 @@ fn agent_watches_kubernetes_list_watch_api() {
         .unwrap()
         .cluster;
     let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
-    let port = 20000 + (std::process::id() % 1000) as u16;
+    let port = base + (std::process::id() % 1000) as u16;
     let agent = spawn_kube_agent(&kubeconfig, &["--lab", &name, "--node", "0"], port);
-    let _guard = Cleanup(
-        name.clone(),
-        Some(agent),
-        server.clone(),
-        kubeconfig.clone(),
-    );
+    let guard = Cleanup(name, Some(agent), server.clone(), kubeconfig);
+    (lab, port, guard)
+}
+
+#[test]
+fn agent_watches_kubernetes_list_watch_api() {
+    if !root_or_skip("agent_watches_kubernetes_list_watch_api") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (server, objects) = (Server::default(), seed_objects());
+    let (lab, port, _guard) = seed_behind(&server, &objects, "kb", 20000);
     wait_until("first sync from the API", Duration::from_secs(30), || {
         metrics(port).contains("weir_syncs_total{result=\"ok\"} 1")
     });
@@ -386,32 +388,7 @@ fn agent_without_access_to_nodes_refuses_only_nodes_peers() {
         .lock()
         .unwrap()
         .push("/api/v1/nodes".into());
-    let objects = seed_objects();
-    for o in &objects {
-        server.put(o.clone());
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let api = listener.local_addr().unwrap();
-    {
-        let s = server.clone();
-        std::thread::spawn(move || s.serve(listener));
-    }
-    let name = format!("kn{}", std::process::id() % 1_000_000);
-    let kubeconfig = std::env::temp_dir().join(format!("weir-kubeconfig-{name}"));
-    write_kubeconfig(&kubeconfig, &format!("http://{api}"), None);
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string();
-    let cluster = weir_manifest::load_str("seed.json", &list, Default::default())
-        .unwrap()
-        .cluster;
-    let lab = lab_up(&cluster, &name, 1, &[80, 6379]);
-    let port = 21000 + (std::process::id() % 1000) as u16;
-    let agent = spawn_kube_agent(&kubeconfig, &["--lab", &name, "--node", "0"], port);
-    let _guard = Cleanup(
-        name.clone(),
-        Some(agent),
-        server.clone(),
-        kubeconfig.clone(),
-    );
+    let (lab, port, _guard) = seed_behind(&server, &seed_objects(), "kn", 21000);
     wait_until("first sync without Nodes", Duration::from_secs(30), || {
         metrics(port).contains("weir_syncs_total{result=\"ok\"} 1")
     });
