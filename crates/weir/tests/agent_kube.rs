@@ -289,7 +289,12 @@ impl Drop for Cleanup {
 /// The seed served by `server` on loopback, a one-node lab of it (named `tag` and the
 /// process id), and the agent on that node reading the API (`/metrics` on a port from
 /// `base`). Everything goes when the guard drops.
-fn seed_behind(server: &Server, objects: &[Value], tag: &str, base: u16) -> (weir_lab::Session, u16, Cleanup) {
+fn seed_behind(
+    server: &Server,
+    objects: &[Value],
+    tag: &str,
+    base: u16,
+) -> (weir_lab::Session, u16, Cleanup) {
     for o in objects {
         server.put(o.clone());
     }

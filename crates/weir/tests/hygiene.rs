@@ -611,12 +611,18 @@ fn report_renders_in_headless_chromium() {
     };
     let dom = chrome(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);
-    for id in ["matrix", "graph", "policies", "findings", "summary"] {
+    for id in [
+        "matrix", "graph", "exposure", "outside", "policies", "findings", "reasons", "summary",
+    ] {
         assert!(
             dom.contains(&format!("id=\"{id}\"")),
             "{id} missing from the rendered DOM"
         );
     }
+    // Every non-self cell links to its reasons, and those are on the page.
+    assert_eq!(dom.matches(r##"<td class="c self""##).count(), 4);
+    assert!(dom.matches(r##"<a href="#why-"##).count() >= 12);
+    assert!(dom.contains("✔ allowed by production/data-from-logic-redis ingress[0]"));
     assert_eq!(dom.matches("<circle").count(), 4, "one node per endpoint");
     assert!(
         dom.matches("class=\"flow\"").count() >= 8,
