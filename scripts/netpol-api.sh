@@ -143,6 +143,43 @@ sys.exit(1 if failed else 0)
 PY
 }
 
+# For each probe of LOG that did not give what the suite expected (the "weir probe" lines
+# of poke.go.in), the agents' log lines from 3 s before it to 1 s after: whether the new
+# policy was synced before the probe, and what the agents dropped meanwhile.
+diagnose() { # LOG
+  local agents="$1.agents"
+  bash scripts/cluster.sh kubectl -n weir-system logs -l app=weir-agent --prefix --timestamps --tail=-1 \
+    > "$agents" 2>&1 || true
+  python3 - "$1" "$agents" <<'PY'
+import re, sys
+from datetime import datetime, timedelta
+log, agents = sys.argv[1], sys.argv[2]
+def when(text):
+    m = re.search(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z", text)
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[1:7].ljust(6, "0")
+    return datetime.fromisoformat(f"{m.group(1)}.{frac}")
+probe = re.compile(r"weir probe (\S+) (\S+) (.*) ok=false")
+lines = [(when(l), l.rstrip()) for l in open(agents, errors="replace")]
+shown = 0
+for line in open(log, errors="replace"):
+    m = probe.search(line)
+    if not m or shown >= 6:
+        continue
+    shown += 1
+    start, end = when(m.group(1)), when(m.group(2))
+    print(f"  failed probe {m.group(1)}..{m.group(2)[11:]}: {m.group(3)}")
+    near = [l for t, l in lines if t and start - timedelta(seconds=3) <= t <= end + timedelta(seconds=1)]
+    for l in near[:25]:
+        print(f"    {l}")
+    if len(near) > 25:
+        print(f"    … {len(near) - 25} more in {agents}")
+    if not near:
+        print("    (no agent log line in that window)")
+PY
+}
+
 status=0
 for v in "${suites[@]}"; do
   log="$state/netpol-api/$v.log"
@@ -168,6 +205,7 @@ for v in "${suites[@]}"; do
   # network-policy-api#108; v0.3.0 retries until the expected verdict): a probe can beat
   # the agents to the new policy. Its failed standard tests run once more, alone, to tell
   # such a race (passes now) from a failure that repeats; reported, not gating.
+  diagnose "$log" || true
   names=$(paste -sd'|' "$failed")
   echo "  re-running the failed standard tests once: $names"
   run "$v" "$log.rerun" "" -test.run "^TestConformance\$/^($names)\$"
