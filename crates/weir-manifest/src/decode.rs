@@ -950,10 +950,16 @@ fn ingress(ing: &net::Ingress, meta: Meta, problems: &mut Problems) -> Ingress {
         backend(b, "default".into(), path.key("defaultBackend"), problems);
     }
     for (i, rule) in spec.rules.iter().flatten().enumerate() {
-        let host = rule.host.clone().unwrap_or_else(|| "*".into());
+        let host = rule
+            .host
+            .as_deref()
+            .map_or_else(|| "*".into(), validate::printable);
         let rpath = path.key("rules").index(i).key("http").key("paths");
         for (j, p) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
-            let route = format!("{host}{}", p.path.as_deref().unwrap_or("/"));
+            let route = format!(
+                "{host}{}",
+                validate::printable(p.path.as_deref().unwrap_or("/"))
+            );
             backend(&p.backend, route, rpath.index(j).key("backend"), problems);
         }
     }

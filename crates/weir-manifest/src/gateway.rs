@@ -171,10 +171,11 @@ fn paths(matches: Option<&[Value]>) -> Vec<String> {
         Some(list) => list
             .iter()
             .map(|m| {
-                m.pointer("/path/value")
-                    .and_then(Value::as_str)
-                    .unwrap_or("/")
-                    .to_string()
+                validate::printable(
+                    m.pointer("/path/value")
+                        .and_then(Value::as_str)
+                        .unwrap_or("/"),
+                )
             })
             .collect(),
     };
@@ -426,5 +427,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(paths(Some(&m)), vec!["/api", "/"]);
+        // A regular expression may hold anything: it is written escaped, never raw.
+        let m: Vec<Value> = serde_json::from_str(
+            r#"[{"path":{"type":"RegularExpression","value":"/a\u001b[2J b"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(paths(Some(&m)), vec![r#""/a\u{1b}[2J b""#]);
     }
 }

@@ -107,6 +107,17 @@ pub fn shown(s: &str) -> String {
     format!("{:?}… ({} bytes)", weir_model::prefix(s, MAX), s.len())
 }
 
+/// A user-supplied string that goes into output as it is (a route's host and path): kept
+/// when it is short printable ASCII without spaces, else [`shown`] (quoted, escaped, cut), so
+/// it cannot carry terminal escapes or flood a table.
+pub fn printable(s: &str) -> String {
+    if s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic()) {
+        s.to_string()
+    } else {
+        shown(s)
+    }
+}
+
 /// A label key: `[prefix/]name` (Kubernetes' IsQualifiedName).
 pub fn label_key_problem(key: &str) -> Option<String> {
     let (prefix, name) = match key.split_once('/') {

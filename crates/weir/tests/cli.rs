@@ -1410,6 +1410,16 @@ spec:
     - {name: redis-demo, namespace: production, port: 6379}
     - {name: todos, namespace: production, port: 80, weight: 0}
     - {kind: Bucket, group: storage.example, name: b}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: hostile, namespace: production}
+spec:
+  rules:
+  - host: "evil\e[2J"
+    http:
+      paths:
+      - {path: "/\e]0;owned\a", pathType: ImplementationSpecific, backend: {service: {name: todos, port: {number: 80}}}}
 "#;
     std::fs::write(dir.join("gateway.yaml"), gateway).unwrap();
     let d = dir.to_str().unwrap();
@@ -1455,6 +1465,18 @@ spec:
             .unwrap()
             .starts_with("through the controller (gateway/envoy)"),
         "{v:#}"
+    );
+    // A host or path is user text: written escaped, never as raw terminal escapes.
+    let table = weir(&["analyze", "examples/todos", d, "--outside", "-q"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        !table.contains('\u{1b}') && !table.contains('\u{7}'),
+        "{table}"
+    );
+    assert!(
+        vias.iter()
+            .any(|v| v.starts_with(r#"Ingress production/hostile "evil\u{1b}[2J""#)),
+        "{vias:?}"
     );
     // No grant: the cross-namespace backend is refused, and the warning says why.
     assert!(
