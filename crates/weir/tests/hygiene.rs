@@ -510,6 +510,33 @@ fn the_report_says_why_for_every_cell_and_arrow() {
     );
 }
 
+/// Too many pairs of equivalent endpoints to print their reasons: the page says where to
+/// get them, and no cell links to a block that is not there.
+#[test]
+fn a_report_too_large_for_its_reasons_says_so() {
+    let dir = std::env::temp_dir().join(format!("weir-many-classes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 60 pods, each isolated by its own policy admitting a different peer: 60 classes.
+    let mut yaml = String::new();
+    for i in 0..60 {
+        yaml.push_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: a, labels: {{app: p{i}}}}}\nspec: {{containers: [{{name: c, image: x}}]}}\nstatus: {{podIP: 10.0.0.{}}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: n{i}, namespace: a}}\nspec:\n  podSelector: {{matchLabels: {{app: p{i}}}}}\n  ingress: [{{from: [{{podSelector: {{matchLabels: {{app: p{}}}}}}}]}}]\n---\n",
+            i + 1,
+            (i + 1) % 60
+        ));
+    }
+    std::fs::write(dir.join("many.yaml"), yaml).unwrap();
+    let html = report_page("many-classes", &[dir.to_str().unwrap()]);
+    assert!(
+        html.contains(r#"<p id="reasons">Above 2500 pairs of equivalent endpoints the reasons are left out: <code>weir analyze --explain</code>"#),
+        "{}",
+        &html[html.find("<h2>Why").unwrap()..]
+    );
+    assert!(!html.contains("href=\"#why-"), "no link to a missing block");
+    assert!(!html.contains("class=\"why\""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Past 120 arrows no layout keeps one arrow per connection readable: the graph draws one
 /// per pair of namespaces, saying how many connections it stands for and their ports.
 #[test]
