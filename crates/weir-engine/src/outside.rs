@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use weir_model::{Direction, PortKey, PortTarget, Service, ServiceType};
+use weir_model::{Direction, PortKey, PortTarget, RouteKind, Service, ServiceType};
 
 use crate::exposure::{Addrs, Exposure, Term, TooComplex, Who};
 use crate::{selector, Engine, Side};
@@ -240,8 +240,18 @@ pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Ent
             } else {
                 format!("{}/{}", b.namespace, b.service)
             };
+            let by = match (ing.kind, ing.served_by.len()) {
+                (_, 0) => String::new(),
+                (RouteKind::Ingress, _) => {
+                    format!(" (class {})", ing.served_by.join(", "))
+                }
+                (RouteKind::HttpRoute, 1) => format!(" (parent {})", ing.served_by[0]),
+                (RouteKind::HttpRoute, _) => {
+                    format!(" (parents {})", ing.served_by.join(", "))
+                }
+            };
             let via = format!(
-                "{} {}/{} {} → {service}:{port_text}",
+                "{} {}/{}{by} {} → {service}:{port_text}",
                 ing.kind, ing.namespace, ing.name, b.route
             );
             for (i, port) in backends(engine, svc, sp) {

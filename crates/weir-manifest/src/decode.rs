@@ -967,7 +967,12 @@ fn ingress(ing: &net::Ingress, meta: Meta, problems: &mut Problems) -> Ingress {
         kind: RouteKind::Ingress,
         namespace: meta.namespace,
         name: meta.name,
-        served_by: spec.ingress_class_name.into_iter().collect(),
+        served_by: spec
+            .ingress_class_name
+            .as_deref()
+            .map(validate::printable)
+            .into_iter()
+            .collect(),
         backends,
         origin: meta.origin,
     }

@@ -216,10 +216,12 @@ pub(crate) fn http_route(
         let group = p.group.as_deref().unwrap_or(GROUP);
         let kind = p.kind.as_deref().unwrap_or("Gateway");
         let ns = p.namespace.as_deref().unwrap_or(&own);
+        // The name has no pattern in the schema: it is user text in output.
+        let name = validate::printable(&p.name);
         served_by.push(if group == GROUP && kind == "Gateway" {
-            format!("{ns}/{}", p.name)
+            format!("{ns}/{name}")
         } else {
-            format!("{kind} {ns}/{}", p.name)
+            format!("{} {ns}/{name}", validate::printable(kind))
         });
     }
     at_most(&s.hostnames, 16, spec().key("hostnames"), problems);

@@ -1420,6 +1420,13 @@ spec:
     http:
       paths:
       - {path: "/\e]0;owned\a", pathType: ImplementationSpecific, backend: {service: {name: todos, port: {number: 80}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: hostile, namespace: production}
+spec:
+  parentRefs: [{name: "g\e[2J"}]
+  rules: [{backendRefs: [{name: todos, port: 80}]}]
 "#;
     std::fs::write(dir.join("gateway.yaml"), gateway).unwrap();
     let d = dir.to_str().unwrap();
@@ -1456,7 +1463,7 @@ spec:
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["via"] == "HTTPRoute production/todos todos.example/todos → todos:80")
+        .find(|e| e["via"] == "HTTPRoute production/todos (parent gateway/public) todos.example/todos → todos:80")
         .unwrap_or_else(|| panic!("{v:#}"));
     assert_eq!(todos["open"], true, "{v:#}");
     assert!(
@@ -1476,6 +1483,12 @@ spec:
     assert!(
         vias.iter()
             .any(|v| v.starts_with(r#"Ingress production/hostile "evil\u{1b}[2J""#)),
+        "{vias:?}"
+    );
+    assert!(
+        vias.contains(
+            &r#"HTTPRoute production/hostile (parent production/"g\u{1b}[2J") */ → todos:80"#
+        ),
         "{vias:?}"
     );
     // No grant: the cross-namespace backend is refused, and the warning says why.
@@ -1512,7 +1525,10 @@ spec:
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["via"] == "HTTPRoute gateway/cache */ → production/redis-demo:6379")
+        .find(|e| {
+            e["via"]
+                == "HTTPRoute gateway/cache (parent gateway/public) */ → production/redis-demo:6379"
+        })
         .unwrap_or_else(|| panic!("{v:#}"));
     assert_eq!(cache["open"], false, "{v:#}");
     assert!(!stderr.contains("no ReferenceGrant"), "{stderr}");
@@ -1563,7 +1579,7 @@ fn outside_traffic_names_every_way_in_and_who_gets_through() {
     assert!(
         csv.contains("LoadBalancer production/todos port 80,production/todos,TCP/80,node address (externalTrafficPolicy: Cluster masquerades),\"everyone, as any node (no Node objects: their addresses are not known)\"")
             && csv.contains("node port (not allocated in the input) of production/todos,production/todos,TCP/80,")
-            && csv.contains("Ingress production/todos todos.example/todos → todos:80,production/todos,TCP/80,ingress controller pods,only if the ingress controller is among: any pod in any namespace"),
+            && csv.contains("Ingress production/todos (class nginx) todos.example/todos → todos:80,production/todos,TCP/80,ingress controller pods,only if the ingress controller is among: any pod in any namespace"),
         "{csv}"
     );
 
@@ -1648,7 +1664,7 @@ spec:
             .starts_with("nobody: the policies refuse the controller's pods"),
         "{v:#}"
     );
-    let e = find("Ingress production/todos todos.example/todos → todos:80");
+    let e = find("Ingress production/todos (class nginx) todos.example/todos → todos:80");
     assert_eq!(e["open"], true);
     assert!(
         e["gets_through"]
