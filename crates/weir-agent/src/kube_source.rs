@@ -420,17 +420,19 @@ fn not_found(e: &watcher::Error) -> bool {
 mod tests {
     use super::*;
 
+    /// The server's answer with this HTTP status.
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("x", "y")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
     /// A CRD that is not installed (404) counts as no objects; any other refusal is a
     /// failing watch (fail closed: not ready, the last state enforced).
     #[test]
     fn only_not_found_means_not_installed() {
-        let api = |code| {
-            kube::Error::Api(
-                kube::core::Status::failure("x", "y")
-                    .with_code(code)
-                    .boxed(),
-            )
-        };
         assert!(not_found(&watcher::Error::InitialListFailed(api(404))));
         assert!(not_found(&watcher::Error::WatchStartFailed(api(404))));
         assert!(!not_found(&watcher::Error::InitialListFailed(api(403))));
@@ -447,13 +449,6 @@ mod tests {
     /// `nodes` peer is what cannot be enforced without them.
     #[test]
     fn forbidden_nodes_matter_only_to_nodes_peers() {
-        let api = |code| {
-            kube::Error::Api(
-                kube::core::Status::failure("x", "y")
-                    .with_code(code)
-                    .boxed(),
-            )
-        };
         assert!(forbidden(&watcher::Error::InitialListFailed(api(403))));
         assert!(!forbidden(&watcher::Error::InitialListFailed(api(401))));
         assert!(!forbidden(&watcher::Error::InitialListFailed(api(404))));
