@@ -667,14 +667,8 @@ pub(crate) fn meta(
     } else {
         String::new()
     };
-    if namespaced && !validate::is_dns_label(&namespace) {
-        problems.error(
-            path.key("namespace"),
-            format!(
-                "namespace {} is not a valid RFC 1123 label",
-                validate::shown(&namespace)
-            ),
-        );
+    if namespaced {
+        validate::check_namespace(&namespace, path.key("namespace"), problems);
     }
     if let Some(why) = rule.problem(&name) {
         problems.error(path.key("name"), why);

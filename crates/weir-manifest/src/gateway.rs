@@ -129,15 +129,6 @@ fn name(value: &str, max: usize, path: FieldPath, problems: &mut Problems) {
     }
 }
 
-fn namespace(value: &str, path: FieldPath, problems: &mut Problems) {
-    if !validate::is_dns_label(value) {
-        problems.error(
-            path,
-            format!("namespace {} is not a valid RFC 1123 label", shown(value)),
-        );
-    }
-}
-
 fn at_most<T>(list: &[T], max: usize, path: FieldPath, problems: &mut Problems) {
     if list.len() > max {
         problems.error(
@@ -147,20 +138,10 @@ fn at_most<T>(list: &[T], max: usize, path: FieldPath, problems: &mut Problems) 
     }
 }
 
-/// A hostname of `spec.hostnames`: a DNS name, lower case, optionally `*.` first; no IP.
+/// A hostname of `spec.hostnames`: a DNS subdomain, optionally `*.` first; 253 bytes at
+/// most in all.
 fn hostname_ok(h: &str) -> bool {
-    let rest = h.strip_prefix("*.").unwrap_or(h);
-    !rest.is_empty()
-        && h.len() <= 253
-        && rest.split('.').all(|label| {
-            let b = label.as_bytes();
-            !b.is_empty()
-                && b.len() <= 63
-                && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-                && b[0] != b'-'
-                && b[b.len() - 1] != b'-'
-        })
+    h.len() <= 253 && validate::is_dns_subdomain(h.strip_prefix("*.").unwrap_or(h))
 }
 
 /// The paths a rule's matches name (`/` where a match has none: the default
@@ -205,7 +186,7 @@ pub(crate) fn http_route(
         let at = spec().key("parentRefs").index(i);
         name(&p.name, 253, at.key("name"), problems);
         if let Some(ns) = &p.namespace {
-            namespace(ns, at.key("namespace"), problems);
+            validate::check_namespace(ns, at.key("namespace"), problems);
         }
         if let Some(port) = p.port.filter(|n| !(1..=65535).contains(n)) {
             problems.error(
@@ -273,7 +254,7 @@ pub(crate) fn http_route(
             );
             name(&backend.name, 253, at.key("name"), problems);
             if let Some(ns) = &backend.namespace {
-                namespace(ns, at.key("namespace"), problems);
+                validate::check_namespace(ns, at.key("namespace"), problems);
             }
             if let Some(w) = backend.weight.filter(|w| !(0..=1_000_000).contains(w)) {
                 problems.error(
@@ -358,7 +339,7 @@ pub(crate) fn reference_grant(
     let mut from = Vec::new();
     for (i, f) in s.from.iter().enumerate() {
         let at = spec().key("from").index(i);
-        namespace(&f.namespace, at.key("namespace"), problems);
+        validate::check_namespace(&f.namespace, at.key("namespace"), problems);
         if f.kind.is_empty() || f.kind.len() > 63 {
             problems.error(at.key("kind"), "must be 1 to 63 characters");
         }

@@ -60,6 +60,16 @@ pub fn is_dns_label(s: &str) -> bool {
     })
 }
 
+/// A namespace name (an RFC 1123 label) at `path`, wherever an object names one.
+pub fn check_namespace(value: &str, path: FieldPath, problems: &mut Problems) {
+    if !is_dns_label(value) {
+        problems.error(
+            path,
+            format!("namespace {} is not a valid RFC 1123 label", shown(value)),
+        );
+    }
+}
+
 /// RFC 1035 label (Service names): an RFC 1123 label that starts with a letter.
 pub fn is_dns1035_label(s: &str) -> bool {
     is_dns_label(s) && s.as_bytes()[0].is_ascii_lowercase()
