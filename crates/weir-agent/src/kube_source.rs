@@ -201,12 +201,7 @@ impl KubeSource {
             // A `nodes` peer without the nodes' addresses matches nothing: its Deny would
             // let through what it denies. Nothing changes until Nodes can be read or the
             // peer is gone (what changed stays pending).
-            if let Some(key) = g
-                .objects
-                .iter()
-                .find(|(k, text)| has_node_peer(k, text))
-                .map(|(k, _)| k.clone())
-            {
+            if let Some(key) = tier_with_node_peer(&g.objects) {
                 return Err(SourceError::Unavailable(format!(
                     "{key} has a nodes peer, but the agent may not list Nodes (grant it get, list and watch on nodes): enforcing the last state"
                 )));
@@ -386,16 +381,22 @@ fn forbidden(e: &watcher::Error) -> bool {
     status_code(e) == Some(403)
 }
 
-/// Whether the object under `key` is a cluster-wide policy with a `nodes` peer in some
-/// rule (its text as the API gave it; a text that does not parse has none, and fails
-/// validation anyway).
-fn has_node_peer(key: &str, text: &str) -> bool {
-    let tier = weir_kube::tiers()
-        .iter()
-        .any(|ar| key.starts_with(&format!("{}/", ar.kind)));
-    if !tier {
-        return false;
-    }
+/// The key of a cluster-wide policy with a `nodes` peer, if any. Only the tiers' objects
+/// are read: keys are `Kind/…`, so each kind is a range of the map.
+fn tier_with_node_peer(objects: &BTreeMap<String, String>) -> Option<String> {
+    weir_kube::tiers().iter().find_map(|ar| {
+        let prefix = format!("{}/", ar.kind);
+        objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .find(|(_, text)| has_node_peer(text))
+            .map(|(k, _)| k.clone())
+    })
+}
+
+/// Whether a cluster-wide policy (its text as the API gave it) has a `nodes` peer in some
+/// rule; a text that does not parse has none, and fails validation anyway.
+fn has_node_peer(text: &str) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
         return false;
     };
@@ -459,15 +460,30 @@ mod tests {
         };
         let nodes = anp(serde_json::json!({"nodes": {"matchLabels": {}}}));
         let pods = anp(serde_json::json!({"pods": {}}));
-        assert!(has_node_peer("AdminNetworkPolicy//deny-nodes", &nodes));
-        assert!(!has_node_peer("AdminNetworkPolicy//deny-pods", &pods));
+        assert!(has_node_peer(&nodes));
+        assert!(!has_node_peer(&pods));
         assert!(has_node_peer(
-            "ClusterNetworkPolicy//x",
             &serde_json::json!({"spec": {"ingress": [{"from": [{"nodes": {}}]}]}}).to_string()
         ));
+        assert!(!has_node_peer("not json"));
         // Only the tiers have nodes peers; a NetworkPolicy's text is never read for one.
-        assert!(!has_node_peer("NetworkPolicy/ns/x", &nodes));
-        assert!(!has_node_peer("AdminNetworkPolicy//x", "not json"));
+        let objects = |key: &str, text: &str| BTreeMap::from([(key.to_string(), text.to_string())]);
+        assert_eq!(
+            tier_with_node_peer(&objects("AdminNetworkPolicy//deny-nodes", &nodes)).as_deref(),
+            Some("AdminNetworkPolicy//deny-nodes")
+        );
+        assert_eq!(
+            tier_with_node_peer(&objects("AdminNetworkPolicy//deny-pods", &pods)),
+            None
+        );
+        assert_eq!(
+            tier_with_node_peer(&objects("NetworkPolicy/ns/x", &nodes)),
+            None
+        );
+        assert_eq!(
+            tier_with_node_peer(&objects("BaselineAdminNetworkPolicy//default", &nodes)).as_deref(),
+            Some("BaselineAdminNetworkPolicy//default")
+        );
     }
 
     fn pod(node: &str, ip: &str, host_network: bool) -> String {
