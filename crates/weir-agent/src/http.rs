@@ -1,4 +1,5 @@
-//! The agent's HTTP endpoint: `/healthz`, `/readyz`, `/metrics`, and `/drops` when enabled.
+//! The agent's HTTP endpoint: `/healthz`, `/readyz`, `/metrics`, `/revision`, and `/drops`
+//! when enabled.
 //!
 //! Its clients are not trusted: hyper with a header-read timeout (slow clients are cut),
 //! a small request buffer (a huge request line is refused, not buffered), a bound on
@@ -141,6 +142,15 @@ async fn handle(
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready:\n{}\n", why.join("\n")),
+            ),
+        },
+        // What the kernel enforces, as one value: a client waits for every node's to equal
+        // the one it computes from the API's policy objects (kube_source::revision).
+        "/revision" => match http.metrics.revision() {
+            Some(r) => text(StatusCode::OK, format!("{r}\n")),
+            None => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no revision: not synced yet, or a source without versions\n".into(),
             ),
         },
         "/metrics" => {

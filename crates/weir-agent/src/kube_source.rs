@@ -123,6 +123,9 @@ pub struct KubeSource {
     pub items: Items,
     /// Whether the objects were read once (later reads take only what changed).
     read_once: bool,
+    /// [`revision`] of the items after the last successful read; `None` until then, and
+    /// while a policy changed since it was computed.
+    pub revision: Option<String>,
 }
 
 impl KubeSource {
@@ -174,6 +177,7 @@ impl KubeSource {
             nodes_forbidden,
             items,
             read_once: false,
+            revision: None,
         })
     }
 
@@ -208,25 +212,37 @@ impl KubeSource {
             }
         }
         let changed = std::mem::take(&mut g.changed);
-        if !self.read_once {
+        let read = if !self.read_once {
             let all = g.objects.clone();
             drop(g);
             self.read_once = true;
-            return self.items.update(
+            self.items.update(
                 all.into_iter()
                     .map(|(k, v)| (k, Current::Text(v)))
                     .collect(),
-            );
+            )
+        } else {
+            let now: BTreeMap<String, Option<Current>> = changed
+                .into_iter()
+                .map(|k| {
+                    let v = g.objects.get(&k).map(|t| Current::Text(t.clone()));
+                    (k, v)
+                })
+                .collect();
+            drop(g);
+            self.items.apply(now)
+        };
+        match &read {
+            // Computed again only when a policy's good version changed.
+            Ok(changes)
+                if self.revision.is_none() || changes.iter().any(|c| is_policy(&c.name)) =>
+            {
+                self.revision = Some(revision(&self.items));
+            }
+            Ok(_) => {}
+            Err(_) => self.revision = None,
         }
-        let now: BTreeMap<String, Option<Current>> = changed
-            .into_iter()
-            .map(|k| {
-                let v = g.objects.get(&k).map(|t| Current::Text(t.clone()));
-                (k, v)
-            })
-            .collect();
-        drop(g);
-        self.items.apply(now)
+        read
     }
 
     /// `Some(why)` while the API cannot be watched (the last state stays enforced).
@@ -412,6 +428,45 @@ fn has_node_peer(text: &str) -> bool {
         .any(|peer| peer.get("nodes").is_some())
 }
 
+/// The kinds of policy objects: NetworkPolicy and the cluster-wide tiers'.
+fn policy_kinds() -> impl Iterator<Item = String> {
+    std::iter::once("NetworkPolicy".to_string())
+        .chain(weir_kube::tiers().into_iter().map(|ar| ar.kind))
+}
+
+fn is_policy(key: &str) -> bool {
+    key.split_once('/')
+        .is_some_and(|(kind, _)| policy_kinds().any(|k| k == kind))
+}
+
+/// The policy objects of `items`' good versions as one value: FNV-1a (64 bits, as 16 hex
+/// digits) over the lines `Kind/namespace/name resourceVersion\n` sorted by key. A client
+/// computes the same over the API's current policy objects (tools/kube/netpol-api's probe
+/// wrapper does) and knows the node enforces exactly them when the two are equal; an
+/// object whose current version is invalid keeps its last good version here, so the two
+/// differ while it is. A convergence check, not a security one: FNV is no cryptographic
+/// hash. Pods, Namespaces and Nodes are not covered.
+pub fn revision(items: &Items) -> String {
+    let mut lines: Vec<(String, String)> = Vec::new();
+    for kind in policy_kinds() {
+        let prefix = format!("{kind}/");
+        for (key, text) in items.good_with_prefix(&prefix) {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            let rv = v["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            lines.push((key.to_string(), rv.to_string()));
+        }
+    }
+    lines.sort();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (key, rv) in &lines {
+        for b in key.bytes().chain([b' ']).chain(rv.bytes()).chain([b'\n']) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
 /// Whether a watch error is the server not knowing the resource (a CRD not installed).
 fn not_found(e: &watcher::Error) -> bool {
     status_code(e) == Some(404)
@@ -484,6 +539,69 @@ mod tests {
             tier_with_node_peer(&objects("BaselineAdminNetworkPolicy//default", &nodes)).as_deref(),
             Some("BaselineAdminNetworkPolicy//default")
         );
+    }
+
+    /// `/revision` is what a client computes from the API's policy objects: the vectors
+    /// are Go's `hash/fnv` (New64a) over the same lines, as the conformance stage's probe
+    /// wrapper computes them. Pods do not count; an invalid new version keeps the last good
+    /// one's resourceVersion, so the revision says the node does not enforce the new one.
+    #[test]
+    fn the_revision_is_the_good_policy_versions() {
+        let np = |rv: &str| {
+            serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "a", "namespace": "ns", "resourceVersion": rv},
+                "spec": {"podSelector": {}}})
+            .to_string()
+        };
+        let anp = |rv: &str, priority: i64| {
+            serde_json::json!({"apiVersion": "policy.networking.k8s.io/v1alpha1",
+                "kind": "AdminNetworkPolicy", "metadata": {"name": "p", "resourceVersion": rv},
+                "spec": {"priority": priority, "subject": {"namespaces": {}}}})
+            .to_string()
+        };
+        let text = |t: String| Current::Text(t);
+        let pod = |ip: &str| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "x", "namespace": "ns", "resourceVersion": ip},
+                "spec": {"nodeName": "n1"}, "status": {"podIP": ip}})
+            .to_string()
+        };
+        let mut items = Items::new(Default::default());
+        assert_eq!(
+            revision(&items),
+            "cbf29ce484222325",
+            "no policy: FNV's offset basis"
+        );
+        items
+            .update(BTreeMap::from([
+                ("NetworkPolicy/ns/a".to_string(), text(np("5"))),
+                ("AdminNetworkPolicy//p".to_string(), text(anp("7", 10))),
+                ("Pod/ns/x".to_string(), text(pod("10.0.0.1"))),
+            ]))
+            .unwrap();
+        assert!(items.invalid.is_empty(), "{:?}", items.invalid);
+        assert_eq!(revision(&items), "d64bd03539eaf504");
+        let pod_moved = BTreeMap::from([("Pod/ns/x".to_string(), Some(text(pod("10.0.0.2"))))]);
+        items.apply(pod_moved).unwrap();
+        assert_eq!(revision(&items), "d64bd03539eaf504");
+        items
+            .apply(BTreeMap::from([(
+                "AdminNetworkPolicy//p".to_string(),
+                Some(text(anp("8", 10))),
+            )]))
+            .unwrap();
+        assert_eq!(revision(&items), "cb6373c64aa38da1");
+        // Priority 1001 is out of range: version 9 is refused, 8 stays enforced.
+        items
+            .apply(BTreeMap::from([(
+                "AdminNetworkPolicy//p".to_string(),
+                Some(text(anp("9", 1001))),
+            )]))
+            .unwrap();
+        assert!(items.invalid.contains_key("AdminNetworkPolicy//p"));
+        assert_eq!(revision(&items), "cb6373c64aa38da1");
+        assert!(is_policy("BaselineAdminNetworkPolicy//default") && is_policy("NetworkPolicy/a/b"));
+        assert!(!is_policy("Pod/a/b") && !is_policy("NetworkPolicyX/a/b") && !is_policy("x"));
     }
 
     fn pod(node: &str, ip: &str, host_network: bool) -> String {

@@ -25,7 +25,9 @@
 //!   per event) and replaced whole when someone changed it.
 //! - Established connections are kept when a policy starts denying them (conntrack accepts
 //!   them first, as Calico and Antrea do).
-//! - `/metrics` (Prometheus text), `/healthz`, `/readyz`, and optionally `/drops` ([`http`]).
+//! - `/metrics` (Prometheus text), `/healthz`, `/readyz`, `/revision` (the policy objects
+//!   the kernel holds, as one value a client can compute from the API too), and optionally
+//!   `/drops` ([`http`]).
 
 pub mod http;
 pub mod kube_source;
@@ -112,6 +114,11 @@ pub trait Source {
     fn trouble(&self) -> Option<String> {
         None
     }
+    /// What the last read's good policy objects were, as one value a client can compute
+    /// from the API's objects too (`/revision`); `None` for sources without versions.
+    fn revision(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<S: Source + ?Sized> Source for Box<S> {
@@ -129,6 +136,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
     }
     fn trouble(&self) -> Option<String> {
         (**self).trouble()
+    }
+    fn revision(&self) -> Option<String> {
+        (**self).revision()
     }
 }
 
@@ -160,13 +170,16 @@ impl Source for kube_source::KubeSource {
     fn trouble(&self) -> Option<String> {
         kube_source::KubeSource::trouble(self)
     }
+    fn revision(&self) -> Option<String> {
+        self.revision.clone()
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct Config {
     pub source: SourceSpec,
     pub target: Target,
-    /// `/metrics`, `/healthz`, `/readyz` listen here.
+    /// `/metrics`, `/healthz`, `/readyz`, `/revision` listen here.
     pub listen: Option<SocketAddr>,
     /// Interfaces of local pods, for anti-spoofing and the fail-closed catch-all.
     pub pod_interfaces: Option<weir_nft::PodInterfaces>,
@@ -536,7 +549,8 @@ impl<S: Source, N: Nft> Agent<S, N> {
             apply: t_compile.elapsed(),
             incremental,
         };
-        self.metrics.synced(took, applied.size);
+        self.metrics
+            .synced(took, applied.size, self.source.revision());
         tracing::info!(mode = ?applied.mode, incremental, rules = applied.size.rules, sets = applied.size.sets, elements = applied.size.elements,
             script_bytes = applied.script_bytes, took_ms = took.as_secs_f64() * 1e3, "synced");
         Ok(applied)
@@ -859,7 +873,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
             serve_drops,
         ));
         let addr = http::serve(listener, state, stop.clone())?;
-        tracing::info!(%addr, drops = serve_drops, "serving /metrics, /healthz, /readyz");
+        tracing::info!(%addr, drops = serve_drops, "serving /metrics, /healthz, /readyz, /revision");
     }
     let mut dirty = true;
     let mut retry_at: Option<Instant> = None;

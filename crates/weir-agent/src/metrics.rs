@@ -32,6 +32,8 @@ struct State {
     drift_repairs: u64,
     deltas_refused: u64,
     drift_checks_failed: u64,
+    /// The source's revision at the last successful sync (`/revision`).
+    revision: Option<String>,
 }
 
 /// The states of the source, for `weir_source_state`.
@@ -43,8 +45,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn synced(&self, took: Duration, size: weir_nft::Size) {
+    /// A sync reached the kernel; `revision` is the source's at its read.
+    pub fn synced(&self, took: Duration, size: weir_nft::Size, revision: Option<String>) {
         let mut s = self.state.lock().expect("metrics");
+        s.revision = revision;
         let secs = took.as_secs_f64();
         for (b, le) in s.sync_buckets.iter_mut().zip(BUCKETS) {
             if secs <= le {
@@ -98,6 +102,11 @@ impl Metrics {
 
     pub fn drift_check_failed(&self) {
         self.state.lock().expect("metrics").drift_checks_failed += 1;
+    }
+
+    /// The source's revision the kernel holds (`None`: no sync yet, or a source without).
+    pub fn revision(&self) -> Option<String> {
+        self.state.lock().expect("metrics").revision.clone()
     }
 
     /// `Ok` when the node enforces the source's current state; else every reason it may
@@ -310,7 +319,7 @@ mod tests {
     fn readiness_names_every_reason() {
         let m = Metrics::default();
         assert_eq!(m.readiness().unwrap_err(), vec!["not synced yet"]);
-        m.synced(Duration::from_millis(1), weir_nft::Size::default());
+        m.synced(Duration::from_millis(1), weir_nft::Size::default(), None);
         assert!(m.readiness().is_ok());
         m.drop_log(Some(Err("bind: permission denied".into())));
         m.source(2);

@@ -179,6 +179,17 @@ impl Items {
         self.good.keys().map(String::as_str)
     }
 
+    /// The good items whose names start with `prefix`, with their texts, in name order.
+    pub fn good_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.good
+            .range(prefix.to_string()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Replaces the item set with `current` (a whole listing: items not in it are gone).
     pub fn update(
         &mut self,

@@ -29,7 +29,7 @@ pub struct AgentArgs {
     #[cfg(feature = "lab")]
     #[arg(long)]
     pub node: Option<usize>,
-    /// Serve /metrics, /healthz and /readyz here (loopback by default: scraping from
+    /// Serve /metrics, /healthz, /readyz and /revision here (loopback by default: scraping from
     /// elsewhere is an explicit choice of address).
     #[arg(long, default_value = "127.0.0.1:9595")]
     listen: SocketAddr,

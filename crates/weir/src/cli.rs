@@ -118,7 +118,7 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Report(crate::hygiene::ReportArgs),
     /// The node agent: keeps this node's nftables equal to a manifest directory or the
-    /// Kubernetes API, fails closed, repairs drift; serves /metrics, /healthz, /readyz.
+    /// Kubernetes API, fails closed, repairs drift; serves /metrics, /healthz, /readyz, /revision.
     Agent(crate::agent::AgentArgs),
     /// Follows the agent's dropped packets: who, to whom, on what, and which policies isolated it.
     Drops(crate::agent::DropsArgs),

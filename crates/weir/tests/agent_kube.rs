@@ -337,12 +337,37 @@ fn agent_watches_kubernetes_list_watch_api() {
         6379
     ));
     assert!(connects(&lab, "personal/ubuntu", "production/todos", 80));
+    let revision = || {
+        get(port, "/revision")
+            .filter(|(code, _)| *code == 200)
+            .map(|(_, r)| r)
+    };
+    let seeded = revision().expect("a revision once synced");
 
     // A watch event: the HTTP policy is deleted.
     server.delete("NetworkPolicy", "production", "logic-from-any-http");
     wait_until("todos:80 closed", Duration::from_secs(10), || {
         !connects(&lab, "personal/ubuntu", "production/todos", 80)
     });
+    let deleted = revision().unwrap();
+    assert_ne!(deleted, seeded, "a policy went: another revision");
+    // A pod's change is no policy's.
+    let syncs = || {
+        let m = metrics(port);
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("weir_syncs_total{result=\"ok\"}"));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = syncs();
+    let mut pod = objects.iter().find(|o| o["kind"] == "Pod").unwrap().clone();
+    pod["metadata"]["labels"]["extra"] = json!("x");
+    server.put(pod);
+    wait_until("the pod's change synced", Duration::from_secs(10), || {
+        syncs() > before
+    });
+    assert_eq!(revision().unwrap(), deleted);
 
     // An object that fails validation is skipped and reported; enforcement is unchanged.
     server.put(
@@ -353,6 +378,11 @@ fn agent_watches_kubernetes_list_watch_api() {
     wait_until("invalid object reported", Duration::from_secs(10), || {
         metrics(port).contains("weir_invalid_files 1")
     });
+    assert_eq!(
+        revision().unwrap(),
+        deleted,
+        "an object the node does not enforce is not in its revision"
+    );
     assert!(connects(
         &lab,
         "production/ubuntu",
@@ -374,6 +404,11 @@ fn agent_watches_kubernetes_list_watch_api() {
         "todos:80 open again after the watch was re-established",
         Duration::from_secs(20),
         || connects(&lab, "personal/ubuntu", "production/todos", 80),
+    );
+    let back = revision().unwrap();
+    assert!(
+        back != deleted && back != seeded,
+        "{back}: the policy is back at a new resourceVersion"
     );
 }
 
