@@ -9,11 +9,12 @@
 # Each suite is the module's own tests, built with `go test -c` from tools/kube/netpol-api/
 # (scripts/go-build.sh: cached per machine by the module's files) and run with every feature on, experimental ones
 # included. Prints per suite `standard: N passed, M failed; experimental: …`. Exit 0 only
-# when every standard test of v1beta1 passed; experimental tests (named ports, node peers)
-# and v1alpha1 are run and reported, not gating: v0.1.7 probes exactly once, right after
-# each policy write, and a probe can beat the agents to it (its failed tests are run once
-# more, alone, to tell that race from a repeated failure). Uses the nodes if up, else
-# brings them up and down.
+# when every standard test of both suites passed; experimental tests (named ports, node
+# peers) are run and reported. v0.1.7 probes exactly once, right after each policy write,
+# so a probe could beat the agents to it: before each of its probes the wrapper waits until
+# every node's agent enforces the policy objects the API holds (converge.go.in, the agent's
+# /revision), reports how long those waits took, and fails the stage if one ended without
+# agreement. Uses the nodes if up, else brings them up and down.
 #   bash scripts/netpol-api.sh [SUITE...]   run (default: both)
 #   bash scripts/netpol-api.sh --build      build the binaries, copy the pinned CRDs, stop
 #   bash scripts/netpol-api.sh --record [SUITE...]
@@ -67,6 +68,7 @@ source_tree() {
     exit 1
   }
   cp tools/kube/netpol-api/record.go.in "$pkg/weir_record.go"
+  cp tools/kube/netpol-api/converge.go.in "$pkg/weir_converge.go"
   cp "tools/kube/netpol-api/$v/poke.go.in" "$pkg/weir_poke.go"
   cp "tools/kube/netpol-api/$v"/{runner_test.go,go.mod,go.sum} "$src.new/"
   printf '\nreplace sigs.k8s.io/network-policy-api => ./upstream\n' >> "$src.new/go.mod"
@@ -99,15 +101,18 @@ namespaces_gone() {
 run() {
   local v=$1 log=$2 rec=$3; shift 3
   namespaces_gone
-  local s=0
+  local s=0 agents
+  # Every node's network namespace: its agent listens on 127.0.0.1:9595.
+  agents=$(find /run/netns -maxdepth 1 -regex '/run/netns/weir-node\(-[0-9]+\)?' | sort | paste -sd' ')
   (cd "$state/netpol-api" && nsenter --net=/run/netns/weir-node env KUBECONFIG="$state/etc/kubeconfig" \
-    WEIR_NETPOL_RECORD="$rec" \
+    WEIR_NETPOL_RECORD="$rec" WEIR_AGENT_NETNS="$agents" \
     "$out/$v/conformance.test" -test.v -test.timeout=45m -all-features "$@" > "$log" 2>&1) || s=$?
   echo "$v: suite exit $s, log $log"
 }
 
-# Prints the counts of a log; writes the failed standard tests' names to FAILED_FILE.
-# Exit 1 when a standard test failed (or none ran).
+# Prints the counts of a log and the waits for the agents (converge.go.in); writes the
+# failed standard tests' names to FAILED_FILE. Exit 1 when a standard test failed, none
+# ran, or a wait ended without agreement.
 summary() { # LOG FAILED_FILE
   python3 - "$1" "$2" <<'PY'
 import re, sys
@@ -136,10 +141,30 @@ for kind in ("standard", "experimental"):
                 failed.append(t)
             print(f"  FAILED ({kind}): {t}: " + ", ".join(s for s, v in subs.get(t, {}).items() if v == "FAIL"))
 open(failed_file, "w").write("\n".join(failed))
+# `weir converged in 1.234s after N looks` (Go durations: 0s, 850ms, 1.2s).
+def seconds(d):
+    m = re.fullmatch(r"([\d.]+)(ms|s)", d)
+    return float(m.group(1)) / (1000 if m.group(2) == "ms" else 1) if m else float("nan")
+waits, behind, not_converged = 0, [], 0
+for line in open(log, errors="replace"):
+    m = re.search(r"weir converged in (\S+) after (\d+) looks", line)
+    if m:
+        waits += 1
+        if int(m.group(2)) > 1:
+            behind.append(seconds(m.group(1)))
+    elif "weir did not converge" in line:
+        not_converged += 1
+        print("  " + line.strip())
+if waits or not_converged:
+    behind.sort()
+    pct = lambda q: behind[round(q * (len(behind) - 1))] * 1000
+    lag = f"; p50 {pct(0.5):.0f} ms, p90 {pct(0.9):.0f} ms, max {behind[-1] * 1000:.0f} ms" if behind else ""
+    print(f"  agents before each probe: {waits} in agreement with the API, {len(behind)} of them"
+          f" only after waiting{lag}; {not_converged} never")
 if not tests:
     print("  no test ran (see the log)")
     sys.exit(1)
-sys.exit(1 if failed else 0)
+sys.exit(1 if failed or not_converged else 0)
 PY
 }
 
@@ -198,19 +223,9 @@ for v in "${suites[@]}"; do
       echo "  nothing recorded (see the log)"; status=1
     fi
   fi
-  failed="$state/netpol-api/$v.failed"
-  summary "$log" "$failed" && continue
-  if [ "$v" = v1beta1 ] || [ ! -s "$failed" ]; then status=1; continue; fi
-  # v0.1.7 probes once, right after each policy write (upstream's TODO and
-  # network-policy-api#108; v0.3.0 retries until the expected verdict): a probe can beat
-  # the agents to the new policy. Its failed standard tests run once more, alone, to tell
-  # such a race (passes now) from a failure that repeats; reported, not gating.
+  summary "$log" "$state/netpol-api/$v.failed" && continue
+  status=1
   diagnose "$log" || true
-  names=$(paste -sd'|' "$failed")
-  echo "  re-running the failed standard tests once: $names"
-  run "$v" "$log.rerun" "" -test.run "^TestConformance\$/^($names)\$"
-  summary "$log.rerun" "$failed.rerun" || true
-  echo "  ($v: reported, not gating)"
 done
 echo "weir agents after the suites: $(bash scripts/cluster.sh agent-usage)"
 exit "$status"
