@@ -581,25 +581,23 @@ mod tests {
             .unwrap();
         assert!(items.invalid.is_empty(), "{:?}", items.invalid);
         assert_eq!(revision(&items), "d64bd03539eaf504");
-        let pod_moved = BTreeMap::from([("Pod/ns/x".to_string(), Some(text(pod("10.0.0.2"))))]);
-        items.apply(pod_moved).unwrap();
-        assert_eq!(revision(&items), "d64bd03539eaf504");
-        items
-            .apply(BTreeMap::from([(
-                "AdminNetworkPolicy//p".to_string(),
-                Some(text(anp("8", 10))),
-            )]))
-            .unwrap();
-        assert_eq!(revision(&items), "cb6373c64aa38da1");
+        let mut set = |key: &str, now: String| {
+            items
+                .apply(BTreeMap::from([(key.to_string(), Some(text(now)))]))
+                .unwrap();
+            revision(&items)
+        };
+        assert_eq!(set("Pod/ns/x", pod("10.0.0.2")), "d64bd03539eaf504");
+        assert_eq!(
+            set("AdminNetworkPolicy//p", anp("8", 10)),
+            "cb6373c64aa38da1"
+        );
         // Priority 1001 is out of range: version 9 is refused, 8 stays enforced.
-        items
-            .apply(BTreeMap::from([(
-                "AdminNetworkPolicy//p".to_string(),
-                Some(text(anp("9", 1001))),
-            )]))
-            .unwrap();
+        assert_eq!(
+            set("AdminNetworkPolicy//p", anp("9", 1001)),
+            "cb6373c64aa38da1"
+        );
         assert!(items.invalid.contains_key("AdminNetworkPolicy//p"));
-        assert_eq!(revision(&items), "cb6373c64aa38da1");
         assert!(is_policy("BaselineAdminNetworkPolicy//default") && is_policy("NetworkPolicy/a/b"));
         assert!(!is_policy("Pod/a/b") && !is_policy("NetworkPolicyX/a/b") && !is_policy("x"));
     }
