@@ -703,14 +703,9 @@ fn template(
                 let ppath = path.key("containers").index(i).key("ports").index(j);
                 let protocol =
                     validate::protocol(p.protocol.as_deref(), &ppath.key("protocol"), problems);
-                if !(1..=65535).contains(&p.container_port) {
-                    problems.error(
-                        ppath.key("containerPort"),
-                        format!(
-                            "containerPort {} must be between 1 and 65535",
-                            p.container_port
-                        ),
-                    );
+                let at = ppath.key("containerPort");
+                if validate::port_number(p.container_port, "containerPort", &at, problems).is_none()
+                {
                     continue;
                 }
                 if let Some(name) = &p.name {
@@ -787,24 +782,14 @@ fn service(svc: &core::Service, meta: Meta, problems: &mut Problems) -> Service 
     for (i, p) in spec.ports.iter().flatten().enumerate() {
         let ppath = path.key("ports").index(i);
         let protocol = validate::protocol(p.protocol.as_deref(), &ppath.key("protocol"), problems);
-        if !(1..=65535).contains(&p.port) {
-            problems.error(
-                ppath.key("port"),
-                format!("port {} must be between 1 and 65535", p.port),
-            );
+        if validate::port_number(p.port, "port", &ppath.key("port"), problems).is_none() {
             continue;
         }
         let target_port = match &p.target_port {
             None => None,
-            Some(IntOrString::Int(n)) if (1..=65535).contains(n) => {
-                Some(PortTarget::Number(*n as u16))
-            }
             Some(IntOrString::Int(n)) => {
-                problems.error(
-                    ppath.key("targetPort"),
-                    format!("targetPort {n} must be between 1 and 65535"),
-                );
-                None
+                validate::port_number(*n, "targetPort", &ppath.key("targetPort"), problems)
+                    .map(PortTarget::Number)
             }
             Some(IntOrString::String(s)) => Some(PortTarget::Named(s.clone())),
         };
@@ -817,14 +802,7 @@ fn service(svc: &core::Service, meta: Meta, problems: &mut Problems) -> Service 
                 );
                 None
             }
-            Some(n) if (1..=65535).contains(&n) => Some(n as u16),
-            Some(n) => {
-                problems.error(
-                    ppath.key("nodePort"),
-                    format!("nodePort {n} must be between 1 and 65535"),
-                );
-                None
-            }
+            Some(n) => validate::port_number(n, "nodePort", &ppath.key("nodePort"), problems),
         };
         ports.push(ServicePort {
             name: p.name.clone(),
@@ -906,13 +884,11 @@ fn ingress(ing: &net::Ingress, meta: Meta, problems: &mut Problems) -> Ingress {
             }
             let port_path = at.key("service").key("port");
             let port = match svc.port.as_ref().map(|p| (p.number, p.name.as_deref())) {
-                Some((Some(n), None)) if (1..=65535).contains(&n) => PortTarget::Number(n as u16),
                 Some((Some(n), None)) => {
-                    problems.error(
-                        port_path.key("number"),
-                        format!("port {n} must be between 1 and 65535"),
-                    );
-                    return;
+                    match validate::port_number(n, "port", &port_path.key("number"), problems) {
+                        Some(n) => PortTarget::Number(n),
+                        None => return,
+                    }
                 }
                 Some((None, Some(name))) if validate::is_port_name(name) => {
                     PortTarget::Named(name.to_string())

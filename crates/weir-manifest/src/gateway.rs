@@ -188,11 +188,8 @@ pub(crate) fn http_route(
         if let Some(ns) = &p.namespace {
             validate::check_namespace(ns, at.key("namespace"), problems);
         }
-        if let Some(port) = p.port.filter(|n| !(1..=65535).contains(n)) {
-            problems.error(
-                at.key("port"),
-                format!("port {port} must be between 1 and 65535"),
-            );
+        if let Some(port) = p.port {
+            validate::port_number(port, "port", &at.key("port"), problems);
         }
         let group = p.group.as_deref().unwrap_or(GROUP);
         let kind = p.kind.as_deref().unwrap_or("Gateway");
@@ -265,14 +262,10 @@ pub(crate) fn http_route(
             let group = backend.group.as_deref().unwrap_or("");
             let kind = backend.kind.as_deref().unwrap_or("Service");
             let port = match backend.port {
-                Some(p) if (1..=65535).contains(&p) => Some(p as u16),
-                Some(p) => {
-                    problems.error(
-                        at.key("port"),
-                        format!("port {p} must be between 1 and 65535"),
-                    );
-                    continue;
-                }
+                Some(p) => match validate::port_number(p, "port", &at.key("port"), problems) {
+                    Some(p) => Some(p),
+                    None => continue,
+                },
                 None => None,
             };
             if !group.is_empty() || kind != "Service" {

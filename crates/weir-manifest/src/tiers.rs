@@ -812,10 +812,12 @@ fn cnp_port(p: &CnpProtocol, path: &FieldPath, problems: &mut Problems) -> Optio
     let ppath = ppath.key("destinationPort");
     match (port.number, &port.range) {
         (Some(n), None) => {
-            port_number(n, &ppath.key("number"), problems).map(|n| ClusterPort::Range {
-                protocol,
-                start: n,
-                end: n,
+            validate::port_number(n, "port", &ppath.key("number"), problems).map(|n| {
+                ClusterPort::Range {
+                    protocol,
+                    start: n,
+                    end: n,
+                }
             })
         }
         (None, Some(r)) => {
@@ -848,10 +850,12 @@ fn anp_port(p: &AnpPort, path: &FieldPath, problems: &mut Problems) -> Option<Cl
     if let Some(n) = &p.port_number {
         let npath = path.key("portNumber");
         let protocol = validate::protocol(n.protocol.as_deref(), &npath.key("protocol"), problems);
-        return port_number(n.port, &npath.key("port"), problems).map(|port| ClusterPort::Range {
-            protocol,
-            start: port,
-            end: port,
+        return validate::port_number(n.port, "port", &npath.key("port"), problems).map(|port| {
+            ClusterPort::Range {
+                protocol,
+                start: port,
+                end: port,
+            }
         });
     }
     if let Some(name) = &p.named_port {
@@ -863,18 +867,6 @@ fn anp_port(p: &AnpPort, path: &FieldPath, problems: &mut Problems) -> Option<Cl
     range(protocol, r, false, &rpath, problems)
 }
 
-fn port_number(n: i64, path: &FieldPath, problems: &mut Problems) -> Option<u16> {
-    if (1..=65535).contains(&n) {
-        Some(n as u16)
-    } else {
-        problems.error(
-            path.clone(),
-            format!("port {n} must be between 1 and 65535"),
-        );
-        None
-    }
-}
-
 /// `strict`: v1alpha2's CEL rule `start < end`; v1alpha1 has none, so an empty range is
 /// accepted there and matches no port (a warning says so).
 fn range(
@@ -884,8 +876,8 @@ fn range(
     path: &FieldPath,
     problems: &mut Problems,
 ) -> Option<ClusterPort> {
-    let start = port_number(r.start, &path.key("start"), problems)?;
-    let end = port_number(r.end, &path.key("end"), problems)?;
+    let start = validate::port_number(r.start, "port", &path.key("start"), problems)?;
+    let end = validate::port_number(r.end, "port", &path.key("end"), problems)?;
     if strict && start >= end {
         problems.error(path.clone(), "Start port must be less than End port");
         return None;

@@ -248,6 +248,25 @@ pub fn selector(
     }
 }
 
+/// A port number: `Some` when 1-65535, else an error at `path` naming the field as `what`.
+pub fn port_number(
+    n: impl Into<i64>,
+    what: &str,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<u16> {
+    let n = n.into();
+    if (1..=65535).contains(&n) {
+        Some(n as u16)
+    } else {
+        problems.error(
+            path.clone(),
+            format!("{what} {n} must be between 1 and 65535"),
+        );
+        None
+    }
+}
+
 pub fn protocol(p: Option<&str>, path: &FieldPath, problems: &mut Problems) -> Protocol {
     match p {
         None => Protocol::Tcp,
@@ -341,22 +360,10 @@ fn port(p: &net::NetworkPolicyPort, path: &FieldPath, problems: &mut Problems) -
         }
         Some(IntOrString::Int(n)) => {
             let n = *n;
-            let valid = |v: i32| (1..=65535).contains(&v);
-            if !valid(n) {
-                problems.error(
-                    path.key("port"),
-                    format!("port {n} must be between 1 and 65535"),
-                );
-            }
+            let valid = port_number(n, "port", &path.key("port"), problems).is_some();
             let end = match p.end_port {
                 None => n,
-                Some(e) if !valid(e) => {
-                    problems.error(
-                        path.key("endPort"),
-                        format!("endPort {e} must be between 1 and 65535"),
-                    );
-                    n
-                }
+                Some(e) if port_number(e, "endPort", &path.key("endPort"), problems).is_none() => n,
                 Some(e) if e < n => {
                     problems.error(
                         path.key("endPort"),
@@ -366,7 +373,7 @@ fn port(p: &net::NetworkPolicyPort, path: &FieldPath, problems: &mut Problems) -
                 }
                 Some(e) => e,
             };
-            valid(n).then_some(PortRef::Number {
+            valid.then_some(PortRef::Number {
                 port: n as u16,
                 end: end as u16,
             })

@@ -390,3 +390,39 @@ fn errors_are_in_reading_order() {
     assert_eq!(at, sorted, "{errs:#?}");
     assert_eq!(errs.len(), 4, "{errs:#?}");
 }
+
+/// Every port-number field of every kind is checked alike (one check, `validate::port_number`):
+/// out of range is an error at that field, named in the message.
+#[test]
+fn every_port_number_field_is_checked_alike() {
+    let cases = [
+        (ingress_port("port: 80\n      endPort: 70000"), "spec.ingress[0].ports[0].endPort", "endPort 70000"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: a}\nspec:\n  containers:\n  - name: c\n    ports: [{containerPort: 0}]\n".to_string(),
+            "spec.containers[0].ports[0].containerPort", "containerPort 0"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec:\n  ports: [{port: 70000}]\n".to_string(),
+            "spec.ports[0].port", "port 70000"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec:\n  ports: [{port: 80, targetPort: 0}]\n".to_string(),
+            "spec.ports[0].targetPort", "targetPort 0"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec:\n  type: NodePort\n  ports: [{port: 80, nodePort: 70000}]\n".to_string(),
+            "spec.ports[0].nodePort", "nodePort 70000"),
+        ("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: i, namespace: a}\nspec:\n  defaultBackend: {service: {name: s, port: {number: 0}}}\n".to_string(),
+            "spec.defaultBackend.service.port.number", "port 0"),
+        ("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: a}\nspec:\n  parentRefs: [{name: g, port: 0}]\n".to_string(),
+            "spec.parentRefs[0].port", "port 0"),
+        ("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: a}\nspec:\n  rules: [{backendRefs: [{name: s, port: 70000}]}]\n".to_string(),
+            "spec.rules[0].backendRefs[0].port", "port 70000"),
+        ("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  subject: {namespaces: {}}\n  ingress:\n  - action: Deny\n    from: [{namespaces: {}}]\n    ports: [{portNumber: {protocol: TCP, port: 0}}]\n".to_string(),
+            "spec.ingress[0].ports[0].portNumber.port", "port 0"),
+        ("apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  tier: Admin\n  priority: 1\n  subject: {namespaces: {}}\n  ingress:\n  - action: Deny\n    from: [{namespaces: {}}]\n    protocols: [{tcp: {destinationPort: {range: {start: 0, end: 80}}}}]\n".to_string(),
+            "spec.ingress[0].protocols[0].tcp.destinationPort.range.start", "port 0"),
+    ];
+    for (text, field, what) in cases {
+        let errs = errors(&text);
+        let message = format!("{what} must be between 1 and 65535");
+        assert!(
+            errs.iter()
+                .any(|e| e.field == field && e.message == message),
+            "{field}: {message}\n{errs:#?}"
+        );
+    }
+}
