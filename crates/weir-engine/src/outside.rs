@@ -132,10 +132,7 @@ fn cached<'m>(
 /// hostNetwork pods (their nodes'). Outside the cluster is every address that is neither
 /// one of these nor a pod's: one meaning for exposure and for the ways in.
 pub fn cluster_addresses(cluster: &weir_model::Cluster) -> Vec<IpAddr> {
-    let mut all: Vec<IpAddr> = cluster
-        .nodes
-        .iter()
-        .flat_map(|n| n.addresses.iter().copied())
+    let mut all: Vec<IpAddr> = node_addresses(cluster)
         .chain(
             cluster
                 .endpoints
@@ -149,15 +146,19 @@ pub fn cluster_addresses(cluster: &weir_model::Cluster) -> Vec<IpAddr> {
     all
 }
 
+/// The nodes' addresses, as their Node objects give them.
+fn node_addresses(cluster: &weir_model::Cluster) -> impl Iterator<Item = IpAddr> + '_ {
+    cluster
+        .nodes
+        .iter()
+        .flat_map(|n| n.addresses.iter().copied())
+}
+
 /// Every way in from outside, for every backend pod, with its verdict. `controllers`: the
 /// ingress controller's pods, when known.
 pub fn entries(engine: &Engine, controllers: Option<&[usize]>) -> Result<Vec<Entry>, TooComplex> {
     let cluster = engine.cluster();
-    let nodes: Vec<IpAddr> = cluster
-        .nodes
-        .iter()
-        .flat_map(|n| n.addresses.iter().copied())
-        .collect();
+    let nodes: Vec<IpAddr> = node_addresses(cluster).collect();
     let inside = Addrs::of_ips(&cluster_addresses(cluster));
     // Each backend's ingress exposure, computed once however many ways lead to it.
     let mut exposures: HashMap<usize, Exposure> = HashMap::new();
