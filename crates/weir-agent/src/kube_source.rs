@@ -123,9 +123,9 @@ pub struct KubeSource {
     pub items: Items,
     /// Whether the objects were read once (later reads take only what changed).
     read_once: bool,
-    /// [`revision`] of the items after the last successful read; `None` until then, and
-    /// while a policy changed since it was computed.
-    pub revision: Option<String>,
+    /// The [`Revision`] of the items after the last successful read; `None` until then,
+    /// and after a failed one (built again from the items).
+    revision: Option<Revision>,
 }
 
 impl KubeSource {
@@ -232,17 +232,17 @@ impl KubeSource {
             drop(g);
             self.items.apply(now)
         };
-        match &read {
-            // Computed again only when a policy's good version changed.
-            Ok(changes)
-                if self.revision.is_none() || changes.iter().any(|c| is_policy(&c.name)) =>
-            {
-                self.revision = Some(revision(&self.items));
-            }
-            Ok(_) => {}
-            Err(_) => self.revision = None,
+        match (&read, &mut self.revision) {
+            (Ok(changes), Some(r)) => r.follow(&self.items, changes),
+            (Ok(_), None) => self.revision = Some(Revision::of(&self.items)),
+            (Err(_), _) => self.revision = None,
         }
         read
+    }
+
+    /// The [`Revision`] of the last successful read, as `/revision` gives it.
+    pub fn revision(&self) -> Option<String> {
+        self.revision.as_ref().map(Revision::value)
     }
 
     /// `Some(why)` while the API cannot be watched (the last state stays enforced).
@@ -439,32 +439,63 @@ fn is_policy(key: &str) -> bool {
         .is_some_and(|(kind, _)| policy_kinds().any(|k| k == kind))
 }
 
-/// The policy objects of `items`' good versions as one value: FNV-1a (64 bits, as 16 hex
-/// digits) over the lines `Kind/namespace/name resourceVersion\n` sorted by key. A client
-/// computes the same over the API's current policy objects (tools/kube/netpol-api's probe
-/// wrapper does) and knows the node enforces exactly them when the two are equal; an
-/// object whose current version is invalid keeps its last good version here, so the two
-/// differ while it is. A convergence check, not a security one: FNV is no cryptographic
-/// hash. Pods, Namespaces and Nodes are not covered.
-pub fn revision(items: &Items) -> String {
-    let mut lines: Vec<(String, String)> = Vec::new();
-    for kind in policy_kinds() {
-        let prefix = format!("{kind}/");
-        for (key, text) in items.good_with_prefix(&prefix) {
-            let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-            let rv = v["metadata"]["resourceVersion"].as_str().unwrap_or("");
-            lines.push((key.to_string(), rv.to_string()));
+/// The policy objects of the good versions as one value (`/revision`): the XOR, over every
+/// NetworkPolicy and cluster policy, of FNV-1a (64 bits) of the line
+/// `Kind/namespace/name resourceVersion\n`, as 16 hex digits. A client computes the same
+/// over the API's current policy objects (tools/kube/netpol-api's probe wrapper does) and
+/// knows the node enforces exactly them when the two are equal; an object whose current
+/// version is invalid keeps its last good version here, so the two differ while it is.
+/// Kept per object, so a change costs in proportion to the policies it changed, not to all
+/// of them. A convergence check, not a security one: FNV is no cryptographic hash. Pods,
+/// Namespaces and Nodes are not covered.
+#[derive(Debug, Default)]
+pub struct Revision {
+    /// Each policy object's line hash.
+    lines: HashMap<String, u64>,
+    /// Their XOR.
+    value: u64,
+}
+
+impl Revision {
+    /// The revision of every good policy item.
+    pub fn of(items: &Items) -> Self {
+        let mut r = Revision::default();
+        for kind in policy_kinds() {
+            let prefix = format!("{kind}/");
+            for (key, text) in items.good_with_prefix(&prefix) {
+                r.set(key, Some(text));
+            }
+        }
+        r
+    }
+
+    /// Follows what a read changed (the items are after it).
+    pub fn follow(&mut self, items: &Items, changes: &[Change]) {
+        for c in changes.iter().filter(|c| is_policy(&c.name)) {
+            self.set(&c.name, items.good(&c.name));
         }
     }
-    lines.sort();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (key, rv) in &lines {
+
+    /// Item `key`'s good version is now `text` (`None`: it has none).
+    fn set(&mut self, key: &str, text: Option<&str>) {
+        if let Some(old) = self.lines.remove(key) {
+            self.value ^= old;
+        }
+        let Some(text) = text else { return };
+        let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let rv = v["metadata"]["resourceVersion"].as_str().unwrap_or("");
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in key.bytes().chain([b' ']).chain(rv.bytes()).chain([b'\n']) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
+        self.value ^= h;
+        self.lines.insert(key.to_string(), h);
     }
-    format!("{h:016x}")
+
+    pub fn value(&self) -> String {
+        format!("{:016x}", self.value)
+    }
 }
 
 /// Whether a watch error is the server not knowing the resource (a CRD not installed).
@@ -542,9 +573,11 @@ mod tests {
     }
 
     /// `/revision` is what a client computes from the API's policy objects: the vectors
-    /// are Go's `hash/fnv` (New64a) over the same lines, as the conformance stage's probe
-    /// wrapper computes them. Pods do not count; an invalid new version keeps the last good
-    /// one's resourceVersion, so the revision says the node does not enforce the new one.
+    /// are Go's `hash/fnv` (New64a) over the same lines, XORed, as the conformance stage's
+    /// probe wrapper computes them. The source keeps it per object as reads change the
+    /// items; it stays equal to computing it afresh. Pods do not count; an invalid new
+    /// version keeps the last good one's resourceVersion, so the revision says the node does
+    /// not enforce the new one; a deleted policy leaves it.
     #[test]
     fn the_revision_is_the_good_policy_versions() {
         let np = |rv: &str| {
@@ -559,45 +592,75 @@ mod tests {
                 "spec": {"priority": priority, "subject": {"namespaces": {}}}})
             .to_string()
         };
-        let text = |t: String| Current::Text(t);
         let pod = |ip: &str| {
             serde_json::json!({"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "x", "namespace": "ns", "resourceVersion": ip},
                 "spec": {"nodeName": "n1"}, "status": {"podIP": ip}})
             .to_string()
         };
-        let mut items = Items::new(Default::default());
-        assert_eq!(
-            revision(&items),
-            "cbf29ce484222325",
-            "no policy: FNV's offset basis"
-        );
-        items
-            .update(BTreeMap::from([
-                ("NetworkPolicy/ns/a".to_string(), text(np("5"))),
-                ("AdminNetworkPolicy//p".to_string(), text(anp("7", 10))),
-                ("Pod/ns/x".to_string(), text(pod("10.0.0.1"))),
-            ]))
-            .unwrap();
-        assert!(items.invalid.is_empty(), "{:?}", items.invalid);
-        assert_eq!(revision(&items), "d64bd03539eaf504");
-        let mut set = |key: &str, now: String| {
-            items
-                .apply(BTreeMap::from([(key.to_string(), Some(text(now)))]))
-                .unwrap();
-            revision(&items)
+        // A source whose watchers have listed everything; the test is the watchers.
+        let mut source = KubeSource {
+            shared: Arc::default(),
+            synced: Arc::new(AtomicUsize::new(1)),
+            watched: 1,
+            failing: Arc::default(),
+            nodes_forbidden: Arc::default(),
+            items: Items::new(Default::default()),
+            read_once: false,
+            revision: None,
         };
-        assert_eq!(set("Pod/ns/x", pod("10.0.0.2")), "d64bd03539eaf504");
+        fn read(source: &mut KubeSource, put: &[(&str, Option<String>)]) -> String {
+            let mut g = source.shared.lock().unwrap();
+            for (key, text) in put {
+                match text {
+                    Some(t) => g.put(key.to_string(), t.clone()),
+                    None => g.delete(key),
+                }
+            }
+            drop(g);
+            source.changes().unwrap();
+            let kept = source.revision().unwrap();
+            assert_eq!(
+                kept,
+                Revision::of(&source.items).value(),
+                "kept as computed afresh"
+            );
+            kept
+        }
+        assert_eq!(read(&mut source, &[]), "0000000000000000", "no policy");
+        let seeded = read(
+            &mut source,
+            &[
+                ("NetworkPolicy/ns/a", Some(np("5"))),
+                ("AdminNetworkPolicy//p", Some(anp("7", 10))),
+                ("Pod/ns/x", Some(pod("10.0.0.1"))),
+            ],
+        );
+        assert_eq!(seeded, "021a64044c20dda1");
         assert_eq!(
-            set("AdminNetworkPolicy//p", anp("8", 10)),
-            "cb6373c64aa38da1"
+            read(&mut source, &[("Pod/ns/x", Some(pod("10.0.0.2")))]),
+            seeded
+        );
+        assert_eq!(
+            read(
+                &mut source,
+                &[("AdminNetworkPolicy//p", Some(anp("8", 10)))]
+            ),
+            "022962044c3e4d92"
         );
         // Priority 1001 is out of range: version 9 is refused, 8 stays enforced.
         assert_eq!(
-            set("AdminNetworkPolicy//p", anp("9", 1001)),
-            "cb6373c64aa38da1"
+            read(
+                &mut source,
+                &[("AdminNetworkPolicy//p", Some(anp("9", 1001)))]
+            ),
+            "022962044c3e4d92"
         );
-        assert!(items.invalid.contains_key("AdminNetworkPolicy//p"));
+        assert!(source.items.invalid.contains_key("AdminNetworkPolicy//p"));
+        assert_eq!(
+            read(&mut source, &[("NetworkPolicy/ns/a", None)]),
+            "f42efb565756e3cc"
+        );
         assert!(is_policy("BaselineAdminNetworkPolicy//default") && is_policy("NetworkPolicy/a/b"));
         assert!(!is_policy("Pod/a/b") && !is_policy("NetworkPolicyX/a/b") && !is_policy("x"));
     }

@@ -171,7 +171,7 @@ impl Source for kube_source::KubeSource {
         kube_source::KubeSource::trouble(self)
     }
     fn revision(&self) -> Option<String> {
-        self.revision.clone()
+        kube_source::KubeSource::revision(self)
     }
 }
 

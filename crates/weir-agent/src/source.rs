@@ -179,6 +179,11 @@ impl Items {
         self.good.keys().map(String::as_str)
     }
 
+    /// Item `name`'s good version.
+    pub fn good(&self, name: &str) -> Option<&str> {
+        self.good.get(name).map(String::as_str)
+    }
+
     /// The good items whose names start with `prefix`, with their texts, in name order.
     pub fn good_with_prefix<'a>(
         &'a self,
