@@ -428,26 +428,11 @@ fn has_node_peer(text: &str) -> bool {
         .any(|peer| peer.get("nodes").is_some())
 }
 
-/// The kinds of policy objects: NetworkPolicy and the cluster-wide tiers'.
-fn policy_kinds() -> impl Iterator<Item = String> {
-    std::iter::once("NetworkPolicy".to_string())
-        .chain(weir_kube::tiers().into_iter().map(|ar| ar.kind))
-}
-
-fn is_policy(key: &str) -> bool {
-    key.split_once('/')
-        .is_some_and(|(kind, _)| policy_kinds().any(|k| k == kind))
-}
-
-/// The policy objects of the good versions as one value (`/revision`): the XOR, over every
-/// NetworkPolicy and cluster policy, of FNV-1a (64 bits) of the line
-/// `Kind/namespace/name resourceVersion\n`, as 16 hex digits. A client computes the same
-/// over the API's current policy objects (tools/kube/netpol-api's probe wrapper does) and
-/// knows the node enforces exactly them when the two are equal; an object whose current
-/// version is invalid keeps its last good version here, so the two differ while it is.
-/// Kept per object, so a change costs in proportion to the policies it changed, not to all
-/// of them. A convergence check, not a security one: FNV is no cryptographic hash. Pods,
-/// Namespaces and Nodes are not covered.
+/// The policy objects of the good versions as one value (`/revision`,
+/// [`weir_kube::revision_line`]): equal to `weir revision` of the API's objects (and to
+/// what tools/kube/netpol-api's probe wrapper computes) when the node enforces exactly
+/// them. An object whose current version is invalid keeps its last good version here, so
+/// the two differ while it is. Pods, Namespaces and Nodes are not covered.
 #[derive(Debug, Default)]
 pub struct Revision {
     /// Each policy object's line hash.
@@ -460,8 +445,8 @@ impl Revision {
     /// The revision of every good policy item.
     pub fn of(items: &Items) -> Self {
         let mut r = Revision::default();
-        for kind in policy_kinds() {
-            let prefix = format!("{kind}/");
+        for ar in weir_kube::policies() {
+            let prefix = format!("{}/", ar.kind);
             for (key, text) in items.good_with_prefix(&prefix) {
                 r.set(key, Some(text));
             }
@@ -471,7 +456,7 @@ impl Revision {
 
     /// Follows what a read changed (the items are after it).
     pub fn follow(&mut self, items: &Items, changes: &[Change]) {
-        for c in changes.iter().filter(|c| is_policy(&c.name)) {
+        for c in changes.iter().filter(|c| weir_kube::is_policy(&c.name)) {
             self.set(&c.name, items.good(&c.name));
         }
     }
@@ -482,19 +467,13 @@ impl Revision {
             self.value ^= old;
         }
         let Some(text) = text else { return };
-        let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-        let rv = v["metadata"]["resourceVersion"].as_str().unwrap_or("");
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.bytes().chain([b' ']).chain(rv.bytes()).chain([b'\n']) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        let h = weir_kube::revision_line(key, text);
         self.value ^= h;
         self.lines.insert(key.to_string(), h);
     }
 
     pub fn value(&self) -> String {
-        format!("{:016x}", self.value)
+        weir_kube::revision_text(self.value)
     }
 }
 
@@ -661,6 +640,7 @@ mod tests {
             read(&mut source, &[("NetworkPolicy/ns/a", None)]),
             "f42efb565756e3cc"
         );
+        let is_policy = weir_kube::is_policy;
         assert!(is_policy("BaselineAdminNetworkPolicy//default") && is_policy("NetworkPolicy/a/b"));
         assert!(!is_policy("Pod/a/b") && !is_policy("NetworkPolicyX/a/b") && !is_policy("x"));
     }

@@ -123,18 +123,56 @@ pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(status) if status.code == 404)
 }
 
+/// The policy resources: NetworkPolicy and the cluster-wide tiers (what a
+/// [`revision_line`]'s revision covers).
+pub fn policies() -> Vec<ApiResource> {
+    let mut all = vec![ApiResource::erase::<
+        k8s_openapi::api::networking::v1::NetworkPolicy,
+    >(&())];
+    all.extend(tiers());
+    all
+}
+
+/// Whether an object key (`Kind/namespace/name`) is a policy object's ([`policies`]).
+pub fn is_policy(key: &str) -> bool {
+    key.split_once('/')
+        .is_some_and(|(kind, _)| policies().iter().any(|ar| ar.kind == kind))
+}
+
+/// One policy object's share of a revision — which policy objects, at which versions, as
+/// one value: an agent's `/revision` (of what its kernel holds) and `weir revision` (of
+/// what the API holds) are the XOR of this over every policy object, as 16 hex digits, so
+/// the two are equal when a node enforces exactly what the API holds. FNV-1a (64 bits) of
+/// `Kind/namespace/name resourceVersion\n` (`text`: the object as JSON): easy to compute
+/// anywhere (Go's `hash/fnv`), and kept per object, a change costs what it changed. A
+/// convergence check, not a security one: FNV is no cryptographic hash.
+pub fn revision_line(key: &str, text: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let rv = v["metadata"]["resourceVersion"].as_str().unwrap_or("");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes().chain([b' ']).chain(rv.bytes()).chain([b'\n']) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A revision's text: 16 hex digits.
+pub fn revision_text(value: u64) -> String {
+    format!("{value:016x}")
+}
+
 /// What an agent enforces from: the policy (NetworkPolicies and the cluster-wide tiers),
 /// the pods and namespaces it selects, and Nodes (whose addresses `nodes` peers of
 /// cluster policies match).
 pub fn enforced() -> Vec<ApiResource> {
-    use k8s_openapi::api::{core::v1, networking::v1 as net};
+    use k8s_openapi::api::core::v1;
     let mut all = vec![
         ApiResource::erase::<v1::Namespace>(&()),
         ApiResource::erase::<v1::Pod>(&()),
-        ApiResource::erase::<net::NetworkPolicy>(&()),
         ApiResource::erase::<v1::Node>(&()),
     ];
-    all.extend(tiers());
+    all.extend(policies());
     all
 }
 
@@ -256,16 +294,20 @@ pub async fn list(client: &kube::Client, resources: &[ApiResource]) -> Result<Sn
     Ok(snapshot)
 }
 
-/// [`list`] of [`analysed`] resources, blocking, bounded by `timeout`: for commands that
-/// read the cluster once.
-pub fn snapshot(connect: &Connect, timeout: Duration) -> Result<Snapshot, KubeError> {
+/// [`list`] of `resources`, blocking, bounded by `timeout`: for commands that read the
+/// cluster once ([`analysed`] for analysis).
+pub fn snapshot(
+    connect: &Connect,
+    resources: &[ApiResource],
+    timeout: Duration,
+) -> Result<Snapshot, KubeError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         tokio::time::timeout(timeout, async {
             let client = client(connect).await?;
-            list(&client, &analysed()).await
+            list(&client, resources).await
         })
         .await
         .map_err(|_| KubeError::Timeout(timeout))?

@@ -241,3 +241,93 @@ pub fn agent(args: AgentArgs, target: Option<Target>) -> Result<u8, Failure> {
     weir_agent::run(config, stop).map_err(|e| anyhow!(e))?;
     Ok(exit::OK)
 }
+
+#[derive(Args)]
+pub struct RevisionArgs {
+    /// The cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config, then the in-cluster
+    /// service account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context.
+    #[arg(long)]
+    context: Option<String>,
+    /// An agent's listen address: is its /revision the cluster's? Repeatable.
+    #[arg(long)]
+    agent: Vec<SocketAddr>,
+    /// Wait up to this many seconds for every agent to agree.
+    #[arg(long, default_value_t = 0, requires = "agent")]
+    wait_s: u64,
+}
+
+/// `weir revision`: the revision of the policy objects the API holds
+/// ([`weir_kube::revision_line`]); with `--agent`, whether each of those agents enforces
+/// exactly them (exit 3 when one does not, after `--wait-s`).
+pub fn revision(args: RevisionArgs, out: &mut dyn std::io::Write) -> Result<u8, Failure> {
+    let connect = weir_kube::Connect {
+        kubeconfig: args.kubeconfig,
+        context: args.context,
+    };
+    let snapshot = weir_kube::snapshot(&connect, &weir_kube::policies(), Duration::from_secs(60))
+        .map_err(|e| anyhow!("{}: {e}", connect.describe()))?;
+    let value = snapshot.objects.iter().fold(0, |acc, o| {
+        let key = o.name.strip_prefix("cluster:").unwrap_or(&o.name);
+        acc ^ weir_kube::revision_line(key, &o.text)
+    });
+    let want = weir_kube::revision_text(value);
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.wait_s);
+    let answers = loop {
+        let answers: Vec<Result<String, String>> =
+            args.agent.iter().map(|a| agent_revision(*a)).collect();
+        let agree = answers.iter().all(|r| r.as_deref() == Ok(want.as_str()));
+        if agree || std::time::Instant::now() >= deadline {
+            break answers;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut behind = false;
+    writeln!(out, "{want}  {}", connect.describe()).map_err(|e| anyhow!(e))?;
+    for (addr, answer) in args.agent.iter().zip(answers) {
+        let line = match answer {
+            Ok(r) if r == want => format!("{r}  {addr}: enforces the cluster's policy objects"),
+            Ok(r) => format!("{r}  {addr}: does not enforce the cluster's policy objects (yet)"),
+            Err(e) => format!("{:16}  {addr}: {e}", "-"),
+        };
+        behind |= !line.ends_with("enforces the cluster's policy objects");
+        writeln!(out, "{line}").map_err(|e| anyhow!(e))?;
+    }
+    Ok(if behind { exit::BEHIND } else { exit::OK })
+}
+
+/// An agent's `/revision`, or why not. Only 16 hex digits count as one: the answer is
+/// printed.
+fn agent_revision(addr: SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(2);
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("no answer: {e}"))?;
+    conn.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        conn,
+        "GET /revision HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("no answer: {e}"))?;
+    let mut answer = Vec::new();
+    conn.take(4096)
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("no answer: {e}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .filter(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or("?");
+    let body = body.trim();
+    let revision = body.len() == 16 && body.bytes().all(|b| b.is_ascii_hexdigit());
+    match (status, revision) {
+        ("200", true) => Ok(body.to_string()),
+        ("503", _) => Err("no revision yet (not synced, or not --source kubernetes)".into()),
+        _ => Err(format!("unexpected answer (HTTP {status})")),
+    }
+}

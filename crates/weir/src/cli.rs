@@ -122,6 +122,11 @@ enum Command {
     Agent(crate::agent::AgentArgs),
     /// Follows the agent's dropped packets: who, to whom, on what, and which policies isolated it.
     Drops(crate::agent::DropsArgs),
+    /// The revision of the policy objects a cluster holds — what an agent's /revision says
+    /// once its node enforces exactly them; with --agent, whether those agents do (exit 3
+    /// if one does not).
+    #[command(after_help = EXIT_CODES)]
+    Revision(crate::agent::RevisionArgs),
     /// Programs the policy into nftables (table `inet weir`) of a namespace (or a lab's
     /// nodes), or prints the transaction.
     #[command(after_help = EXIT_CODES)]
@@ -334,6 +339,7 @@ fn execute(cli: Cli) -> Result<u8, Failure> {
             crate::agent::agent(args, target)?
         }
         Command::Drops(args) => crate::agent::drops(args, &mut out)?,
+        Command::Revision(args) => crate::agent::revision(args, &mut out)?,
         Command::Lint(args) => crate::hygiene::lint_cmd(args, &mut out)?,
         Command::Diff(args) => crate::hygiene::diff_cmd(args, &mut out)?,
         Command::Test(args) => {

@@ -14,6 +14,8 @@ pub const FINDINGS: u8 = 3;
 pub const CHANGED: u8 = 3;
 /// `test`: an intent failed.
 pub const INTENT_FAILED: u8 = 3;
+/// `revision --agent`: an agent does not enforce the cluster's policy objects.
+pub const BEHIND: u8 = 3;
 /// `probe --compare`: the dataplane disagreed with the engine (or a probe failed).
 pub const DISAGREE: u8 = 4;
 
@@ -23,7 +25,8 @@ pub const HELP: &str = "Exit codes:
   2  invalid input: manifests that fail validation (file:line:col, field, message),
      paths that cannot be read, bad arguments
   3  the answer is no: explain: denied; lint --deny: findings at that level; diff:
-     connectivity changed; test: an intent failed
+     connectivity changed; test: an intent failed; revision: an agent does not enforce
+     the cluster's policy objects
   4  probe --compare: observed traffic disagrees with the engine, or a probe failed";
 
 /// Why a command did not succeed: the user's input (exit 2) or anything else (exit 1).

@@ -60,7 +60,7 @@ impl Input {
         };
         let result = match self.live() {
             Some(connect) => {
-                let snapshot = weir_kube::snapshot(&connect, LIVE_TIMEOUT)
+                let snapshot = weir_kube::snapshot(&connect, &weir_kube::analysed(), LIVE_TIMEOUT)
                     .map_err(|e| Failure::Other(anyhow!("{}: {e}", connect.describe())))?;
                 if !snapshot.forbidden.is_empty() && !self.quiet {
                     eprintln!(

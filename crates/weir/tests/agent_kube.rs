@@ -325,7 +325,7 @@ fn agent_watches_kubernetes_list_watch_api() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (server, objects) = (Server::default(), seed_objects());
-    let (lab, port, _guard) = seed_behind(&server, &objects, "kb", 20000);
+    let (lab, port, guard) = seed_behind(&server, &objects, "kb", 20000);
     wait_until("first sync from the API", Duration::from_secs(30), || {
         metrics(port).contains("weir_syncs_total{result=\"ok\"} 1")
     });
@@ -343,6 +343,16 @@ fn agent_watches_kubernetes_list_watch_api() {
             .map(|(_, r)| r)
     };
     let seeded = revision().expect("a revision once synced");
+    // `weir revision` computes the same from the API's objects, and says the agent agrees.
+    let (code, said) = weir_revision(&guard.3, port, 10);
+    assert_eq!(code, 0, "{said}");
+    assert!(said.starts_with(seeded.trim()), "{said} vs {seeded}");
+    assert!(
+        said.contains(&format!(
+            "127.0.0.1:{port}: enforces the cluster's policy objects"
+        )),
+        "{said}"
+    );
 
     // A watch event: the HTTP policy is deleted.
     server.delete("NetworkPolicy", "production", "logic-from-any-http");
@@ -383,6 +393,12 @@ fn agent_watches_kubernetes_list_watch_api() {
         deleted,
         "an object the node does not enforce is not in its revision"
     );
+    let (code, said) = weir_revision(&guard.3, port, 1);
+    assert_eq!(code, 3, "{said}");
+    assert!(
+        said.contains("does not enforce the cluster's policy objects"),
+        "{said}"
+    );
     assert!(connects(
         &lab,
         "production/ubuntu",
@@ -410,6 +426,21 @@ fn agent_watches_kubernetes_list_watch_api() {
         back != deleted && back != seeded,
         "{back}: the policy is back at a new resourceVersion"
     );
+}
+
+/// `weir revision --kubeconfig KUBECONFIG --agent 127.0.0.1:PORT --wait-s WAIT`: exit code
+/// and output.
+fn weir_revision(kubeconfig: &std::path::Path, port: u16, wait_s: u64) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("revision")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--agent", &format!("127.0.0.1:{port}")])
+        .args(["--wait-s", &wait_s.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text.into_owned())
 }
 
 /// Credentials that may not list Nodes (a ClusterRole from before weir read them): the
