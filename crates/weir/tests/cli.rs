@@ -793,27 +793,105 @@ fn focus_shows_exactly_the_connections_asked_for() {
     );
 }
 
+/// A stand-in HTTP server on loopback: every request gets `answer(path)` (the whole
+/// response, status line included), and its connection is closed. Returns `host:port`.
+fn serve_http(answer: impl Fn(&str) -> Vec<u8> + Send + 'static) -> String {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut request = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = request.read_line(&mut first);
+            let mut line = String::new();
+            while request.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+            let _ = conn.write_all(&answer(&path));
+        }
+    });
+    addr
+}
+
+/// `weir revision` reads the API's policy objects and the agents' answers, both input: the
+/// revision of two NetworkPolicies is the XOR of their lines' FNV-1a (the vector from Go's
+/// hash/fnv); an agent that answers something else than 16 hex digits — here a terminal
+/// escape — is reported, not echoed, and is not in agreement (exit 3); one in agreement
+/// makes exit 0.
+#[test]
+fn revision_is_the_apis_and_a_hostile_agent_is_not_echoed() {
+    let api = serve_http(|path| {
+        let items = if path.starts_with("/apis/networking.k8s.io/v1/networkpolicies") {
+            r#"[{"metadata": {"name": "a", "namespace": "ns", "resourceVersion": "5"}, "spec": {"podSelector": {}}},
+                {"metadata": {"name": "b", "namespace": "ns", "resourceVersion": "9"}, "spec": {"podSelector": {}}}]"#
+        } else if path.starts_with("/apis/policy.networking.k8s.io/") {
+            // The tiers' CRDs are not installed.
+            let body = r#"{"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}"#;
+            return format!("HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).into_bytes();
+        } else {
+            "[]"
+        };
+        let body = format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "metadata": {{"resourceVersion": "10"}}, "items": {items}}}"#
+        );
+        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).into_bytes()
+    });
+    let dir = scratch("revision");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: \"http://{api}\"}}}}]\ncontexts: [{{name: t, context: {{cluster: t, user: t}}}}]\ncurrent-context: t\nusers: [{{name: t, user: {{}}}}]\n"),
+    )
+    .unwrap();
+    let kc = kubeconfig.to_str().unwrap();
+    // Go: fnv.New64a over "NetworkPolicy/ns/a 5\n" XOR the same over "NetworkPolicy/ns/b 9\n".
+    let want = "632660086bb77403";
+    let o = weir(&["revision", "--kubeconfig", kc]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).starts_with(&format!("{want}  cluster")), "{o:?}");
+
+    let hostile =
+        serve_http(|_| b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n\x1b]0;owned\x07\n".to_vec());
+    let o = weir(&["revision", "--kubeconfig", kc, "--agent", &hostile]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("{hostile}: unexpected answer (HTTP 200)")),
+        "{out}"
+    );
+    assert!(!out.contains('\x1b') && !out.contains("owned"), "{out:?}");
+
+    let agent = serve_http(move |_| {
+        format!("HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n{want}\n").into_bytes()
+    });
+    let o = weir(&[
+        "revision",
+        "--kubeconfig",
+        kc,
+        "--agent",
+        &agent,
+        "--wait-s",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stdout(&o).contains(&format!(
+            "{want}  {agent}: enforces the cluster's policy objects"
+        )),
+        "{o:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `weir drops` takes the chunk framing of the agent's stream off (hyper streams `/drops`
 /// chunked): only the agent's lines are printed, even when a line spans two chunks; an
 /// agent without `/drops` is an error, not an empty stream.
 #[test]
 fn drops_prints_the_agents_lines_without_chunk_framing() {
-    use std::io::{BufRead, BufReader};
-    use std::net::TcpListener;
-    let serve = |response: &'static [u8]| {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut request = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            while request.read_line(&mut line).unwrap() > 2 {
-                line.clear();
-            }
-            conn.write_all(response).unwrap();
-        });
-        addr
-    };
+    let serve = |response: &'static [u8]| serve_http(move |_| response.to_vec());
     let addr = serve(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n\
           a\r\ndropped a \r\n\
