@@ -135,8 +135,11 @@ pub fn policies() -> Vec<ApiResource> {
 
 /// Whether an object key (`Kind/namespace/name`) is a policy object's ([`policies`]).
 pub fn is_policy(key: &str) -> bool {
+    // Asked of every changed object: the kinds are worked out once.
+    static KINDS: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| policies().into_iter().map(|ar| ar.kind).collect());
     key.split_once('/')
-        .is_some_and(|(kind, _)| policies().iter().any(|ar| ar.kind == kind))
+        .is_some_and(|(kind, _)| KINDS.iter().any(|k| k == kind))
 }
 
 /// One policy object's share of a revision — which policy objects, at which versions, as
