@@ -110,13 +110,13 @@ run() {
   echo "$v: suite exit $s, log $log"
 }
 
-# Prints the counts of a log and the waits for the agents (converge.go.in); writes the
-# failed standard tests' names to FAILED_FILE. Exit 1 when a standard test failed, none
-# ran, or a wait ended without agreement.
-summary() { # LOG FAILED_FILE
-  python3 - "$1" "$2" <<'PY'
+# Prints the counts of a log, the failed tests, and the waits for the agents
+# (converge.go.in). Exit 1 when a standard test failed, none ran, or a wait ended without
+# agreement.
+summary() { # LOG
+  python3 - "$1" <<'PY'
 import re, sys
-log, failed_file = sys.argv[1], sys.argv[2]
+log = sys.argv[1]
 # go test -v: `--- PASS: TestConformance/<Test>/<subtest> (1.2s)` at any indentation.
 result = re.compile(r"^\s*--- (PASS|FAIL|SKIP): TestConformance/([^/\s]+)(?:/(\S+))? ")
 tests, subs = {}, {}
@@ -140,7 +140,6 @@ for kind in ("standard", "experimental"):
             if kind == "standard":
                 failed.append(t)
             print(f"  FAILED ({kind}): {t}: " + ", ".join(s for s, v in subs.get(t, {}).items() if v == "FAIL"))
-open(failed_file, "w").write("\n".join(failed))
 # `weir converged in 1.234s after N looks` (Go durations: 0s, 850ms, 1.2s).
 def seconds(d):
     m = re.fullmatch(r"([\d.]+)(ms|s)", d)
@@ -223,7 +222,7 @@ for v in "${suites[@]}"; do
       echo "  nothing recorded (see the log)"; status=1
     fi
   fi
-  summary "$log" "$state/netpol-api/$v.failed" && continue
+  summary "$log" && continue
   status=1
   diagnose "$log" || true
 done
