@@ -401,17 +401,31 @@ fn a_pod_cannot_borrow_another_pods_address() {
     wait_until("the Admin Deny enforced", Duration::from_secs(15), || {
         !connects(&lab, "personal/ubuntu", "production/todos", 80)
     });
-    // The kernel batches NFLOG messages for up to a second: wait for the agent to log it.
+    // The kernel batches NFLOG messages for up to a second, and the agent's log is written
+    // before the line reaches `weir drops` over HTTP: wait for the line where it is
+    // asserted, in `weir drops`' output (read on a thread of its own), then stop it.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (seen, out) = (seen.clone(), drops.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+                let Ok(line) = line else { break };
+                let mut s = seen.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        })
+    };
     wait_until(
-        "the Admin Deny's drop logged",
-        Duration::from_secs(5),
-        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("ingress denied by")),
+        "the Admin Deny's drop in weir drops",
+        Duration::from_secs(10),
+        || seen.lock().unwrap().contains("ingress denied by"),
     );
     let _ = std::fs::remove_file(&log);
     let _ = drops.kill();
-    let mut seen = String::new();
-    std::io::Read::read_to_string(&mut drops.stdout.take().unwrap(), &mut seen).unwrap();
     let _ = drops.wait();
+    let _ = reader.join();
+    let seen = seen.lock().unwrap().clone();
     assert!(
         seen.contains("dropped personal/ubuntu → production/redis TCP 6379: ingress isolated by production/any-from-any-none, production/data-from-logic-redis"),
         "{seen}"
