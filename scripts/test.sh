@@ -31,7 +31,8 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --all-features --locked 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: a failing test binary does not hide the results of the ones after it.
+cargo test --workspace --all-features --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 # cargo prints one result line per test binary, the last often a crate's empty doc-tests;
 # close with the totals over all of them.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
