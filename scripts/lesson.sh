@@ -110,6 +110,14 @@ sed 's/^/  /' "$work/explain-agent.err" "$work/explain-agent"
 limited() { [ "$rc" = 0 ] && grep -q "not allowed to list .*Deployment" "$work/explain-agent.err" && grep -q ALLOWED "$work/explain-agent"; }
 check "weir explain with the agent's rights: answers (ALLOWED), says what it could not list" limited
 
+say "Every agent enforces the policy objects the API holds: weir revision in each agent's pod (its service account) against that agent's /revision"
+behind=0
+for pod in $(kubectl -n weir-system get pods -l app=weir-agent -o name); do
+  out=$(kubectl -n weir-system exec "$pod" -- /usr/local/bin/weir revision --agent 127.0.0.1:9595 --wait-s 10 2>&1) || behind=1
+  sed "s|^|  $pod: |" <<< "$out"
+done
+check "weir revision in every agent's pod: its node enforces the API's policy objects" [ "$behind" = 0 ]
+
 say "Every agent programs the kernel through libnftables (no process per change); their logs say so"
 kubectl -n weir-system logs -l app=weir-agent --prefix --tail=-1 > "$work/agent.log" 2>&1 || true
 grep '"via"' "$work/agent.log" | sed 's/^/  /' || true
