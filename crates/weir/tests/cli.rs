@@ -864,6 +864,35 @@ fn revision_is_the_apis_and_a_hostile_agent_is_not_echoed() {
     );
     assert!(!out.contains('\x1b') && !out.contains("owned"), "{out:?}");
 
+    // One that drips its answer, a byte every 300 ms, is cut after 2 s.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let drip = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        for b in b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n"
+            .iter()
+            .cycle()
+            .take(60)
+        {
+            if conn.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    });
+    let t0 = std::time::Instant::now();
+    let o = weir(&["revision", "--kubeconfig", kc, "--agent", &drip]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(
+        stdout(&o).contains(&format!("{drip}: no whole answer within 2 s")),
+        "{o:?}"
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        t0.elapsed()
+    );
+
     let agent = serve_http(move |_| {
         format!("HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n{want}\n").into_bytes()
     });
