@@ -145,7 +145,7 @@ async fn handle(
             ),
         },
         // What the kernel enforces, as one value: a client waits for every node's to equal
-        // the one it computes from the API's policy objects (kube_source::revision).
+        // the one it computes from the API's policy objects (weir_kube::revision_line).
         "/revision" => match http.metrics.revision() {
             Some(r) => text(StatusCode::OK, format!("{r}\n")),
             None => text(

@@ -16,7 +16,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use weir_kube::{key, manifest};
 
-use crate::source::{Change, Current, Items, SourceError};
+use crate::source::{with_prefix, Change, Current, Items, SourceError};
 use crate::throttle::Throttle;
 
 /// The last state of every watched object, as JSON, keyed `Kind/namespace/name`; which
@@ -402,11 +402,10 @@ fn forbidden(e: &watcher::Error) -> bool {
 fn tier_with_node_peer(objects: &BTreeMap<String, String>) -> Option<String> {
     weir_kube::tiers().iter().find_map(|ar| {
         let prefix = format!("{}/", ar.kind);
-        objects
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
+        let found = with_prefix(objects, &prefix)
             .find(|(_, text)| has_node_peer(text))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.clone());
+        found
     })
 }
 

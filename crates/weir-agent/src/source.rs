@@ -110,6 +110,16 @@ pub struct Change {
     pub after: bool,
 }
 
+/// The entries of `map` whose keys start with `prefix`, in key order: a range of the map, so
+/// one kind of `Kind/namespace/name` keys costs what it holds, not what the map holds.
+pub fn with_prefix<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
+    map.range(prefix.to_string()..)
+        .take_while(move |(k, _)| k.starts_with(prefix))
+}
+
 /// The state file's format.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Persisted {
@@ -189,10 +199,7 @@ impl Items {
         &'a self,
         prefix: &'a str,
     ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.good
-            .range(prefix.to_string()..)
-            .take_while(move |(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+        with_prefix(&self.good, prefix).map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Replaces the item set with `current` (a whole listing: items not in it are gone).

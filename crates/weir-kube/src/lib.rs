@@ -253,6 +253,25 @@ pub struct Snapshot {
     pub forbidden: Vec<String>,
 }
 
+/// What a listed object's name starts with, before its key (`cluster:Kind/namespace/name`).
+const LISTED: &str = "cluster:";
+
+impl Snapshot {
+    /// The revision of the policy objects listed ([`revision_line`]), as an agent's
+    /// `/revision` says it of what its kernel holds.
+    pub fn revision(&self) -> String {
+        let value = self.objects.iter().fold(0, |acc, o| {
+            let key = o.name.strip_prefix(LISTED).unwrap_or(&o.name);
+            if is_policy(key) {
+                acc ^ revision_line(key, &o.text)
+            } else {
+                acc
+            }
+        });
+        revision_text(value)
+    }
+}
+
 /// Every object of these resources, all namespaces, each as a [`NamedText`] named
 /// `cluster:Kind/namespace/name`. A resource beyond [`enforced`] that the credentials may not
 /// list (HTTP 403) is skipped and named in [`Snapshot::forbidden`]; a custom resource the
@@ -284,7 +303,7 @@ pub async fn list(client: &kube::Client, resources: &[ApiResource]) -> Result<Sn
             };
             for o in &page.items {
                 snapshot.objects.push(NamedText {
-                    name: format!("cluster:{}", key(ar, o)),
+                    name: format!("{LISTED}{}", key(ar, o)),
                     text: manifest(ar, o),
                 });
             }

@@ -260,7 +260,7 @@ pub struct RevisionArgs {
 }
 
 /// `weir revision`: the revision of the policy objects the API holds
-/// ([`weir_kube::revision_line`]); with `--agent`, whether each of those agents enforces
+/// ([`weir_kube::Snapshot::revision`]); with `--agent`, whether each of those agents enforces
 /// exactly them (exit 3 when one does not, after `--wait-s`).
 pub fn revision(args: RevisionArgs, out: &mut dyn std::io::Write) -> Result<u8, Failure> {
     let connect = weir_kube::Connect {
@@ -269,11 +269,7 @@ pub fn revision(args: RevisionArgs, out: &mut dyn std::io::Write) -> Result<u8, 
     };
     let snapshot = weir_kube::snapshot(&connect, &weir_kube::policies(), Duration::from_secs(60))
         .map_err(|e| anyhow!("{}: {e}", connect.describe()))?;
-    let value = snapshot.objects.iter().fold(0, |acc, o| {
-        let key = o.name.strip_prefix("cluster:").unwrap_or(&o.name);
-        acc ^ weir_kube::revision_line(key, &o.text)
-    });
-    let want = weir_kube::revision_text(value);
+    let want = snapshot.revision();
     let deadline = std::time::Instant::now() + Duration::from_secs(args.wait_s);
     let answers = loop {
         let answers: Vec<Result<String, String>> =
